@@ -1,0 +1,1 @@
+"""Analysis: saliency maps, head comparison, sequential Jacobians and videos of gameplay."""

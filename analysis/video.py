@@ -1,0 +1,121 @@
+"""H.264 video output that any player opens, written atomically.
+
+Frames go to ``<name>.partial.mp4`` beside the target and are renamed into place only when the
+video is complete, so a crash or Ctrl-C never leaves a truncated file that looks finished.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from types import TracebackType
+
+import cv2
+import imageio_ffmpeg
+import numpy as np
+
+
+def check_writable(path: str | os.PathLike[str]) -> Path:
+    """Fail early, before any episode is played, if ``path`` cannot be written."""
+    path = Path(path)
+    if path.suffix.lower() != ".mp4":
+        raise ValueError(f"video output must end in .mp4, got {str(path)!r}")
+    if path.is_dir():
+        raise ValueError(f"video output {str(path)!r} is a directory; give a file name")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ValueError(f"cannot create the folder for {str(path)!r}: {e.strerror}") from None
+    if not os.access(path.parent, os.W_OK):
+        raise ValueError(f"cannot write to {str(path.parent)!r}: permission denied")
+    return path
+
+
+class VideoWriter:
+    """``with VideoWriter(path, fps) as v: v.write(rgb_uint8_frame)``; H.264, yuv420p."""
+
+    def __init__(self, path: str | os.PathLike[str], fps: float = 30.0) -> None:
+        self.path = check_writable(path)
+        self.partial = self.path.with_name(self.path.stem + ".partial.mp4")
+        self.fps = fps
+        self.frames = 0
+        self._gen = None
+        self._size: tuple[int, int] | None = None
+
+    def write(self, frame: np.ndarray) -> None:
+        if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
+            raise ValueError(f"frames must be HxWx3 uint8, got {frame.shape} {frame.dtype}")
+        h, w = frame.shape[:2]
+        if self._gen is None:
+            self._size = (w + w % 2, h + h % 2)  # yuv420p needs even sides
+            self._gen = imageio_ffmpeg.write_frames(
+                str(self.partial),
+                self._size,
+                fps=self.fps,
+                codec="libx264",
+                pix_fmt_out="yuv420p",
+                macro_block_size=1,
+                quality=7,
+                ffmpeg_log_level="error",
+            )
+            self._gen.send(None)
+        if (w + w % 2, h + h % 2) != self._size:
+            raise ValueError(f"frame size changed from {self._size} to {(w, h)}")
+        if w % 2 or h % 2:
+            frame = cv2.copyMakeBorder(frame, 0, h % 2, 0, w % 2, cv2.BORDER_CONSTANT)
+        self._gen.send(np.ascontiguousarray(frame))
+        self.frames += 1
+
+    def close(self, success: bool = True) -> None:
+        if self._gen is not None:
+            self._gen.close()
+            self._gen = None
+        if success and self.frames:
+            os.replace(self.partial, self.path)
+        else:
+            self.partial.unlink(missing_ok=True)
+
+    def __enter__(self) -> VideoWriter:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close(success=exc_type is None)
+
+
+def upscale(image: np.ndarray, height: int) -> np.ndarray:
+    """Nearest-neighbour upscale to ``height`` rows, keeping the aspect ratio and sharp pixels."""
+    h, w = image.shape[:2]
+    width = round(w * height / h)
+    return cv2.resize(image, (width, height), interpolation=cv2.INTER_NEAREST)
+
+
+def gray_to_rgb(gray: np.ndarray) -> np.ndarray:
+    return np.repeat(gray[..., None], 3, axis=2)
+
+
+def record_random_play(game: str, steps: int, seed: int, out: str | os.PathLike[str]) -> Path:
+    """A video of random play: the 210x160 screen beside the newest 84x84 frame the agent sees."""
+    from tqdm import tqdm
+
+    from envs import make_atari_env
+
+    if steps < 1:
+        raise ValueError(f"steps must be >= 1, got {steps}")
+    env = make_atari_env(game, seed=seed)
+    check_writable(out)
+    rng = np.random.default_rng(seed)
+    obs, _ = env.reset()
+    with VideoWriter(out, fps=15) as video:
+        for _ in tqdm(range(steps), desc=f"{env.game} random play", unit="step"):
+            screen = upscale(env.rgb_frame(), 420)
+            view = upscale(gray_to_rgb(obs[-1]), 420)
+            video.write(np.concatenate([screen, view], axis=1))
+            obs, _, term, trunc, _ = env.step(int(rng.integers(env.action_space.n)))
+            if term or trunc:
+                obs, _ = env.reset()
+    return video.path

@@ -1,0 +1,193 @@
+"""Catch, the game Mnih et al. 2014 ("Recurrent Models of Visual Attention", Section 4.2) taught
+their glimpse agent: a ball falls from the top row, bouncing off the side walls, and a paddle on the
+bottom row must be under it when it lands.
+
+Rules, on a ``size`` x ``size`` binary screen (24 in the paper):
+
+* Reset: the ball appears in a uniformly random column of the top row with a random horizontal
+  direction (-1 or +1); the 2-pixel paddle occupies columns ``size//2 - 1`` and ``size//2``.
+* Step: actions 0, 1, 2 move the paddle left, keep it, move it right (clamped to the screen).
+  The ball moves one row down and one column sideways; if that column would leave the screen it
+  reverses its direction first (a bounce).
+* When the ball reaches the bottom row the episode ends: reward 1 if it lands on the paddle, else
+  ``miss_reward`` (0 as in the paper; -1 is a common option). An episode is ``size - 1`` steps.
+
+Observations are ``(stack_num, size, size)`` uint8 frames in {0, 255}, stacked like the Atari envs
+(zero frames behind the first one after reset). One frame hides the ball's direction: a recurrent
+agent remembers it, a feed-forward one needs ``stack_num >= 2``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium.vector import AutoresetMode, VectorEnv
+
+NUM_ACTIONS = 3
+
+
+class _CatchBatch:
+    """The dynamics of ``n`` Catch games as numpy arrays; one random generator per game."""
+
+    def __init__(self, n: int, size: int, stack_num: int, miss_reward: float) -> None:
+        if isinstance(size, bool) or not isinstance(size, int) or size < 4:
+            raise ValueError(f"size must be an integer >= 4, got {size!r}")
+        if isinstance(stack_num, bool) or not isinstance(stack_num, int) or stack_num < 1:
+            raise ValueError(f"stack_num must be an integer >= 1, got {stack_num!r}")
+        self.n, self.size, self.stack_num, self.miss_reward = n, size, stack_num, float(miss_reward)
+        self.ball_row = np.zeros(n, np.int64)
+        self.ball_col = np.zeros(n, np.int64)
+        self.ball_dx = np.ones(n, np.int64)
+        self.paddle = np.zeros(n, np.int64)
+        self.stack = np.zeros((n, stack_num, size, size), np.uint8)
+        self.rngs = [np.random.default_rng() for _ in range(n)]
+
+    def seed(self, seed: int | None) -> None:
+        ss = np.random.SeedSequence() if seed is None else None
+        self.rngs = [
+            np.random.default_rng(ss.spawn(1)[0] if ss is not None else seed + i)
+            for i in range(self.n)
+        ]
+
+    def reset(self, idx: np.ndarray) -> None:
+        for i in idx:
+            self.ball_col[i] = self.rngs[i].integers(0, self.size)
+            self.ball_dx[i] = 1 if self.rngs[i].integers(0, 2) else -1
+        self.ball_row[idx] = 0
+        self.paddle[idx] = self.size // 2 - 1
+        self.stack[idx] = 0
+        self._draw(idx)
+
+    def step(self, actions: np.ndarray, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Advance the games ``idx`` one step; returns their (rewards, terminated)."""
+        last = self.size - 1
+        self.paddle[idx] = np.clip(self.paddle[idx] + actions[idx] - 1, 0, self.size - 2)
+        col, dx = self.ball_col[idx], self.ball_dx[idx]
+        dx = np.where((col + dx < 0) | (col + dx > last), -dx, dx)
+        self.ball_dx[idx], self.ball_col[idx] = dx, col + dx
+        self.ball_row[idx] += 1
+        done = self.ball_row[idx] >= last
+        paddle, col = self.paddle[idx], self.ball_col[idx]
+        caught = (col >= paddle) & (col <= paddle + 1)
+        rewards = np.where(done, np.where(caught, 1.0, self.miss_reward), 0.0).astype(np.float32)
+        self._draw(idx)
+        return rewards, done
+
+    def _draw(self, idx: np.ndarray) -> None:
+        self.stack[idx, :-1] = self.stack[idx, 1:]
+        frame = np.zeros((len(idx), self.size, self.size), np.uint8)
+        rows = np.arange(len(idx))
+        frame[rows, self.size - 1, self.paddle[idx]] = 255
+        frame[rows, self.size - 1, self.paddle[idx] + 1] = 255
+        frame[rows, self.ball_row[idx], self.ball_col[idx]] = 255
+        self.stack[idx, -1] = frame
+
+    def observation_space(self) -> gym.spaces.Box:
+        return gym.spaces.Box(0, 255, (self.stack_num, self.size, self.size), np.uint8)
+
+
+class CatchEnv(gym.Env[np.ndarray, np.int64]):
+    """One Catch game (``gymnasium.make("Catch-v0")`` after ``import envs``)."""
+
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 10}
+
+    def __init__(
+        self,
+        size: int = 24,
+        stack_num: int = 1,
+        miss_reward: float = 0.0,
+        render_mode: str | None = None,
+    ) -> None:
+        self._game = _CatchBatch(1, size, stack_num, miss_reward)
+        self.observation_space = self._game.observation_space()
+        self.action_space = gym.spaces.Discrete(NUM_ACTIONS)
+        self.render_mode = render_mode
+        self._over = True
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        super().reset(seed=seed)
+        if seed is not None:
+            self._game.seed(seed)
+        self._game.reset(np.array([0]))
+        self._over = False
+        return self._game.stack[0].copy(), {}
+
+    def step(self, action: int) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        if self._over:
+            raise RuntimeError("Catch episode is over: call reset() before step()")
+        if not 0 <= int(action) < NUM_ACTIONS:
+            raise ValueError(f"action must be 0 (left), 1 (stay) or 2 (right), got {action}")
+        rewards, done = self._game.step(np.array([int(action)]), np.array([0]))
+        self._over = bool(done[0])
+        return self._game.stack[0].copy(), float(rewards[0]), self._over, False, {}
+
+    def render(self) -> np.ndarray | None:
+        if self.render_mode != "rgb_array":
+            return None
+        return np.repeat(self._game.stack[0, -1][..., None], 3, axis=2)
+
+    def rgb_frame(self) -> np.ndarray:
+        """The current screen as RGB, for drawing glimpses and saliency on."""
+        return np.repeat(self._game.stack[0, -1][..., None], 3, axis=2)
+
+
+class CatchVectorEnv(VectorEnv):
+    """``num_envs`` Catch games stepped together in numpy; NEXT_STEP autoreset like ALE's."""
+
+    def __init__(
+        self,
+        num_envs: int,
+        *,
+        size: int = 24,
+        stack_num: int = 1,
+        miss_reward: float = 0.0,
+        seed: int | None = None,
+    ) -> None:
+        if isinstance(num_envs, bool) or not isinstance(num_envs, int) or num_envs < 1:
+            raise ValueError(f"num_envs must be an integer >= 1, got {num_envs!r}")
+        self._game = _CatchBatch(num_envs, size, stack_num, miss_reward)
+        self.num_envs = num_envs
+        self.single_observation_space = self._game.observation_space()
+        self.single_action_space = gym.spaces.Discrete(NUM_ACTIONS)
+        self.observation_space = gym.vector.utils.batch_space(
+            self.single_observation_space, num_envs
+        )
+        self.action_space = gym.vector.utils.batch_space(self.single_action_space, num_envs)
+        self.metadata = {"autoreset_mode": AutoresetMode.NEXT_STEP}
+        self._first_seed = seed
+        self._needs_reset = np.zeros(num_envs, bool)
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        if seed is None:
+            seed, self._first_seed = self._first_seed, None
+        if seed is not None:
+            self._game.seed(seed)
+        self._game.reset(np.arange(self.num_envs))
+        self._needs_reset[:] = False
+        return self._game.stack.copy(), {}
+
+    def step(
+        self, actions: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+        actions = np.asarray(actions, dtype=np.int64)
+        if actions.shape != (self.num_envs,) or actions.min() < 0 or actions.max() >= NUM_ACTIONS:
+            raise ValueError(
+                f"actions must be {self.num_envs} integers in [0, {NUM_ACTIONS - 1}], got {actions}"
+            )
+        rewards = np.zeros(self.num_envs, np.float32)
+        done = np.zeros(self.num_envs, bool)
+        active = np.flatnonzero(~self._needs_reset)
+        rewards[active], done[active] = self._game.step(actions, active)
+        self._game.reset(np.flatnonzero(self._needs_reset))
+        self._needs_reset = done.copy()
+        truncated = np.zeros(self.num_envs, bool)
+        return self._game.stack.copy(), rewards, done, truncated, {}
+
+
+gym.register("Catch-v0", entry_point="envs.catch:CatchEnv", vector_entry_point=CatchVectorEnv)

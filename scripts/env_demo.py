@@ -1,0 +1,38 @@
+"""Play random actions in a game and write a video: the real screen beside the agent's 84x84 view.
+
+python scripts/env_demo.py --game pong --steps 300 --out demo/pong_env.mp4
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import tyro
+
+
+@dataclass
+class Args:
+    game: str = "pong"
+    """Game name (pong, Pong, ALE/Pong-v5 all work; see envs.list_games())."""
+    steps: int = 300
+    """Agent steps to play (each is 4 emulator frames)."""
+    seed: int = 0
+    """Seed for the environment and the random actions."""
+    out: Path = Path("demo/env.mp4")
+    """Output mp4 path."""
+
+
+def main() -> None:
+    args = tyro.cli(Args, description=__doc__)
+    from analysis.video import record_random_play
+
+    try:
+        path = record_random_play(args.game, args.steps, args.seed, args.out)
+    except (ValueError, OSError) as e:
+        raise SystemExit(f"error: {e}") from None
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
