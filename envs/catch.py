@@ -150,7 +150,7 @@ class CatchVectorEnv(VectorEnv):
         if isinstance(num_envs, bool) or not isinstance(num_envs, int) or num_envs < 1:
             raise ValueError(f"num_envs must be an integer >= 1, got {num_envs!r}")
         self._game = _CatchBatch(num_envs, size, stack_num, miss_reward)
-        self.num_envs = num_envs
+        self.num_envs, self.size = num_envs, size
         self.single_observation_space = self._game.observation_space()
         self.single_action_space = gym.spaces.Discrete(NUM_ACTIONS)
         self.observation_space = gym.vector.utils.batch_space(

@@ -1,0 +1,166 @@
+"""Checkpoints: safetensors for tensors, JSON for everything else; nothing is ever unpickled.
+
+Layout of a run directory::
+
+    runs/<game>__<exp_name>__<seed>__<timestamp>/
+        config.json                     the full training config
+        events.out.tfevents.*           TensorBoard
+        checkpoints/latest              name of the newest complete checkpoint
+        checkpoints/step_000100000/
+            model.safetensors           the online network's weights
+            config.json                 architecture, game, action set, preprocessing, step, versions
+            trainer.safetensors         target network, optimizer moments, RNG states (for --resume)
+            trainer.json                counters and optimizer hyper-parameters
+            replay.npz                  the replay memory (optional; numpy arrays, no pickle)
+
+A checkpoint is written into ``step_N.tmp`` and renamed into place once complete, and ``latest`` is
+replaced atomically after that, so a crash or Ctrl-C mid-write never leaves a half checkpoint that a
+resume would pick up.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+MODEL = "model.safetensors"
+CONFIG = "config.json"
+FORMAT_VERSION = 1
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be used; the message says why in one line."""
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def write_checkpoint(
+    run_dir: Path,
+    step: int,
+    files: dict[str, dict[str, torch.Tensor] | dict[str, Any] | Path],
+    keep: int = 3,
+) -> Path:
+    """Write ``files`` (name -> tensors for ``.safetensors``, JSON data for ``.json``, or a file
+    already written in a temporary place to move in) as checkpoint ``step``; keep the newest ``keep``.
+    """
+    root = Path(run_dir) / "checkpoints"
+    final = root / f"step_{step:012d}"
+    tmp = root / (final.name + ".tmp")
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+        for name, content in files.items():
+            if name.endswith(".safetensors"):
+                save_file(
+                    {k: v.detach().cpu().contiguous() for k, v in content.items()}, tmp / name
+                )
+            elif name.endswith(".json"):
+                (tmp / name).write_text(json.dumps(content, indent=2, sort_keys=True))
+            else:
+                shutil.move(str(content), tmp / name)
+        shutil.rmtree(final, ignore_errors=True)
+        os.replace(tmp, final)
+        atomic_write_text(root / "latest", final.name)
+    except OSError as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise CheckpointError(
+            f"cannot write checkpoint to {str(root)!r}: {e.strerror or e}"
+        ) from None
+    old = sorted(p for p in root.glob("step_*") if p.is_dir() and not p.name.endswith(".tmp"))
+    for p in old[:-keep]:
+        shutil.rmtree(p, ignore_errors=True)
+    return final
+
+
+def resolve_checkpoint(path: str | os.PathLike[str]) -> Path:
+    """A run directory, a checkpoint directory or a ``model.safetensors`` file -> checkpoint dir."""
+    p = Path(path)
+    if not p.exists():
+        raise CheckpointError(f"checkpoint not found: {str(p)!r}")
+    if p.is_file():
+        if p.name != MODEL:
+            raise CheckpointError(
+                f"{str(p)!r} is not a checkpoint: give a run directory, a checkpoint directory "
+                f"or its {MODEL}"
+            )
+        p = p.parent
+    if (p / "checkpoints").is_dir():
+        latest = p / "checkpoints" / "latest"
+        if not latest.exists():
+            raise CheckpointError(f"run directory {str(p)!r} has no complete checkpoint yet")
+        p = p / "checkpoints" / latest.read_text().strip()
+    if not (p / MODEL).exists() or not (p / CONFIG).exists():
+        raise CheckpointError(f"{str(p)!r} is not a checkpoint: it lacks {MODEL} or {CONFIG}")
+    return p
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise CheckpointError(f"cannot read {str(path)!r}: {e}") from None
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{str(path)!r} does not hold a JSON object")
+    return data
+
+
+def read_tensors(path: Path) -> dict[str, torch.Tensor]:
+    try:
+        return load_file(path)
+    except (SafetensorError, OSError) as e:
+        raise CheckpointError(f"damaged or truncated tensor file {str(path)!r}: {e}") from None
+
+
+def load_state(network: torch.nn.Module, tensors: dict[str, torch.Tensor], source: Path) -> None:
+    """Load weights strictly: a checkpoint of another network is refused, not half-loaded."""
+    own = network.state_dict()
+    missing = sorted(set(own) - set(tensors))
+    unexpected = sorted(set(tensors) - set(own))
+    wrong = sorted(k for k in set(own) & set(tensors) if own[k].shape != tensors[k].shape)
+    if missing or unexpected or wrong:
+        detail = (
+            f"missing {missing[:3]}"
+            if missing
+            else f"unexpected {unexpected[:3]}"
+            if unexpected
+            else f"shape of {wrong[0]} is {tuple(tensors[wrong[0]].shape)}, expected "
+            f"{tuple(own[wrong[0]].shape)}"
+        )
+        raise CheckpointError(f"{str(source)!r} holds weights of another network ({detail})")
+    network.load_state_dict(tensors)
+
+
+def load_checkpoint(
+    path: str | os.PathLike[str], device: str = "cpu"
+) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """Return ``(network, config)`` from a checkpoint; see :func:`resolve_checkpoint` for ``path``."""
+    from agents.networks import build_network
+
+    ckpt = resolve_checkpoint(path)
+    config = read_json(ckpt / CONFIG)
+    if config.get("format_version") != FORMAT_VERSION or "architecture" not in config:
+        raise CheckpointError(
+            f"{str(ckpt / CONFIG)!r} is not a checkpoint config of this library (format "
+            f"{config.get('format_version')!r}, expected {FORMAT_VERSION})"
+        )
+    try:
+        network = build_network(config["architecture"])
+    except (TypeError, ValueError, KeyError) as e:
+        raise CheckpointError(f"cannot build the network in {str(ckpt / CONFIG)!r}: {e}") from None
+    load_state(network, read_tensors(ckpt / MODEL), ckpt / MODEL)
+    return network.to(device).eval(), config

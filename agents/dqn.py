@@ -1,0 +1,607 @@
+"""Dueling Double DQN training: act, step, store, learn, log -- in that order, top to bottom.
+
+Defaults follow CleanRL's ``dqn_atari.py`` (itself Mnih et al. 2015 at 10M steps) unless a line
+cites otherwise; the dueling-specific choices are Wang et al. 2016's.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import dataclasses
+import json
+import os
+import platform
+import signal
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.tensorboard import SummaryWriter
+
+from agents.checkpoint import (
+    CONFIG,
+    FORMAT_VERSION,
+    MODEL,
+    CheckpointError,
+    load_state,
+    read_json,
+    read_tensors,
+    resolve_checkpoint,
+    write_checkpoint,
+)
+from agents.networks import DuelingQNetwork, QNetwork, SingleStreamQNetwork
+from agents.replay import FrameReplayBuffer
+from envs import CatchVectorEnv, episode_ended, make_vector_env, resolve_game
+from envs.options import AtariOptions
+
+
+@dataclass
+class DQNConfig:
+    """A dueling Double DQN experiment; saved as ``config.json`` beside every run."""
+
+    game: str = "pong"
+    """Atari game (pong, Pong, ALE/Pong-v5 ...) or 'catch' for the 24x24 Catch game."""
+    seed: int = 1
+    """Seed for the networks, the replay sampling, exploration and the environments."""
+    exp_name: str = "dueling_dqn"
+    """Experiment name used in the run directory's name."""
+    total_steps: int = 10_000_000
+    """Environment steps over all envs (CleanRL's 10M; agent steps, 4 frames each)."""
+    num_envs: int = 8
+    """Parallel environments; acting is batched over them."""
+    buffer_size: int = 1_000_000
+    """Replay capacity in transitions (Mnih et al. 2015); ~7.1 KB each, 7 GB at 1M."""
+    batch_size: int = 32
+    """Transitions per gradient step (Mnih et al. 2015)."""
+    learning_rate: float = 1e-4
+    """Adam learning rate (CleanRL; Wang et al. 2016 use 6.25e-5 with prioritized replay)."""
+    adam_eps: float = 1.5e-4
+    """Adam epsilon (Hessel et al. 2018, Rainbow)."""
+    gamma: float = 0.99
+    """Discount factor."""
+    learning_starts: int = 80_000
+    """Environment steps of random-ish play before learning starts (CleanRL)."""
+    train_freq: int = 4
+    """Environment steps (over all envs) per round of gradient steps: a replay ratio of 1/4."""
+    gradient_steps: int = 1
+    """Gradient steps per round."""
+    target_update: int = 1_000
+    """Environment steps between copies of the online network into the target (CleanRL)."""
+    start_e: float = 1.0
+    """Initial exploration epsilon."""
+    end_e: float = 0.01
+    """Final exploration epsilon."""
+    exploration_fraction: float = 0.10
+    """Fraction of total_steps over which epsilon decays linearly."""
+    max_grad_norm: float = 10.0
+    """Gradient-norm clip (Wang et al. 2016, Section 4.2)."""
+    n_step: int = 1
+    """n-step returns (1: plain DQN; 3 as in Rainbow)."""
+    prioritized: bool = False
+    """Prioritized replay, proportional (Schaul et al. 2016), as in Wang et al.'s best agent."""
+    priority_alpha: float = 0.7
+    """Priority exponent (Wang et al. 2016, Section 4.3)."""
+    priority_beta: float = 0.5
+    """Initial importance-sampling exponent, annealed to 1 (Wang et al. 2016, Section 4.3)."""
+    network: Literal["dueling", "single"] = "dueling"
+    """Dueling streams or the single-stream baseline."""
+    aggregation: Literal["mean", "max"] = "mean"
+    """Dueling aggregation: Eq. 9 (mean) or Eq. 8 (max) of Wang et al. 2016."""
+    hidden: int = 0
+    """Units per stream; 0 picks 512 for dueling and 1024 for single (the paper's matched sizes)."""
+    double: bool = True
+    """Double DQN targets (van Hasselt et al. 2016); False gives the Nature DQN target."""
+    stack_num: int = 4
+    """Frames per observation (Atari); Catch uses 2 so that the ball's direction is visible."""
+    repeat_action_probability: float = 0.0
+    """Sticky actions (0.25 per Machado et al. 2018)."""
+    life_loss_info: bool = False
+    """Treat a life loss as terminal for the targets while the game goes on."""
+    save_every: int = 250_000
+    """Environment steps between checkpoints (and one at the end)."""
+    save_replay: bool = False
+    """Also save the replay memory with each checkpoint (large) so a resume continues with it."""
+    run_dir: str = ""
+    """Run directory; empty picks runs/<game>__<exp_name>__<seed>__<timestamp>."""
+    resume: str = ""
+    """Run directory to resume from its latest checkpoint (its config is reused)."""
+    device: str = "auto"
+    """'auto' (cuda if available), 'cpu' or 'cuda'."""
+    channels_last: bool = True
+    """channels_last memory format for the convolutions (faster on CPU)."""
+    log_every: int = 1_000
+    """Environment steps between scalar logs."""
+    progress: bool = True
+    """Show a progress bar."""
+
+    @classmethod
+    def catch(cls, **overrides: Any) -> DQNConfig:
+        """Defaults for the 24x24 Catch game, tuned here to reach a 0.9+ catch rate in ~60k steps:
+        4-step returns carry the single end-of-episode reward back quickly, a frequent target sync
+        and a larger learning rate suit the small network."""
+        preset = dict(
+            game="catch", exp_name="dueling_dqn_catch", total_steps=64_000, buffer_size=50_000,
+            learning_starts=1_000, target_update=200, learning_rate=1e-3, exploration_fraction=0.4,
+            end_e=0.05, n_step=4, hidden=128, train_freq=2, save_every=16_000, log_every=500,
+            channels_last=False,
+        )  # fmt: skip
+        return cls(**{**preset, **overrides})
+
+    def validate(self) -> None:
+        """Refuse bad values before any environment or network is built."""
+        positive = ["total_steps", "num_envs", "buffer_size", "batch_size", "train_freq",
+                    "gradient_steps", "target_update", "n_step", "save_every", "log_every",
+                    "stack_num"]  # fmt: skip
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise ValueError(
+                    f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}"
+                )
+        if self.learning_starts < 0:
+            raise ValueError(f"--learning-starts must be >= 0, got {self.learning_starts}")
+        if not 0 < self.gamma <= 1:
+            raise ValueError(f"--gamma must be in (0, 1], got {self.gamma}")
+        if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
+            raise ValueError(f"--device must be auto, cpu or cuda, got {self.device!r}")
+        if self.device.startswith("cuda") and not torch.cuda.is_available():
+            raise ValueError("--device cuda was asked for but torch sees no CUDA device")
+        if self.game.lower() != "catch":
+            resolve_game(self.game)
+
+
+def linear_schedule(start: float, end: float, duration: float, t: float) -> float:
+    """Linear interpolation from ``start`` to ``end`` over ``duration``, then constant."""
+    if duration <= 0:
+        return end
+    return start + (end - start) * min(1.0, t / duration)
+
+
+def td_targets(
+    online_next_q: torch.Tensor,
+    target_next_q: torch.Tensor,
+    returns: torch.Tensor,
+    dones: torch.Tensor,
+    discounts: torch.Tensor,
+    double: bool = True,
+) -> torch.Tensor:
+    """n-step (Double) DQN target ``R + gamma^k (1 - done) Q_target(s', a*)``.
+
+    Double DQN (van Hasselt et al. 2016) picks ``a*`` with the online network and evaluates it with
+    the target network; the Nature DQN takes the target network's own max.
+    """
+    if double:
+        best = online_next_q.argmax(1, keepdim=True)
+        next_value = target_next_q.gather(1, best).squeeze(1)
+    else:
+        next_value = target_next_q.max(1).values
+    return returns + discounts * (1.0 - dones) * next_value
+
+
+def build_q_network(cfg: DQNConfig, n_actions: int, obs_shape: tuple[int, ...]) -> QNetwork:
+    torso = "small" if obs_shape[-1] < 64 else "nature"
+    common = dict(in_channels=obs_shape[0], input_shape=tuple(obs_shape[1:]), torso=torso)
+    if cfg.network == "dueling":
+        return DuelingQNetwork(
+            n_actions, hidden=cfg.hidden or 512, aggregation=cfg.aggregation, **common
+        )
+    return SingleStreamQNetwork(n_actions, hidden=cfg.hidden or 1024, **common)
+
+
+def make_training_env(cfg: DQNConfig, seed: int):
+    """Vector env for training; Atari rewards stay unclipped so that returns are game scores."""
+    if cfg.game.lower() == "catch":
+        env = CatchVectorEnv(cfg.num_envs, stack_num=2, seed=seed)
+        return env, None, "catch"
+    options = AtariOptions(
+        stack_num=cfg.stack_num,
+        reward_clipping=False,
+        repeat_action_probability=cfg.repeat_action_probability,
+        life_loss_info=cfg.life_loss_info,
+    )
+    game = resolve_game(cfg.game)
+    return make_vector_env(game, cfg.num_envs, seed=seed, **options.as_dict()), options, game
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def versions() -> dict[str, str]:
+    import ale_py
+    import gymnasium
+
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "gymnasium": gymnasium.__version__,
+        "ale_py": ale_py.__version__,
+        "numpy": np.__version__,
+    }
+
+
+Callback = Callable[["DQNTrainer", int], None]
+
+
+def prepare_run_dir(run_dir: Path, config: dict[str, Any]) -> None:
+    """Create the run directory and write its config; a one-line error if that is impossible."""
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / CONFIG).write_text(json.dumps(config, indent=2))
+    except OSError as e:
+        raise CheckpointError(
+            f"cannot create run directory {str(run_dir)!r}: {e.strerror or e}"
+        ) from None
+
+
+class DQNTrainer:
+    """Owns the networks, replay memory, envs and logs of one run; ``run()`` trains to the end.
+
+    ``callbacks`` are called as ``callback(trainer, global_step)`` after every vector step: the
+    training script wires analysis (saliency images, say) in through them, so this module never
+    imports ``analysis``.
+    """
+
+    def __init__(self, cfg: DQNConfig, callbacks: list[Callback] | None = None) -> None:
+        resume_from = None
+        if cfg.resume:
+            resume_from = resolve_checkpoint(cfg.resume)
+            saved = (
+                read_json(Path(cfg.resume) / CONFIG)
+                if (Path(cfg.resume) / CONFIG).exists()
+                else None
+            )
+            if saved is None:
+                raise CheckpointError(f"{cfg.resume!r} is not a run directory (no {CONFIG})")
+            keep = {"total_steps": cfg.total_steps, "device": cfg.device, "progress": cfg.progress}
+            cfg = DQNConfig(**{**saved, **keep, "resume": cfg.resume, "run_dir": cfg.resume})
+        cfg.validate()
+        self.cfg = cfg
+        self.callbacks = list(callbacks or [])
+        self.device = resolve_device(cfg.device)
+        self.run_dir = Path(cfg.run_dir or self._default_run_dir())
+        self.env, self.env_options, self.game = make_training_env(cfg, cfg.seed)
+        obs_shape = self.env.single_observation_space.shape
+        self.n_actions = int(self.env.single_action_space.n)
+        torch.manual_seed(cfg.seed)
+        self.q_network = build_q_network(cfg, self.n_actions, obs_shape).to(self.device)
+        self.target_network = build_q_network(cfg, self.n_actions, obs_shape).to(self.device)
+        if cfg.channels_last:
+            self.q_network.to(memory_format=torch.channels_last)
+            self.target_network.to(memory_format=torch.channels_last)
+        self.target_network.load_state_dict(self.q_network.state_dict())
+        self.target_network.requires_grad_(False)
+        self.optimizer = torch.optim.Adam(
+            self.q_network.parameters(), lr=cfg.learning_rate, eps=cfg.adam_eps
+        )
+        self.replay = FrameReplayBuffer(
+            cfg.buffer_size,
+            cfg.num_envs,
+            frame_shape=obs_shape[1:],
+            stack_num=obs_shape[0],
+            n_step=cfg.n_step,
+            gamma=cfg.gamma,
+            prioritized=cfg.prioritized,
+            alpha=cfg.priority_alpha,
+            seed=cfg.seed,
+        )
+        self.rng = np.random.default_rng(cfg.seed)
+        self.global_step = 0
+        self.updates = 0
+        self.episodes = 0
+        self.recent_returns: collections.deque[float] = collections.deque(maxlen=20)
+        self.learning_starts_at = cfg.learning_starts
+        if resume_from is not None:
+            self._restore(resume_from)
+        self.writer: SummaryWriter | None = None
+        self.last_obs: np.ndarray | None = None
+
+    def _default_run_dir(self) -> str:
+        game = "catch" if self.cfg.game.lower() == "catch" else resolve_game(self.cfg.game)
+        return f"runs/{game}__{self.cfg.exp_name}__{self.cfg.seed}__{int(time.time())}"
+
+    # ---- acting -------------------------------------------------------------------------------
+    def epsilon(self) -> float:
+        c = self.cfg
+        return linear_schedule(
+            c.start_e, c.end_e, c.exploration_fraction * c.total_steps, self.global_step
+        )
+
+    @torch.no_grad()
+    def act(self, obs: np.ndarray, epsilon: float) -> np.ndarray:
+        """Epsilon-greedy actions for a batch of observations, one forward pass for all envs."""
+        q = self.q_network(self._tensor(obs))["q"]
+        greedy = q.argmax(1).cpu().numpy()
+        explore = self.rng.random(len(obs)) < epsilon
+        return np.where(explore, self.rng.integers(self.n_actions, size=len(obs)), greedy)
+
+    def _tensor(self, array: np.ndarray) -> torch.Tensor:
+        t = torch.from_numpy(array).to(self.device, non_blocking=True)
+        return t.contiguous(memory_format=torch.channels_last) if self.cfg.channels_last else t
+
+    # ---- learning -----------------------------------------------------------------------------
+    def beta(self) -> float:
+        """Importance-sampling exponent annealed linearly to 1 over training (Schaul et al. 2016)."""
+        return linear_schedule(self.cfg.priority_beta, 1.0, self.cfg.total_steps, self.global_step)
+
+    def learn(self) -> dict[str, float]:
+        """One gradient step on a replay batch; returns the scalars worth logging."""
+        c = self.cfg
+        b = self.replay.sample(c.batch_size, beta=self.beta())
+        obs, next_obs = self._tensor(b.obs), self._tensor(b.next_obs)
+        t = {
+            k: torch.from_numpy(getattr(b, k)).to(self.device)
+            for k in ("actions", "returns", "dones", "discounts", "weights")
+        }
+        with torch.no_grad():
+            target_next = self.target_network(next_obs)["q"]
+            online_next = self.q_network(next_obs)["q"] if c.double else target_next
+            target = td_targets(
+                online_next, target_next, t["returns"], t["dones"], t["discounts"], c.double
+            )
+        heads = self.q_network(obs)
+        q_taken = heads["q"].gather(1, t["actions"][:, None]).squeeze(1)
+        per_sample = F.smooth_l1_loss(q_taken, target, reduction="none")  # Huber (Mnih et al. 2015)
+        loss = (t["weights"] * per_sample).mean()
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.q_network.parameters(), c.max_grad_norm)
+        self.optimizer.step()
+        if self.replay.prioritized:
+            self.replay.update_priorities(b.indices, (q_taken - target).detach().cpu().numpy())
+        self.updates += 1
+        stats = {"losses/td_loss": loss.item(), "losses/q_values": q_taken.mean().item()}
+        if "value" in heads:
+            stats["values/value_mean"] = heads["value"].mean().item()
+            stats["values/advantage_std"] = heads["advantage"].std(1).mean().item()
+        return stats
+
+    # ---- the loop -----------------------------------------------------------------------------
+    def run(self) -> Path:
+        """Train until ``total_steps``; checkpoints every ``save_every`` and at the end (also on
+        Ctrl-C or SIGTERM, so that ``--resume`` continues from where it stopped)."""
+        from tqdm import tqdm
+
+        c = self.cfg
+        prepare_run_dir(self.run_dir, dataclasses.asdict(c))
+        self.writer = SummaryWriter(str(self.run_dir))
+        obs, _ = self.env.reset(seed=c.seed + self.global_step)
+        self.replay.reset(obs)
+        ended = np.zeros(c.num_envs, bool)
+        ep_return = np.zeros(c.num_envs)
+        ep_length = np.zeros(c.num_envs, np.int64)
+        since_train = since_target = since_save = since_log = 0
+        stats: dict[str, float] = {}
+        sps_t0, sps_s0 = time.perf_counter(), self.global_step
+        bar = tqdm(total=c.total_steps, initial=self.global_step, unit="step", disable=not c.progress,
+                   dynamic_ncols=True)  # fmt: skip
+        stop = _StopFlag()
+        try:
+            while self.global_step < c.total_steps and not stop.requested:
+                epsilon = self.epsilon()
+                actions = self.act(obs, epsilon)
+                next_obs, rewards, terminated, truncated, info = self.env.step(actions)
+                # the NEXT_STEP reset step of an env whose episode just ended is not a transition
+                self.replay.add(
+                    actions, np.clip(rewards, -1, 1), terminated, next_obs, reset_step=ended
+                )
+                ep_return += np.where(ended, 0.0, rewards)
+                ep_length += ~ended
+                if self.env_options is not None:
+                    ended = episode_ended(terminated, truncated, info["lives"], self.env_options)
+                else:
+                    ended = terminated | truncated
+                for i in np.flatnonzero(ended):
+                    self.writer.add_scalar("charts/episodic_return", ep_return[i], self.global_step)
+                    self.writer.add_scalar("charts/episodic_length", ep_length[i], self.global_step)
+                    self.recent_returns.append(float(ep_return[i]))
+                    self.episodes += 1
+                    ep_return[i], ep_length[i] = 0.0, 0
+                obs = next_obs
+                self.last_obs = obs
+                self.global_step += c.num_envs
+                since_train += c.num_envs
+                since_target += c.num_envs
+                since_save += c.num_envs
+                since_log += c.num_envs
+                bar.update(c.num_envs)
+
+                if self.global_step >= self.learning_starts_at:
+                    while since_train >= c.train_freq:
+                        since_train -= c.train_freq
+                        for _ in range(c.gradient_steps):
+                            stats = self.learn()
+                    if since_target >= c.target_update:
+                        since_target = 0
+                        self.target_network.load_state_dict(self.q_network.state_dict())
+                else:
+                    since_train = 0
+                if since_log >= c.log_every:
+                    since_log = 0
+                    sps = (self.global_step - sps_s0) / max(1e-9, time.perf_counter() - sps_t0)
+                    self.writer.add_scalar("charts/epsilon", epsilon, self.global_step)
+                    self.writer.add_scalar("charts/SPS", sps, self.global_step)
+                    for k, v in stats.items():
+                        self.writer.add_scalar(k, v, self.global_step)
+                    recent = np.mean(self.recent_returns) if self.recent_returns else float("nan")
+                    bar.set_postfix(SPS=f"{sps:.0f}", ret=f"{recent:.2f}", eps=f"{epsilon:.2f}")
+                for callback in self.callbacks:
+                    callback(self, self.global_step)
+                if since_save >= c.save_every:
+                    since_save = 0
+                    self.save()
+        finally:
+            bar.close()
+            stop.restore()
+        path = self.save()
+        self.writer.close()
+        self.env.close()
+        return path
+
+    # ---- checkpoints --------------------------------------------------------------------------
+    def checkpoint_config(self) -> dict[str, Any]:
+        """What a checkpoint needs to be used without the training code: see agents.checkpoint."""
+        meta = getattr(self.env, "get_action_meanings", None)
+        return {
+            "format_version": FORMAT_VERSION,
+            "agent": "dqn",
+            "architecture": self.q_network.architecture(),
+            "game": self.game,
+            "action_set": meta() if meta else list(range(self.n_actions)),
+            "env_options": self.env_options.as_dict() if self.env_options else {"stack_num": 2},
+            "step": self.global_step,
+            "versions": versions(),
+            "train_config": dataclasses.asdict(self.cfg),
+        }
+
+    def save(self) -> Path:
+        files: dict[str, Any] = {
+            MODEL: self.q_network.state_dict(),
+            CONFIG: self.checkpoint_config(),
+        }
+        opt_tensors, opt_meta = _optimizer_to_tensors(self.optimizer)
+        trainer_tensors = {f"target.{k}": v for k, v in self.target_network.state_dict().items()}
+        trainer_tensors.update(opt_tensors)
+        trainer_tensors["rng.torch"] = torch.get_rng_state()
+        files["trainer.safetensors"] = trainer_tensors
+        files["trainer.json"] = {
+            "global_step": self.global_step,
+            "updates": self.updates,
+            "episodes": self.episodes,
+            "optimizer": opt_meta,
+            "rng.numpy": self.rng.bit_generator.state,
+            "rng.replay": self.replay.rng.bit_generator.state,
+            "max_priority": self.replay.max_priority,
+        }
+        if self.cfg.save_replay:
+            fd, tmp = tempfile.mkstemp(suffix=".npz", dir=self.run_dir)
+            os.close(fd)
+            np.savez(tmp, **_replay_arrays(self.replay))
+            files["replay.npz"] = Path(tmp)
+        return write_checkpoint(self.run_dir, self.global_step, files)
+
+    def _restore(self, ckpt: Path) -> None:
+        config = read_json(ckpt / CONFIG)
+        if (
+            config.get("architecture") != self.q_network.architecture()
+            or config.get("game") != self.game
+        ):
+            raise CheckpointError(
+                f"{str(ckpt)!r} was trained on {config.get('game')!r} with "
+                f"{config.get('architecture', {}).get('class')!r}; this run is {self.game!r} with "
+                f"{self.q_network.architecture()['class']!r}"
+            )
+        load_state(self.q_network, read_tensors(ckpt / MODEL), ckpt / MODEL)
+        tensors = read_tensors(ckpt / "trainer.safetensors")
+        state = read_json(ckpt / "trainer.json")
+        target = {k[len("target.") :]: v for k, v in tensors.items() if k.startswith("target.")}
+        load_state(self.target_network, target, ckpt / "trainer.safetensors")
+        _optimizer_from_tensors(self.optimizer, tensors, state["optimizer"])
+        torch.set_rng_state(tensors["rng.torch"])
+        self.rng.bit_generator.state = state["rng.numpy"]
+        self.replay.rng.bit_generator.state = state["rng.replay"]
+        self.replay.max_priority = state["max_priority"]
+        self.global_step, self.updates, self.episodes = (
+            state["global_step"],
+            state["updates"],
+            state["episodes"],
+        )
+        if (ckpt / "replay.npz").exists():
+            with np.load(ckpt / "replay.npz", allow_pickle=False) as data:
+                _restore_replay(self.replay, data)
+        else:  # an empty memory: collect learning_starts steps again before learning
+            self.learning_starts_at = self.global_step + self.cfg.learning_starts
+
+
+class _StopFlag:
+    """Turns SIGINT/SIGTERM into a request to stop after the current step (then save)."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._old = {}
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(ValueError):  # not the main thread: leave signals alone
+                self._old[sig] = signal.signal(sig, self._handle)
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.requested:  # a second Ctrl-C stops at once
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def restore(self) -> None:
+        for sig, handler in self._old.items():
+            signal.signal(sig, handler)
+
+
+def _optimizer_to_tensors(
+    optimizer: torch.optim.Optimizer,
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    sd = optimizer.state_dict()
+    tensors = {}
+    for pid, st in sd["state"].items():
+        for k, v in st.items():
+            tensors[f"opt.{pid}.{k}"] = v if torch.is_tensor(v) else torch.tensor(v)
+    return tensors, {"param_groups": sd["param_groups"]}
+
+
+def _optimizer_from_tensors(
+    optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], meta: dict[str, Any]
+) -> None:
+    state: dict[int, dict[str, torch.Tensor]] = {}
+    for name, v in tensors.items():
+        if name.startswith("opt."):
+            _, pid, key = name.split(".", 2)
+            state.setdefault(int(pid), {})[key] = v
+    optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+
+
+_REPLAY_FIELDS = ("frames", "actions", "rewards", "terminal", "first", "valid", "pos", "written")
+
+
+def _replay_arrays(replay: FrameReplayBuffer) -> dict[str, np.ndarray]:
+    arrays = {k: getattr(replay, k) for k in _REPLAY_FIELDS}
+    if replay.tree is not None:
+        arrays["tree"] = replay.tree.tree
+    return arrays
+
+
+def _restore_replay(replay: FrameReplayBuffer, data: Any) -> None:
+    for k in _REPLAY_FIELDS:
+        if data[k].shape != getattr(replay, k).shape:
+            raise CheckpointError(
+                f"saved replay field {k} has shape {data[k].shape}, expected {getattr(replay, k).shape}"
+            )
+        getattr(replay, k)[...] = data[k]
+    if replay.tree is not None and "tree" in data:
+        replay.tree.tree[...] = data["tree"]
+
+
+def train_dqn(cfg: DQNConfig, callbacks: list[Callback] | None = None) -> Path:
+    """Train (or resume) a run; returns the final checkpoint's directory."""
+    return DQNTrainer(cfg, callbacks).run()
+
+
+def greedy_catch_rate(
+    network: QNetwork, episodes: int = 100, seed: int = 10_000, epsilon: float = 0.0
+) -> float:
+    """Fraction of Catch episodes caught by ``network`` acting (epsilon-)greedily."""
+    env = CatchVectorEnv(episodes, stack_num=network.in_channels, seed=seed)
+    obs, _ = env.reset()
+    rng = np.random.default_rng(seed)
+    total = np.zeros(episodes)
+    for _ in range(env.size - 1):
+        with torch.no_grad():
+            actions = network(torch.from_numpy(obs))["q"].argmax(1).numpy()
+        explore = rng.random(episodes) < epsilon
+        actions = np.where(explore, rng.integers(3, size=episodes), actions)
+        obs, rewards, *_ = env.step(actions)
+        total += rewards
+    return float(total.mean())

@@ -1,0 +1,123 @@
+"""Evaluation with the protocol of the papers: up to 30 no-op starts, epsilon 0.001, a 108,000-frame
+cap per episode (Wang et al. 2016, Section 4.1; Mnih et al. 2015 used epsilon 0.05), raw game scores
+and human-normalised scores."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from agents.scores import human_normalized
+from envs import CatchVectorEnv, make_vector_env
+from envs.options import AtariOptions
+
+
+@dataclass
+class EvalResult:
+    game: str
+    scores: list[float]
+    lengths: list[int]
+
+    @property
+    def mean(self) -> float:
+        return float(np.mean(self.scores))
+
+    @property
+    def std(self) -> float:
+        return float(np.std(self.scores))
+
+    def summary(self) -> dict[str, Any]:
+        hns = human_normalized(self.game, self.mean)
+        return {
+            "game": self.game,
+            "episodes": len(self.scores),
+            "mean": self.mean,
+            "std": self.std,
+            "human_normalized": hns,
+            "mean_length": float(np.mean(self.lengths)),
+            "scores": self.scores,
+        }
+
+
+def make_eval_env(config: dict[str, Any], num_envs: int, seed: int, noop_max: int = 30):
+    """The training preprocessing from a checkpoint config, with the evaluation protocol on top:
+    no-op starts, raw rewards, no life-loss terminals, the 108k-frame cap."""
+    if config["game"] == "catch":
+        return CatchVectorEnv(num_envs, stack_num=config["env_options"]["stack_num"], seed=seed)
+    options = {**config["env_options"], "noop_max": noop_max, "reward_clipping": False,
+               "episodic_life": False, "life_loss_info": False,
+               "max_num_frames_per_episode": 108_000}  # fmt: skip
+    options = AtariOptions.from_kwargs(**options).as_dict()
+    return make_vector_env(config["game"], num_envs, seed=seed, **options)
+
+
+def evaluate(
+    policy,
+    config: dict[str, Any],
+    episodes: int = 30,
+    epsilon: float = 0.001,
+    seed: int = 0,
+    num_envs: int = 8,
+    noop_max: int = 30,
+    device: str = "cpu",
+    progress: bool = True,
+) -> EvalResult:
+    """Play ``episodes`` episodes; ``policy(obs_tensor) -> actions`` is called on batches.
+
+    Each env plays an equal share of the episodes (never "the first N to finish", which favours
+    short episodes).
+    """
+    from tqdm import tqdm
+
+    if episodes < 1:
+        raise ValueError(f"episodes must be >= 1, got {episodes}")
+    num_envs = max(1, min(num_envs, episodes))
+    quota = np.full(num_envs, episodes // num_envs)
+    quota[: episodes % num_envs] += 1
+    env = make_eval_env(config, num_envs, seed, noop_max)
+    rng = np.random.default_rng(seed)
+    n_actions = int(env.single_action_space.n)
+    obs, _ = env.reset()
+    ret, length = np.zeros(num_envs), np.zeros(num_envs, np.int64)
+    scores: list[float] = []
+    lengths: list[int] = []
+    ended = np.zeros(num_envs, bool)
+    bar = tqdm(
+        total=episodes, desc=f"evaluating {config['game']}", unit="episode", disable=not progress
+    )
+    while (quota > 0).any():
+        with torch.no_grad():
+            actions = np.asarray(policy(torch.from_numpy(obs).to(device)))
+        explore = rng.random(num_envs) < epsilon
+        actions = np.where(explore, rng.integers(n_actions, size=num_envs), actions)
+        obs, rewards, terminated, truncated, _ = env.step(actions)
+        ret += np.where(ended, 0.0, rewards)
+        length += ~ended
+        ended = terminated | truncated
+        for i in np.flatnonzero(ended):
+            if quota[i] > 0:
+                scores.append(float(ret[i]))
+                lengths.append(int(length[i]))
+                quota[i] -= 1
+                bar.update(1)
+            ret[i], length[i] = 0.0, 0
+    bar.close()
+    env.close()
+    return EvalResult(config["game"], scores, lengths)
+
+
+def greedy_q_policy(network: torch.nn.Module):
+    """Greedy actions of a Q-network (its ``q`` head)."""
+    return lambda obs: network(obs)["q"].argmax(1).cpu().numpy()
+
+
+def evaluate_checkpoint(path: str, **kwargs: Any) -> dict[str, Any]:
+    """Load a checkpoint (no pickle) and evaluate it; returns the summary dict."""
+    from agents.checkpoint import load_checkpoint
+
+    device = kwargs.get("device", "cpu")
+    network, config = load_checkpoint(path, device=device)
+    return evaluate(greedy_q_policy(network), config, **kwargs).summary()

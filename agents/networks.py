@@ -1,0 +1,195 @@
+"""Q-networks: the dueling architecture of Wang et al. 2016 and its single-stream baseline.
+
+Every network's ``forward`` takes the uint8 observation as the environment gives it (scaling to
+[0, 1] happens inside, so analysis differentiates with respect to the real input) and returns its
+heads by name in a dict, so that ``analysis`` can differentiate any head without knowing the class.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import nn
+
+TORSOS = ("nature", "small")
+
+
+class ScaleGrad(torch.autograd.Function):
+    """Identity forward; multiplies the gradient by ``scale`` on the way back."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, scale: float) -> torch.Tensor:
+        ctx.scale = scale
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        return grad * ctx.scale, None
+
+
+def make_torso(kind: str, in_channels: int) -> nn.Sequential:
+    """``nature``: the Nature-DQN convolutions (Mnih et al. 2015; Wang et al. 2016, Section 4.2):
+    32 8x8/4, 64 4x4/2, 64 3x3/1, ReLU. ``small``: two 3x3 convolutions for small screens (Catch)."""
+    if kind == "nature":
+        layers = [
+            nn.Conv2d(in_channels, 32, 8, stride=4),
+            nn.ReLU(),
+            nn.Conv2d(32, 64, 4, stride=2),
+            nn.ReLU(),
+            nn.Conv2d(64, 64, 3, stride=1),
+            nn.ReLU(),
+        ]
+    elif kind == "small":
+        layers = [
+            nn.Conv2d(in_channels, 16, 3, stride=2, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(16, 32, 3, stride=2, padding=1),
+            nn.ReLU(),
+        ]
+    else:
+        raise ValueError(f"unknown torso {kind!r}; accepted: {', '.join(TORSOS)}")
+    return nn.Sequential(*layers, nn.Flatten())
+
+
+def _flat_size(torso: nn.Module, in_channels: int, height: int, width: int) -> int:
+    with torch.no_grad():
+        try:
+            return int(torso(torch.zeros(1, in_channels, height, width)).shape[1])
+        except RuntimeError:
+            raise ValueError(
+                f"input {in_channels}x{height}x{width} is too small for this torso"
+            ) from None
+
+
+class QNetwork(nn.Module):
+    """Shared pieces: input checks and scaling, the architecture record saved with checkpoints."""
+
+    def __init__(self, n_actions: int, in_channels: int, input_shape: tuple[int, int], torso: str):
+        super().__init__()
+        if n_actions < 1:
+            raise ValueError(f"n_actions must be >= 1, got {n_actions}")
+        self.n_actions, self.in_channels = n_actions, in_channels
+        self.input_shape = tuple(input_shape)
+        self.torso = make_torso(torso, in_channels)
+        self.flat = _flat_size(self.torso, in_channels, *self.input_shape)
+
+    def features(self, obs: torch.Tensor) -> torch.Tensor:
+        expected = (self.in_channels, *self.input_shape)
+        if obs.dim() != 4 or tuple(obs.shape[1:]) != expected:
+            raise ValueError(
+                f"observation must have shape (batch, {', '.join(map(str, expected))}), "
+                f"got {tuple(obs.shape)}"
+            )
+        x = obs.float() / 255.0 if obs.dtype == torch.uint8 else obs
+        if not x.is_floating_point():
+            raise ValueError(f"observation must be uint8 or float, got {obs.dtype}")
+        return self.torso(x)
+
+    def architecture(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+
+class DuelingQNetwork(QNetwork):
+    """Wang et al. 2016: a value stream and an advantage stream over one convolutional torso.
+
+    ``Q = V + (A - mean_a A)`` (the paper's Eq. 9, used in all its experiments); ``aggregation="max"``
+    gives Eq. 8. The gradient entering the torso from the two streams is rescaled by 1/sqrt(2)
+    (Section 4.2), so the torso learns at the pace of a single-stream network.
+    """
+
+    def __init__(
+        self,
+        n_actions: int,
+        in_channels: int = 4,
+        *,
+        input_shape: tuple[int, int] = (84, 84),
+        hidden: int = 512,
+        torso: str = "nature",
+        aggregation: str = "mean",
+    ) -> None:
+        super().__init__(n_actions, in_channels, input_shape, torso)
+        if aggregation not in ("mean", "max"):
+            raise ValueError(f"aggregation must be 'mean' or 'max', got {aggregation!r}")
+        self.hidden, self.torso_kind, self.aggregation = hidden, torso, aggregation
+        self.value_stream = nn.Sequential(
+            nn.Linear(self.flat, hidden), nn.ReLU(), nn.Linear(hidden, 1)
+        )
+        self.advantage_stream = nn.Sequential(
+            nn.Linear(self.flat, hidden), nn.ReLU(), nn.Linear(hidden, n_actions)
+        )
+
+    def forward(self, obs: torch.Tensor) -> dict[str, torch.Tensor]:
+        h = ScaleGrad.apply(self.features(obs), 1 / math.sqrt(2))
+        value = self.value_stream(h)
+        advantage = self.advantage_stream(h)
+        baseline = (
+            advantage.mean(1, keepdim=True)
+            if self.aggregation == "mean"
+            else advantage.amax(1, keepdim=True)
+        )
+        q = value + advantage - baseline
+        return {"q": q, "value": value.squeeze(1), "advantage": advantage}
+
+    def architecture(self) -> dict[str, Any]:
+        return {
+            "class": "DuelingQNetwork",
+            "n_actions": self.n_actions,
+            "in_channels": self.in_channels,
+            "input_shape": list(self.input_shape),
+            "hidden": self.hidden,
+            "torso": self.torso_kind,
+            "aggregation": self.aggregation,
+        }
+
+
+class SingleStreamQNetwork(QNetwork):
+    """The paper's "Single" baseline: one stream; 1024 hidden units match the dueling network's
+    parameter count (Wang et al. 2016, Section 4.2); 512 is the Nature DQN (and SB3's CnnPolicy)."""
+
+    def __init__(
+        self,
+        n_actions: int,
+        in_channels: int = 4,
+        *,
+        input_shape: tuple[int, int] = (84, 84),
+        hidden: int = 1024,
+        torso: str = "nature",
+    ) -> None:
+        super().__init__(n_actions, in_channels, input_shape, torso)
+        self.hidden, self.torso_kind = hidden, torso
+        self.head = nn.Sequential(
+            nn.Linear(self.flat, hidden), nn.ReLU(), nn.Linear(hidden, n_actions)
+        )
+
+    def forward(self, obs: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"q": self.head(self.features(obs))}
+
+    def architecture(self) -> dict[str, Any]:
+        return {
+            "class": "SingleStreamQNetwork",
+            "n_actions": self.n_actions,
+            "in_channels": self.in_channels,
+            "input_shape": list(self.input_shape),
+            "hidden": self.hidden,
+            "torso": self.torso_kind,
+        }
+
+
+NETWORKS: dict[str, type[QNetwork]] = {
+    "DuelingQNetwork": DuelingQNetwork,
+    "SingleStreamQNetwork": SingleStreamQNetwork,
+}
+
+
+def build_network(architecture: dict[str, Any]) -> QNetwork:
+    """Rebuild a network from its ``architecture()`` record (as saved in a checkpoint)."""
+    arch = dict(architecture)
+    cls = NETWORKS.get(arch.pop("class", None))
+    if cls is None:
+        raise ValueError(
+            f"unknown network class {architecture.get('class')!r}; known: {', '.join(NETWORKS)}"
+        )
+    arch["input_shape"] = tuple(arch["input_shape"])
+    return cls(**arch)

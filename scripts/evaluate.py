@@ -1,0 +1,59 @@
+"""Evaluate a checkpoint with the papers' protocol (no-op starts, epsilon 0.001, 108k-frame cap).
+
+python scripts/evaluate.py --checkpoint runs/pong__dueling_dqn__1__1700000000 --episodes 30
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass
+
+import tyro
+
+
+@dataclass
+class Args:
+    checkpoint: str
+    """Run directory, checkpoint directory or model.safetensors file."""
+    episodes: int = 30
+    """Episodes to play (each of the parallel envs plays an equal share)."""
+    epsilon: float = 0.001
+    """Exploration during evaluation (Wang et al. 2016)."""
+    noop_max: int = 30
+    """Up to this many no-ops at each start (Atari)."""
+    num_envs: int = 8
+    """Parallel environments."""
+    seed: int = 0
+    """Seed for the environments and the exploration."""
+    device: str = "cpu"
+    """Device for the network."""
+    json_out: str = ""
+    """Also write the result as JSON to this path."""
+
+
+def main() -> None:
+    args = tyro.cli(Args, description=__doc__)
+    from agents.checkpoint import CheckpointError
+    from agents.evaluate import evaluate_checkpoint
+
+    try:
+        summary = evaluate_checkpoint(
+            args.checkpoint, episodes=args.episodes, epsilon=args.epsilon, noop_max=args.noop_max,
+            num_envs=args.num_envs, seed=args.seed, device=args.device,
+        )  # fmt: skip
+    except (CheckpointError, ValueError) as e:
+        sys.exit(f"error: {e}")
+    hns = summary["human_normalized"]
+    hns_text = f", human-normalised {hns:.1%}" if hns is not None else ""
+    print(
+        f"{summary['game']}: {summary['mean']:.2f} +- {summary['std']:.2f} over "
+        f"{summary['episodes']} episodes{hns_text}"
+    )
+    if args.json_out:
+        with open(args.json_out, "w") as f:
+            json.dump(summary, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()

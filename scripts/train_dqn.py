@@ -1,0 +1,40 @@
+"""Train a dueling Double DQN (Wang et al. 2016) on an Atari game or on Catch.
+
+    python scripts/train_dqn.py --game pong --total-steps 2000000
+    python scripts/train_dqn.py --game catch           # Catch defaults: ~60k steps
+    python scripts/train_dqn.py --resume runs/pong__dueling_dqn__1__1700000000
+
+Logs go to TensorBoard (tensorboard --logdir runs); Ctrl-C saves a checkpoint before it exits.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import tyro
+
+
+def main() -> None:
+    from agents.dqn import DQNConfig
+
+    argv = sys.argv[1:]
+    is_catch = any(a.lower() in ("--game=catch",) for a in argv) or any(
+        a == "--game" and i + 1 < len(argv) and argv[i + 1].lower() == "catch"
+        for i, a in enumerate(argv)
+    )
+    default = DQNConfig.catch() if is_catch else DQNConfig()
+    cfg = tyro.cli(DQNConfig, default=default, description=__doc__)
+    from agents.checkpoint import CheckpointError
+    from agents.dqn import DQNTrainer
+
+    try:
+        trainer = DQNTrainer(cfg, callbacks=[])
+        print(f"run directory: {trainer.run_dir}")
+        path = trainer.run()
+    except (ValueError, CheckpointError) as e:
+        sys.exit(f"error: {e}")
+    print(f"final checkpoint: {path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,75 @@
+import math
+
+import pytest
+import torch
+
+from agents.networks import DuelingQNetwork, SingleStreamQNetwork, build_network
+
+
+def test_heads_and_eq9_aggregation():
+    torch.manual_seed(0)
+    net = DuelingQNetwork(6)
+    obs = torch.randint(0, 256, (5, 4, 84, 84), dtype=torch.uint8)
+    out = net(obs)
+    assert set(out) == {"q", "value", "advantage"}
+    assert (
+        out["q"].shape == (5, 6) and out["value"].shape == (5,) and out["advantage"].shape == (5, 6)
+    )
+    a = out["advantage"]
+    expected = out["value"][:, None] + a - a.mean(1, keepdim=True)
+    torch.testing.assert_close(out["q"], expected)
+    # Eq. 9 makes the mean Q over actions equal V
+    torch.testing.assert_close(out["q"].mean(1), out["value"])
+
+
+def test_eq8_max_aggregation():
+    net = DuelingQNetwork(4, aggregation="max")
+    out = net(torch.randint(0, 256, (3, 4, 84, 84), dtype=torch.uint8))
+    torch.testing.assert_close(out["q"].max(1).values, out["value"])
+
+
+def test_uint8_is_scaled_inside():
+    net = DuelingQNetwork(3)
+    obs = torch.randint(0, 256, (2, 4, 84, 84), dtype=torch.uint8)
+    torch.testing.assert_close(net(obs)["q"], net(obs.float() / 255)["q"])
+
+
+def test_gradient_entering_torso_is_rescaled_by_inv_sqrt2():
+    torch.manual_seed(0)
+    net = DuelingQNetwork(4, input_shape=(24, 24), torso="small", hidden=16)
+    obs = torch.rand(2, 4, 24, 24, requires_grad=True)
+    out = net(obs)
+    (real,) = torch.autograd.grad(out["value"].sum() + out["advantage"].sum(), obs)
+    h = net.features(obs)  # the same streams without the rescale
+    ref_out = net.value_stream(h).sum() + net.advantage_stream(h).sum()
+    (ref,) = torch.autograd.grad(ref_out, obs)
+    torch.testing.assert_close(real, ref / math.sqrt(2))
+    # the stream weights themselves get the full gradient
+    w = net.value_stream[0].weight
+    (g_real,) = torch.autograd.grad(net(obs)["value"].sum(), w)
+    (g_ref,) = torch.autograd.grad(net.value_stream(net.features(obs)).sum(), w)
+    torch.testing.assert_close(g_real, g_ref)
+
+
+def test_single_stream_matches_dueling_parameter_count():
+    def count(m):
+        return sum(p.numel() for p in m.parameters())
+
+    dueling, single = count(DuelingQNetwork(18)), count(SingleStreamQNetwork(18))
+    assert (
+        abs(dueling - single) / dueling < 0.01
+    )  # Wang et al. 2016: 1024 units match two 512 streams
+    assert set(SingleStreamQNetwork(6)(torch.zeros(1, 4, 84, 84))) == {"q"}
+
+
+def test_rebuild_from_architecture_and_errors():
+    net = DuelingQNetwork(5, aggregation="max")
+    assert build_network(net.architecture()).architecture() == net.architecture()
+    with pytest.raises(ValueError, match="unknown network class"):
+        build_network({"class": "Nope"})
+    with pytest.raises(ValueError, match="shape"):
+        net(torch.zeros(1, 3, 84, 84))
+    with pytest.raises(ValueError, match="too small"):
+        DuelingQNetwork(3, input_shape=(20, 20))
+    with pytest.raises(ValueError, match="aggregation"):
+        DuelingQNetwork(3, aggregation="median")
