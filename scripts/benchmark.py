@@ -86,11 +86,127 @@ def run_envs(cfg: Envs) -> None:
         write_section("envs", table)
 
 
+@dataclass
+class Dqn:
+    """Training steps/s and peak RSS of our trainer against SB3's DQN on Pong; replay memory."""
+
+    game: str = "pong"
+    """Game to train on."""
+    steps: int = 4_000
+    """Timed environment steps after learning starts."""
+    learning_starts: int = 4_000
+    """Steps before learning starts (not timed)."""
+    buffer_size: int = 100_000
+    """Replay capacity for both trainers (RL Zoo's Atari setting)."""
+    replay_capacity: int = 100_000
+    """Capacity at which bytes per transition are measured."""
+    replay_fill: int = 20_000
+    """Transitions written when measuring resident memory per transition."""
+    device: str = "cpu"
+    """Device for our trainer (SB3 always runs on the CPU here)."""
+    write: bool = True
+    """Write the tables into docs/benchmarks.md."""
+
+
+def run_dqn(cfg: Dqn) -> None:
+    from agents.benchmark import in_fresh_process, replay_memory, run_ours, run_sb3
+
+    common = (cfg.game, cfg.steps, cfg.learning_starts, cfg.buffer_size)
+    sb3 = in_fresh_process(run_sb3, *common)
+    setups = [
+        ("ours, dueling, 1 env", 1, {"overlap": False}),
+        ("ours, dueling, 8 envs", 8, {}),
+        ("ours, dueling, 8 envs, bf16 autocast", 8, {"bf16": True}),
+        ("ours, single stream 512 (SB3's size), 8 envs", 8, {"network": "single", "hidden": 512}),
+    ]
+    rows = [
+        ["SB3 DQN, CnnPolicy, 1 env", f"{sb3['sps']:.0f}", "1.00x", f"{sb3['peak_rss_mb']:,.0f}"]
+    ]
+    for name, num_envs, options in setups:
+        r = in_fresh_process(run_ours, *common, num_envs, options, cfg.device)
+        rows.append(
+            [name, f"{r['sps']:.0f}", f"{r['sps'] / sb3['sps']:.2f}x", f"{r['peak_rss_mb']:,.0f}"]
+        )
+    train = markdown_table(
+        ["trainer", "steps/s after learning starts", "vs SB3", "peak RSS (MB)"], rows
+    )
+    mem = in_fresh_process(replay_memory, cfg.replay_capacity, cfg.replay_fill)
+    mem_rows = [
+        [name, f"{mem[key + '_bytes_per_transition']:,.0f}", f"{mem[key + '_rss_per_transition']:,.0f}",
+         f"{mem[key + '_bytes_per_transition'] * 1e6 / 1e9:,.1f}", mem[key + "_large"],
+         f"{mem['ours_bytes_per_transition'] / mem[key + '_bytes_per_transition']:.3f}"]
+        for name, key in (("SB3 ReplayBuffer", "sb3"), ("SB3, optimize_memory_usage", "sb3_optimized"),
+                          ("ours, FrameReplayBuffer", "ours"))
+    ]  # fmt: skip
+    memory = markdown_table(
+        ["replay memory", "allocated bytes/transition", "resident bytes/transition (measured)",
+         "GB at 1M", "1M capacity here", "ours / this"], mem_rows,
+    )  # fmt: skip
+    print(train, "\n\n", memory, sep="")
+    if cfg.write:
+        write_section("dqn", f"{train}\n\n{memory}")
+
+
+@dataclass
+class DqnGpu:
+    """Our DQN trainer with --device cuda at several env counts, float32 and bf16 autocast."""
+
+    game: str = "pong"
+    """Game to train on."""
+    steps: int = 4_000
+    """Timed environment steps after learning starts."""
+    learning_starts: int = 2_000
+    """Steps before learning starts (not timed)."""
+    buffer_size: int = 100_000
+    """Replay capacity."""
+    num_envs: list[int] = field(default_factory=lambda: [8, 16])
+    """Env counts to measure."""
+    write: bool = True
+    """Write the table into docs/benchmarks.md."""
+
+
+def run_dqn_gpu(cfg: DqnGpu) -> None:
+    import torch
+
+    from agents.benchmark import in_fresh_process, run_ours
+
+    if not torch.cuda.is_available():
+        raise SystemExit("error: dqn-gpu needs a CUDA device; torch sees none")
+    rows = []
+    for n in cfg.num_envs:
+        for device, options in (("cuda", {}), ("cuda", {"bf16": True})):
+            r = in_fresh_process(
+                run_ours,
+                cfg.game,
+                cfg.steps,
+                cfg.learning_starts,
+                cfg.buffer_size,
+                n,
+                options,
+                device,
+            )
+            label = device + (", bf16 autocast" if options else "")
+            rows.append([str(n), label, f"{r['sps']:.0f}", f"{r['peak_rss_mb']:,.0f}"])
+            print(" | ".join(rows[-1]), flush=True)
+    table = markdown_table(
+        ["envs", "device", "steps/s after learning starts", "peak RSS (MB)"], rows
+    )
+    gpu = torch.cuda.get_device_name(0)
+    print(gpu, table, sep="\n")
+    if cfg.write:
+        write_section("dqn_gpu", f"GPU: {gpu}\n\n{table}")
+
+
 def main() -> None:
     cfg = tyro.extras.subcommand_cli_from_dict(
-        {"envs": Annotated[Envs, tyro.conf.arg(help=Envs.__doc__)]}, description=__doc__
+        {
+            "envs": Annotated[Envs, tyro.conf.arg(help=Envs.__doc__)],
+            "dqn": Annotated[Dqn, tyro.conf.arg(help=Dqn.__doc__)],
+            "dqn-gpu": Annotated[DqnGpu, tyro.conf.arg(help=DqnGpu.__doc__)],
+        },
+        description=__doc__,
     )
-    {Envs: run_envs}[type(cfg)](cfg)
+    {Envs: run_envs, Dqn: run_dqn, DqnGpu: run_dqn_gpu}[type(cfg)](cfg)
 
 
 if __name__ == "__main__":

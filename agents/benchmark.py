@@ -1,0 +1,144 @@
+"""DQN benchmarks: our trainer against SB3's DQN on Pong, and replay memory against SB3's buffer.
+
+Each trainer runs in a fresh spawned process so that its peak RSS is its own. Steps/s is measured
+over the steps after ``learning_starts`` only (the regime that training spends its time in).
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import resource
+import time
+from typing import Any
+
+import numpy as np
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+
+
+def _rss_mb() -> float:
+    with open(f"/proc/{os.getpid()}/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def run_ours(game: str, steps: int, learning_starts: int, buffer_size: int, num_envs: int,
+             options: dict[str, Any], device: str = "cpu") -> dict[str, float]:  # fmt: skip
+    """Our trainer; returns steps/s after learning starts and peak RSS."""
+    import tempfile
+
+    import torch
+
+    from agents.dqn import DQNConfig, DQNTrainer
+
+    torch.set_num_threads(os.cpu_count() or 1)
+    marks: dict[str, float] = {}
+
+    def clock(trainer: DQNTrainer, step: int) -> None:
+        if step >= learning_starts and "t0" not in marks:
+            marks["t0"], marks["s0"] = time.perf_counter(), step
+
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = DQNConfig(
+            game=game, total_steps=learning_starts + steps, learning_starts=learning_starts,
+            buffer_size=buffer_size, num_envs=num_envs, train_freq=4, batch_size=32,
+            target_update=1000, save_every=10**12, progress=False, run_dir=tmp, device=device,
+            **options,
+        )  # fmt: skip
+        trainer = DQNTrainer(cfg, callbacks=[clock])
+        trainer.run()
+        elapsed = time.perf_counter() - marks["t0"]
+        return {"sps": (trainer.global_step - marks["s0"]) / elapsed, "peak_rss_mb": _peak_rss_mb()}
+
+
+def run_sb3(game: str, steps: int, learning_starts: int, buffer_size: int) -> dict[str, float]:
+    """SB3's DQN with the RL Zoo's Atari settings (CnnPolicy, train_freq 4, batch 32, target update
+    1000, AtariWrapper + 4-frame stack), same buffer and learning start as ours."""
+    import ale_py
+    import gymnasium as gym
+    import torch
+    from stable_baselines3 import DQN
+    from stable_baselines3.common.callbacks import BaseCallback
+    from stable_baselines3.common.env_util import make_atari_env
+    from stable_baselines3.common.vec_env import VecFrameStack
+
+    from envs import resolve_game
+
+    torch.set_num_threads(os.cpu_count() or 1)
+    gym.register_envs(ale_py)
+    camel = "".join(part.capitalize() for part in resolve_game(game).split("_"))
+    env = VecFrameStack(make_atari_env(f"{camel}NoFrameskip-v4", n_envs=1, seed=0), 4)
+    marks: dict[str, float] = {}
+
+    class Clock(BaseCallback):
+        def _on_step(self) -> bool:
+            if self.num_timesteps >= learning_starts and "t0" not in marks:
+                marks["t0"], marks["s0"] = time.perf_counter(), self.num_timesteps
+            return True
+
+    model = DQN(
+        "CnnPolicy", env, buffer_size=buffer_size, learning_rate=1e-4, batch_size=32,
+        learning_starts=learning_starts, target_update_interval=1000, train_freq=4,
+        gradient_steps=1, exploration_fraction=0.1, exploration_final_eps=0.01,
+        optimize_memory_usage=False, verbose=0, seed=0, device="cpu",
+    )  # fmt: skip
+    model.learn(total_timesteps=learning_starts + steps, callback=Clock())
+    elapsed = time.perf_counter() - marks["t0"]
+    return {"sps": (model.num_timesteps - marks["s0"]) / elapsed, "peak_rss_mb": _peak_rss_mb()}
+
+
+def replay_memory(capacity: int, fill: int, large: int = 1_000_000) -> dict[str, Any]:
+    """Bytes per transition: allocated arrays at ``capacity``, and RSS growth while writing
+    ``fill`` real-sized transitions (pages are only resident once written); and whether a
+    ``large``-capacity memory can be allocated at all on this machine."""
+    from gymnasium import spaces
+    from stable_baselines3.common.buffers import ReplayBuffer
+
+    from agents.replay import FrameReplayBuffer
+
+    obs_space = spaces.Box(0, 255, (4, 84, 84), np.uint8)
+    rng = np.random.default_rng(0)
+    frames = rng.integers(0, 256, (64, 4, 84, 84), dtype=np.uint8)
+    out: dict[str, float] = {}
+    for name, optimize in (("sb3", False), ("sb3_optimized", True)):
+        before = _rss_mb()
+        buf = ReplayBuffer(capacity, obs_space, spaces.Discrete(6), "cpu", optimize_memory_usage=optimize,
+                           handle_timeout_termination=not optimize)  # fmt: skip
+        arrays = [buf.observations, buf.actions, buf.rewards, buf.dones, buf.timeouts]
+        if not optimize:
+            arrays.append(buf.next_observations)
+        out[f"{name}_bytes_per_transition"] = sum(a.nbytes for a in arrays) / capacity
+        for i in range(fill):
+            o = frames[i % 64][None]
+            buf.add(o, o, np.array([1]), np.array([0.0]), np.array([False]), [{}])
+        out[f"{name}_rss_per_transition"] = (_rss_mb() - before) * 2**20 / fill
+        del buf, arrays
+        try:
+            ReplayBuffer(large, obs_space, spaces.Discrete(6), "cpu", optimize_memory_usage=optimize,
+                         handle_timeout_termination=not optimize)  # fmt: skip
+            out[f"{name}_large"] = "allocates"
+        except MemoryError as e:
+            out[f"{name}_large"] = f"fails: {str(e).split(' for ')[0]}"
+    before = _rss_mb()
+    ours = FrameReplayBuffer(capacity, 1)
+    out["ours_bytes_per_transition"] = ours.nbytes() / ours.capacity
+    ours.reset(frames[:1])
+    for i in range(fill):
+        ours.add(np.array([1]), np.array([0.0]), np.array([False]), frames[i % 64][None])
+    out["ours_rss_per_transition"] = (_rss_mb() - before) * 2**20 / fill
+    del ours
+    try:
+        FrameReplayBuffer(large, 8)
+        out["ours_large"] = "allocates"
+    except MemoryError as e:
+        out["ours_large"] = f"fails: {e}"
+    return out
+
+
+def in_fresh_process(fn, *args: Any) -> Any:
+    """Run ``fn(*args)`` in a spawned interpreter (own peak RSS, no shared threads)."""
+    ctx = mp.get_context("spawn")
+    with ctx.Pool(1) as pool:
+        return pool.apply(fn, args)
