@@ -1,0 +1,118 @@
+"""Play a trained (or random) network on one Atari env and yield what analysis needs per step:
+the real RGB screen, the observation, the action and the heads."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from envs import make_atari_env
+from envs.options import AtariOptions
+
+
+@dataclass
+class Step:
+    t: int
+    episode: int
+    screen: np.ndarray  # (210, 160, 3) uint8, the frame the observation ends on
+    obs: np.ndarray  # (stack, 84, 84) uint8
+    action: int
+    heads: dict[str, np.ndarray]
+    score: float  # the episode's raw score so far
+
+
+def load_policy(checkpoint: str | None, game: str | None) -> tuple[nn.Module, dict[str, Any]]:
+    """A network and its config from our checkpoint, an SB3 zip, or (no checkpoint) a randomly
+    initialised dueling network -- with a warning, since its maps show nothing learned."""
+    from agents.checkpoint import load_checkpoint
+    from agents.networks import DuelingQNetwork
+
+    if checkpoint is None:
+        if game is None:
+            raise ValueError("give --checkpoint, or --game for a randomly initialised network")
+        warnings.warn("no checkpoint: using a randomly initialised dueling network", stacklevel=2)
+        from envs import resolve_game
+
+        env = make_atari_env(game)
+        net = DuelingQNetwork(int(env.action_space.n)).eval()
+        return net, {"agent": "dqn", "game": resolve_game(game), "env_options": {}}
+    if str(checkpoint).endswith(".zip"):
+        from analysis.sb3 import load_sb3
+
+        if game is None:
+            raise ValueError("an SB3 zip does not record its game: give --game too")
+        net, config = load_sb3(checkpoint)
+        from envs import resolve_game
+
+        return net, {**config, "agent": "sb3", "game": resolve_game(game), "env_options": {}}
+    net, config = load_checkpoint(Path(checkpoint))
+    if config.get("agent") not in (None, "dqn"):
+        raise ValueError(
+            f"{checkpoint!r} is a {config['agent']!r} checkpoint; use scripts/record_glimpses.py for it"
+        )
+    if config["game"] == "catch":
+        raise ValueError("saliency videos are for Atari checkpoints; this one was trained on Catch")
+    return net, config
+
+
+def head_pair(heads: list[str]) -> tuple[str, ...]:
+    """The heads to contrast: value against advantage (dueling), critic against actor (SB3 PPO/A2C,
+    Greydanus et al. 2018), or Q alone for single-stream networks."""
+    for pair in (("value", "advantage"), ("value", "logits")):
+        if all(h in heads for h in pair):
+            return pair
+    return ("q",)
+
+
+def greedy_action(heads: dict[str, torch.Tensor]) -> torch.Tensor:
+    for name in ("q", "logits"):
+        if name in heads:
+            return heads[name].argmax(1)
+    raise ValueError(f"cannot act from heads {', '.join(heads)}: need 'q' or 'logits'")
+
+
+def play(
+    net: nn.Module,
+    config: dict[str, Any],
+    steps: int | None = None,
+    episodes: int | None = None,
+    epsilon: float = 0.001,
+    seed: int = 0,
+) -> Iterator[Step]:
+    """Step the env with epsilon-greedy actions until ``steps`` steps or ``episodes`` episodes."""
+    if (steps is None) == (episodes is None):
+        raise ValueError("give exactly one of steps and episodes")
+    if steps is not None and steps < 1:
+        raise ValueError(f"--steps must be >= 1, got {steps}")
+    if episodes is not None and episodes < 1:
+        raise ValueError(f"--episodes must be >= 1, got {episodes}")
+    options = {**config.get("env_options", {}), "reward_clipping": False, "episodic_life": False,
+               "life_loss_info": False}  # fmt: skip
+    env = make_atari_env(config["game"], seed=seed, **AtariOptions.from_kwargs(**options).as_dict())
+    rng = np.random.default_rng(seed)
+    obs, _ = env.reset()
+    t = episode = 0
+    score = 0.0
+    while (steps is None or t < steps) and (episodes is None or episode < episodes):
+        with torch.no_grad():
+            heads = net(torch.from_numpy(obs[None]))
+        action = int(greedy_action(heads)[0])
+        if rng.random() < epsilon:
+            action = int(rng.integers(env.action_space.n))
+        yield Step(t, episode, env.rgb_frame(), obs, action,
+                   {k: v[0].cpu().numpy() for k, v in heads.items()}, score)  # fmt: skip
+        obs, reward, terminated, truncated, _ = env.step(action)
+        score += reward
+        t += 1
+        if terminated or truncated:
+            episode += 1
+            score = 0.0
+            obs, _ = env.reset()
+    env.close()

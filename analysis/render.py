@@ -1,0 +1,66 @@
+"""Drawing saliency the way Wang et al. 2016 (Fig. 2) do: the grey game frame in the green and blue
+channels, the saliency in red; side-by-side panels with a small heads-up display."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+
+class RunningPercentile:
+    """Normaliser that does not flicker: divides by an exponential moving average of each frame's
+    ``q``-th percentile (``momentum`` 0.95 ~ a 20-frame memory), so one frame's spike neither blanks
+    the next frames nor makes a quiet frame glow. ``momentum=0`` is per-frame normalisation."""
+
+    def __init__(self, q: float = 99.5, momentum: float = 0.95) -> None:
+        self.q, self.momentum = q, momentum
+        self.scale: float | None = None
+
+    def __call__(self, m: np.ndarray) -> np.ndarray:
+        level = float(np.percentile(m, self.q)) or float(m.max()) or 1.0
+        self.scale = (
+            level
+            if self.scale is None
+            else self.momentum * self.scale + (1 - self.momentum) * level
+        )
+        return np.clip(m / self.scale, 0.0, 1.0)
+
+
+def overlay(screen: np.ndarray, saliency01: np.ndarray) -> np.ndarray:
+    """Grey screen in green and blue, saliency (in [0, 1], screen-sized) in red."""
+    grey = cv2.cvtColor(screen, cv2.COLOR_RGB2GRAY).astype(np.float32)
+    out = np.empty((*grey.shape, 3), np.uint8)
+    out[..., 0] = np.clip(grey * 0.6 + 255 * saliency01, 0, 255).astype(np.uint8)
+    out[..., 1] = (grey * 0.6).astype(np.uint8)
+    out[..., 2] = (grey * 0.6).astype(np.uint8)
+    return out
+
+
+def label(image: np.ndarray, lines: list[str]) -> np.ndarray:
+    """Write ``lines`` in the top-left corner (white on a dark band)."""
+    image = image.copy()
+    band = 14 * len(lines) + 6
+    image[:band] = (image[:band] * 0.35).astype(np.uint8)
+    for i, text in enumerate(lines):
+        cv2.putText(
+            image,
+            text,
+            (5, 14 + 14 * i),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            0.42,
+            (255, 255, 255),
+            1,
+            cv2.LINE_AA,
+        )
+    return image
+
+
+def panels(images: list[np.ndarray], height: int = 420) -> np.ndarray:
+    """Upscale (nearest neighbour) to ``height`` rows and lay side by side."""
+    scaled = []
+    for im in images:
+        h, w = im.shape[:2]
+        scaled.append(
+            cv2.resize(im, (round(w * height / h), height), interpolation=cv2.INTER_NEAREST)
+        )
+    return np.concatenate(scaled, axis=1)

@@ -1,0 +1,190 @@
+"""Saliency: where a network's output is sensitive to its input pixels.
+
+* :func:`jacobian_saliency` -- ``|d head / d input|`` (Simonyan et al. 2013), one backward pass for a
+  whole batch. Any head the network's ``forward`` returns by name can be differentiated; for a vector
+  head the default output is the paper's choice, the component of ``argmax`` of that head (Wang et
+  al. 2016, Fig. 2: the advantage of ``argmax_a A(s, a)``).
+* :func:`perturbation_saliency` -- Greydanus et al. 2018: blur a Gaussian patch of the input and
+  measure how much the head moves, ``1/2 ||f(I) - f(I')||^2``.
+* :func:`to_frame` -- carry an 84x84 map back onto the 210x160 game screen.
+
+Gradients are taken with respect to the network's float input, i.e. the uint8 observation divided by
+255, the scale our networks and SB3's use internally. Networks must be free of cross-sample
+interactions (no batch norm in training mode) for the batched backward pass to equal per-sample ones.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Literal
+
+import cv2
+import numpy as np
+import torch
+from torch import nn
+
+ActionSpec = int | torch.Tensor | np.ndarray | Literal["argmax", "all"] | None
+
+
+@dataclass
+class SaliencyMaps:
+    """Saliency of one head for a batch.
+
+    ``per_frame``: (B, stack, H, W) -- one map per stacked frame; ``combined``: (B, H, W) -- their sum
+    (the whole observation's sensitivity); ``actions``: which component of a vector head was
+    differentiated, per sample (None for a scalar head). With ``action="all"`` every array gains an
+    action axis after the batch axis.
+    """
+
+    head: str
+    per_frame: np.ndarray
+    combined: np.ndarray
+    actions: np.ndarray | None
+
+
+def heads_of(model: nn.Module, obs: torch.Tensor) -> Mapping[str, torch.Tensor]:
+    out = model(obs)
+    if not isinstance(out, Mapping):
+        raise TypeError(
+            f"{type(model).__name__}.forward must return its heads by name (a dict), got "
+            f"{type(out).__name__}; wrap SB3 models with analysis.sb3.load_sb3"
+        )
+    return out
+
+
+def _check_obs(obs: torch.Tensor | np.ndarray) -> torch.Tensor:
+    if isinstance(obs, np.ndarray):
+        obs = torch.from_numpy(obs)
+    if not isinstance(obs, torch.Tensor):
+        raise TypeError(f"observation must be a tensor or numpy array, got {type(obs).__name__}")
+    if obs.dim() != 4:
+        raise ValueError(
+            f"observation must be a batch (B, stack, H, W), got shape {tuple(obs.shape)}"
+        )
+    if obs.dtype == torch.uint8:
+        return obs.float() / 255.0
+    if not obs.is_floating_point():
+        raise ValueError(f"observation must be uint8 (0-255) or float (0-1), got {obs.dtype}")
+    return obs.float()
+
+
+def _select(
+    head: torch.Tensor, name: str, action: ActionSpec
+) -> tuple[torch.Tensor, np.ndarray | None]:
+    """The scalar per sample to differentiate, and the action chosen for it."""
+    if head.dim() == 1:
+        if action not in (None, "argmax"):
+            raise ValueError(f"head {name!r} is a scalar per sample: it takes no action")
+        return head, None
+    if head.dim() != 2:
+        raise ValueError(f"head {name!r} has shape {tuple(head.shape)}; expected (B,) or (B, A)")
+    if action in (None, "argmax"):
+        idx = head.detach().argmax(1)
+    elif isinstance(action, int):
+        idx = torch.full((head.shape[0],), action, dtype=torch.long)
+    else:
+        idx = torch.as_tensor(np.asarray(action), dtype=torch.long).reshape(-1)
+        if idx.shape[0] != head.shape[0]:
+            raise ValueError(f"got {idx.shape[0]} actions for a batch of {head.shape[0]}")
+    if (idx < 0).any() or (idx >= head.shape[1]).any():
+        raise ValueError(f"actions must be in [0, {head.shape[1] - 1}] for head {name!r}")
+    return head.gather(1, idx[:, None].to(head.device)).squeeze(1), idx.cpu().numpy()
+
+
+def jacobian_saliency(
+    model: nn.Module,
+    obs: torch.Tensor | np.ndarray,
+    head: str = "value",
+    action: ActionSpec = None,
+) -> SaliencyMaps:
+    """``|d head / d input|`` for a batch in one backward pass (``action="all"``: one per action)."""
+    device = next(model.parameters()).device
+    x = _check_obs(obs).to(device).requires_grad_(True)
+    with torch.enable_grad():
+        heads = heads_of(model, x)
+        if head not in heads:
+            raise ValueError(f"unknown head {head!r}; this network has: {', '.join(heads)}")
+        out = heads[head]
+        if action == "all":
+            if out.dim() != 2:
+                raise ValueError(f"action='all' needs a vector head; {head!r} is a scalar")
+            grads = [
+                torch.autograd.grad(out[:, a].sum(), x, retain_graph=a < out.shape[1] - 1)[0]
+                for a in range(out.shape[1])
+            ]
+            g = torch.stack(grads, 1).abs()
+            actions = np.tile(np.arange(out.shape[1]), (out.shape[0], 1))
+        else:
+            target, actions = _select(out, head, action)
+            (g,) = torch.autograd.grad(target.sum(), x)
+            g = g.abs()
+    per_frame = g.detach().cpu().numpy()
+    return SaliencyMaps(head, per_frame, per_frame.sum(-3), actions)
+
+
+def _gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    radius = int(3 * sigma)
+    t = torch.arange(-radius, radius + 1, dtype=x.dtype, device=x.device)
+    k = torch.exp(-(t**2) / (2 * sigma**2))
+    k = k / k.sum()
+    c = x.shape[1]
+    x = nn.functional.pad(x, (radius, radius, radius, radius), mode="replicate")
+    x = nn.functional.conv2d(x, k.view(1, 1, 1, -1).repeat(c, 1, 1, 1), groups=c)
+    return nn.functional.conv2d(x, k.view(1, 1, -1, 1).repeat(c, 1, 1, 1), groups=c)
+
+
+@torch.no_grad()
+def perturbation_saliency(
+    model: nn.Module,
+    obs: torch.Tensor | np.ndarray,
+    head: str = "value",
+    stride: int = 5,
+    mask_sigma: float = 5.0,
+    blur_sigma: float = 3.0,
+    chunk: int = 256,
+) -> np.ndarray:
+    """Greydanus et al. 2018: for a grid of points (every ``stride`` pixels), blend a blurred copy of
+    every stacked frame in with a Gaussian mask of ``mask_sigma`` around the point and score
+    ``1/2 ||f(I) - f(I')||^2`` on ``head``; returns (B, H, W) maps upsampled from the grid.
+
+    Forward passes are batched, ``chunk`` perturbed observations at a time.
+    """
+    device = next(model.parameters()).device
+    x = _check_obs(obs).to(device)
+    b, s, h, w = x.shape
+    base = heads_of(model, x)
+    if head not in base:
+        raise ValueError(f"unknown head {head!r}; this network has: {', '.join(base)}")
+    ref = base[head].reshape(b, -1)
+    blurred = _gaussian_blur(x, blur_sigma)
+    ys, xs = np.arange(0, h, stride), np.arange(0, w, stride)
+    yy, xx = torch.meshgrid(
+        torch.arange(h, device=device), torch.arange(w, device=device), indexing="ij"
+    )
+    masks = torch.stack(
+        [torch.exp(-((yy - i) ** 2 + (xx - j) ** 2) / (2 * mask_sigma**2)) for i in ys for j in xs]
+    )  # (P, H, W)
+    scores = torch.empty(b, len(masks), device=device)
+    per = max(1, chunk // b)
+    for start in range(0, len(masks), per):
+        m = masks[start : start + per][:, None, None]  # (p, 1, 1, H, W)
+        perturbed = x[None] * (1 - m) + blurred[None] * m  # (p, B, S, H, W)
+        out = heads_of(model, perturbed.reshape(-1, s, h, w))[head].reshape(len(m), b, -1)
+        scores[:, start : start + len(m)] = (0.5 * ((out - ref[None]) ** 2).sum(-1)).T
+    grid = scores.reshape(b, len(ys), len(xs)).cpu().numpy()
+    return np.stack([cv2.resize(g, (w, h), interpolation=cv2.INTER_LINEAR) for g in grid])
+
+
+def to_frame(maps: np.ndarray, frame_shape: tuple[int, int] = (210, 160)) -> np.ndarray:
+    """Map (..., 84, 84) saliency onto the (..., 210, 160) game screen.
+
+    The preprocessing's INTER_AREA resize makes observation pixel (r, c) the average of the screen
+    pixels whose centres fall in its cell; each screen pixel takes the value of that cell, so a
+    pixel's saliency lands where that pixel is on the screen.
+    """
+    h, w = maps.shape[-2:]
+    fh, fw = frame_shape
+    rows = np.minimum(((np.arange(fh) + 0.5) * h / fh).astype(np.int64), h - 1)
+    cols = np.minimum(((np.arange(fw) + 0.5) * w / fw).astype(np.int64), w - 1)
+    return maps[..., rows[:, None], cols[None, :]]

@@ -1,0 +1,111 @@
+"""Saliency videos of gameplay: the game, then one saliency panel per head, side by side."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from analysis.playback import Step, head_pair, play
+from analysis.render import RunningPercentile, label, overlay, panels
+from analysis.saliency import jacobian_saliency, to_frame
+from analysis.video import VideoWriter, check_writable
+
+
+def _hud(step: Step, heads: tuple[str, ...], action_names: list[str] | None) -> list[str]:
+    act = action_names[step.action] if action_names else str(step.action)
+    parts = [f"step {step.t}  ep {step.episode}  score {step.score:.0f}  action {act}"]
+    h = step.heads
+    if "value" in h:
+        parts.append(f"V {float(h['value']):.2f}")
+    if "advantage" in h:
+        parts[-1] += f"   max A {float(np.max(h['advantage'])):.2f}"
+    if "q" in h and "value" not in h:
+        parts.append(f"max Q {float(np.max(h['q'])):.2f}")
+    return parts
+
+
+def record_saliency(
+    net: nn.Module,
+    config: dict[str, Any],
+    out: str | os.PathLike[str],
+    *,
+    steps: int | None = None,
+    episodes: int | None = None,
+    epsilon: float = 0.001,
+    seed: int = 0,
+    per_frame_norm: bool = False,
+    fps: float = 30.0,
+    height: int = 420,
+    batch: int = 64,
+    progress: bool = True,
+) -> Path:
+    """Play and write an H.264 mp4: the screen, then each head's saliency overlaid on it.
+
+    Saliency is computed ``batch`` steps at a time (one backward pass per head per batch). The
+    normaliser is a running percentile per head (see :class:`RunningPercentile`) unless
+    ``per_frame_norm``.
+    """
+    from tqdm import tqdm
+
+    out = check_writable(out)
+    with torch.no_grad():
+        probe = net(torch.zeros(1, *_obs_shape(net, config), dtype=torch.uint8))
+    heads = head_pair(list(probe))
+    norms = {h: RunningPercentile(momentum=0.0 if per_frame_norm else 0.95) for h in heads}
+    names = config.get("action_set") if isinstance(config.get("action_set"), list) else None
+    bar = tqdm(total=steps, desc="saliency video", unit="frame", disable=not progress)
+    pending: list[Step] = []
+
+    def flush(video: VideoWriter) -> None:
+        obs = np.stack([s.obs for s in pending])
+        maps = {h: to_frame(jacobian_saliency(net, obs, head=h).combined) for h in heads}
+        for i, s in enumerate(pending):
+            tiles = [s.screen] + [overlay(s.screen, norms[h](maps[h][i])) for h in heads]
+            frame = panels(tiles, height)
+            titles = ["game"] + [f"{h} saliency" for h in heads]
+            w = frame.shape[1] // len(tiles)
+            for k, title in enumerate(titles):
+                frame[:, k * w : (k + 1) * w] = label(frame[:, k * w : (k + 1) * w], [title])
+            video.write(_with_hud(frame, _hud(s, heads, names)))
+            bar.update(1)
+        pending.clear()
+
+    with VideoWriter(out, fps=fps) as video:
+        for step in play(net, config, steps=steps, episodes=episodes, epsilon=epsilon, seed=seed):
+            pending.append(step)
+            if len(pending) == batch:
+                flush(video)
+        if pending:
+            flush(video)
+    bar.close()
+    return video.path
+
+
+def _with_hud(frame: np.ndarray, lines: list[str]) -> np.ndarray:
+    """Append a strip under the panels with the heads-up display."""
+    import cv2
+
+    strip = np.zeros((18 * len(lines) + 8, frame.shape[1], 3), np.uint8)
+    for i, text in enumerate(lines):
+        cv2.putText(
+            strip,
+            text,
+            (8, 18 + 18 * i),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            0.5,
+            (255, 255, 255),
+            1,
+            cv2.LINE_AA,
+        )
+    return np.concatenate([frame, strip], axis=0)
+
+
+def _obs_shape(net: nn.Module, config: dict[str, Any]) -> tuple[int, ...]:
+    if hasattr(net, "in_channels"):
+        return (net.in_channels, *net.input_shape)
+    return tuple(config.get("observation_shape", (4, 84, 84)))
