@@ -100,6 +100,8 @@ class DQNConfig:
     """Double DQN targets (van Hasselt et al. 2016); False gives the Nature DQN target."""
     stack_num: int = 4
     """Frames per observation (Atari); Catch uses 2 so that the ball's direction is visible."""
+    catch_miss_reward: float = 0.0
+    """Catch only: reward for a miss (0 as in Mnih et al. 2014; -1 is the common variant)."""
     repeat_action_probability: float = 0.0
     """Sticky actions (0.25 per Machado et al. 2018)."""
     life_loss_info: bool = False
@@ -123,6 +125,8 @@ class DQNConfig:
     """Learn while ALE's C++ threads step the emulators (send/recv), instead of in turn."""
     log_every: int = 1_000
     """Environment steps between scalar logs."""
+    saliency_every: int = 50_000
+    """Environment steps between value/advantage saliency images in TensorBoard (0: off)."""
     progress: bool = True
     """Show a progress bar."""
 
@@ -135,6 +139,7 @@ class DQNConfig:
             game="catch", exp_name="dueling_dqn_catch", total_steps=64_000, buffer_size=50_000,
             learning_starts=1_000, target_update=200, learning_rate=1e-3, exploration_fraction=0.4,
             end_e=0.05, n_step=4, hidden=128, train_freq=2, save_every=16_000, log_every=500,
+            saliency_every=8_000,
             channels_last=False,
         )  # fmt: skip
         return cls(**{**preset, **overrides})
@@ -149,6 +154,8 @@ class DQNConfig:
                 raise ValueError(
                     f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}"
                 )
+        if self.saliency_every < 0:
+            raise ValueError(f"--saliency-every must be >= 0, got {self.saliency_every}")
         if self.learning_starts < 0:
             raise ValueError(f"--learning-starts must be >= 0, got {self.learning_starts}")
         if not 0 < self.gamma <= 1:
@@ -202,7 +209,7 @@ def build_q_network(cfg: DQNConfig, n_actions: int, obs_shape: tuple[int, ...]) 
 def make_training_env(cfg: DQNConfig, seed: int):
     """Vector env for training; Atari rewards stay unclipped so that returns are game scores."""
     if cfg.game.lower() == "catch":
-        env = CatchVectorEnv(cfg.num_envs, stack_num=2, seed=seed)
+        env = CatchVectorEnv(cfg.num_envs, stack_num=2, miss_reward=cfg.catch_miss_reward, seed=seed)
         return env, None, "catch"
     options = AtariOptions(
         stack_num=cfg.stack_num,
@@ -618,5 +625,5 @@ def greedy_catch_rate(
         explore = rng.random(episodes) < epsilon
         actions = np.where(explore, rng.integers(3, size=episodes), actions)
         obs, rewards, *_ = env.step(actions)
-        total += rewards
+        total += rewards > 0
     return float(total.mean())

@@ -74,12 +74,12 @@ def _select(
 ) -> tuple[torch.Tensor, np.ndarray | None]:
     """The scalar per sample to differentiate, and the action chosen for it."""
     if head.dim() == 1:
-        if action not in (None, "argmax"):
+        if not (action is None or (isinstance(action, str) and action == "argmax")):
             raise ValueError(f"head {name!r} is a scalar per sample: it takes no action")
         return head, None
     if head.dim() != 2:
         raise ValueError(f"head {name!r} has shape {tuple(head.shape)}; expected (B,) or (B, A)")
-    if action in (None, "argmax"):
+    if action is None or (isinstance(action, str) and action == "argmax"):
         idx = head.detach().argmax(1)
     elif isinstance(action, int):
         idx = torch.full((head.shape[0],), action, dtype=torch.long)
@@ -106,7 +106,7 @@ def jacobian_saliency(
         if head not in heads:
             raise ValueError(f"unknown head {head!r}; this network has: {', '.join(heads)}")
         out = heads[head]
-        if action == "all":
+        if isinstance(action, str) and action == "all":
             if out.dim() != 2:
                 raise ValueError(f"action='all' needs a vector head; {head!r} is a scalar")
             grads = [

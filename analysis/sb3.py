@@ -75,9 +75,13 @@ def load_sb3(path: str | Path) -> tuple[SB3Heads, dict]:
             f"unsupported SB3 policy {name!r} in {str(path)!r}; supported: "
             + ", ".join(f"{k} ({v})" for k, v in SUPPORTED.items())
         )
-    if data.get("policy_kwargs"):
+    # optimizer settings (A2C stores RMSprop's) do not change the network; anything else might
+    readable = {":type:", ":serialized:", "optimizer_class", "optimizer_kwargs"}
+    custom = set(data.get("policy_kwargs") or {}) - readable
+    if custom:
         raise ValueError(
-            f"{str(path)!r} uses custom policy_kwargs, which SB3 stores pickled; not loaded"
+            f"{str(path)!r} uses custom policy_kwargs ({', '.join(sorted(custom))}), which SB3 "
+            "stores pickled; not loaded"
         )
     obs = data["observation_space"]
     act = data["action_space"]
@@ -85,7 +89,7 @@ def load_sb3(path: str | Path) -> tuple[SB3Heads, dict]:
         raise ValueError(
             f"{str(path)!r} has a non-discrete action space; only Discrete is supported"
         )
-    shape = tuple(json.loads(obs["_shape"]))
+    shape = tuple(obs["_shape"] if isinstance(obs["_shape"], list) else json.loads(obs["_shape"]))
     obs_space = spaces.Box(0, 255, shape, np.uint8)
     action_space = spaces.Discrete(int(act["n"]))
     if name == "CnnPolicy":

@@ -33,6 +33,10 @@ from ale_py.vector_env import AtariVectorEnv
 from envs.games import resolve_game
 from envs.options import AtariOptions
 
+# ALE prints a banner to stderr on its first ROM load; errors still get through. Quiet stderr keeps
+# a script's failure to one line.
+ale_py.ALEInterface.setLoggerMode(ale_py.LoggerMode.Error)
+
 _NOOP = ale_py.Action.NOOP
 _FIRE = ale_py.Action.FIRE
 

@@ -47,6 +47,10 @@ def main() -> None:
 
     steps = args.steps if args.steps is not None or args.episodes is not None else 1000
     try:
+        if steps is not None and steps < 1:
+            raise ValueError(f"--steps must be >= 1, got {steps}")
+        if args.episodes is not None and args.episodes < 1:
+            raise ValueError(f"--episodes must be >= 1, got {args.episodes}")
         check_writable(args.out)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")

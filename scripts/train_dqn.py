@@ -4,7 +4,8 @@
     python scripts/train_dqn.py --game catch           # Catch defaults: ~60k steps
     python scripts/train_dqn.py --resume runs/pong__dueling_dqn__1__1700000000
 
-Logs go to TensorBoard (tensorboard --logdir runs); Ctrl-C saves a checkpoint before it exits.
+Logs go to TensorBoard (tensorboard --logdir runs), with value and advantage saliency images of a
+probe batch every --saliency-every steps; Ctrl-C saves a checkpoint before it exits.
 """
 
 from __future__ import annotations
@@ -26,9 +27,11 @@ def main() -> None:
     cfg = tyro.cli(DQNConfig, default=default, description=__doc__)
     from agents.checkpoint import CheckpointError
     from agents.dqn import DQNTrainer
+    from analysis.tensorboard import SaliencyLogger
 
     try:
-        trainer = DQNTrainer(cfg, callbacks=[])
+        callbacks = [SaliencyLogger(cfg.saliency_every)] if cfg.saliency_every else []
+        trainer = DQNTrainer(cfg, callbacks=callbacks)
         print(f"run directory: {trainer.run_dir}")
         path = trainer.run()
     except (ValueError, CheckpointError) as e:

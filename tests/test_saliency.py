@@ -1,0 +1,190 @@
+"""Saliency against hand-built networks, captum, SB3 models and the frame mapping."""
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from analysis.compare import centre_of_mass, compare_maps, region_shares, stack_shares
+from analysis.saliency import jacobian_saliency, perturbation_saliency, to_frame
+
+
+class Linear(nn.Module):
+    """value = <w, x> (x the float input), advantage = W x: the Jacobian is the weights."""
+
+    def __init__(self, shape=(4, 84, 84), n_actions=3):
+        super().__init__()
+        torch.manual_seed(0)
+        self.w = nn.Parameter(torch.randn(*shape))
+        self.W = nn.Parameter(torch.randn(n_actions, *shape))
+
+    def forward(self, obs):
+        x = obs.float() / 255 if obs.dtype == torch.uint8 else obs
+        return {
+            "value": (x * self.w).sum((1, 2, 3)),
+            "advantage": torch.einsum("bchw,achw->ba", x, self.W),
+        }
+
+
+class TopBottom(nn.Module):
+    """value sees only the top half of the screen, advantage only the bottom half."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(4, 8, 5, padding=2)
+        self.v = nn.Linear(8 * 42 * 84, 1)
+        self.a = nn.Linear(8 * 42 * 84, 3)
+
+    def forward(self, obs):
+        x = obs.float() / 255 if obs.dtype == torch.uint8 else obs
+        top, bottom = torch.relu(self.conv(x[:, :, :42])), torch.relu(self.conv(x[:, :, 42:]))
+        return {"value": self.v(top.flatten(1)).squeeze(1), "advantage": self.a(bottom.flatten(1))}
+
+
+def obs_batch(n=6, seed=0):
+    return torch.from_numpy(
+        np.random.default_rng(seed).integers(0, 256, (n, 4, 84, 84), dtype=np.uint8)
+    )
+
+
+def test_linear_network_jacobian_is_its_weights():
+    net = Linear()
+    obs = obs_batch()
+    v = jacobian_saliency(net, obs, head="value")
+    np.testing.assert_allclose(
+        v.per_frame, np.broadcast_to(net.w.abs().detach().numpy(), v.per_frame.shape), rtol=1e-6
+    )
+    a = jacobian_saliency(net, obs, head="advantage", action=np.array([0, 1, 2, 0, 1, 2]))
+    for i, act in enumerate([0, 1, 2, 0, 1, 2]):
+        np.testing.assert_allclose(a.per_frame[i], net.W[act].abs().detach().numpy(), rtol=1e-6)
+    np.testing.assert_allclose(v.combined, v.per_frame.sum(1))
+    everything = jacobian_saliency(net, obs[:2], head="advantage", action="all")
+    assert everything.per_frame.shape == (2, 3, 4, 84, 84)
+    np.testing.assert_allclose(
+        everything.per_frame[1, 2], net.W[2].abs().detach().numpy(), rtol=1e-6
+    )
+
+
+def test_default_action_is_argmax_of_the_head():
+    net = Linear()
+    obs = obs_batch()
+    maps = jacobian_saliency(net, obs, head="advantage")
+    expected = net(obs)["advantage"].argmax(1).numpy()
+    np.testing.assert_array_equal(maps.actions, expected)
+
+
+def test_batched_equals_per_sample():
+    torch.manual_seed(1)
+    from agents.networks import DuelingQNetwork
+
+    net = DuelingQNetwork(4)
+    obs = obs_batch(5)
+    batched = jacobian_saliency(net, obs, head="advantage").per_frame
+    single = np.concatenate(
+        [jacobian_saliency(net, obs[i : i + 1], head="advantage").per_frame for i in range(5)]
+    )
+    np.testing.assert_allclose(batched, single, rtol=1e-5, atol=1e-9)
+
+
+def test_agrees_with_captum():
+    from captum.attr import Saliency
+
+    from agents.networks import DuelingQNetwork
+
+    torch.manual_seed(0)
+    net = DuelingQNetwork(6).eval()
+    obs = obs_batch(4)
+    x = obs.float() / 255
+    for head, target in (("value", None), ("q", 2)):
+        ours = jacobian_saliency(net, obs, head=head, action=target)
+        fn = (
+            (lambda inp: net(inp)["value"][:, None])
+            if head == "value"
+            else (lambda inp: net(inp)["q"])
+        )
+        ref = Saliency(fn).attribute(x, target=0 if head == "value" else target, abs=True)
+        np.testing.assert_allclose(ours.per_frame, ref.numpy(), atol=1e-6, rtol=0)
+
+
+def test_top_and_bottom_heads_are_told_apart():
+    torch.manual_seed(0)
+    net = TopBottom()
+    obs = obs_batch(8)
+    v = jacobian_saliency(net, obs, head="value").combined
+    a = jacobian_saliency(net, obs, head="advantage").combined
+    assert v[:, 42:].sum() == 0 and v[:, :42].sum() > 0
+    assert a[:, :42].sum() == 0 and a[:, 42:].sum() > 0
+    vf, af = to_frame(v), to_frame(a)
+    regions = {"top": (0, 0, 105, 160), "bottom": (105, 0, 210, 160)}
+    for i in range(len(vf)):
+        c = compare_maps(vf[i], af[i], regions)
+        assert c.regions_a["top"] == pytest.approx(1.0) and c.regions_b["bottom"] == pytest.approx(
+            1.0
+        )
+        assert c.top5_iou == 0.0 and c.pearson < 0
+        assert c.centre_a[0] < 105 < c.centre_b[0] and c.centre_distance > 50
+    pert = perturbation_saliency(net, obs[:2], head="value")
+    assert pert[:, :30].sum() > 20 * pert[:, 55:].sum()
+
+
+def test_perturbation_finds_the_pixels_a_network_reads():
+    class OnePatch(nn.Module):
+        def forward(self, obs):
+            x = obs.float() / 255 if obs.dtype == torch.uint8 else obs
+            return {"value": x[:, -1, 60:64, 20:24].sum((1, 2)) * 10}
+
+    net = OnePatch()
+    net.p = nn.Parameter(torch.zeros(1))  # a parameter so the device can be found
+    obs = obs_batch(2)
+    maps = perturbation_saliency(net, obs, head="value")
+    assert maps.shape == (2, 84, 84)
+    for m in maps:
+        r, c = np.unravel_index(m.argmax(), m.shape)
+        assert abs(r - 62) <= 5 and abs(c - 22) <= 5
+
+
+def test_frame_mapping_puts_saliency_where_the_pixel_is():
+    import cv2
+
+    # a screen pixel takes the saliency of an observation cell that INTER_AREA averages it into
+    source = to_frame(np.arange(84 * 84).reshape(84, 84))  # which cell each screen pixel shows
+    for y in range(0, 210, 3):
+        for x in range(0, 160, 3):
+            screen = np.zeros((210, 160), np.float32)
+            screen[y, x] = 1.0
+            cells = cv2.resize(screen, (84, 84), interpolation=cv2.INTER_AREA).reshape(-1) > 0
+            assert cells[source[y, x]], (y, x)
+    # and the mapped mass keeps the area proportions: every cell covers ~2.5 x 1.9 screen pixels
+    assert to_frame(np.ones((84, 84))).sum() == 210 * 160
+
+
+def test_stack_shares_and_region_shares():
+    per_frame = np.zeros((4, 84, 84))
+    per_frame[3] = 3.0
+    per_frame[2] = 1.0
+    np.testing.assert_allclose(stack_shares(per_frame), [0, 0, 0.25, 0.75])
+    m = np.zeros((210, 160))
+    m[:10, :10] = 1
+    assert region_shares(m, {"corner": (0, 0, 10, 10), "rest": (10, 0, 210, 160)}) == pytest.approx(
+        {
+            "corner": 1.0,
+            "rest": 0.0,
+        }
+    )
+    assert centre_of_mass(m) == pytest.approx((4.5, 4.5))
+
+
+def test_bad_heads_and_inputs_are_refused():
+    net = Linear()
+    with pytest.raises(
+        ValueError, match="unknown head 'logits'; this network has: value, advantage"
+    ):
+        jacobian_saliency(net, obs_batch(1), head="logits")
+    with pytest.raises(ValueError, match=r"batch \(B, stack, H, W\)"):
+        jacobian_saliency(net, torch.zeros(4, 84, 84, dtype=torch.uint8))
+    with pytest.raises(ValueError, match="uint8"):
+        jacobian_saliency(net, torch.zeros(1, 4, 84, 84, dtype=torch.int32))
+    with pytest.raises(ValueError, match="takes no action"):
+        jacobian_saliency(net, obs_batch(1), head="value", action=1)
+    with pytest.raises(ValueError, match="actions must be in"):
+        jacobian_saliency(net, obs_batch(1), head="advantage", action=7)
