@@ -18,12 +18,14 @@ $(STAMP): setup.cfg pyproject.toml | $(BIN)/python
 
 install: $(STAMP)
 
-# A short dueling DQN run on Pong (about 2 minutes on 2 cores), then a video of the game it sees.
+# A short dueling DQN run on Pong (about 2 minutes on 2 cores), its evaluation, and a saliency
+# video of it: the game beside the value and the advantage saliency.
 demo: install
 	$(BIN)/python scripts/train_dqn.py --game pong --total-steps 12000 --learning-starts 4000 \
-		--buffer-size 20000 --save-every 4000 --run-dir runs/demo_pong
+		--buffer-size 20000 --save-every 4000 --saliency-every 4000 --run-dir runs/demo_pong
 	$(BIN)/python scripts/evaluate.py --checkpoint runs/demo_pong --episodes 2 --num-envs 2
-	$(BIN)/python scripts/env_demo.py --game pong --steps 300 --out demo/pong_env.mp4
+	$(BIN)/python scripts/record_saliency.py --checkpoint runs/demo_pong --steps 500 \
+		--out demo/pong_saliency.mp4
 
 lint: install
 	$(BIN)/ruff check .
@@ -34,3 +36,4 @@ test: lint
 benchmark: install
 	$(BIN)/python scripts/benchmark.py envs
 	$(BIN)/python scripts/benchmark.py dqn
+	$(BIN)/python scripts/benchmark.py saliency

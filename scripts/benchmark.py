@@ -197,16 +197,46 @@ def run_dqn_gpu(cfg: DqnGpu) -> None:
         write_section("dqn_gpu", f"GPU: {gpu}\n\n{table}")
 
 
+@dataclass
+class Saliency:
+    """Saliency maps/s: batched Jacobian vs a per-frame loop vs captum; perturbation; videos."""
+
+    batch: int = 64
+    """Observations per batch."""
+    repeats: int = 5
+    """Timed repeats per method (median reported)."""
+    video_frames: int = 1000
+    """Frames in the end-to-end video measurement."""
+    write: bool = True
+    """Write the table into docs/benchmarks.md."""
+
+
+def run_saliency(cfg: Saliency) -> None:
+    from analysis.benchmark import benchmark_saliency
+
+    rows = benchmark_saliency(cfg.batch, cfg.repeats, cfg.video_frames)
+    loop = dict(rows)["Jacobian, per-frame loop"]
+    table = markdown_table(
+        ["method", "maps (frames) per second", "vs per-frame loop"],
+        [[name, f"{rate:,.1f}", f"{rate / loop:.1f}x"] for name, rate in rows],
+    )
+    print(table)
+    if cfg.write:
+        write_section("saliency", table)
+
+
 def main() -> None:
     cfg = tyro.extras.subcommand_cli_from_dict(
         {
             "envs": Annotated[Envs, tyro.conf.arg(help=Envs.__doc__)],
             "dqn": Annotated[Dqn, tyro.conf.arg(help=Dqn.__doc__)],
             "dqn-gpu": Annotated[DqnGpu, tyro.conf.arg(help=DqnGpu.__doc__)],
+            "saliency": Annotated[Saliency, tyro.conf.arg(help=Saliency.__doc__)],
         },
         description=__doc__,
     )
-    {Envs: run_envs, Dqn: run_dqn, DqnGpu: run_dqn_gpu}[type(cfg)](cfg)
+    runners = {Envs: run_envs, Dqn: run_dqn, DqnGpu: run_dqn_gpu, Saliency: run_saliency}
+    runners[type(cfg)](cfg)
 
 
 if __name__ == "__main__":

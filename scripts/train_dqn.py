@@ -1,7 +1,7 @@
 """Train a dueling Double DQN (Wang et al. 2016) on an Atari game or on Catch.
 
     python scripts/train_dqn.py --game pong --total-steps 2000000
-    python scripts/train_dqn.py --game catch           # Catch defaults: ~60k steps
+    python scripts/train_dqn.py --game catch           # Catch defaults: 80k steps
     python scripts/train_dqn.py --resume runs/pong__dueling_dqn__1__1700000000
 
 Logs go to TensorBoard (tensorboard --logdir runs), with value and advantage saliency images of a

@@ -1,0 +1,56 @@
+"""Saliency throughput: batched Jacobian maps against a per-frame loop and captum, perturbation maps,
+and saliency videos end to end."""
+
+from __future__ import annotations
+
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+
+import numpy as np
+import torch
+
+
+def _median_seconds(fn: Callable[[], object], repeats: int) -> float:
+    fn()  # warm-up
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def benchmark_saliency(
+    batch: int = 64, repeats: int = 5, video_frames: int = 1000
+) -> list[tuple[str, float]]:
+    """Maps (or frames) per second for each method, same dueling network and observations."""
+    from captum.attr import Saliency
+
+    from agents.networks import DuelingQNetwork
+    from analysis.saliency import jacobian_saliency, perturbation_saliency
+    from analysis.saliency_video import record_saliency
+
+    torch.manual_seed(0)
+    net = DuelingQNetwork(6).eval()
+    obs = torch.from_numpy(
+        np.random.default_rng(0).integers(0, 256, (batch, 4, 84, 84), dtype=np.uint8)
+    )
+    x = obs.float() / 255
+    captum = Saliency(lambda inp: net(inp)["value"][:, None])
+    methods = {
+        "Jacobian, batched (one backward pass)": (lambda: jacobian_saliency(net, obs), batch),
+        "Jacobian, per-frame loop": (
+            lambda: [jacobian_saliency(net, obs[i : i + 1]) for i in range(batch)], batch),
+        "captum Saliency, batched": (lambda: captum.attribute(x, target=0, abs=True), batch),
+        "perturbation (Greydanus et al. 2018)": (lambda: perturbation_saliency(net, obs[:4]), 4),
+    }  # fmt: skip
+    rows = [(name, n / _median_seconds(fn, repeats)) for name, (fn, n) in methods.items()]
+    with tempfile.TemporaryDirectory() as tmp:
+        config = {"game": "pong", "env_options": {}}
+        start = time.perf_counter()
+        record_saliency(net, config, f"{tmp}/v.mp4", steps=video_frames, progress=False)
+        rows.append((f"record_saliency end to end ({video_frames} frames, both heads)",
+                     video_frames / (time.perf_counter() - start)))  # fmt: skip
+    return rows
