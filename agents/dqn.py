@@ -38,7 +38,7 @@ from agents.checkpoint import (
 )
 from agents.networks import DuelingQNetwork, QNetwork, SingleStreamQNetwork
 from agents.replay import FrameReplayBuffer
-from envs import CatchVectorEnv, episode_ended, make_vector_env, resolve_game
+from envs import CatchVectorEnv, episode_ended, make_atari_env, make_vector_env, resolve_game
 from envs.options import AtariOptions
 
 
@@ -476,13 +476,17 @@ class DQNTrainer:
     # ---- checkpoints --------------------------------------------------------------------------
     def checkpoint_config(self) -> dict[str, Any]:
         """What a checkpoint needs to be used without the training code: see agents.checkpoint."""
-        meta = getattr(self.env, "get_action_meanings", None)
+        if self.env_options is not None:  # the vector env does not name its actions; ALE does
+            full = self.env_options.full_action_space
+            names = make_atari_env(self.game, full_action_space=full).get_action_meanings()
+        else:
+            names = ["LEFT", "STAY", "RIGHT"]
         return {
             "format_version": FORMAT_VERSION,
             "agent": "dqn",
             "architecture": self.q_network.architecture(),
             "game": self.game,
-            "action_set": meta() if meta else list(range(self.n_actions)),
+            "action_set": names,
             "env_options": self.env_options.as_dict() if self.env_options else {"stack_num": 2},
             "step": self.global_step,
             "versions": versions(),

@@ -36,23 +36,28 @@ def overlay(screen: np.ndarray, saliency01: np.ndarray) -> np.ndarray:
     return out
 
 
+def _put_lines(image: np.ndarray, lines: list[str], line_height: int, scale: float) -> None:
+    for i, text in enumerate(lines):
+        org = (line_height // 3 + 2, line_height * (i + 1))
+        cv2.putText(
+            image, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1, cv2.LINE_AA
+        )
+
+
 def label(image: np.ndarray, lines: list[str]) -> np.ndarray:
-    """Write ``lines`` in the top-left corner (white on a dark band)."""
+    """Write ``lines`` in the top-left corner (white on a darkened band)."""
     image = image.copy()
     band = 14 * len(lines) + 6
     image[:band] = (image[:band] * 0.35).astype(np.uint8)
-    for i, text in enumerate(lines):
-        cv2.putText(
-            image,
-            text,
-            (5, 14 + 14 * i),
-            cv2.FONT_HERSHEY_SIMPLEX,
-            0.42,
-            (255, 255, 255),
-            1,
-            cv2.LINE_AA,
-        )
+    _put_lines(image, lines, 14, 0.42)
     return image
+
+
+def hud_strip(frame: np.ndarray, lines: list[str]) -> np.ndarray:
+    """Append a black strip under ``frame`` with ``lines`` of heads-up display."""
+    strip = np.zeros((18 * len(lines) + 8, frame.shape[1], 3), np.uint8)
+    _put_lines(strip, lines, 18, 0.5)
+    return np.concatenate([frame, strip], axis=0)
 
 
 def panels(images: list[np.ndarray], height: int = 420) -> np.ndarray:

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from analysis.playback import Step, head_pair, play
-from analysis.render import RunningPercentile, label, overlay, panels
+from analysis.render import RunningPercentile, hud_strip, label, overlay, panels
 from analysis.saliency import jacobian_saliency, to_frame
 from analysis.video import VideoWriter, check_writable
 
@@ -71,7 +71,7 @@ def record_saliency(
             w = frame.shape[1] // len(tiles)
             for k, title in enumerate(titles):
                 frame[:, k * w : (k + 1) * w] = label(frame[:, k * w : (k + 1) * w], [title])
-            video.write(_with_hud(frame, _hud(s, heads, names)))
+            video.write(hud_strip(frame, _hud(s, heads, names)))
             bar.update(1)
         pending.clear()
 
@@ -84,25 +84,6 @@ def record_saliency(
             flush(video)
     bar.close()
     return video.path
-
-
-def _with_hud(frame: np.ndarray, lines: list[str]) -> np.ndarray:
-    """Append a strip under the panels with the heads-up display."""
-    import cv2
-
-    strip = np.zeros((18 * len(lines) + 8, frame.shape[1], 3), np.uint8)
-    for i, text in enumerate(lines):
-        cv2.putText(
-            strip,
-            text,
-            (8, 18 + 18 * i),
-            cv2.FONT_HERSHEY_SIMPLEX,
-            0.5,
-            (255, 255, 255),
-            1,
-            cv2.LINE_AA,
-        )
-    return np.concatenate([frame, strip], axis=0)
 
 
 def _obs_shape(net: nn.Module, config: dict[str, Any]) -> tuple[int, ...]:
