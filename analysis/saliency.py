@@ -100,7 +100,13 @@ def jacobian_saliency(
 ) -> SaliencyMaps:
     """``|d head / d input|`` for a batch in one backward pass (``action="all"``: one per action)."""
     device = next(model.parameters()).device
-    x = _check_obs(obs).to(device).requires_grad_(True)
+    # channels_last input: the same numbers (to float rounding), ~20% faster through CPU convolutions
+    x = (
+        _check_obs(obs)
+        .to(device)
+        .contiguous(memory_format=torch.channels_last)
+        .requires_grad_(True)
+    )
     with torch.enable_grad():
         heads = heads_of(model, x)
         if head not in heads:
@@ -119,7 +125,7 @@ def jacobian_saliency(
             target, actions = _select(out, head, action)
             (g,) = torch.autograd.grad(target.sum(), x)
             g = g.abs()
-    per_frame = g.detach().cpu().numpy()
+    per_frame = g.detach().contiguous().cpu().numpy()
     return SaliencyMaps(head, per_frame, per_frame.sum(-3), actions)
 
 

@@ -63,9 +63,10 @@ def record_saliency(
 
     def flush(video: VideoWriter) -> None:
         obs = np.stack([s.obs for s in pending])
-        maps = {h: to_frame(jacobian_saliency(net, obs, head=h).combined) for h in heads}
+        # normalise on the 84x84 maps (4.8x fewer pixels for the percentile), then map to the screen
+        maps = {h: jacobian_saliency(net, obs, head=h).combined for h in heads}
         for i, s in enumerate(pending):
-            tiles = [s.screen] + [overlay(s.screen, norms[h](maps[h][i])) for h in heads]
+            tiles = [s.screen] + [overlay(s.screen, to_frame(norms[h](maps[h][i]))) for h in heads]
             frame = panels(tiles, height)
             titles = ["game"] + [f"{h} saliency" for h in heads]
             w = frame.shape[1] // len(tiles)

@@ -94,7 +94,7 @@ def test_agrees_with_captum():
     torch.manual_seed(0)
     net = DuelingQNetwork(6).eval()
     obs = obs_batch(4)
-    x = obs.float() / 255
+    x = (obs.float() / 255).contiguous(memory_format=torch.channels_last)  # as ours feeds the net
     for head, target in (("value", None), ("q", 2)):
         ours = jacobian_saliency(net, obs, head=head, action=target)
         fn = (
