@@ -31,7 +31,7 @@ class Step:
 def load_policy(checkpoint: str | None, game: str | None) -> tuple[nn.Module, dict[str, Any]]:
     """A network and its config from our checkpoint, an SB3 zip, or (no checkpoint) a randomly
     initialised dueling network -- with a warning, since its maps show nothing learned."""
-    from agents.checkpoint import load_checkpoint
+    from agents.checkpoint import load_checkpoint, read_json, resolve_checkpoint
     from agents.networks import DuelingQNetwork
 
     if checkpoint is None:
@@ -52,11 +52,11 @@ def load_policy(checkpoint: str | None, game: str | None) -> tuple[nn.Module, di
         from envs import resolve_game
 
         return net, {**config, "agent": "sb3", "game": resolve_game(game), "env_options": {}}
+    agent = read_json(resolve_checkpoint(checkpoint) / "config.json").get("agent")
+    if agent not in (None, "dqn"):
+        raise ValueError(f"{checkpoint!r} is a {agent!r} checkpoint; saliency of value and advantage "
+                         "heads needs a DQN checkpoint (ours) or an SB3 zip")  # fmt: skip
     net, config = load_checkpoint(Path(checkpoint))
-    if config.get("agent") not in (None, "dqn"):
-        raise ValueError(
-            f"{checkpoint!r} is a {config['agent']!r} checkpoint; use scripts/record_glimpses.py for it"
-        )
     if config["game"] == "catch":
         raise ValueError("saliency videos are for Atari checkpoints; this one was trained on Catch")
     return net, config

@@ -4,6 +4,8 @@
 
 import math
 
+import pytest
+
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -40,10 +42,12 @@ def test_trainer_updates_logs_and_checkpoints(tmp_path):
     model = RecurrentAttentionModel(**arch)
     model.load_state_dict(read_tensors(final / "model.safetensors"))
     assert 0.0 <= glimpse_catch_rate(model, episodes=10) <= 1.0
+    from analysis.playback import load_policy
+
+    with pytest.raises(ValueError, match="is a 'glimpse' checkpoint; saliency"):
+        load_policy(str(tmp_path / "run"), None)
 
 
 def test_retina_too_large_for_the_frame_is_refused_before_training(tmp_path):
-    import pytest
-
     with pytest.raises(ValueError, match="larger than the 24x24 frame"):
         GlimpseTrainer(GlimpseConfig(patch_size=30, run_dir=str(tmp_path / "r"), progress=False))
