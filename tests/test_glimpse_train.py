@@ -5,7 +5,6 @@
 import math
 
 import pytest
-
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
