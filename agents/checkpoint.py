@@ -87,6 +87,17 @@ def write_checkpoint(
     return final
 
 
+def prepare_run_dir(run_dir: Path, config: dict[str, Any]) -> None:
+    """Create the run directory and write its config; a one-line error if that is impossible."""
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / CONFIG).write_text(json.dumps(config, indent=2))
+    except OSError as e:
+        raise CheckpointError(
+            f"cannot create run directory {str(run_dir)!r}: {e.strerror or e}"
+        ) from None
+
+
 def resolve_checkpoint(path: str | os.PathLike[str]) -> Path:
     """A run directory, a checkpoint directory or a ``model.safetensors`` file -> checkpoint dir."""
     p = Path(path)

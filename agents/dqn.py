@@ -9,7 +9,6 @@ from __future__ import annotations
 import collections
 import contextlib
 import dataclasses
-import json
 import os
 import platform
 import signal
@@ -31,6 +30,7 @@ from agents.checkpoint import (
     MODEL,
     CheckpointError,
     load_state,
+    prepare_run_dir,
     read_json,
     read_tensors,
     resolve_checkpoint,
@@ -248,17 +248,6 @@ def versions() -> dict[str, str]:
 Callback = Callable[["DQNTrainer", int], None]
 
 
-def prepare_run_dir(run_dir: Path, config: dict[str, Any]) -> None:
-    """Create the run directory and write its config; a one-line error if that is impossible."""
-    try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / CONFIG).write_text(json.dumps(config, indent=2))
-    except OSError as e:
-        raise CheckpointError(
-            f"cannot create run directory {str(run_dir)!r}: {e.strerror or e}"
-        ) from None
-
-
 class DQNTrainer:
     """Owns the networks, replay memory, envs and logs of one run; ``run()`` trains to the end.
 
@@ -288,6 +277,13 @@ class DQNTrainer:
         self.env, self.env_options, self.game = make_training_env(cfg, cfg.seed)
         obs_shape = self.env.single_observation_space.shape
         self.n_actions = int(self.env.single_action_space.n)
+        if self.env_options is not None:  # the vector env does not name its actions; ALE does
+            full = self.env_options.full_action_space
+            self.action_names = make_atari_env(
+                self.game, full_action_space=full
+            ).get_action_meanings()
+        else:
+            self.action_names = ["LEFT", "STAY", "RIGHT"]
         torch.manual_seed(cfg.seed)
         self.q_network = build_q_network(cfg, self.n_actions, obs_shape).to(self.device)
         self.target_network = build_q_network(cfg, self.n_actions, obs_shape).to(self.device)
@@ -476,17 +472,12 @@ class DQNTrainer:
     # ---- checkpoints --------------------------------------------------------------------------
     def checkpoint_config(self) -> dict[str, Any]:
         """What a checkpoint needs to be used without the training code: see agents.checkpoint."""
-        if self.env_options is not None:  # the vector env does not name its actions; ALE does
-            full = self.env_options.full_action_space
-            names = make_atari_env(self.game, full_action_space=full).get_action_meanings()
-        else:
-            names = ["LEFT", "STAY", "RIGHT"]
         return {
             "format_version": FORMAT_VERSION,
             "agent": "dqn",
             "architecture": self.q_network.architecture(),
             "game": self.game,
-            "action_set": names,
+            "action_set": self.action_names,
             "env_options": self.env_options.as_dict() if self.env_options else {"stack_num": 2},
             "step": self.global_step,
             "versions": versions(),

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch.utils.tensorboard import SummaryWriter
 
-from agents.checkpoint import CONFIG, FORMAT_VERSION, MODEL, write_checkpoint
+from agents.checkpoint import CONFIG, FORMAT_VERSION, MODEL, prepare_run_dir, write_checkpoint
 from agents.glimpse import RecurrentAttentionModel, reinforce_loss
 from envs import CatchVectorEnv, make_vector_env, resolve_game
 
@@ -121,8 +121,6 @@ class GlimpseTrainer:
 
     def run(self) -> Path:
         from tqdm import tqdm
-
-        from agents.dqn import prepare_run_dir
 
         c = self.cfg
         prepare_run_dir(self.run_dir, dataclasses.asdict(c))

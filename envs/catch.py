@@ -126,9 +126,7 @@ class CatchEnv(gym.Env[np.ndarray, np.int64]):
         return self._game.stack[0].copy(), float(rewards[0]), self._over, False, {}
 
     def render(self) -> np.ndarray | None:
-        if self.render_mode != "rgb_array":
-            return None
-        return np.repeat(self._game.stack[0, -1][..., None], 3, axis=2)
+        return self.rgb_frame() if self.render_mode == "rgb_array" else None
 
     def rgb_frame(self) -> np.ndarray:
         """The current screen as RGB, for drawing glimpses and saliency on."""

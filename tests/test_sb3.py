@@ -37,12 +37,8 @@ def test_sb3_zip_loads_safely_with_the_same_outputs(algo, tmp_path):
             torch.testing.assert_close(heads["q"], model.q_net(obs.float()))
         else:
             dist = model.policy.get_distribution(obs.float())
-            torch.testing.assert_close(
-                heads["logits"],
-                dist.distribution.logits
-                - dist.distribution.logits.logsumexp(-1, keepdim=True)
-                + heads["logits"].logsumexp(-1, keepdim=True),
-            )
+            # SB3's Categorical stores normalised logits (log-probabilities)
+            torch.testing.assert_close(heads["logits"].log_softmax(-1), dist.distribution.logits)
             torch.testing.assert_close(
                 heads["value"], model.policy.predict_values(obs.float()).squeeze(-1)
             )
