@@ -20,9 +20,11 @@ resume would pick up.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -175,3 +177,45 @@ def load_checkpoint(
         raise CheckpointError(f"cannot build the network in {str(ckpt / CONFIG)!r}: {e}") from None
     load_state(network, read_tensors(ckpt / MODEL), ckpt / MODEL)
     return network.to(device).eval(), config
+
+
+class StopFlag:
+    """Turns SIGINT/SIGTERM into a request to stop after the current step (then save)."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._old = {}
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(ValueError):  # not the main thread: leave signals alone
+                self._old[sig] = signal.signal(sig, self._handle)
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.requested:  # a second Ctrl-C stops at once
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def restore(self) -> None:
+        for sig, handler in self._old.items():
+            signal.signal(sig, handler)
+
+
+def optimizer_to_tensors(
+    optimizer: torch.optim.Optimizer,
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    sd = optimizer.state_dict()
+    tensors = {}
+    for pid, st in sd["state"].items():
+        for k, v in st.items():
+            tensors[f"opt.{pid}.{k}"] = v if torch.is_tensor(v) else torch.tensor(v)
+    return tensors, {"param_groups": sd["param_groups"]}
+
+
+def optimizer_from_tensors(
+    optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], meta: dict[str, Any]
+) -> None:
+    state: dict[int, dict[str, torch.Tensor]] = {}
+    for name, v in tensors.items():
+        if name.startswith("opt."):
+            _, pid, key = name.split(".", 2)
+            state.setdefault(int(pid), {})[key] = v
+    optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})

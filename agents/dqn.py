@@ -7,11 +7,9 @@ cites otherwise; the dueling-specific choices are Wang et al. 2016's.
 from __future__ import annotations
 
 import collections
-import contextlib
 import dataclasses
 import os
 import platform
-import signal
 import tempfile
 import time
 from collections.abc import Callable
@@ -29,7 +27,10 @@ from agents.checkpoint import (
     FORMAT_VERSION,
     MODEL,
     CheckpointError,
+    StopFlag,
     load_state,
+    optimizer_from_tensors,
+    optimizer_to_tensors,
     prepare_run_dir,
     read_json,
     read_tensors,
@@ -403,7 +404,7 @@ class DQNTrainer:
         bar = tqdm(total=c.total_steps, initial=self.global_step, unit="step", disable=not c.progress,
                    dynamic_ncols=True)  # fmt: skip
         overlap = c.overlap and hasattr(self.env, "send")
-        stop = _StopFlag()
+        stop = StopFlag()
         try:
             while self.global_step < c.total_steps and not stop.requested:
                 epsilon = self.epsilon()
@@ -489,7 +490,7 @@ class DQNTrainer:
             MODEL: self.q_network.state_dict(),
             CONFIG: self.checkpoint_config(),
         }
-        opt_tensors, opt_meta = _optimizer_to_tensors(self.optimizer)
+        opt_tensors, opt_meta = optimizer_to_tensors(self.optimizer)
         trainer_tensors = {f"target.{k}": v for k, v in self.target_network.state_dict().items()}
         trainer_tensors.update(opt_tensors)
         trainer_tensors["rng.torch"] = torch.get_rng_state()
@@ -526,7 +527,7 @@ class DQNTrainer:
         state = read_json(ckpt / "trainer.json")
         target = {k[len("target.") :]: v for k, v in tensors.items() if k.startswith("target.")}
         load_state(self.target_network, target, ckpt / "trainer.safetensors")
-        _optimizer_from_tensors(self.optimizer, tensors, state["optimizer"])
+        optimizer_from_tensors(self.optimizer, tensors, state["optimizer"])
         torch.set_rng_state(tensors["rng.torch"])
         self.rng.bit_generator.state = state["rng.numpy"]
         self.replay.rng.bit_generator.state = state["rng.replay"]
@@ -541,48 +542,6 @@ class DQNTrainer:
                 _restore_replay(self.replay, data)
         else:  # an empty memory: collect learning_starts steps again before learning
             self.learning_starts_at = self.global_step + self.cfg.learning_starts
-
-
-class _StopFlag:
-    """Turns SIGINT/SIGTERM into a request to stop after the current step (then save)."""
-
-    def __init__(self) -> None:
-        self.requested = False
-        self._old = {}
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(ValueError):  # not the main thread: leave signals alone
-                self._old[sig] = signal.signal(sig, self._handle)
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        if self.requested:  # a second Ctrl-C stops at once
-            raise KeyboardInterrupt
-        self.requested = True
-
-    def restore(self) -> None:
-        for sig, handler in self._old.items():
-            signal.signal(sig, handler)
-
-
-def _optimizer_to_tensors(
-    optimizer: torch.optim.Optimizer,
-) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    sd = optimizer.state_dict()
-    tensors = {}
-    for pid, st in sd["state"].items():
-        for k, v in st.items():
-            tensors[f"opt.{pid}.{k}"] = v if torch.is_tensor(v) else torch.tensor(v)
-    return tensors, {"param_groups": sd["param_groups"]}
-
-
-def _optimizer_from_tensors(
-    optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], meta: dict[str, Any]
-) -> None:
-    state: dict[int, dict[str, torch.Tensor]] = {}
-    for name, v in tensors.items():
-        if name.startswith("opt."):
-            _, pid, key = name.split(".", 2)
-            state.setdefault(int(pid), {})[key] = v
-    optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
 
 
 _REPLAY_FIELDS = ("frames", "actions", "rewards", "terminal", "first", "valid", "pos", "written")

@@ -65,7 +65,9 @@ def evaluate(
     device: str = "cpu",
     progress: bool = True,
 ) -> EvalResult:
-    """Play ``episodes`` episodes; ``policy(obs_tensor) -> actions`` is called on batches.
+    """Play ``episodes`` episodes; ``policy(obs_tensor) -> actions`` is called on batches of
+    ``min(num_envs, episodes)`` envs. A stateful policy (a recurrent agent) has ``reset(mask)``,
+    called after the masked envs' reset steps so that each episode starts from a fresh state.
 
     Each env plays an equal share of the episodes (never "the first N to finish", which favours
     short episodes).
@@ -96,6 +98,8 @@ def evaluate(
         obs, rewards, terminated, truncated, _ = env.step(actions)
         ret += np.where(ended, 0.0, rewards)
         length += ~ended
+        if ended.any() and hasattr(policy, "reset"):
+            policy.reset(ended)
         ended = terminated | truncated
         for i in np.flatnonzero(ended):
             if quota[i] > 0:
@@ -120,4 +124,12 @@ def evaluate_checkpoint(path: str, **kwargs: Any) -> dict[str, Any]:
 
     device = kwargs.get("device", "cpu")
     network, config = load_checkpoint(path, device=device)
-    return evaluate(greedy_q_policy(network), config, **kwargs).summary()
+    if config.get("agent") == "glimpse":
+        from agents.glimpse import GlimpsePolicy
+
+        n = max(1, min(kwargs.get("num_envs", 8), kwargs.get("episodes", 30)))
+        glimpses = config.get("train_config", {}).get("glimpses_per_step", 1)
+        policy = GlimpsePolicy(network, n, glimpses)
+    else:
+        policy = greedy_q_policy(network)
+    return evaluate(policy, config, **kwargs).summary()

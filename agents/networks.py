@@ -13,6 +13,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from agents.glimpse import RecurrentAttentionModel
+
 TORSOS = ("nature", "small")
 
 
@@ -177,13 +179,14 @@ class SingleStreamQNetwork(QNetwork):
         }
 
 
-NETWORKS: dict[str, type[QNetwork]] = {
+NETWORKS: dict[str, type[nn.Module]] = {
     "DuelingQNetwork": DuelingQNetwork,
     "SingleStreamQNetwork": SingleStreamQNetwork,
+    "RecurrentAttentionModel": RecurrentAttentionModel,
 }
 
 
-def build_network(architecture: dict[str, Any]) -> QNetwork:
+def build_network(architecture: dict[str, Any]) -> nn.Module:
     """Rebuild a network from its ``architecture()`` record (as saved in a checkpoint)."""
     arch = dict(architecture)
     cls = NETWORKS.get(arch.pop("class", None))
@@ -191,5 +194,6 @@ def build_network(architecture: dict[str, Any]) -> QNetwork:
         raise ValueError(
             f"unknown network class {architecture.get('class')!r}; known: {', '.join(NETWORKS)}"
         )
-    arch["input_shape"] = tuple(arch["input_shape"])
+    if "input_shape" in arch:  # JSON has no tuples
+        arch["input_shape"] = tuple(arch["input_shape"])
     return cls(**arch)

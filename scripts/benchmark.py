@@ -1,6 +1,7 @@
 """Benchmarks, each side by side with its peer in one run; results go to docs/benchmarks.md.
 
 python scripts/benchmark.py envs      # env steps/s: ours vs SB3's pipeline vs raw ALE
+python scripts/benchmark.py glimpse   # glimpse agent: cost vs resolution, Catch curve, Pong budget
 """
 
 from __future__ import annotations
@@ -225,6 +226,71 @@ def run_saliency(cfg: Saliency) -> None:
         write_section("saliency", table)
 
 
+@dataclass
+class Glimpse:
+    """Glimpse agent: forward cost vs resolution against the dueling CNN; Catch learning curve;
+    Pong steps/s and return after a fixed budget beside a random policy."""
+
+    batch: int = 32
+    """Frames per forward in the cost measurement."""
+    repeats: int = 30
+    """Timed windows per model and resolution (interleaved; median reported)."""
+    catch_steps: int = 6_000_000
+    """Budget of the Catch learning curve (it stops early once 0.95 is reached)."""
+    eval_every: int = 200_000
+    """Steps between the learning curve's evaluations (200 greedy episodes each)."""
+    pong_steps: int = 100_000
+    """Budget of the Pong run (0: skip)."""
+    parts: list[str] = field(default_factory=lambda: ["cost", "catch", "pong"])
+    """Which measurements to run: cost, catch, pong."""
+    write: bool = True
+    """Write the tables into docs/benchmarks.md."""
+
+
+def run_glimpse(cfg: Glimpse) -> None:
+    from agents import glimpse_benchmark as gb
+
+    if "cost" in cfg.parts:
+        rows = gb.forward_cost(batch=cfg.batch, repeats=cfg.repeats)
+        base = {r["model"]: r["ms_per_step"] for r in rows if r["resolution"] == "84x84"}
+        table = markdown_table(
+            ["model", "input", "pixels", "ms per agent step (batch)", "vs its 84x84", "parameters"],
+            [[r["model"], r["resolution"], f"{r['pixels']:,}", f"{r['ms_per_step']:.3f}",
+              f"{r['ms_per_step'] / base[r['model']]:.2f}x", f"{r['params']:,}"]
+             for r in rows],
+        )  # fmt: skip
+        print(table)
+        if cfg.write:
+            write_section(
+                "glimpse_cost", f"Batch {cfg.batch}, one grayscale frame per sample.\n\n{table}"
+            )
+    if "catch" in cfg.parts:
+        curve = []
+        for point in gb.learning_curve(cfg.catch_steps, cfg.eval_every):
+            curve.append(point)
+            if point["catch_rate"] >= 0.95:
+                break
+        table = markdown_table(
+            ["steps", "episodes", "training seconds", "greedy catch rate (200 episodes)"],
+            [[f"{p['steps']:,}", f"{p['episodes']:,}", f"{p['seconds']:.0f}", f"{p['catch_rate']:.2f}"]
+             for p in curve],
+        )  # fmt: skip
+        print(table)
+        if cfg.write:
+            write_section("glimpse_catch", table)
+    if "pong" in cfg.parts and cfg.pong_steps:
+        r = gb.pong_budget(cfg.pong_steps)
+        table = markdown_table(
+            ["policy", "steps/s (training)", f"return after {cfg.pong_steps:,} steps"],
+            [["glimpse agent", f"{r['steps_per_second']:,.0f}",
+              f"{r['return']:.1f} +- {r['return_std']:.1f}"],
+             ["uniformly random", "", f"{r['random_return']:.1f} +- {r['random_std']:.1f}"]],
+        )  # fmt: skip
+        print(table)
+        if cfg.write:
+            write_section("glimpse_pong", table)
+
+
 def main() -> None:
     cfg = tyro.extras.subcommand_cli_from_dict(
         {
@@ -232,10 +298,12 @@ def main() -> None:
             "dqn": Annotated[Dqn, tyro.conf.arg(help=Dqn.__doc__)],
             "dqn-gpu": Annotated[DqnGpu, tyro.conf.arg(help=DqnGpu.__doc__)],
             "saliency": Annotated[Saliency, tyro.conf.arg(help=Saliency.__doc__)],
+            "glimpse": Annotated[Glimpse, tyro.conf.arg(help=Glimpse.__doc__)],
         },
         description=__doc__,
     )
-    runners = {Envs: run_envs, Dqn: run_dqn, DqnGpu: run_dqn_gpu, Saliency: run_saliency}
+    runners = {Envs: run_envs, Dqn: run_dqn, DqnGpu: run_dqn_gpu, Saliency: run_saliency,
+               Glimpse: run_glimpse}  # fmt: skip
     runners[type(cfg)](cfg)
 
 

@@ -1,9 +1,10 @@
 """The Recurrent Attention Model: heads, what is detached, and the REINFORCE estimator."""
 
+import numpy as np
 import pytest
 import torch
 
-from agents.glimpse import RecurrentAttentionModel, reinforce_loss
+from agents.glimpse import GlimpsePolicy, RecurrentAttentionModel, reinforce_loss
 
 
 def step_once(model, batch=4):
@@ -28,20 +29,18 @@ def test_heads_by_name(core, policy):
         assert set(torch.unique(loc * 4).tolist()) <= {-3.0, -1.0, 1.0, 3.0}
 
 
-def test_sampled_location_is_detached_and_logp_is_not():
+@pytest.mark.parametrize("detach_location", [True, False])
+def test_sampled_location_is_detached_and_logp_is_not(detach_location):
     torch.manual_seed(0)
-    model = RecurrentAttentionModel(3, hidden=32)
+    model = RecurrentAttentionModel(3, hidden=32, detach_location=detach_location)
     heads, _ = step_once(model)
     loc, logp, _ = model.sample_location(heads)
     assert not loc.requires_grad
     logp.sum().backward()
-    assert (
-        model.location_head.weight.grad is not None
-        and model.location_head.weight.grad.abs().sum() > 0
-    )
-    assert (
-        model.core.weight_ih.grad.abs().sum() > 0
-    )  # REINFORCE on the location trains the core too
+    assert model.location_head.weight.grad.abs().sum() > 0
+    core_grad = model.core.weight_ih.grad
+    # the location's REINFORCE term reaches the core only when the location head is not detached
+    assert (core_grad is not None and core_grad.abs().sum() > 0) == (not detach_location)
 
 
 def test_baseline_does_not_shape_the_core():
@@ -52,6 +51,60 @@ def test_baseline_does_not_shape_the_core():
     assert model.baseline_head.weight.grad.abs().sum() > 0
     for p in (model.core.weight_ih, model.glimpse.what.weight, model.action_head.weight):
         assert p.grad is None or p.grad.abs().sum() == 0
+
+
+def test_shared_baseline_trains_the_core_but_not_the_policy_heads():
+    torch.manual_seed(0)
+    model = RecurrentAttentionModel(3, hidden=32, detach_baseline=False)
+    heads, _ = step_once(model)
+    heads["baseline"].sum().backward()
+    assert (
+        model.core.weight_ih.grad.abs().sum() > 0 and model.glimpse.what.weight.grad.abs().sum() > 0
+    )
+    assert model.action_head.weight.grad is None and model.location_head.weight.grad is None
+
+
+def test_normalized_glimpse_lets_a_faint_pixel_through():
+    """Average pooling dims a lit pixel 4x per scale; standardised, the glimpse vector has zero
+    mean and unit variance, the same for a bright and a faint pixel (above LayerNorm's eps)."""
+    model = RecurrentAttentionModel(3, hidden=32, normalize_glimpse=True)
+    images = torch.zeros(2, 1, 24, 24)
+    images[0, 0, 12, 12] = 1.0
+    images[1, 0, 12, 12] = 0.25
+    rho = model.glimpse.norm(model.retina(images, torch.zeros(2, 2)).flatten(1))
+    assert torch.allclose(rho[0], rho[1], rtol=0.05, atol=0.02)
+    assert rho.mean(1).abs().max() < 1e-5 and torch.allclose(
+        rho.std(1, unbiased=False), torch.ones(2), atol=0.02
+    )
+
+
+def test_glimpse_policy_keeps_and_resets_state_per_env():
+    torch.manual_seed(0)
+    model = RecurrentAttentionModel(3, hidden=16)
+    policy = GlimpsePolicy(model, 3, glimpses_per_step=2)
+    images = torch.rand(3, 1, 24, 24)
+    actions = policy(images)
+    # by hand: the first glimpse at the centre, the second where the first one's mean points
+    heads1, state1 = model(images, torch.zeros(3, 2), model.initial_state(3))
+    loc1 = model.greedy_location(heads1)
+    heads2, _ = model(images, loc1, state1)
+    assert policy.locations.shape == (2, 3, 2) and policy.locations[0].abs().sum() == 0
+    assert torch.allclose(policy.locations[1], loc1)
+    assert np.array_equal(actions, heads2["action_logits"].argmax(1).numpy())
+    before = [s.clone() for s in policy.state]
+    policy.reset(np.array([False, True, False]))
+    assert all(
+        s[1].abs().sum() == 0 and torch.equal(s[0], b[0])
+        for s, b in zip(policy.state, before, strict=True)
+    )
+    assert policy.loc[1].abs().sum() == 0
+    # a fresh policy and a reset env act alike on the same input
+    fresh = GlimpsePolicy(model, 1, glimpses_per_step=2)
+    policy(images)
+    fresh(images[1:2])
+    assert torch.allclose(
+        policy.heads["action_logits"][1], fresh.heads["action_logits"][0], atol=1e-6
+    )
 
 
 def test_reinforce_estimator_matches_the_analytic_policy_gradient():
@@ -88,3 +141,19 @@ def test_bad_model_options():
         RecurrentAttentionModel(3, core="transformer")
     with pytest.raises(ValueError, match="unknown location policy"):
         RecurrentAttentionModel(3, location_policy="uniform")
+    with pytest.raises(ValueError, match="location_std must be > 0"):
+        RecurrentAttentionModel(3, location_std=0.0)
+    with pytest.raises(ValueError, match="tiles must be an integer >= 2"):
+        RecurrentAttentionModel(3, location_policy="tiles", tiles=1)
+
+
+def test_architecture_round_trips_through_build_network():
+    from agents.networks import build_network
+
+    model = RecurrentAttentionModel(6, patch_size=8, num_scales=2, hidden=24, core="gru",
+                                    location_policy="tiles", normalize_glimpse=True)  # fmt: skip
+    rebuilt = build_network(model.architecture())
+    assert rebuilt.architecture() == model.architecture()
+    assert {k: v.shape for k, v in rebuilt.state_dict().items()} == {
+        k: v.shape for k, v in model.state_dict().items()
+    }

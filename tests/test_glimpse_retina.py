@@ -96,3 +96,13 @@ def test_stack_jacobian_is_the_degenerate_case():
     obs = torch.randint(0, 256, (2, 4, 84, 84), dtype=torch.uint8)
     norms = stack_jacobian(net, obs, head="value")
     assert norms.shape == (2, 4) and (norms > 0).all()
+
+
+def test_uint8_frames_read_as_float_over_255():
+    torch.manual_seed(0)
+    retina = Retina(6, 3)
+    frames = torch.randint(0, 256, (5, 1, 24, 24), dtype=torch.uint8)
+    locations = torch.rand(5, 2) * 2 - 1
+    assert torch.allclose(
+        retina(frames, locations), retina(frames.float() / 255, locations), atol=1e-6
+    )

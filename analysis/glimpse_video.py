@@ -1,0 +1,186 @@
+"""Videos of where a glimpse agent looks: the full-resolution frame with each scale's box at the
+glimpse location and the trail of recent locations, beside the patches exactly as the agent saw
+them -- hard attention needs no saliency estimate, the agent's input *is* the explanation."""
+
+from __future__ import annotations
+
+import collections
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+
+from agents.glimpse import GlimpsePolicy, RecurrentAttentionModel
+from analysis.render import hud_strip
+from analysis.video import VideoWriter, check_writable
+
+# one colour per scale, finest first (RGB): green, yellow, orange, red, magenta
+SCALE_COLOURS = [(60, 220, 60), (240, 220, 40), (255, 140, 0), (230, 40, 40), (220, 60, 220)]
+
+
+def load_glimpse_agent(checkpoint: str) -> tuple[RecurrentAttentionModel, dict[str, Any]]:
+    """The model and config of a glimpse checkpoint; any other checkpoint is refused in one line
+    that names the script that fits it."""
+    from agents.checkpoint import load_checkpoint, read_json, resolve_checkpoint
+
+    if str(checkpoint).endswith(".zip"):
+        raise ValueError(f"{checkpoint!r} is an SB3 zip; draw its saliency with "
+                         "scripts/record_saliency.py")  # fmt: skip
+    agent = read_json(resolve_checkpoint(checkpoint) / "config.json").get("agent")
+    if agent != "glimpse":
+        raise ValueError(f"{checkpoint!r} is a {agent or 'dqn'!r} checkpoint, not a glimpse agent; "
+                         "draw its value and advantage saliency with scripts/record_saliency.py")  # fmt: skip
+    model, config = load_checkpoint(checkpoint)
+    return model, config  # type: ignore[return-value]
+
+
+@dataclass
+class GlimpseStep:
+    t: int
+    episode: int
+    screen: np.ndarray  # (H, W, 3) uint8 full-resolution frame the agent looked at
+    image: torch.Tensor  # (C, H, W) float in [0, 1], the agent's input frame
+    locations: torch.Tensor  # (glimpses, 2) locations looked at this step
+    patches: torch.Tensor  # (glimpses, scales, C, p, p) what the retina returned
+    action: int
+    heads: dict[str, np.ndarray]
+    score: float
+
+
+def play_glimpses(model: RecurrentAttentionModel, config: dict[str, Any], steps: int | None = None,
+                  episodes: int | None = None, seed: int = 0,
+                  greedy: bool = True) -> Iterator[GlimpseStep]:  # fmt: skip
+    """Play one env with the agent until ``steps`` steps or ``episodes`` episodes."""
+    if (steps is None) == (episodes is None):
+        raise ValueError("give exactly one of steps and episodes")
+    if (steps is not None and steps < 1) or (episodes is not None and episodes < 1):
+        raise ValueError(f"--steps and --episodes must be >= 1, got {steps} and {episodes}")
+    env = _single_env(config, seed)
+    glimpses = config.get("train_config", {}).get("glimpses_per_step", 1)
+    policy = GlimpsePolicy(model, 1, glimpses, greedy=greedy)
+    torch.manual_seed(seed)
+    obs, _ = env.reset(seed=seed)
+    t = episode = 0
+    score = 0.0
+    while (steps is None or t < steps) and (episodes is None or episode < episodes):
+        image = torch.from_numpy(obs[None]).float() / 255.0
+        action = int(policy(image)[0])
+        locs = policy.locations[:, 0]
+        with torch.no_grad():
+            patches = model.retina(image.expand(len(locs), -1, -1, -1), locs)
+        heads = {k: v[0].cpu().numpy() for k, v in policy.heads.items()}
+        yield GlimpseStep(
+            t, episode, env.rgb_frame(), image[0], locs, patches, action, heads, score
+        )
+        obs, reward, terminated, truncated, _ = env.step(action)
+        score += reward
+        t += 1
+        if terminated or truncated:
+            episode += 1
+            score = 0.0
+            obs, _ = env.reset()
+            policy.reset()
+    env.close()
+
+
+def _single_env(config: dict[str, Any], seed: int):
+    from envs import CatchEnv, make_atari_env
+    from envs.options import AtariOptions
+
+    if config["game"] == "catch":
+        return CatchEnv(stack_num=config["env_options"]["stack_num"])
+    options = {**config["env_options"], "reward_clipping": False, "episodic_life": False,
+               "life_loss_info": False}  # fmt: skip
+    return make_atari_env(
+        config["game"], seed=seed, **AtariOptions.from_kwargs(**options).as_dict()
+    )
+
+
+def draw_glimpse(step: GlimpseStep, retina, trail: list[tuple[int, int]], action_names: list[str],
+                 height: int = 420) -> np.ndarray:  # fmt: skip
+    """One video frame: the screen with boxes and trail, the patches, and a heads-up strip."""
+    h, w = step.screen.shape[:2]
+    k = max(1, round(height / h))
+    screen = cv2.resize(step.screen, (w * k, h * k), interpolation=cv2.INTER_NEAREST)
+    screen = (screen * 0.8).astype(np.uint8)
+    for i, (row, col) in enumerate(trail):  # older locations fainter
+        shade = int(80 + 175 * (i + 1) / len(trail))
+        centre = (col * k + k // 2, row * k + k // 2)
+        if i:
+            prev = (trail[i - 1][1] * k + k // 2, trail[i - 1][0] * k + k // 2)
+            cv2.line(screen, prev, centre, (shade, shade, 255), 1, cv2.LINE_AA)
+        cv2.circle(screen, centre, 2, (shade, shade, 255), -1, cv2.LINE_AA)
+    rows, cols = retina.centres(step.locations, h, w)
+    for row, col in zip(rows.tolist(), cols.tolist(), strict=True):
+        for s, size in enumerate(retina.sizes):
+            top, left = (row - size // 2) * k, (col - size // 2) * k
+            colour = SCALE_COLOURS[s % len(SCALE_COLOURS)]
+            cv2.rectangle(screen, (left, top), (left + size * k - 1, top + size * k - 1), colour, 1)
+    # the patches of the last glimpse, finest on top, each as large as the screen's height allows
+    patches = step.patches[-1].mean(1).clamp(0, 1).numpy()  # (scales, p, p), channels averaged
+    side = screen.shape[0] // len(patches)
+    tiles = []
+    for s, patch in enumerate(patches):
+        grey = cv2.resize((patch * 255).astype(np.uint8), (side - 4, side - 4),
+                          interpolation=cv2.INTER_NEAREST)  # fmt: skip
+        tile = np.zeros((side, side, 3), np.uint8)
+        tile[:] = SCALE_COLOURS[s % len(SCALE_COLOURS)]
+        tile[2:-2, 2:-2] = grey[..., None]
+        tiles.append(tile)
+    column = np.concatenate(tiles, axis=0)
+    column = np.pad(column, ((0, screen.shape[0] - column.shape[0]), (0, 0), (0, 0)))
+    frame = np.concatenate([screen, column], axis=1)
+    x, y = step.locations[-1].tolist()
+    name = action_names[step.action] if step.action < len(action_names) else str(step.action)
+    return hud_strip(frame, [
+        f"step {step.t}  episode {step.episode}  score {step.score:g}",
+        f"action {name}  glimpse ({x:+.2f}, {y:+.2f})  baseline {float(step.heads['baseline']):+.2f}",
+    ])  # fmt: skip
+
+
+def record_glimpses(model: RecurrentAttentionModel, config: dict[str, Any], out: str | Path,
+                    steps: int | None = None, episodes: int | None = None, seed: int = 0,
+                    fps: float = 10.0, height: int = 420, trail: int = 8, greedy: bool = True,
+                    progress: bool = True) -> tuple[Path, list[GlimpseStep]]:  # fmt: skip
+    """Write the video; returns its path and the steps played (for the sequential Jacobian)."""
+    from tqdm import tqdm
+
+    out = check_writable(out)
+    recent: collections.deque[tuple[int, int]] = collections.deque(maxlen=max(1, trail))
+    played: list[GlimpseStep] = []
+    names = config.get("action_set") or [str(i) for i in range(model.config["n_actions"])]
+    bar = tqdm(total=steps, unit="step", desc="recording", disable=not progress)
+    with VideoWriter(out, fps) as video:
+        for step in play_glimpses(model, config, steps, episodes, seed, greedy):
+            if played and step.episode != played[-1].episode:
+                recent.clear()  # a new episode: no trail from the last one
+            h, w = step.screen.shape[:2]
+            rows, cols = model.retina.centres(step.locations, h, w)
+            recent.extend(zip(rows.tolist(), cols.tolist(), strict=True))
+            video.write(draw_glimpse(step, model.retina, list(recent), names, height))
+            played.append(step)
+            bar.update(1)
+    bar.close()
+    return out, played
+
+
+def episode_jacobian(model: RecurrentAttentionModel, played: list[GlimpseStep], head: str = "baseline",
+                     max_steps: int = 200):  # fmt: skip
+    """The sequential Jacobian of the first recorded episode (at most ``max_steps`` steps) with
+    respect to the glimpse input x_t (the patches the agent saw), one glimpse per step."""
+    from analysis.sequential import sequential_jacobian
+
+    steps = [s for s in played if s.episode == played[0].episode][:max_steps]
+    patches = torch.stack([s.patches[0] for s in steps])  # (T, scales, C, p, p)
+    locations = torch.stack([s.locations[0] for s in steps])
+
+    def step_fn(x, state):  # the state carries the time index, to look up where x_t was taken
+        t, core = state
+        heads, core = model.step_patches(x, locations[t][None], core)
+        return heads, (t + 1, core)
+
+    return sequential_jacobian(step_fn, patches, (0, model.initial_state(1)), head)

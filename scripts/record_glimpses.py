@@ -1,0 +1,72 @@
+"""Record where a glimpse agent looks: each scale's box on the full-resolution frame, the trail of
+recent glimpse locations, and the patches as the agent saw them (Mnih et al. 2014's retina).
+
+    python scripts/record_glimpses.py --checkpoint runs/catch__glimpse__1__1700000000 --out glimpses.mp4
+    python scripts/record_glimpses.py --checkpoint RUN --episodes 1 --out pong.mp4 --jacobian seq.png
+
+DQN checkpoints and SB3 zips have no glimpses: draw their saliency with scripts/record_saliency.py.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+
+import tyro
+
+
+@dataclass
+class Args:
+    checkpoint: str
+    """Run directory, checkpoint directory or model.safetensors of a glimpse agent."""
+    out: str = "glimpses.mp4"
+    """Output .mp4 path (checked before anything is played)."""
+    steps: int | None = None
+    """Agent steps to record (default 200 unless --episodes is given)."""
+    episodes: int | None = None
+    """Whole episodes to record instead of --steps."""
+    seed: int = 0
+    """Environment (and, with --sample, sampling) seed."""
+    sample: bool = False
+    """Sample actions and locations from the policies instead of taking the most likely."""
+    trail: int = 8
+    """Recent glimpse locations drawn as a trail."""
+    fps: float = 10.0
+    """Frames per second of the video."""
+    height: int = 420
+    """Height in pixels of the screen panel (the frame upscaled by a whole factor)."""
+    jacobian: str = ""
+    """Also write the sequential Jacobian of the baseline for the first episode to this .png."""
+    jacobian_head: str = "baseline"
+    """Head differentiated for --jacobian: baseline, action_logits or location_mean."""
+
+
+def main() -> None:
+    args = tyro.cli(Args, description=__doc__)
+    from agents.checkpoint import CheckpointError
+    from analysis.glimpse_video import episode_jacobian, load_glimpse_agent, record_glimpses
+    from analysis.video import check_writable
+
+    steps = args.steps if args.steps is not None or args.episodes is not None else 200
+    try:
+        check_writable(args.out)
+        if args.jacobian and not args.jacobian.endswith(".png"):
+            raise ValueError(f"--jacobian must name a .png file, got {args.jacobian!r}")
+        model, config = load_glimpse_agent(args.checkpoint)
+        path, played = record_glimpses(
+            model, config, args.out, steps=steps, episodes=args.episodes, seed=args.seed,
+            fps=args.fps, height=args.height, trail=args.trail, greedy=not args.sample,
+        )  # fmt: skip
+        print(f"wrote {path}")
+        if args.jacobian:
+            jac = episode_jacobian(model, played, args.jacobian_head)
+            jac.plot(args.jacobian)
+            spans = jac.memory_span()
+            print(f"wrote {args.jacobian}: memory span median {float(sorted(spans)[len(spans) // 2])} "
+                  f"steps, max {int(spans.max())} over {len(spans)} steps")  # fmt: skip
+    except (ValueError, CheckpointError) as e:
+        sys.exit(f"error: {e}")
+
+
+if __name__ == "__main__":
+    main()
