@@ -100,6 +100,16 @@ def prepare_run_dir(run_dir: Path, config: dict[str, Any]) -> None:
         ) from None
 
 
+def resume_config(run_dir: str, overrides: dict[str, Any]) -> tuple[Path, dict[str, Any]]:
+    """For ``--resume RUN``: the run's newest checkpoint and its saved training config, updated
+    with ``overrides`` (what may change on resume: the step budget, the device, ...)."""
+    ckpt = resolve_checkpoint(run_dir)
+    saved = Path(run_dir) / CONFIG
+    if not saved.exists():
+        raise CheckpointError(f"{run_dir!r} is not a run directory (no {CONFIG})")
+    return ckpt, {**read_json(saved), **overrides, "resume": run_dir, "run_dir": run_dir}
+
+
 def resolve_checkpoint(path: str | os.PathLike[str]) -> Path:
     """A run directory, a checkpoint directory or a ``model.safetensors`` file -> checkpoint dir."""
     p = Path(path)

@@ -34,7 +34,7 @@ from agents.checkpoint import (
     prepare_run_dir,
     read_json,
     read_tensors,
-    resolve_checkpoint,
+    resume_config,
     write_checkpoint,
 )
 from agents.networks import DuelingQNetwork, QNetwork, SingleStreamQNetwork
@@ -260,16 +260,9 @@ class DQNTrainer:
     def __init__(self, cfg: DQNConfig, callbacks: list[Callback] | None = None) -> None:
         resume_from = None
         if cfg.resume:
-            resume_from = resolve_checkpoint(cfg.resume)
-            saved = (
-                read_json(Path(cfg.resume) / CONFIG)
-                if (Path(cfg.resume) / CONFIG).exists()
-                else None
-            )
-            if saved is None:
-                raise CheckpointError(f"{cfg.resume!r} is not a run directory (no {CONFIG})")
             keep = {"total_steps": cfg.total_steps, "device": cfg.device, "progress": cfg.progress}
-            cfg = DQNConfig(**{**saved, **keep, "resume": cfg.resume, "run_dir": cfg.resume})
+            resume_from, fields = resume_config(cfg.resume, keep)
+            cfg = DQNConfig(**fields)
         cfg.validate()
         self.cfg = cfg
         self.callbacks = list(callbacks or [])

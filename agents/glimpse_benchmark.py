@@ -16,21 +16,24 @@ RESOLUTIONS = ((84, 84), (210, 160), (420, 320))
 
 
 def interleaved_medians(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
-    """Median seconds per call of each function, timed round-robin so that the machine's noise
-    falls on all of them alike."""
+    """Median seconds per call of each function, timed round-robin in a new random order each round
+    so that the machine's noise, and the cold caches after a large neighbour, fall on all alike."""
     for fn in fns.values():
         fn()  # warm-up
     times: dict[str, list[float]] = {name: [] for name in fns}
+    rng = np.random.default_rng(0)
+    names = list(fns)
     for _ in range(repeats):
-        for name, fn in fns.items():
+        for name in rng.permutation(names):
+            fn = fns[name]
             t = time.perf_counter()
             fn()
-            times[name].append(time.perf_counter() - t)
+            times[str(name)].append(time.perf_counter() - t)
     return {name: statistics.median(ts) for name, ts in times.items()}
 
 
 def forward_cost(resolutions=RESOLUTIONS, batch: int = 32, repeats: int = 30,
-                 calls: int = 10) -> list[dict[str, Any]]:  # fmt: skip
+                 calls: int = 20) -> list[dict[str, Any]]:  # fmt: skip
     """Seconds per agent step (one batched forward, no gradient) of the glimpse agent (Atari
     defaults: patch 12, 3 scales, LSTM 256) and of the dueling network with its first fully
     connected layer sized to the torso's output at each resolution, on one grayscale uint8 frame."""
@@ -75,8 +78,9 @@ def forward_cost(resolutions=RESOLUTIONS, batch: int = 32, repeats: int = 30,
 
 
 def learning_curve(total_steps: int, eval_every: int, seed: int = 1, episodes: int = 200,
-                   **overrides: Any) -> list[dict[str, float]]:  # fmt: skip
-    """Greedy catch rate on Catch every ``eval_every`` steps of the default Catch configuration."""
+                   target: float = 0.95, **overrides: Any) -> list[dict[str, float]]:  # fmt: skip
+    """Greedy catch rate on Catch every ``eval_every`` steps of the default Catch configuration,
+    until ``target`` is reached or the budget is spent."""
     from agents.glimpse_train import GlimpseConfig, GlimpseTrainer, glimpse_catch_rate
 
     curve: list[dict[str, float]] = []
@@ -100,6 +104,8 @@ def learning_curve(total_steps: int, eval_every: int, seed: int = 1, episodes: i
                 curve.append({"steps": trainer.global_step, "episodes": trainer.episodes,
                               "seconds": time.perf_counter() - start - evaluating,
                               "catch_rate": rate})  # fmt: skip
+                if rate >= target:
+                    trainer.cfg.total_steps = trainer.global_step  # stop after this update
             return stats
 
         trainer.update = update_and_evaluate  # type: ignore[method-assign]

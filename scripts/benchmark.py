@@ -235,9 +235,9 @@ class Glimpse:
     """Frames per forward in the cost measurement."""
     repeats: int = 30
     """Timed windows per model and resolution (interleaved; median reported)."""
-    catch_steps: int = 6_000_000
+    catch_steps: int = 3_000_000
     """Budget of the Catch learning curve (it stops early once 0.95 is reached)."""
-    eval_every: int = 200_000
+    eval_every: int = 250_000
     """Steps between the learning curve's evaluations (200 greedy episodes each)."""
     pong_steps: int = 100_000
     """Budget of the Pong run (0: skip)."""
@@ -265,11 +265,7 @@ def run_glimpse(cfg: Glimpse) -> None:
                 "glimpse_cost", f"Batch {cfg.batch}, one grayscale frame per sample.\n\n{table}"
             )
     if "catch" in cfg.parts:
-        curve = []
-        for point in gb.learning_curve(cfg.catch_steps, cfg.eval_every):
-            curve.append(point)
-            if point["catch_rate"] >= 0.95:
-                break
+        curve = gb.learning_curve(cfg.catch_steps, cfg.eval_every, target=0.95)
         table = markdown_table(
             ["steps", "episodes", "training seconds", "greedy catch rate (200 episodes)"],
             [[f"{p['steps']:,}", f"{p['episodes']:,}", f"{p['seconds']:.0f}", f"{p['catch_rate']:.2f}"]
