@@ -330,8 +330,8 @@ class GlimpseTrainer:
                         bar.set_postfix(SPS=f"{sps:.0f}", ret=f"{np.mean(self.recent):.2f}")
                 if c.heatmap_every and since_heat >= c.heatmap_every:
                     since_heat = 0
-                    writer.add_image("glimpses/heatmap", self.heatmap(), self.global_step,
-                                     dataformats="HWC")  # fmt: skip
+                    writer.add_image("glimpses/heatmap", self.heatmap(obs[0, -1]),
+                                     self.global_step, dataformats="HWC")  # fmt: skip
                     self.heat[:] = 0.0
                 if since_save >= c.save_every:
                     since_save = 0
@@ -375,15 +375,24 @@ class GlimpseTrainer:
             "charts/location_entropy": loc_entropy.item(),
         }
 
-    def heatmap(self) -> np.ndarray:
+    def heatmap(self, frame: np.ndarray | None = None) -> np.ndarray:
         """Where the glimpses landed since the last image: counts per pixel, square-root scaled (so
-        rare places stay visible), inferno colours, enlarged to at least 240 rows."""
+        rare places stay visible), inferno colours over the grey ``frame`` (a current screen, to
+        see what was looked at), enlarged to at least 240 rows."""
         h, w = self.heat.shape
-        level = np.sqrt(self.heat / max(self.heat.max(), 1.0))
+        heat = self.heat
+        sigma = min(h, w) / 40  # on large frames single pixels speckle: smooth over a few pixels
+        if sigma > 1:
+            heat = cv2.GaussianBlur(heat, (0, 0), sigma)
+        level = np.sqrt(heat / max(heat.max(), 1e-12))
         image = cv2.applyColorMap((level * 255).astype(np.uint8), cv2.COLORMAP_INFERNO)
+        image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB).astype(np.float32)
+        if frame is not None:
+            grey = np.repeat(frame.astype(np.float32)[..., None], 3, axis=2)
+            image = np.where(level[..., None] > 0.02, 0.75 * image + 0.25 * grey, 0.5 * grey)
         k = max(1, -(-240 // h))
-        image = cv2.resize(image, (w * k, h * k), interpolation=cv2.INTER_NEAREST)
-        return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+        image = cv2.resize(image.astype(np.uint8), (w * k, h * k), interpolation=cv2.INTER_NEAREST)
+        return image
 
     # ---- checkpoints --------------------------------------------------------------------------
     def checkpoint_config(self) -> dict[str, Any]:

@@ -73,6 +73,10 @@ def test_heatmap_counts_where_glimpses_land(tmp_path):
     assert trainer.heat[0, 0] == 1 and trainer.heat[23, 23] == 2 and trainer.heat.sum() == 3
     image = trainer.heatmap()
     assert image[-1, -1].sum() > image[0, 0].sum() > image[12 * 10, 12 * 10].sum()
+    frame = np.zeros((24, 24), np.uint8)
+    frame[12, 12] = 255  # a lit pixel nobody looked at shows as grey under the heat map
+    over = trainer.heatmap(frame)
+    assert over[12 * 10, 12 * 10].tolist() == [127, 127, 127] and over[5, 5].sum() > 0
 
 
 def test_resume_continues_where_the_run_stopped(tmp_path):
