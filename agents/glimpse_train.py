@@ -51,8 +51,8 @@ class GlimpseConfig:
     """'catch' or an Atari game (full-resolution 210x160 grayscale frames, no frame stack)."""
     seed: int = 1
     """Seed for the network, the sampling and the environments."""
-    total_steps: int = 3_000_000
-    """Environment steps over all envs."""
+    total_steps: int = 4_000_000
+    """Environment steps over all envs (on Catch about 9 minutes on two cores)."""
     num_envs: int = 32
     """Parallel environments (one batch through the network per step). On Catch 32 learned faster
     per second than 64, 128 or 256: more, smaller updates."""
@@ -96,14 +96,16 @@ class GlimpseConfig:
     the baseline's bootstrapped estimates (GAE, Schulman et al. 2016)."""
     normalize_advantage: bool = True
     """Standardise the advantages of each update (scale-free learning rate across games)."""
-    entropy_coef: float = 0.01
-    """Weight of the action policy's entropy bonus."""
+    entropy_coef: float = 0.003
+    """Weight of the action policy's entropy bonus (see max_grad_norm for how it was chosen)."""
     location_entropy_coef: float = 0.0
     """Weight of the location policy's entropy bonus (the Gaussian's is a constant)."""
     baseline_coef: float = 0.5
     """Weight of the baseline's squared error."""
-    max_grad_norm: float = 1.0
-    """Gradient-norm clip."""
+    max_grad_norm: float = 5.0
+    """Gradient-norm clip. On Catch, clip 5 with entropy weight 0.003 reached a greedy catch rate of
+    0.5-0.6 after 2.25M steps where clip 1 with entropy 0.01 had 0.20; clip 5 and 100 gave the same
+    run (never reached), so clip 1 was cutting updates."""
     catch_miss_reward: float = -1.0
     """Catch only: reward for a miss (the paper's is 0; -1 makes a miss as informative as a catch)."""
     run_dir: str = ""

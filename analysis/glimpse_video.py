@@ -43,7 +43,6 @@ class GlimpseStep:
     t: int
     episode: int
     screen: np.ndarray  # (H, W, 3) uint8 full-resolution frame the agent looked at
-    image: torch.Tensor  # (C, H, W) float in [0, 1], the agent's input frame
     locations: torch.Tensor  # (glimpses, 2) locations looked at this step
     patches: torch.Tensor  # (glimpses, scales, C, p, p) what the retina returned
     action: int
@@ -73,9 +72,7 @@ def play_glimpses(model: RecurrentAttentionModel, config: dict[str, Any], steps:
         with torch.no_grad():
             patches = model.retina(image.expand(len(locs), -1, -1, -1), locs)
         heads = {k: v[0].cpu().numpy() for k, v in policy.heads.items()}
-        yield GlimpseStep(
-            t, episode, env.rgb_frame(), image[0], locs, patches, action, heads, score
-        )
+        yield GlimpseStep(t, episode, env.rgb_frame(), locs, patches, action, heads, score)
         obs, reward, terminated, truncated, _ = env.step(action)
         score += reward
         t += 1

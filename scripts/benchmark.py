@@ -235,7 +235,7 @@ class Glimpse:
     """Frames per forward in the cost measurement."""
     repeats: int = 30
     """Timed windows per model and resolution (interleaved; median reported)."""
-    catch_steps: int = 3_000_000
+    catch_steps: int = 4_000_000
     """Budget of the Catch learning curve (it stops early once 0.95 is reached)."""
     eval_every: int = 250_000
     """Steps between the learning curve's evaluations (200 greedy episodes each)."""

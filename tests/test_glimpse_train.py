@@ -189,12 +189,12 @@ def test_pong_pipeline_trains_resumes_evaluates_and_records(tmp_path):
 @pytest.mark.slow
 def test_glimpse_agent_learns_catch_beyond_chance(tmp_path):
     """A learning regression test, not the issue's target: with Catch's defaults and seed 1 the
-    greedy catch rate is 0.27 after 1M steps (docs/benchmarks.md), against 0.06-0.08 for the
+    greedy catch rate is 0.41 after 1.25M steps (docs/benchmarks.md), against 0.04-0.08 for the
     untrained agent and ~2/24 by chance. 0.85 is not reached in CI time (see the README)."""
-    cfg = GlimpseConfig(total_steps=1_000_000, run_dir=str(tmp_path / "run"), progress=False,
+    cfg = GlimpseConfig(total_steps=1_250_000, run_dir=str(tmp_path / "run"), progress=False,
                         heatmap_every=0, save_every=10**9)  # fmt: skip
     trainer = GlimpseTrainer(cfg)
     untrained = glimpse_catch_rate(trainer.model, episodes=200)
     trainer.run()
     learned = glimpse_catch_rate(trainer.model, episodes=200)
-    assert untrained < 0.12 and learned >= 0.2, (untrained, learned)
+    assert untrained < 0.12 and learned >= 0.3, (untrained, learned)
