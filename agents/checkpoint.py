@@ -100,6 +100,54 @@ def prepare_run_dir(run_dir: Path, config: dict[str, Any]) -> None:
         ) from None
 
 
+def versions() -> dict[str, str]:
+    """The library versions a checkpoint was written with (recorded, not enforced)."""
+    import platform
+
+    import ale_py
+    import gymnasium
+    import numpy as np
+
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "gymnasium": gymnasium.__version__,
+        "ale_py": ale_py.__version__,
+        "numpy": np.__version__,
+    }
+
+
+def checkpoint_config(agent: str, architecture: dict[str, Any], game: str, action_set: list[str],
+                      env_options: dict[str, Any], step: int,
+                      train_config: dict[str, Any]) -> dict[str, Any]:  # fmt: skip
+    """What a checkpoint's ``config.json`` holds: enough to use the network without the training
+    code (rebuild it, recreate its env, name its actions)."""
+    return {
+        "format_version": FORMAT_VERSION,
+        "agent": agent,
+        "architecture": architecture,
+        "game": game,
+        "action_set": action_set,
+        "env_options": env_options,
+        "step": step,
+        "versions": versions(),
+        "train_config": train_config,
+    }
+
+
+def require_same_network(ckpt: Path, architecture: dict[str, Any], game: str) -> None:
+    """Refuse, in one line, to resume a run from a checkpoint of another network or game."""
+    config = read_json(ckpt / CONFIG)
+    saved = config.get("architecture", {})
+    if saved != architecture or config.get("game") != game:
+        same_class = saved.get("class") == architecture.get("class")
+        raise CheckpointError(
+            f"{str(ckpt)!r} was trained on {config.get('game')!r} with {saved.get('class')!r}; "
+            f"this run is {game!r} with {architecture.get('class')!r}"
+            + (" of another architecture" if same_class and config.get("game") == game else "")
+        )
+
+
 def resume_config(run_dir: str, overrides: dict[str, Any]) -> tuple[Path, dict[str, Any]]:
     """For ``--resume RUN``: the run's newest checkpoint and its saved training config, updated
     with ``overrides`` (what may change on resume: the step budget, the device, ...)."""

@@ -9,7 +9,6 @@ from __future__ import annotations
 import collections
 import dataclasses
 import os
-import platform
 import tempfile
 import time
 from collections.abc import Callable
@@ -24,16 +23,17 @@ from torch.utils.tensorboard import SummaryWriter
 
 from agents.checkpoint import (
     CONFIG,
-    FORMAT_VERSION,
     MODEL,
     CheckpointError,
     StopFlag,
+    checkpoint_config,
     load_state,
     optimizer_from_tensors,
     optimizer_to_tensors,
     prepare_run_dir,
     read_json,
     read_tensors,
+    require_same_network,
     resume_config,
     write_checkpoint,
 )
@@ -231,19 +231,6 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
-
-
-def versions() -> dict[str, str]:
-    import ale_py
-    import gymnasium
-
-    return {
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "gymnasium": gymnasium.__version__,
-        "ale_py": ale_py.__version__,
-        "numpy": np.__version__,
-    }
 
 
 Callback = Callable[["DQNTrainer", int], None]
@@ -466,17 +453,9 @@ class DQNTrainer:
     # ---- checkpoints --------------------------------------------------------------------------
     def checkpoint_config(self) -> dict[str, Any]:
         """What a checkpoint needs to be used without the training code: see agents.checkpoint."""
-        return {
-            "format_version": FORMAT_VERSION,
-            "agent": "dqn",
-            "architecture": self.q_network.architecture(),
-            "game": self.game,
-            "action_set": self.action_names,
-            "env_options": self.env_options.as_dict() if self.env_options else {"stack_num": 2},
-            "step": self.global_step,
-            "versions": versions(),
-            "train_config": dataclasses.asdict(self.cfg),
-        }
+        env_options = self.env_options.as_dict() if self.env_options else {"stack_num": 2}
+        return checkpoint_config("dqn", self.q_network.architecture(), self.game, self.action_names,
+                                 env_options, self.global_step, dataclasses.asdict(self.cfg))  # fmt: skip
 
     def save(self) -> Path:
         files: dict[str, Any] = {
@@ -505,16 +484,7 @@ class DQNTrainer:
         return write_checkpoint(self.run_dir, self.global_step, files)
 
     def _restore(self, ckpt: Path) -> None:
-        config = read_json(ckpt / CONFIG)
-        if (
-            config.get("architecture") != self.q_network.architecture()
-            or config.get("game") != self.game
-        ):
-            raise CheckpointError(
-                f"{str(ckpt)!r} was trained on {config.get('game')!r} with "
-                f"{config.get('architecture', {}).get('class')!r}; this run is {self.game!r} with "
-                f"{self.q_network.architecture()['class']!r}"
-            )
+        require_same_network(ckpt, self.q_network.architecture(), self.game)
         load_state(self.q_network, read_tensors(ckpt / MODEL), ckpt / MODEL)
         tensors = read_tensors(ckpt / "trainer.safetensors")
         state = read_json(ckpt / "trainer.json")

@@ -22,16 +22,16 @@ from torch.utils.tensorboard import SummaryWriter
 
 from agents.checkpoint import (
     CONFIG,
-    FORMAT_VERSION,
     MODEL,
-    CheckpointError,
     StopFlag,
+    checkpoint_config,
     load_state,
     optimizer_from_tensors,
     optimizer_to_tensors,
     prepare_run_dir,
     read_json,
     read_tensors,
+    require_same_network,
     resume_config,
     write_checkpoint,
 )
@@ -142,6 +142,10 @@ class GlimpseConfig:
             raise ValueError(
                 f"gamma and gae_lambda must be in [0, 1], got {self.gamma} and {self.gae_lambda}"
             )
+        for name in ("heatmap_every", "threads"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
         for name in ("learning_rate", "location_std", "location_lr_scale"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
@@ -399,19 +403,9 @@ class GlimpseTrainer:
     # ---- checkpoints --------------------------------------------------------------------------
     def checkpoint_config(self) -> dict[str, Any]:
         """What a checkpoint needs to be used without the training code (see agents.checkpoint)."""
-        from agents.dqn import versions
-
-        return {
-            "format_version": FORMAT_VERSION,
-            "agent": "glimpse",
-            "architecture": self.model.architecture(),
-            "game": self.game,
-            "action_set": self.action_names,
-            "env_options": self.env_options.as_dict() if self.env_options else {"stack_num": 1},
-            "step": self.global_step,
-            "versions": versions(),
-            "train_config": dataclasses.asdict(self.cfg),
-        }
+        env_options = self.env_options.as_dict() if self.env_options else {"stack_num": 1}
+        return checkpoint_config("glimpse", self.model.architecture(), self.game, self.action_names,
+                                 env_options, self.global_step, dataclasses.asdict(self.cfg))  # fmt: skip
 
     def save(self) -> Path:
         opt_tensors, opt_meta = optimizer_to_tensors(self.optimizer)
@@ -430,16 +424,7 @@ class GlimpseTrainer:
         return write_checkpoint(self.run_dir, self.global_step, files)
 
     def _restore(self, ckpt: Path) -> None:
-        config = read_json(ckpt / CONFIG)
-        if (
-            config.get("architecture") != self.model.architecture()
-            or config.get("game") != self.game
-        ):
-            raise CheckpointError(
-                f"{str(ckpt)!r} holds a {config.get('architecture', {}).get('class')!r} for "
-                f"{config.get('game')!r}; this run is a glimpse agent for {self.game!r} with "
-                "another architecture"
-            )
+        require_same_network(ckpt, self.model.architecture(), self.game)
         load_state(self.model, read_tensors(ckpt / MODEL), ckpt / MODEL)
         tensors = read_tensors(ckpt / "trainer.safetensors")
         state = read_json(ckpt / "trainer.json")

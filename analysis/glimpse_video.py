@@ -34,8 +34,7 @@ def load_glimpse_agent(checkpoint: str) -> tuple[RecurrentAttentionModel, dict[s
     if agent != "glimpse":
         raise ValueError(f"{checkpoint!r} is a {agent or 'dqn'!r} checkpoint, not a glimpse agent; "
                          "draw its value and advantage saliency with scripts/record_saliency.py")  # fmt: skip
-    model, config = load_checkpoint(checkpoint)
-    return model, config  # type: ignore[return-value]
+    return load_checkpoint(checkpoint)  # type: ignore[return-value]
 
 
 @dataclass
@@ -165,15 +164,16 @@ def record_glimpses(model: RecurrentAttentionModel, config: dict[str, Any], out:
     return out, played
 
 
-def episode_jacobian(model: RecurrentAttentionModel, played: list[GlimpseStep], head: str = "baseline",
+def episode_jacobian(model: RecurrentAttentionModel, played: list[GlimpseStep], head: str = "action_logits",
                      max_steps: int = 200):  # fmt: skip
-    """The sequential Jacobian of the first recorded episode (at most ``max_steps`` steps) with
-    respect to the glimpse input x_t (the patches the agent saw), one glimpse per step."""
+    """The sequential Jacobian of the first recorded episode (at most ``max_steps`` core steps)
+    with respect to the glimpse input x_t, the patches the agent saw. Its time is the core's: with
+    several glimpses per agent step, every glimpse is a time step."""
     from analysis.sequential import sequential_jacobian
 
-    steps = [s for s in played if s.episode == played[0].episode][:max_steps]
-    patches = torch.stack([s.patches[0] for s in steps])  # (T, scales, C, p, p)
-    locations = torch.stack([s.locations[0] for s in steps])
+    steps = [s for s in played if s.episode == played[0].episode]
+    patches = torch.cat([s.patches for s in steps])[:max_steps]  # (T, scales, C, p, p)
+    locations = torch.cat([s.locations for s in steps])[:max_steps]
 
     def step_fn(x, state):  # the state carries the time index, to look up where x_t was taken
         t, core = state

@@ -83,7 +83,11 @@ def sequential_jacobian(
         T = len(xs)
         matrix = np.zeros((T, T))
         for t in range(T):
-            (g,) = torch.autograd.grad(outputs[t], xs, retain_graph=t < T - 1)
+            # allow_unused: a head read off a detached state (a glimpse agent's default baseline)
+            # depends on no input at all; its sensitivity is zero, not an error
+            (g,) = torch.autograd.grad(outputs[t], xs, retain_graph=t < T - 1, allow_unused=True)
+            if g is None:
+                continue
             norms = g.reshape(T, -1).norm(dim=1).detach().cpu().numpy()
             matrix[t, : t + 1] = norms[: t + 1]
     return SequentialJacobian(matrix, head)

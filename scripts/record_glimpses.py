@@ -36,9 +36,10 @@ class Args:
     height: int = 420
     """Height in pixels of the screen panel (the frame upscaled by a whole factor)."""
     jacobian: str = ""
-    """Also write the sequential Jacobian of the baseline for the first episode to this .png."""
-    jacobian_head: str = "baseline"
-    """Head differentiated for --jacobian: baseline, action_logits or location_mean."""
+    """Also write the sequential Jacobian of the first episode to this .png."""
+    jacobian_head: str = "action_logits"
+    """Head differentiated for --jacobian: action_logits (the chosen action's logit), baseline or
+    location_mean (a baseline read off a detached state has no sensitivity at all)."""
 
 
 def main() -> None:

@@ -12,6 +12,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from agents.checkpoint import CheckpointError, load_checkpoint, read_json, resolve_checkpoint
 from agents.evaluate import evaluate_checkpoint
+from agents.glimpse import RecurrentAttentionModel
 from agents.glimpse_train import GlimpseConfig, GlimpseTrainer, advantages, glimpse_catch_rate
 
 
@@ -99,7 +100,9 @@ def test_resume_of_another_run_or_a_missing_one_is_refused(tmp_path):
     config = read_json(tmp_path / "run" / "config.json")
     config["hidden"] = 64  # the run's config no longer matches its checkpoint
     (tmp_path / "run" / "config.json").write_text(__import__("json").dumps(config))
-    with pytest.raises(CheckpointError, match="another architecture"):
+    with pytest.raises(
+        CheckpointError, match="with 'RecurrentAttentionModel' of another architecture"
+    ):
         GlimpseTrainer(GlimpseConfig(resume=str(tmp_path / "run"), progress=False))
     with pytest.raises(CheckpointError, match="checkpoint not found"):
         GlimpseTrainer(GlimpseConfig(resume=str(tmp_path / "nope"), progress=False))
@@ -112,6 +115,7 @@ def test_resume_of_another_run_or_a_missing_one_is_refused(tmp_path):
         ({"num_scales": 0}, "num_scales must be an integer >= 1"),
         ({"gae_lambda": 1.5}, "gae_lambda must be in"),
         ({"location_lr_scale": 0.0}, "location_lr_scale must be > 0"),
+        ({"heatmap_every": -1}, "heatmap_every must be an integer >= 0"),
         ({"env": "pongg"}, "unknown game 'pongg'"),
     ],
 )
@@ -198,3 +202,27 @@ def test_glimpse_agent_learns_catch_beyond_chance(tmp_path):
     trainer.run()
     learned = glimpse_catch_rate(trainer.model, episodes=200)
     assert untrained < 0.12 and learned >= 0.3, (untrained, learned)
+
+
+def test_episode_jacobian_runs_in_core_time_with_several_glimpses_per_step():
+    from analysis.glimpse_video import episode_jacobian, play_glimpses
+
+    torch.manual_seed(0)
+    model = RecurrentAttentionModel(3, hidden=16, detach_baseline=False)
+    config = {"game": "catch", "env_options": {"stack_num": 1},
+              "train_config": {"glimpses_per_step": 2}}  # fmt: skip
+    played = list(play_glimpses(model, config, episodes=1))
+    jac = episode_jacobian(model, played, head="baseline")
+    assert jac.matrix.shape == (2 * 23, 2 * 23)
+    # the last row by hand: unroll the core over every glimpse, differentiate the last baseline
+    patches = torch.cat([s.patches for s in played]).requires_grad_(True)
+    locations = torch.cat([s.locations for s in played])
+    state = model.initial_state(1)
+    for t in range(len(patches)):
+        heads, state = model.step_patches(patches[t : t + 1], locations[t][None], state)
+    (grad,) = torch.autograd.grad(heads["baseline"].sum(), patches)
+    norms = grad.reshape(len(patches), -1).norm(dim=1).numpy()
+    assert np.allclose(jac.matrix[-1], norms, rtol=1e-5, atol=1e-8) and norms[-2] > 0
+    # a baseline read off a detached state depends on no glimpse: zero sensitivity, no error
+    model.detach_baseline = True
+    assert episode_jacobian(model, played, head="baseline").matrix.max() == 0
