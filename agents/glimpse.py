@@ -37,7 +37,6 @@ class Retina(nn.Module):
             raise ValueError(f"scale_factor must be an integer >= 1, got {scale_factor!r}")
         self.patch_size, self.num_scales, self.scale_factor = patch_size, num_scales, scale_factor
         self.sizes = [patch_size * scale_factor**k for k in range(num_scales)]
-        self._offset_cache: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
 
     def check_frame(self, height: int, width: int) -> None:
         """Refuse a retina whose smallest patch is larger than the frame (every scale would be)."""
@@ -64,34 +63,25 @@ class Retina(nn.Module):
         b, c, h, w = images.shape
         self.check_frame(h, w)
         row, col = self.centres(locations, h, w)
-        # one gather for every scale's pixels (clamped indices, zeroed outside the frame): the cost
-        # does not grow with the frame's size, and uint8 frames are converted pixel by pixel
-        d_row, d_col = self._offsets(images.device)
-        rows, cols = row[:, None] + d_row, col[:, None] + d_col  # (B, sum of size**2)
-        inside = (rows >= 0) & (rows < h) & (cols >= 0) & (cols < w)
-        index = rows.clamp(0, h - 1) * w + cols.clamp(0, w - 1)
-        pixels = torch.gather(images.reshape(b, c, h * w), 2, index[:, None, :].expand(b, c, -1))
+        # gather only the patches' pixels (clamped indices, zeroed outside the frame): the cost
+        # does not grow with the frame's size, and uint8 frames are converted pixel by pixel.
+        # Bounds and masks are per row and per column, broadcast to the patch.
+        flat = images.reshape(b, c, h * w)
         scale = 1 / 255 if images.dtype == torch.uint8 else 1.0
-        pixels = pixels.float() * (inside[:, None, :] * scale)
-        p, patches, start = self.patch_size, [], 0
+        patches = []
         for size in self.sizes:
-            k = size // p  # average pooling by k x k blocks, as a reshape and a mean
-            block = pixels[:, :, start : start + size * size].reshape(b, c, p, k, p, k)
-            patches.append(block.mean((3, 5)) if k > 1 else block.reshape(b, c, p, p))
-            start += size * size
+            offsets = torch.arange(size, device=images.device) - size // 2
+            rows, cols = row[:, None] + offsets, col[:, None] + offsets  # (B, size) each
+            row_in = ((rows >= 0) & (rows < h)).float()
+            col_in = ((cols >= 0) & (cols < w)).float() * scale
+            index = (rows.clamp(0, h - 1) * w)[:, :, None] + cols.clamp(0, w - 1)[:, None, :]
+            patch = torch.gather(flat, 2, index.reshape(b, 1, size * size).expand(b, c, -1))
+            patch = patch.reshape(b, c, size, size).float()
+            patch = patch * (row_in[:, None, :, None] * col_in[:, None, None, :])
+            if size != self.patch_size:
+                patch = F.avg_pool2d(patch, size // self.patch_size)
+            patches.append(patch)
         return torch.stack(patches, 1)
-
-    def _offsets(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-        """(row, column) offsets from the centre of every pixel of every scale, row-major per
-        scale, scales one after the other (cached per device)."""
-        if device not in self._offset_cache:
-            d_row, d_col = [], []
-            for size in self.sizes:
-                o = torch.arange(size) - size // 2
-                d_row.append(o.repeat_interleave(size))
-                d_col.append(o.repeat(size))
-            self._offset_cache[device] = (torch.cat(d_row).to(device), torch.cat(d_col).to(device))
-        return self._offset_cache[device]
 
 
 class GlimpseNetwork(nn.Module):
