@@ -53,7 +53,11 @@ def test_trainer_updates_logs_and_checkpoints(tmp_path):
             "charts/location_std", "charts/episodic_return", "charts/SPS"} <= scalars  # fmt: skip
     assert all(math.isfinite(e.value) for e in events.Scalars("losses/policy_loss"))
     returns = [e.value for e in events.Scalars("charts/episodic_return")]
-    assert len(returns) >= 8 * 3 and set(returns) <= {-1.0, 1.0}  # whole Catch episodes, +-1
+    # the 8 envs end their 23-step episodes together: one point per end, the mean of 8 returns +-1
+    assert len(returns) == 4 and trainer.episodes == 8 * 4
+    assert all(v * 8 == round(v * 8) and -1.0 <= v <= 1.0 for v in returns)
+    lengths = [e.value for e in events.Scalars("charts/episodic_length")]
+    assert lengths == [23.0] * 4
     assert "glimpses/heatmap" in events.Tags()["images"]
     heat = trainer.heatmap()
     assert heat.shape[0] >= 240 and heat.dtype == np.uint8
@@ -93,6 +97,31 @@ def test_resume_continues_where_the_run_stopped(tmp_path):
     assert moments and any(m.abs().sum() > 0 for m in moments)
     final = resumed.run()
     assert read_json(final / "trainer.json")["global_step"] == 4 * 24 * 8
+
+
+def test_annealed_learning_rate_is_a_function_of_the_step(tmp_path):
+    update = 24 * 8  # steps per update (8 envs x 24)
+    first = GlimpseTrainer(tiny(tmp_path, total_steps=4 * update, anneal_lr=True,
+                                learning_rate=1e-3, location_lr_scale=0.1))  # fmt: skip
+    seen, update_fn = [], first.update
+
+    def spy(*args):
+        out = update_fn(*args)
+        seen.append([g["lr"] for g in first.optimizer.param_groups])
+        return out
+
+    first.update = spy
+    first.run()
+    # update k runs at global_step k * update of 4 * update: 1 - k/4 of each group's rate left
+    expected = [[1e-3 * f, 1e-4 * f] for f in (0.75, 0.5, 0.25, 0.0)]
+    assert np.allclose(seen, expected)
+    # resuming with a longer budget stretches the schedule: steps 5..8 of 8 leave 3/8 .. 0
+    GlimpseTrainer(GlimpseConfig(resume=str(tmp_path / "run"), total_steps=8 * update,
+                                 progress=False)).run()  # fmt: skip
+    logged = EventAccumulator(str(tmp_path / "run")).Reload().Scalars("charts/learning_rate")
+    assert [e.value for e in logged] == pytest.approx(
+        [1e-3 * k / 8 for k in (6, 4, 2, 0, 3, 2, 1, 0)]
+    )
 
 
 def test_resume_of_another_run_or_a_missing_one_is_refused(tmp_path):
