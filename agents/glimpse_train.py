@@ -51,11 +51,12 @@ class GlimpseConfig:
     """'catch' or an Atari game (full-resolution 210x160 grayscale frames, no frame stack)."""
     seed: int = 1
     """Seed for the network, the sampling and the environments."""
-    total_steps: int = 4_000_000
-    """Environment steps over all envs (on Catch about 9 minutes on two cores)."""
-    num_envs: int = 32
-    """Parallel environments (one batch through the network per step). On Catch 32 learned faster
-    per second than 64, 128 or 256: more, smaller updates."""
+    total_steps: int = 8_000_000
+    """Environment steps over all envs (on Catch about 4 minutes on two cores)."""
+    num_envs: int = 128
+    """Parallel environments (one batch through the network per step). On Catch 128 envs at a
+    learning rate of 4e-3 learned as much per step as 32 at 2e-3, at 1.7 times the steps per second
+    (a batch of 128 costs little more than one of 32)."""
     rollout: int = 24
     """Steps per update. A Catch episode (23 steps and the reset step) fills one rollout, so its
     returns are Monte-Carlo; longer Atari episodes are cut and bootstrapped from the baseline."""
@@ -75,15 +76,16 @@ class GlimpseConfig:
     """Tiles per side of the tiles location policy's grid."""
     core: Literal["lstm", "gru", "rnn"] = "lstm"
     """Recurrent core: LSTM, GRU or the paper's ReLU RNN."""
-    hidden: int = 256
-    """Core size (also the glimpse vector's)."""
+    hidden: int = 128
+    """Core size (also the glimpse vector's). The paper's 256 is the model's default and Atari's;
+    Catch learns as much per step with 128, at 1.5 times the steps per second."""
     normalize_glimpse: bool = True
     """Standardise each glimpse vector (LayerNorm without parameters) before the glimpse network."""
     detach_baseline: bool = False
     """Baseline reads a detached core state (the baseline then does not train the core)."""
-    learning_rate: float = 1e-3
-    """Adam learning rate."""
-    anneal_lr: bool = False
+    learning_rate: float = 4e-3
+    """Adam learning rate (for 128 envs; 2e-3 suits 32)."""
+    anneal_lr: bool = True
     """Decay the learning rate linearly to zero at ``total_steps`` (as CleanRL's and SB3's Atari
     policy-gradient presets do): late updates stop shaking a policy that is nearly learned."""
     location_lr_scale: float = 0.1
@@ -130,8 +132,9 @@ class GlimpseConfig:
     def atari(cls, **overrides: Any) -> GlimpseConfig:
         """Defaults for Atari: long episodes are cut into bootstrapped rollouts of 32 steps."""
         return cls(**{"env": "pong", "total_steps": 10_000_000, "num_envs": 16, "rollout": 32,
-                      "patch_size": 12, "num_scales": 3, "location_std": 0.1, "gamma": 0.99,
-                      "gae_lambda": 0.95, "learning_rate": 7e-4, **overrides})  # fmt: skip
+                      "patch_size": 12, "num_scales": 3, "hidden": 256, "location_std": 0.1,
+                      "gamma": 0.99, "gae_lambda": 0.95, "learning_rate": 7e-4,
+                      "anneal_lr": False, **overrides})  # fmt: skip
 
     def validate(self) -> None:
         """One-line errors for values that cannot work, before anything starts."""

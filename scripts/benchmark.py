@@ -235,9 +235,12 @@ class Glimpse:
     """Frames per forward in the cost measurement."""
     repeats: int = 30
     """Timed windows per model and resolution (interleaved; median reported)."""
-    catch_steps: int = 4_000_000
-    """Budget of the Catch learning curve (it stops early once 0.95 is reached)."""
-    eval_every: int = 250_000
+    catch_steps: int = 8_000_000
+    """Budget of the Catch learning curve: the default run's (its learning rate decays to zero at
+    this step)."""
+    catch_target: float = 0.0
+    """Stop the Catch curve once the catch rate reaches this (0: run the whole budget)."""
+    eval_every: int = 500_000
     """Steps between the learning curve's evaluations (200 greedy episodes each)."""
     pong_steps: int = 100_000
     """Budget of the Pong run (0: skip)."""
@@ -265,7 +268,7 @@ def run_glimpse(cfg: Glimpse) -> None:
                 "glimpse_cost", f"Batch {cfg.batch}, one grayscale frame per sample.\n\n{table}"
             )
     if "catch" in cfg.parts:
-        curve = gb.learning_curve(cfg.catch_steps, cfg.eval_every, target=0.95)
+        curve = gb.learning_curve(cfg.catch_steps, cfg.eval_every, target=cfg.catch_target)
         table = markdown_table(
             ["steps", "episodes", "training seconds", "greedy catch rate (200 episodes)"],
             [[f"{p['steps']:,}", f"{p['episodes']:,}", f"{p['seconds']:.0f}", f"{p['catch_rate']:.2f}"]
