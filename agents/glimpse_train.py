@@ -52,7 +52,7 @@ class GlimpseConfig:
     seed: int = 1
     """Seed for the network, the sampling and the environments."""
     total_steps: int = 8_000_000
-    """Environment steps over all envs (on Catch about 4 minutes on two cores)."""
+    """Environment steps over all envs (on Catch about 5 minutes on two cores)."""
     num_envs: int = 128
     """Parallel environments (one batch through the network per step). On Catch 128 envs at a
     learning rate of 4e-3 learned as much per step as 32 at 2e-3, at 1.7 times the steps per second
@@ -86,8 +86,9 @@ class GlimpseConfig:
     learning_rate: float = 4e-3
     """Adam learning rate (for 128 envs; 2e-3 suits 32)."""
     anneal_lr: bool = True
-    """Decay the learning rate linearly to zero at ``total_steps`` (as CleanRL's and SB3's Atari
-    policy-gradient presets do): late updates stop shaking a policy that is nearly learned."""
+    """Decay the learning rate linearly to zero at ``total_steps``, as CleanRL's PPO and the RL
+    Zoo's Atari PPO preset do: the updates shrink as the policy settles. Extending a run with
+    ``--resume --total-steps`` stretches the schedule (the rate is a function of the step)."""
     location_lr_scale: float = 0.1
     """The location head learns at this fraction of the learning rate. Adam moves every weight by
     about the learning rate per update whatever the gradient's noise, and the location's REINFORCE

@@ -235,9 +235,9 @@ class Glimpse:
     """Frames per forward in the cost measurement."""
     repeats: int = 30
     """Timed windows per model and resolution (interleaved; median reported)."""
-    catch_steps: int = 8_000_000
-    """Budget of the Catch learning curve: the default run's (its learning rate decays to zero at
-    this step)."""
+    catch_steps: list[int] = field(default_factory=lambda: [8_000_000, 16_000_000])
+    """Budgets of the Catch learning curves, one run each: the default run's, and a longer one (the
+    learning rate decays to zero at the budget's end)."""
     catch_target: float = 0.0
     """Stop the Catch curve once the catch rate reaches this (0: run the whole budget)."""
     eval_every: int = 500_000
@@ -268,12 +268,15 @@ def run_glimpse(cfg: Glimpse) -> None:
                 "glimpse_cost", f"Batch {cfg.batch}, one grayscale frame per sample.\n\n{table}"
             )
     if "catch" in cfg.parts:
-        curve = gb.learning_curve(cfg.catch_steps, cfg.eval_every, target=cfg.catch_target)
+        rows = []
+        for budget in cfg.catch_steps:
+            curve = gb.learning_curve(budget, cfg.eval_every, target=cfg.catch_target)
+            rows += [[f"{budget:,}", f"{p['steps']:,}", f"{p['episodes']:,}", f"{p['seconds']:.0f}",
+                      f"{p['catch_rate']:.2f}"] for p in curve]  # fmt: skip
         table = markdown_table(
-            ["steps", "episodes", "training seconds", "greedy catch rate (200 episodes)"],
-            [[f"{p['steps']:,}", f"{p['episodes']:,}", f"{p['seconds']:.0f}", f"{p['catch_rate']:.2f}"]
-             for p in curve],
-        )  # fmt: skip
+            ["budget", "steps", "episodes", "training seconds", "greedy catch rate (200 episodes)"],
+            rows,
+        )
         print(table)
         if cfg.write:
             write_section("glimpse_catch", table)
