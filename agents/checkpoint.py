@@ -260,6 +260,8 @@ class StopFlag:
 def optimizer_to_tensors(
     optimizer: torch.optim.Optimizer,
 ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """An optimizer's state as safetensors-ready tensors (``opt.<param>.<key>``) and its param
+    groups as JSON: resumable without pickle."""
     sd = optimizer.state_dict()
     tensors = {}
     for pid, st in sd["state"].items():
@@ -271,6 +273,7 @@ def optimizer_to_tensors(
 def optimizer_from_tensors(
     optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], meta: dict[str, Any]
 ) -> None:
+    """Load what :func:`optimizer_to_tensors` wrote into ``optimizer``."""
     state: dict[int, dict[str, torch.Tensor]] = {}
     for name, v in tensors.items():
         if name.startswith("opt."):

@@ -4,6 +4,7 @@ and human-normalised scores."""
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 from typing import Any
 
@@ -127,7 +128,8 @@ def evaluate_checkpoint(path: str, **kwargs: Any) -> dict[str, Any]:
     if config.get("agent") == "glimpse":
         from agents.glimpse import GlimpsePolicy
 
-        n = max(1, min(kwargs.get("num_envs", 8), kwargs.get("episodes", 30)))
+        defaults = inspect.signature(evaluate).parameters  # the batch evaluate() will step
+        n = min(kwargs.get(k, defaults[k].default) for k in ("num_envs", "episodes"))
         glimpses = config.get("train_config", {}).get("glimpses_per_step", 1)
         policy = GlimpsePolicy(network, n, glimpses)
     else:

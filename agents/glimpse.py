@@ -219,6 +219,15 @@ class RecurrentAttentionModel(nn.Module):
         h = torch.zeros(batch, self.hidden, device=device)
         return (h, h.clone()) if self.core_kind == "lstm" else (h,)
 
+    def restart(
+        self, mask: torch.Tensor, state: tuple[torch.Tensor, ...], locations: torch.Tensor
+    ) -> tuple[tuple[torch.Tensor, ...], torch.Tensor]:
+        """(state, locations) with the envs in the boolean ``mask`` (B,) started afresh: a zero
+        core state and a glimpse at the centre, as at the start of every episode."""
+        fresh = mask.to(locations.device, torch.bool)[:, None]
+        state = tuple(torch.where(fresh, torch.zeros_like(s), s) for s in state)
+        return state, torch.where(fresh, torch.zeros_like(locations), locations)
+
     def forward(
         self, images: torch.Tensor, locations: torch.Tensor, state: tuple[torch.Tensor, ...]
     ) -> tuple[dict[str, torch.Tensor], tuple[torch.Tensor, ...]]:
@@ -311,8 +320,9 @@ class GlimpsePolicy:
     Keeps the core state and the next glimpse location of every env between calls; ``reset(mask)``
     starts the masked envs afresh (after their reset step). ``greedy`` takes the most likely action
     and the location policy's mean (or most likely tile); otherwise both are sampled. After each
-    call ``locations`` holds the (glimpses_per_step, B, 2) locations looked at and ``heads`` the
-    last glimpse's heads, for videos and analysis.
+    call ``locations`` holds the (glimpses_per_step, B, 2) locations looked at, ``patches`` the
+    (glimpses_per_step, B, scales, C, p, p) patches seen there and ``heads`` the last glimpse's
+    heads, for videos and analysis.
     """
 
     def __init__(self, model: RecurrentAttentionModel, num_envs: int, glimpses_per_step: int = 1,
@@ -322,28 +332,28 @@ class GlimpsePolicy:
         self.state = model.initial_state(num_envs, device)
         self.loc = torch.zeros(num_envs, 2, device=device)
         self.locations = torch.zeros(glimpses_per_step, num_envs, 2)
+        self.patches = torch.zeros(0)
         self.heads: dict[str, torch.Tensor] = {}
 
     def reset(self, mask: np.ndarray | torch.Tensor | None = None) -> None:
-        keep = (
-            torch.zeros(len(self.loc), 1, dtype=torch.bool)
-            if mask is None
-            else ~torch.as_tensor(mask, dtype=torch.bool)[:, None]
-        ).to(self.loc.device)
-        self.state = tuple(torch.where(keep, s, torch.zeros_like(s)) for s in self.state)
-        self.loc = torch.where(keep, self.loc, torch.zeros_like(self.loc))
+        """Start the envs in ``mask`` (all when None) afresh."""
+        everyone = torch.ones(len(self.loc), dtype=torch.bool)
+        self.state, self.loc = self.model.restart(
+            everyone if mask is None else torch.as_tensor(mask), self.state, self.loc
+        )
 
     @torch.no_grad()
     def __call__(self, images: torch.Tensor) -> np.ndarray:
-        looked = []
+        looked, seen = [], []
         for _ in range(self.glimpses_per_step):
             looked.append(self.loc.cpu())
-            self.heads, self.state = self.model(images, self.loc, self.state)
+            seen.append(self.model.retina(images, self.loc))
+            self.heads, self.state = self.model.step_patches(seen[-1], self.loc, self.state)
             if self.greedy:
                 self.loc = self.model.greedy_location(self.heads)
             else:
                 self.loc = self.model.sample_location(self.heads)[0]
-        self.locations = torch.stack(looked)
+        self.locations, self.patches = torch.stack(looked), torch.stack(seen).cpu()
         logits = self.heads["action_logits"]
         if self.greedy:
             return logits.argmax(1).cpu().numpy()

@@ -325,9 +325,7 @@ class GlimpseTrainer:
                     rows["ent_l"].append(ent_l)
                     # an env whose reset step just happened starts over: fresh core, central glimpse
                     if ended.any():
-                        restart = torch.from_numpy(ended)[:, None]
-                        state = tuple(torch.where(restart, torch.zeros_like(s), s) for s in state)
-                        loc = torch.where(restart, torch.zeros_like(loc), loc)
+                        state, loc = self.model.restart(torch.from_numpy(ended), state, loc)
                     ended = now_ended
                     self.global_step += n
                     bar.update(n)

@@ -53,11 +53,10 @@ def play_glimpses(model: RecurrentAttentionModel, config: dict[str, Any], steps:
                   episodes: int | None = None, seed: int = 0,
                   greedy: bool = True) -> Iterator[GlimpseStep]:  # fmt: skip
     """Play one env with the agent until ``steps`` steps or ``episodes`` episodes."""
-    if (steps is None) == (episodes is None):
-        raise ValueError("give exactly one of steps and episodes")
-    if (steps is not None and steps < 1) or (episodes is not None and episodes < 1):
-        raise ValueError(f"--steps and --episodes must be >= 1, got {steps} and {episodes}")
-    env = _single_env(config, seed)
+    from analysis.playback import check_budget, playback_env
+
+    check_budget(steps, episodes)
+    env = playback_env(config, seed)
     glimpses = config.get("train_config", {}).get("glimpses_per_step", 1)
     policy = GlimpsePolicy(model, 1, glimpses, greedy=greedy)
     torch.manual_seed(seed)
@@ -65,13 +64,10 @@ def play_glimpses(model: RecurrentAttentionModel, config: dict[str, Any], steps:
     t = episode = 0
     score = 0.0
     while (steps is None or t < steps) and (episodes is None or episode < episodes):
-        image = torch.from_numpy(obs[None]).float() / 255.0
-        action = int(policy(image)[0])
-        locs = policy.locations[:, 0]
-        with torch.no_grad():
-            patches = model.retina(image.expand(len(locs), -1, -1, -1), locs)
+        action = int(policy(torch.from_numpy(obs[None]))[0])
         heads = {k: v[0].cpu().numpy() for k, v in policy.heads.items()}
-        yield GlimpseStep(t, episode, env.rgb_frame(), locs, patches, action, heads, score)
+        yield GlimpseStep(t, episode, env.rgb_frame(), policy.locations[:, 0],
+                          policy.patches[:, 0], action, heads, score)  # fmt: skip
         obs, reward, terminated, truncated, _ = env.step(action)
         score += reward
         t += 1
@@ -81,19 +77,6 @@ def play_glimpses(model: RecurrentAttentionModel, config: dict[str, Any], steps:
             obs, _ = env.reset()
             policy.reset()
     env.close()
-
-
-def _single_env(config: dict[str, Any], seed: int):
-    from envs import CatchEnv, make_atari_env
-    from envs.options import AtariOptions
-
-    if config["game"] == "catch":
-        return CatchEnv(stack_num=config["env_options"]["stack_num"])
-    options = {**config["env_options"], "reward_clipping": False, "episodic_life": False,
-               "life_loss_info": False}  # fmt: skip
-    return make_atari_env(
-        config["game"], seed=seed, **AtariOptions.from_kwargs(**options).as_dict()
-    )
 
 
 def draw_glimpse(step: GlimpseStep, retina, trail: list[tuple[int, int]], action_names: list[str],

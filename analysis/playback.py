@@ -78,6 +78,30 @@ def greedy_action(heads: dict[str, torch.Tensor]) -> torch.Tensor:
     raise ValueError(f"cannot act from heads {', '.join(heads)}: need 'q' or 'logits'")
 
 
+def check_budget(steps: int | None, episodes: int | None) -> None:
+    """Exactly one of ``steps`` and ``episodes``, at least 1."""
+    if (steps is None) == (episodes is None):
+        raise ValueError("give exactly one of steps and episodes")
+    if steps is not None and steps < 1:
+        raise ValueError(f"--steps must be >= 1, got {steps}")
+    if episodes is not None and episodes < 1:
+        raise ValueError(f"--episodes must be >= 1, got {episodes}")
+
+
+def playback_env(config: dict[str, Any], seed: int):
+    """One env of a checkpoint's game to watch it play: Catch, or the Atari game with its
+    observation options and raw scores over whole games (no reward clipping, no life episodes)."""
+    if config["game"] == "catch":
+        from envs import CatchEnv
+
+        return CatchEnv(stack_num=config.get("env_options", {}).get("stack_num", 1))
+    options = {**config.get("env_options", {}), "reward_clipping": False, "episodic_life": False,
+               "life_loss_info": False}  # fmt: skip
+    return make_atari_env(
+        config["game"], seed=seed, **AtariOptions.from_kwargs(**options).as_dict()
+    )
+
+
 def play(
     net: nn.Module,
     config: dict[str, Any],
@@ -87,15 +111,8 @@ def play(
     seed: int = 0,
 ) -> Iterator[Step]:
     """Step the env with epsilon-greedy actions until ``steps`` steps or ``episodes`` episodes."""
-    if (steps is None) == (episodes is None):
-        raise ValueError("give exactly one of steps and episodes")
-    if steps is not None and steps < 1:
-        raise ValueError(f"--steps must be >= 1, got {steps}")
-    if episodes is not None and episodes < 1:
-        raise ValueError(f"--episodes must be >= 1, got {episodes}")
-    options = {**config.get("env_options", {}), "reward_clipping": False, "episodic_life": False,
-               "life_loss_info": False}  # fmt: skip
-    env = make_atari_env(config["game"], seed=seed, **AtariOptions.from_kwargs(**options).as_dict())
+    check_budget(steps, episodes)
+    env = playback_env(config, seed)
     rng = np.random.default_rng(seed)
     obs, _ = env.reset()
     t = episode = 0

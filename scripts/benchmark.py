@@ -13,7 +13,7 @@ import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import tyro
 
@@ -244,8 +244,10 @@ class Glimpse:
     """Steps between the learning curve's evaluations (200 greedy episodes each)."""
     pong_steps: int = 100_000
     """Budget of the Pong run (0: skip)."""
-    parts: list[str] = field(default_factory=lambda: ["cost", "catch", "pong"])
-    """Which measurements to run: cost, catch, pong."""
+    parts: list[Literal["cost", "catch", "pong"]] = field(
+        default_factory=lambda: ["cost", "catch", "pong"]
+    )
+    """Which measurements to run."""
     write: bool = True
     """Write the tables into docs/benchmarks.md."""
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass
 
+import numpy as np
 import tyro
 
 
@@ -63,8 +64,8 @@ def main() -> None:
             jac = episode_jacobian(model, played, args.jacobian_head)
             jac.plot(args.jacobian)
             spans = jac.memory_span()
-            print(f"wrote {args.jacobian}: memory span median {float(sorted(spans)[len(spans) // 2])} "
-                  f"steps, max {int(spans.max())} over {len(spans)} steps")  # fmt: skip
+            print(f"wrote {args.jacobian}: memory span median {float(np.median(spans)):g} steps, "
+                  f"max {int(spans.max())} over {len(spans)} steps")  # fmt: skip
     except (ValueError, CheckpointError) as e:
         sys.exit(f"error: {e}")
 

@@ -90,6 +90,7 @@ def test_glimpse_policy_keeps_and_resets_state_per_env():
     heads2, _ = model(images, loc1, state1)
     assert policy.locations.shape == (2, 3, 2) and policy.locations[0].abs().sum() == 0
     assert torch.allclose(policy.locations[1], loc1)
+    assert torch.equal(policy.patches[1], model.retina(images, loc1))  # what it saw, kept
     assert np.array_equal(actions, heads2["action_logits"].argmax(1).numpy())
     before = [s.clone() for s in policy.state]
     policy.reset(np.array([False, True, False]))

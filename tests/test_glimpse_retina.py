@@ -106,3 +106,21 @@ def test_uint8_frames_read_as_float_over_255():
     assert torch.allclose(
         retina(frames, locations), retina(frames.float() / 255, locations), atol=1e-6
     )
+
+
+def test_retina_matches_a_naive_crop_and_pool_on_colour_frames():
+    """An independent reference: zero-pad each frame, slice each scale's square around the centre
+    pixel, average-pool it -- per sample and per scale, in plain loops."""
+    torch.manual_seed(1)
+    retina = Retina(patch_size=3, num_scales=3, scale_factor=2)
+    imgs = torch.rand(6, 3, 17, 29)  # several channels, a frame neither square nor even
+    locs = torch.rand(6, 2) * 2.4 - 1.2  # some outside the square (clamped)
+    rows, cols = retina.centres(locs, 17, 29)
+    pad = max(retina.sizes)
+    padded = torch.nn.functional.pad(imgs, (pad, pad, pad, pad))
+    for i in range(6):
+        for s, size in enumerate(retina.sizes):
+            top, left = rows[i] - size // 2 + pad, cols[i] - size // 2 + pad
+            crop = padded[i, :, top : top + size, left : left + size]
+            expected = torch.nn.functional.avg_pool2d(crop[None], size // 3)[0]
+            torch.testing.assert_close(retina(imgs, locs)[i, s], expected)
