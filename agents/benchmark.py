@@ -53,6 +53,43 @@ def run_ours(game: str, steps: int, learning_starts: int, buffer_size: int, num_
         return {"sps": (trainer.global_step - marks["s0"]) / elapsed, "peak_rss_mb": _peak_rss_mb()}
 
 
+def run_pqn(game: str, steps: int, num_envs: int, options: dict[str, Any],
+            device: str = "cpu") -> dict[str, float]:  # fmt: skip
+    """Our PQN trainer; steps/s with learning, over the rollouts after the first (warm-up) one,
+    the shares of the loop spent in the emulators, acting (forward and transfers) and learning,
+    and peak RSS."""
+    import tempfile
+
+    import torch
+
+    from agents.pqn import PQNConfig, PQNTrainer
+
+    torch.set_num_threads(os.cpu_count() or 1)
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = PQNConfig(game=game, num_envs=num_envs, save_every=10**12, progress=False,
+                        saliency_every=0, run_dir=tmp, device=device, **options)  # fmt: skip
+        warmup = cfg.num_envs * cfg.rollout
+        cfg.total_steps = warmup + max(steps, warmup)
+        trainer = PQNTrainer(cfg)
+        marks: dict[str, Any] = {}
+
+        def clock(tr: PQNTrainer, step: int) -> None:
+            if step > warmup and "t0" not in marks:  # first step of the second rollout
+                if tr.device.type == "cuda":
+                    torch.cuda.synchronize()
+                marks["t0"], marks["s0"] = time.perf_counter(), step - tr.cfg.num_envs
+                marks["seconds"] = dict(tr.seconds)
+
+        trainer.callbacks.append(clock)
+        trainer.run()
+        elapsed = time.perf_counter() - marks["t0"]
+        spent = {k: trainer.seconds[k] - marks["seconds"][k] for k in trainer.seconds}
+        total = sum(spent.values())
+        return {"sps": (trainer.global_step - marks["s0"]) / elapsed,
+                "peak_rss_mb": _peak_rss_mb(),
+                **{f"{k}_share": v / total for k, v in spent.items()}}  # fmt: skip
+
+
 def run_sb3(game: str, steps: int, learning_starts: int, buffer_size: int) -> dict[str, float]:
     """SB3's DQN with the RL Zoo's Atari settings (CnnPolicy, train_freq 4, batch 32, target update
     1000, AtariWrapper + 4-frame stack), same buffer and learning start as ours."""

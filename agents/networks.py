@@ -31,28 +31,38 @@ class ScaleGrad(torch.autograd.Function):
         return grad * ctx.scale, None
 
 
-def make_torso(kind: str, in_channels: int) -> nn.Sequential:
+class ChannelLayerNorm(nn.LayerNorm):
+    """LayerNorm of a convolution's output over its channels at each pixel, with a scale and a bias
+    per channel: what flax's ``nn.LayerNorm()`` does on PQN's NHWC activations (purejaxql,
+    ``pqn_atari.py``), which PyTorch's ``nn.LayerNorm`` on NCHW would not (it needs the last axes)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+
+
+def make_torso(kind: str, in_channels: int, layer_norm: bool = False) -> nn.Sequential:
     """``nature``: the Nature-DQN convolutions (Mnih et al. 2015; Wang et al. 2016, Section 4.2):
-    32 8x8/4, 64 4x4/2, 64 3x3/1, ReLU. ``small``: two 3x3 convolutions for small screens (Catch)."""
+    32 8x8/4, 64 4x4/2, 64 3x3/1, ReLU. ``small``: two 3x3 convolutions for small screens (Catch).
+    ``layer_norm`` puts a LayerNorm before each ReLU, as PQN's network has (Gallici et al. 2024):
+    it is what keeps Q-learning stable there without a target network or a replay memory."""
     if kind == "nature":
-        layers = [
-            nn.Conv2d(in_channels, 32, 8, stride=4),
-            nn.ReLU(),
-            nn.Conv2d(32, 64, 4, stride=2),
-            nn.ReLU(),
-            nn.Conv2d(64, 64, 3, stride=1),
-            nn.ReLU(),
-        ]
+        convs = [(in_channels, 32, 8, 4, 0), (32, 64, 4, 2, 0), (64, 64, 3, 1, 0)]
     elif kind == "small":
-        layers = [
-            nn.Conv2d(in_channels, 16, 3, stride=2, padding=1),
-            nn.ReLU(),
-            nn.Conv2d(16, 32, 3, stride=2, padding=1),
-            nn.ReLU(),
-        ]
+        convs = [(in_channels, 16, 3, 2, 1), (16, 32, 3, 2, 1)]
     else:
         raise ValueError(f"unknown torso {kind!r}; accepted: {', '.join(TORSOS)}")
+    layers: list[nn.Module] = []
+    for c_in, c_out, k, stride, pad in convs:
+        layers.append(nn.Conv2d(c_in, c_out, k, stride=stride, padding=pad))
+        if layer_norm:
+            layers.append(ChannelLayerNorm(c_out))
+        layers.append(nn.ReLU())
     return nn.Sequential(*layers, nn.Flatten())
+
+
+def hidden_layer(n_in: int, n_out: int, layer_norm: bool) -> list[nn.Module]:
+    """Linear, optional LayerNorm (PQN's), ReLU."""
+    return [nn.Linear(n_in, n_out), *([nn.LayerNorm(n_out)] if layer_norm else []), nn.ReLU()]
 
 
 def _flat_size(torso: nn.Module, in_channels: int, height: int, width: int) -> int:
@@ -68,13 +78,15 @@ def _flat_size(torso: nn.Module, in_channels: int, height: int, width: int) -> i
 class QNetwork(nn.Module):
     """Shared pieces: input checks and scaling, the architecture record saved with checkpoints."""
 
-    def __init__(self, n_actions: int, in_channels: int, input_shape: tuple[int, int], torso: str):
+    def __init__(self, n_actions: int, in_channels: int, input_shape: tuple[int, int], torso: str,
+                 layer_norm: bool = False):  # fmt: skip
         super().__init__()
         if n_actions < 1:
             raise ValueError(f"n_actions must be >= 1, got {n_actions}")
         self.n_actions, self.in_channels = n_actions, in_channels
         self.input_shape = tuple(input_shape)
-        self.torso = make_torso(torso, in_channels)
+        self.layer_norm = bool(layer_norm)
+        self.torso = make_torso(torso, in_channels, self.layer_norm)
         self.flat = _flat_size(self.torso, in_channels, *self.input_shape)
 
     def features(self, obs: torch.Tensor) -> torch.Tensor:
@@ -91,6 +103,15 @@ class QNetwork(nn.Module):
 
     def architecture(self) -> dict[str, Any]:
         raise NotImplementedError
+
+    def _common_architecture(self) -> dict[str, Any]:
+        # layer_norm only when on: checkpoints written before the option keep their exact record
+        return {
+            "n_actions": self.n_actions,
+            "in_channels": self.in_channels,
+            "input_shape": list(self.input_shape),
+            **({"layer_norm": True} if self.layer_norm else {}),
+        }
 
 
 class DuelingQNetwork(QNetwork):
@@ -110,16 +131,17 @@ class DuelingQNetwork(QNetwork):
         hidden: int = 512,
         torso: str = "nature",
         aggregation: str = "mean",
+        layer_norm: bool = False,
     ) -> None:
-        super().__init__(n_actions, in_channels, input_shape, torso)
+        super().__init__(n_actions, in_channels, input_shape, torso, layer_norm)
         if aggregation not in ("mean", "max"):
             raise ValueError(f"aggregation must be 'mean' or 'max', got {aggregation!r}")
         self.hidden, self.torso_kind, self.aggregation = hidden, torso, aggregation
         self.value_stream = nn.Sequential(
-            nn.Linear(self.flat, hidden), nn.ReLU(), nn.Linear(hidden, 1)
+            *hidden_layer(self.flat, hidden, self.layer_norm), nn.Linear(hidden, 1)
         )
         self.advantage_stream = nn.Sequential(
-            nn.Linear(self.flat, hidden), nn.ReLU(), nn.Linear(hidden, n_actions)
+            *hidden_layer(self.flat, hidden, self.layer_norm), nn.Linear(hidden, n_actions)
         )
 
     def forward(self, obs: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -137,9 +159,7 @@ class DuelingQNetwork(QNetwork):
     def architecture(self) -> dict[str, Any]:
         return {
             "class": "DuelingQNetwork",
-            "n_actions": self.n_actions,
-            "in_channels": self.in_channels,
-            "input_shape": list(self.input_shape),
+            **self._common_architecture(),
             "hidden": self.hidden,
             "torso": self.torso_kind,
             "aggregation": self.aggregation,
@@ -158,11 +178,12 @@ class SingleStreamQNetwork(QNetwork):
         input_shape: tuple[int, int] = (84, 84),
         hidden: int = 1024,
         torso: str = "nature",
+        layer_norm: bool = False,
     ) -> None:
-        super().__init__(n_actions, in_channels, input_shape, torso)
+        super().__init__(n_actions, in_channels, input_shape, torso, layer_norm)
         self.hidden, self.torso_kind = hidden, torso
         self.head = nn.Sequential(
-            nn.Linear(self.flat, hidden), nn.ReLU(), nn.Linear(hidden, n_actions)
+            *hidden_layer(self.flat, hidden, self.layer_norm), nn.Linear(hidden, n_actions)
         )
 
     def forward(self, obs: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -171,9 +192,7 @@ class SingleStreamQNetwork(QNetwork):
     def architecture(self) -> dict[str, Any]:
         return {
             "class": "SingleStreamQNetwork",
-            "n_actions": self.n_actions,
-            "in_channels": self.in_channels,
-            "input_shape": list(self.input_shape),
+            **self._common_architecture(),
             "hidden": self.hidden,
             "torso": self.torso_kind,
         }

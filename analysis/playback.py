@@ -53,7 +53,7 @@ def load_policy(checkpoint: str | None, game: str | None) -> tuple[nn.Module, di
 
         return net, {**config, "agent": "sb3", "game": resolve_game(game), "env_options": {}}
     agent = read_json(resolve_checkpoint(checkpoint) / "config.json").get("agent")
-    if agent not in (None, "dqn"):
+    if agent not in (None, "dqn", "pqn"):
         raise ValueError(f"{checkpoint!r} is a {agent!r} checkpoint; saliency of value and advantage "
                          "heads needs a DQN checkpoint (ours) or an SB3 zip")  # fmt: skip
     net, config = load_checkpoint(Path(checkpoint))

@@ -16,9 +16,11 @@ from analysis.playback import head_pair, play
 from analysis.saliency import jacobian_saliency, to_frame
 
 
-def collect(net: nn.Module, config: dict[str, Any], episodes: int, seed: int = 0, batch: int = 64,
-            progress: bool = True) -> tuple[tuple[str, ...], dict[str, list[np.ndarray]]]:  # fmt: skip
-    """Play ``episodes`` episodes; return per-step per-frame saliency maps for the two heads."""
+def collect(net: nn.Module, config: dict[str, Any], episodes: int | None, seed: int = 0,
+            batch: int = 64, progress: bool = True,
+            steps: int | None = None) -> tuple[tuple[str, ...], dict[str, list[np.ndarray]]]:  # fmt: skip
+    """Play ``episodes`` episodes or ``steps`` steps (give one); return per-step per-frame
+    saliency maps for the two heads."""
     from tqdm import tqdm
 
     obs_buf: list[np.ndarray] = []
@@ -33,7 +35,7 @@ def collect(net: nn.Module, config: dict[str, Any], episodes: int, seed: int = 0
             )
         obs_buf.clear()
 
-    for step in play(net, config, episodes=episodes, seed=seed):
+    for step in play(net, config, steps=steps, episodes=episodes, seed=seed):
         if not heads:
             heads = head_pair(list(step.heads))
             if len(heads) < 2:

@@ -187,5 +187,28 @@ class CatchVectorEnv(VectorEnv):
         truncated = np.zeros(self.num_envs, bool)
         return self._game.stack.copy(), rewards, done, truncated, {}
 
+    def get_state(self) -> tuple[dict[str, np.ndarray], list[dict[str, Any]]]:
+        """Everything the games are made of: (arrays, JSON-ready generator states). A trainer
+        saves it with a checkpoint so that a resumed run continues these very episodes."""
+        g = self._game
+        arrays = {"ball_row": g.ball_row, "ball_col": g.ball_col, "ball_dx": g.ball_dx,
+                  "paddle": g.paddle, "stack": g.stack, "needs_reset": self._needs_reset}  # fmt: skip
+        return {k: v.copy() for k, v in arrays.items()}, [r.bit_generator.state for r in g.rngs]
+
+    def set_state(self, arrays: dict[str, np.ndarray], rngs: list[dict[str, Any]]) -> None:
+        """Restore what :meth:`get_state` returned (for envs of the same number and size)."""
+        g = self._game
+        if len(rngs) != self.num_envs or arrays["stack"].shape != g.stack.shape:
+            raise ValueError(
+                f"saved Catch state is for {len(rngs)} envs of shape {arrays['stack'].shape[1:]}, "
+                f"not {self.num_envs} of {g.stack.shape[1:]}"
+            )
+        for name in ("ball_row", "ball_col", "ball_dx", "paddle", "stack"):
+            getattr(g, name)[...] = arrays[name]
+        self._needs_reset = np.asarray(arrays["needs_reset"], bool).copy()
+        for rng, state in zip(g.rngs, rngs, strict=True):
+            rng.bit_generator.state = state
+        self._first_seed = None
+
 
 gym.register("Catch-v0", entry_point="envs.catch:CatchEnv", vector_entry_point=CatchVectorEnv)

@@ -295,19 +295,103 @@ def run_glimpse(cfg: Glimpse) -> None:
             write_section("glimpse_pong", table)
 
 
+@dataclass
+class Pqn:
+    """PQN against the DQN trainer on Pong, both at their defaults, steps/s with learning."""
+
+    game: str = "pong"
+    """Game to train on."""
+    steps: int = 16_384
+    """Timed PQN environment steps (after one warm-up rollout)."""
+    dqn_steps: int = 4_000
+    """Timed DQN environment steps after learning starts."""
+    dqn_learning_starts: int = 4_000
+    """DQN steps before learning starts (not timed)."""
+    write: bool = True
+    """Write the table into docs/benchmarks.md."""
+
+
+def pqn_row(name: str, r: dict[str, float], reference: float | None) -> list[str]:
+    ratio = f"{r['sps'] / reference:.2f}x" if reference else "1.00x"
+    shares = " / ".join(f"{r[k + '_share']:.0%}" for k in ("env", "act", "learn"))
+    return [name, f"{r['sps']:,.0f}", ratio, shares, f"{r['peak_rss_mb']:,.0f}"]
+
+
+PQN_HEADER = ["trainer", "env steps/s with learning", "vs DQN", "env / act / learn",
+              "peak RSS (MB)"]  # fmt: skip
+
+
+def run_pqn(cfg: Pqn) -> None:
+    from agents.benchmark import in_fresh_process, run_ours
+    from agents.benchmark import run_pqn as pqn
+
+    dqn = in_fresh_process(run_ours, cfg.game, cfg.dqn_steps, cfg.dqn_learning_starts, 100_000, 8,
+                           {}, "cpu")  # fmt: skip
+    rows = [["DQN, defaults (8 envs, batch 32 every 4 steps)", f"{dqn['sps']:,.0f}", "1.00x", "",
+             f"{dqn['peak_rss_mb']:,.0f}"]]  # fmt: skip
+    for name, n, options in (("PQN, defaults (128 envs x 32 steps)", 128, {}),
+                             ("PQN, 128 envs, bf16 autocast", 128, {"bf16": True})):  # fmt: skip
+        r = in_fresh_process(pqn, cfg.game, cfg.steps, n, options, "cpu")
+        rows.append(pqn_row(name, r, dqn["sps"]))
+        print(" | ".join(rows[-1]), flush=True)
+    table = markdown_table(PQN_HEADER, rows)
+    print(table)
+    if cfg.write:
+        write_section("pqn", table)
+
+
+@dataclass
+class PqnGpu:
+    """PQN with --device cuda on Pong at several env counts, with where the time goes."""
+
+    game: str = "pong"
+    """Game to train on."""
+    steps: int = 200_000
+    """Timed environment steps per setup (after one warm-up rollout)."""
+    num_envs: list[int] = field(default_factory=lambda: [64, 128])
+    """Env counts to measure."""
+    write: bool = True
+    """Write the table into docs/benchmarks.md."""
+
+
+def run_pqn_gpu(cfg: PqnGpu) -> None:
+    import torch
+
+    from agents.benchmark import in_fresh_process
+    from agents.benchmark import run_pqn as pqn
+
+    if not torch.cuda.is_available():
+        raise SystemExit("error: pqn-gpu needs a CUDA device; torch sees none")
+    rows = []
+    for n in cfg.num_envs:
+        for label, options in (("float32", {}), ("bf16 autocast", {"bf16": True})):
+            r = in_fresh_process(pqn, cfg.game, cfg.steps, n, options, "cuda")
+            row = pqn_row(f"PQN, {n} envs, {label}", r, None)
+            del row[2]  # no DQN in this run to compare with
+            rows.append(row)
+            print(" | ".join(rows[-1]), flush=True)
+    table = markdown_table([h for h in PQN_HEADER if h != "vs DQN"], rows)
+    gpu = torch.cuda.get_device_name(0)
+    print(gpu, table, sep="\n")
+    if cfg.write:
+        write_section("pqn_gpu", f"GPU: {gpu}\n\n{table}")
+
+
 def main() -> None:
     cfg = tyro.extras.subcommand_cli_from_dict(
         {
             "envs": Annotated[Envs, tyro.conf.arg(help=Envs.__doc__)],
             "dqn": Annotated[Dqn, tyro.conf.arg(help=Dqn.__doc__)],
             "dqn-gpu": Annotated[DqnGpu, tyro.conf.arg(help=DqnGpu.__doc__)],
+            "pqn": Annotated[Pqn, tyro.conf.arg(help=Pqn.__doc__)],
+            "pqn-gpu": Annotated[PqnGpu, tyro.conf.arg(help=PqnGpu.__doc__)],
             "saliency": Annotated[Saliency, tyro.conf.arg(help=Saliency.__doc__)],
             "glimpse": Annotated[Glimpse, tyro.conf.arg(help=Glimpse.__doc__)],
         },
         description=__doc__,
     )
-    runners = {Envs: run_envs, Dqn: run_dqn, DqnGpu: run_dqn_gpu, Saliency: run_saliency,
-               Glimpse: run_glimpse}  # fmt: skip
+    runners = {Envs: run_envs, Dqn: run_dqn, DqnGpu: run_dqn_gpu, Pqn: run_pqn, PqnGpu: run_pqn_gpu,
+               Saliency: run_saliency, Glimpse: run_glimpse}  # fmt: skip
     runners[type(cfg)](cfg)
 
 

@@ -20,6 +20,8 @@ class Args:
     """Folder for report.json and report.png."""
     episodes: int = 1
     """Episodes to play."""
+    steps: int | None = None
+    """Play this many steps (frames) instead of --episodes whole episodes."""
     game: str | None = None
     """Game (needed for SB3 zips)."""
     seed: int = 0
@@ -35,8 +37,11 @@ def main() -> None:
     try:
         if args.episodes < 1:
             raise ValueError(f"--episodes must be >= 1, got {args.episodes}")
+        if args.steps is not None and args.steps < 1:
+            raise ValueError(f"--steps must be >= 1, got {args.steps}")
         net, config = load_policy(args.checkpoint, args.game)
-        heads, maps = collect(net, config, args.episodes, seed=args.seed)
+        heads, maps = collect(net, config, None if args.steps else args.episodes, seed=args.seed,
+                              steps=args.steps)  # fmt: skip
         report = head_report(heads, maps, regions_for(config["game"]))
         paths = write_report(report, args.out, title=f"{config['game']}: {heads[0]} vs {heads[1]}")
     except (ValueError, CheckpointError, OSError) as e:

@@ -1,0 +1,43 @@
+"""Train the dueling network with PQN (Gallici et al. 2024): parallel Q(lambda), no replay memory,
+no target network, LayerNorm. The fast way to a trained Atari agent on one GPU.
+
+    python scripts/train_pqn.py --game pong                         # Atari defaults: 128 envs, 10M steps
+    python scripts/train_pqn.py --game pong --time-limit 300        # stop cleanly after 5 minutes
+    python scripts/train_pqn.py --game catch                        # Catch defaults: 200k steps (~2 min)
+    python scripts/train_pqn.py --resume runs/pong__pqn__1__1700000000
+
+The defaults shown by --help are Atari's; with --game catch the Catch defaults apply (those in
+PQNConfig.catch) unless a flag overrides them. Logs go to TensorBoard (tensorboard --logdir runs),
+with value and advantage saliency images of a probe batch; Ctrl-C saves a checkpoint before it exits.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import tyro
+
+from scripts.train_dqn import game_named, report_end
+
+
+def main() -> None:
+    from agents.pqn import PQNConfig
+
+    default = PQNConfig.catch() if game_named(sys.argv[1:]).lower() == "catch" else PQNConfig()
+    cfg = tyro.cli(PQNConfig, default=default, description=__doc__)
+    from agents.checkpoint import CheckpointError
+    from agents.pqn import PQNTrainer
+    from analysis.tensorboard import SaliencyLogger
+
+    try:
+        callbacks = [SaliencyLogger(cfg.saliency_every)] if cfg.saliency_every else []
+        trainer = PQNTrainer(cfg, callbacks=callbacks)
+        print(f"run directory: {trainer.run_dir}")
+        path = trainer.run()
+    except (ValueError, CheckpointError) as e:
+        sys.exit(f"error: {e}")
+    report_end(trainer, path)
+
+
+if __name__ == "__main__":
+    main()
