@@ -21,6 +21,7 @@ resume would pick up.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import shutil
@@ -85,19 +86,100 @@ def write_checkpoint(
         ) from None
     old = sorted(p for p in root.glob("step_*") if p.is_dir() and not p.name.endswith(".tmp"))
     for p in old[:-keep]:
+        if p == final:  # never the checkpoint that `latest` names
+            continue
         shutil.rmtree(p, ignore_errors=True)
     return final
 
 
-def prepare_run_dir(run_dir: Path, config: dict[str, Any]) -> None:
-    """Create the run directory and write its config; a one-line error if that is impossible."""
+def check_run_dir(run_dir: Path, resuming: bool) -> None:
+    """Refuse, before any work, to start a new run in a directory that already holds one: its
+    config and checkpoints would be overwritten and rotated away."""
+    if resuming:
+        return
+    if (run_dir / CONFIG).exists() or (run_dir / "checkpoints").exists():
+        raise CheckpointError(
+            f"{str(run_dir)!r} already holds a run; continue it with --resume {run_dir} or give a "
+            "new --run-dir"
+        )
+
+
+class RunLock:
+    """A lock file held for the life of a training, so that a second trainer writing into the same
+    run directory is refused at once; a lock left by a process that no longer exists (killed) is
+    taken over."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.path = Path(run_dir) / "lock"
+
+    def acquire(self) -> RunLock:
+        for _ in range(3):
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            except FileExistsError:
+                holder = self._holder()
+                if holder is not None and holder != os.getpid() and _alive(holder):
+                    raise CheckpointError(
+                        f"{str(self.path.parent)!r} is being trained by process {holder}; wait for "
+                        "it to finish or stop it first"
+                    ) from None
+                with contextlib.suppress(FileNotFoundError):
+                    self.path.unlink()  # stale: its process is gone
+                continue
+            with os.fdopen(fd, "w") as f:
+                f.write(str(os.getpid()))
+            return self
+        raise CheckpointError(f"cannot take the lock {str(self.path)!r}: another process races for it")
+
+    def _holder(self) -> int | None:
+        try:
+            return int(self.path.read_text().strip() or -1)
+        except (OSError, ValueError):
+            return None
+
+    def release(self) -> None:
+        if self._holder() == os.getpid():
+            with contextlib.suppress(FileNotFoundError):
+                self.path.unlink()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def prepare_run_dir(run_dir: Path, config: dict[str, Any], resuming: bool = False) -> RunLock:
+    """Create the run directory, take its lock and write its config; a one-line error if that is
+    impossible, if another run lives there (unless ``resuming`` it) or another trainer holds it.
+    The caller releases the returned lock when training ends."""
+    check_run_dir(run_dir, resuming)
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / CONFIG).write_text(json.dumps(config, indent=2))
+        lock = RunLock(run_dir).acquire()
     except OSError as e:
         raise CheckpointError(
             f"cannot create run directory {str(run_dir)!r}: {e.strerror or e}"
         ) from None
+    try:
+        atomic_write_text(run_dir / CONFIG, json.dumps(config, indent=2))
+    except OSError as e:
+        lock.release()
+        raise CheckpointError(f"cannot write to run directory {str(run_dir)!r}: {e.strerror or e}") from None
+    return lock
+
+
+def require_unfinished(run_dir: str, step: int, total_steps: int) -> None:
+    """A resumed run that already reached its budget says so, and how to extend it."""
+    if step >= total_steps:
+        raise CheckpointError(
+            f"{run_dir!r} is finished ({step:,} of {total_steps:,} steps); to train on, resume "
+            f"with --total-steps larger than {step}"
+        )
 
 
 def versions() -> dict[str, str]:
@@ -148,9 +230,20 @@ def require_same_network(ckpt: Path, architecture: dict[str, Any], game: str) ->
         )
 
 
+def resume_overrides(cfg: Any, session: tuple[str, ...], budget: tuple[str, ...]) -> dict[str, Any]:
+    """What a resumed run takes from the command line rather than from the run's saved config:
+    the ``session`` fields always (device, progress bar, threads, time limit: they belong to this
+    invocation), the ``budget`` fields only where given away from their defaults (``--total-steps``
+    extends a run; without it a run keeps its own budget, never the preset's)."""
+    defaults = {f.name: f.default for f in dataclasses.fields(cfg)}
+    out = {name: getattr(cfg, name) for name in session}
+    out.update({n: getattr(cfg, n) for n in budget if getattr(cfg, n) != defaults[n]})
+    return out
+
+
 def resume_config(run_dir: str, overrides: dict[str, Any]) -> tuple[Path, dict[str, Any]]:
     """For ``--resume RUN``: the run's newest checkpoint and its saved training config, updated
-    with ``overrides`` (what may change on resume: the step budget, the device, ...)."""
+    with ``overrides`` (what may change on resume: see :func:`resume_overrides`)."""
     ckpt = resolve_checkpoint(run_dir)
     saved = Path(run_dir) / CONFIG
     if not saved.exists():
@@ -242,6 +335,7 @@ class StopFlag:
 
     def __init__(self) -> None:
         self.requested = False
+        self.signum: int | None = None  # which signal asked: scripts exit with 128 + it
         self._old = {}
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(ValueError):  # not the main thread: leave signals alone
@@ -250,7 +344,7 @@ class StopFlag:
     def _handle(self, signum: int, frame: Any) -> None:
         if self.requested:  # a second Ctrl-C stops at once
             raise KeyboardInterrupt
-        self.requested = True
+        self.requested, self.signum = True, signum
 
     def restore(self) -> None:
         for sig, handler in self._old.items():
@@ -280,3 +374,9 @@ def optimizer_from_tensors(
             _, pid, key = name.split(".", 2)
             state.setdefault(int(pid), {})[key] = v
     optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+    # safetensors stores tensors contiguous; give each moment its parameter's memory layout again
+    # (channels_last weights): fused optimizers walk parameter and state memory in step
+    for param, st in optimizer.state.items():
+        for key, value in st.items():
+            if torch.is_tensor(value) and value.shape == param.shape and value.stride() != param.stride():
+                st[key] = torch.empty_like(param).copy_(value)

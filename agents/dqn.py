@@ -6,7 +6,6 @@ cites otherwise; the dueling-specific choices are Wang et al. 2016's.
 
 from __future__ import annotations
 
-import collections
 import dataclasses
 import os
 import tempfile
@@ -26,6 +25,7 @@ from agents.checkpoint import (
     MODEL,
     CheckpointError,
     StopFlag,
+    check_run_dir,
     checkpoint_config,
     load_state,
     optimizer_from_tensors,
@@ -34,13 +34,23 @@ from agents.checkpoint import (
     read_json,
     read_tensors,
     require_same_network,
+    require_unfinished,
     resume_config,
+    resume_overrides,
     write_checkpoint,
 )
-from agents.networks import DuelingQNetwork, QNetwork, SingleStreamQNetwork
+from agents.networks import QNetwork
 from agents.replay import FrameReplayBuffer
-from envs import CatchVectorEnv, episode_ended, make_atari_env, make_vector_env, resolve_game
-from envs.options import AtariOptions
+from agents.training import (
+    EpisodeTracker,
+    action_names,
+    build_q_network,
+    check_device,
+    linear_schedule,
+    make_training_env,
+    resolve_device,
+)
+from envs import CatchVectorEnv, resolve_game
 
 
 @dataclass
@@ -97,6 +107,10 @@ class DQNConfig:
     """Dueling aggregation: Eq. 9 (mean) or Eq. 8 (max) of Wang et al. 2016."""
     hidden: int = 0
     """Units per stream; 0 picks 512 for dueling and 1024 for single (the paper's matched sizes)."""
+    layer_norm: bool = False
+    """LayerNorm before every ReLU of the network (PQN's; off in the dueling paper)."""
+    layer_norm: bool = False
+    """LayerNorm before every ReLU of the network (PQN's; off in the dueling paper)."""
     double: bool = True
     """Double DQN targets (van Hasselt et al. 2016); False gives the Nature DQN target."""
     stack_num: int = 4
@@ -164,19 +178,9 @@ class DQNConfig:
             raise ValueError(f"--learning-starts must be >= 0, got {self.learning_starts}")
         if not 0 < self.gamma <= 1:
             raise ValueError(f"--gamma must be in (0, 1], got {self.gamma}")
-        if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
-            raise ValueError(f"--device must be auto, cpu or cuda, got {self.device!r}")
-        if self.device.startswith("cuda") and not torch.cuda.is_available():
-            raise ValueError("--device cuda was asked for but torch sees no CUDA device")
+        check_device(self.device)
         if self.game.lower() != "catch":
             resolve_game(self.game)
-
-
-def linear_schedule(start: float, end: float, duration: float, t: float) -> float:
-    """Linear interpolation from ``start`` to ``end`` over ``duration``, then constant."""
-    if duration <= 0:
-        return end
-    return start + (end - start) * min(1.0, t / duration)
 
 
 def td_targets(
@@ -200,39 +204,6 @@ def td_targets(
     return returns + discounts * (1.0 - dones) * next_value
 
 
-def build_q_network(cfg: DQNConfig, n_actions: int, obs_shape: tuple[int, ...]) -> QNetwork:
-    torso = "small" if obs_shape[-1] < 64 else "nature"
-    common = dict(in_channels=obs_shape[0], input_shape=tuple(obs_shape[1:]), torso=torso)
-    if cfg.network == "dueling":
-        return DuelingQNetwork(
-            n_actions, hidden=cfg.hidden or 512, aggregation=cfg.aggregation, **common
-        )
-    return SingleStreamQNetwork(n_actions, hidden=cfg.hidden or 1024, **common)
-
-
-def make_training_env(cfg: DQNConfig, seed: int):
-    """Vector env for training; Atari rewards stay unclipped so that returns are game scores."""
-    if cfg.game.lower() == "catch":
-        env = CatchVectorEnv(
-            cfg.num_envs, stack_num=2, miss_reward=cfg.catch_miss_reward, seed=seed
-        )
-        return env, None, "catch"
-    options = AtariOptions(
-        stack_num=cfg.stack_num,
-        reward_clipping=False,
-        repeat_action_probability=cfg.repeat_action_probability,
-        life_loss_info=cfg.life_loss_info,
-    )
-    game = resolve_game(cfg.game)
-    return make_vector_env(game, cfg.num_envs, seed=seed, **options.as_dict()), options, game
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
 Callback = Callable[["DQNTrainer", int], None]
 
 
@@ -247,7 +218,8 @@ class DQNTrainer:
     def __init__(self, cfg: DQNConfig, callbacks: list[Callback] | None = None) -> None:
         resume_from = None
         if cfg.resume:
-            keep = {"total_steps": cfg.total_steps, "device": cfg.device, "progress": cfg.progress}
+            keep = resume_overrides(cfg, session=("device", "progress"),
+                                    budget=("total_steps", "save_every", "log_every"))
             resume_from, fields = resume_config(cfg.resume, keep)
             cfg = DQNConfig(**fields)
         cfg.validate()
@@ -258,13 +230,7 @@ class DQNTrainer:
         self.env, self.env_options, self.game = make_training_env(cfg, cfg.seed)
         obs_shape = self.env.single_observation_space.shape
         self.n_actions = int(self.env.single_action_space.n)
-        if self.env_options is not None:  # the vector env does not name its actions; ALE does
-            full = self.env_options.full_action_space
-            self.action_names = make_atari_env(
-                self.game, full_action_space=full
-            ).get_action_meanings()
-        else:
-            self.action_names = ["LEFT", "STAY", "RIGHT"]
+        self.action_names = action_names(self.game, self.env_options)
         torch.manual_seed(cfg.seed)
         self.q_network = build_q_network(cfg, self.n_actions, obs_shape).to(self.device)
         self.target_network = build_q_network(cfg, self.n_actions, obs_shape).to(self.device)
@@ -291,11 +257,13 @@ class DQNTrainer:
         self.rng = np.random.default_rng(cfg.seed)
         self.global_step = 0
         self.updates = 0
-        self.episodes = 0
-        self.recent_returns: collections.deque[float] = collections.deque(maxlen=20)
+        self.tracker = EpisodeTracker(cfg.num_envs, self.env_options)
         self.learning_starts_at = cfg.learning_starts
+        self.stop_signal: int | None = None  # the signal that stopped run(), if one did
+        check_run_dir(self.run_dir, resuming=resume_from is not None)
         if resume_from is not None:
             self._restore(resume_from)
+            require_unfinished(cfg.resume, self.global_step, cfg.total_steps)
         self.writer: SummaryWriter | None = None
         self.last_obs: np.ndarray | None = None
 
@@ -371,13 +339,11 @@ class DQNTrainer:
         from tqdm import tqdm
 
         c = self.cfg
-        prepare_run_dir(self.run_dir, dataclasses.asdict(c))
+        lock = prepare_run_dir(self.run_dir, dataclasses.asdict(c), resuming=bool(c.resume))
         self.writer = SummaryWriter(str(self.run_dir))
         obs, _ = self.env.reset(seed=c.seed + self.global_step)
         self.replay.reset(obs)
-        ended = np.zeros(c.num_envs, bool)
-        ep_return = np.zeros(c.num_envs)
-        ep_length = np.zeros(c.num_envs, np.int64)
+        tracker = self.tracker
         since_train = since_target = since_save = since_log = 0
         stats: dict[str, float] = {}
         sps_t0, sps_s0 = time.perf_counter(), self.global_step
@@ -405,20 +371,9 @@ class DQNTrainer:
                 next_obs, rewards, terminated, truncated, info = step
                 # the NEXT_STEP reset step of an env whose episode just ended is not a transition
                 self.replay.add(
-                    actions, np.clip(rewards, -1, 1), terminated, next_obs, reset_step=ended
+                    actions, np.clip(rewards, -1, 1), terminated, next_obs, reset_step=tracker.ended
                 )
-                ep_return += np.where(ended, 0.0, rewards)
-                ep_length += ~ended
-                if self.env_options is not None:
-                    ended = episode_ended(terminated, truncated, info["lives"], self.env_options)
-                else:
-                    ended = terminated | truncated
-                for i in np.flatnonzero(ended):
-                    self.writer.add_scalar("charts/episodic_return", ep_return[i], self.global_step)
-                    self.writer.add_scalar("charts/episodic_length", ep_length[i], self.global_step)
-                    self.recent_returns.append(float(ep_return[i]))
-                    self.episodes += 1
-                    ep_return[i], ep_length[i] = 0.0, 0
+                tracker.update(rewards, terminated, truncated, info, self.writer, self.global_step)
                 obs = next_obs
                 self.last_obs = obs
                 self.global_step += c.num_envs
@@ -435,8 +390,8 @@ class DQNTrainer:
                     self.writer.add_scalar("charts/SPS", sps, self.global_step)
                     for k, v in stats.items():
                         self.writer.add_scalar(k, v, self.global_step)
-                    recent = np.mean(self.recent_returns) if self.recent_returns else float("nan")
-                    bar.set_postfix(SPS=f"{sps:.0f}", ret=f"{recent:.2f}", eps=f"{epsilon:.2f}")
+                    bar.set_postfix(SPS=f"{sps:.0f}", ret=f"{tracker.recent_mean():.2f}",
+                                    eps=f"{epsilon:.2f}")  # fmt: skip
                 for callback in self.callbacks:
                     callback(self, self.global_step)
                 if since_save >= c.save_every:
@@ -445,7 +400,9 @@ class DQNTrainer:
         finally:
             bar.close()
             stop.restore()
+            self.stop_signal = stop.signum
         path = self.save()
+        lock.release()  # after the final checkpoint (a crash leaves it to be taken over as stale)
         self.writer.close()
         self.env.close()
         return path
@@ -470,7 +427,7 @@ class DQNTrainer:
         files["trainer.json"] = {
             "global_step": self.global_step,
             "updates": self.updates,
-            "episodes": self.episodes,
+            "episodes": self.tracker.episodes,
             "optimizer": opt_meta,
             "rng.numpy": self.rng.bit_generator.state,
             "rng.replay": self.replay.rng.bit_generator.state,
@@ -495,11 +452,8 @@ class DQNTrainer:
         self.rng.bit_generator.state = state["rng.numpy"]
         self.replay.rng.bit_generator.state = state["rng.replay"]
         self.replay.max_priority = state["max_priority"]
-        self.global_step, self.updates, self.episodes = (
-            state["global_step"],
-            state["updates"],
-            state["episodes"],
-        )
+        self.global_step, self.updates = state["global_step"], state["updates"]
+        self.tracker.episodes = state["episodes"]
         if (ckpt / "replay.npz").exists():
             with np.load(ckpt / "replay.npz", allow_pickle=False) as data:
                 _restore_replay(self.replay, data)

@@ -24,6 +24,7 @@ from agents.checkpoint import (
     CONFIG,
     MODEL,
     StopFlag,
+    check_run_dir,
     checkpoint_config,
     load_state,
     optimizer_from_tensors,
@@ -32,14 +33,15 @@ from agents.checkpoint import (
     read_json,
     read_tensors,
     require_same_network,
+    require_unfinished,
     resume_config,
+    resume_overrides,
     write_checkpoint,
 )
 from agents.glimpse import GlimpsePolicy, RecurrentAttentionModel, reinforce_loss
-from envs import CatchVectorEnv, make_atari_env, make_vector_env, resolve_game
+from agents.training import action_names
+from envs import CatchVectorEnv, make_vector_env, resolve_game
 from envs.options import AtariOptions
-
-CATCH_ACTIONS = ["LEFT", "STAY", "RIGHT"]
 
 
 @dataclass
@@ -206,11 +208,8 @@ class GlimpseTrainer:
     def __init__(self, cfg: GlimpseConfig) -> None:
         resume_from = None
         if cfg.resume:
-            keep = {
-                "total_steps": cfg.total_steps,
-                "progress": cfg.progress,
-                "threads": cfg.threads,
-            }
+            keep = resume_overrides(cfg, session=("progress", "threads"),
+                                    budget=("total_steps", "save_every", "log_every"))
             resume_from, fields = resume_config(cfg.resume, keep)
             cfg = GlimpseConfig(**fields)
         cfg.validate()
@@ -239,15 +238,15 @@ class GlimpseTrainer:
         self.run_dir = Path(
             cfg.run_dir or f"runs/{self.game}__glimpse__{cfg.seed}__{int(time.time())}"
         )
-        if self.env_options is not None:
-            self.action_names = make_atari_env(self.game).get_action_meanings()
-        else:
-            self.action_names = CATCH_ACTIONS
+        self.action_names = action_names(self.game, self.env_options)
         self.global_step = self.updates = self.episodes = 0
         self.recent: collections.deque[float] = collections.deque(maxlen=100)
         self.heat = np.zeros(self.frame_shape, np.float64)
+        self.stop_signal: int | None = None  # the signal that stopped run(), if one did
+        check_run_dir(self.run_dir, resuming=resume_from is not None)
         if resume_from is not None:
             self._restore(resume_from)
+            require_unfinished(cfg.resume, self.global_step, cfg.total_steps)
 
     # ---- acting -------------------------------------------------------------------------------
     def act(self, images: torch.Tensor, loc: torch.Tensor, state: tuple[torch.Tensor, ...]):
@@ -279,7 +278,7 @@ class GlimpseTrainer:
         from tqdm import tqdm
 
         c = self.cfg
-        prepare_run_dir(self.run_dir, dataclasses.asdict(c))
+        lock = prepare_run_dir(self.run_dir, dataclasses.asdict(c), resuming=bool(c.resume))
         writer = SummaryWriter(str(self.run_dir))
         obs, _ = self.env.reset(seed=c.seed + self.global_step)
         n = c.num_envs
@@ -356,7 +355,9 @@ class GlimpseTrainer:
         finally:
             bar.close()
             stop.restore()
+            self.stop_signal = stop.signum
         path = self.save()
+        lock.release()  # after the final checkpoint (a crash leaves it to be taken over as stale)
         writer.close()
         self.env.close()
         return path

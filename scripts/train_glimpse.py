@@ -15,21 +15,13 @@ import sys
 
 import tyro
 
-
-def env_named(argv: list[str]) -> str:
-    """The --env value on the command line ('catch' when absent)."""
-    for i, arg in enumerate(argv):
-        if arg.startswith("--env="):
-            return arg.split("=", 1)[1]
-        if arg == "--env" and i + 1 < len(argv):
-            return argv[i + 1]
-    return "catch"
+from scripts.train_dqn import game_named, report_end
 
 
 def main() -> None:
     from agents.glimpse_train import GlimpseConfig
 
-    env = env_named(sys.argv[1:])
+    env = game_named(sys.argv[1:], flag="--env") or "catch"
     default = GlimpseConfig() if env.lower() == "catch" else GlimpseConfig.atari(env=env)
     cfg = tyro.cli(GlimpseConfig, default=default, description=__doc__)
     from agents.checkpoint import CheckpointError
@@ -41,7 +33,7 @@ def main() -> None:
         path = trainer.run()
     except (ValueError, CheckpointError) as e:
         sys.exit(f"error: {e}")
-    print(f"final checkpoint: {path}")
+    report_end(trainer, path)
 
 
 if __name__ == "__main__":

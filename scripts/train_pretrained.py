@@ -1,0 +1,100 @@
+"""Train, evaluate and pack the agents that ship in pretrained/, in one command that fits a GPU window.
+
+    python scripts/train_pretrained.py --games pong:210 enduro:300 --out /tmp/out
+
+For each GAME:SECONDS it trains the dueling network with PQN's Atari preset until the time limit
+(scripts/train_pqn.py --time-limit), evaluates the final checkpoint with the papers' protocol (30
+episodes), and packs the agent (model.safetensors in float32, config.json, eval.json, curve.csv) into
+OUT/GAME/ and OUT/GAME.tar.gz: one file per game to bring back. Unpack into pretrained/ with
+`tar -xzf OUT/GAME.tar.gz -C pretrained`. Rehearse on CPU with tiny budgets first, e.g.
+--games pong:2 --num-envs 4 --rollout 8 --eval-episodes 1.
+"""
+
+from __future__ import annotations
+
+import shlex
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import tyro
+
+
+@dataclass
+class Args:
+    out: str
+    """Folder for the packed agents (OUT/GAME/ and OUT/GAME.tar.gz)."""
+    games: list[str] = field(default_factory=lambda: ["pong:210", "enduro:300"])
+    """GAME:SECONDS of training for each agent, in order."""
+    work_dir: str = "runs/pretrained"
+    """Where the training runs live (run directories, TensorBoard events, checkpoints)."""
+    total_steps: int = 10_000_000
+    """Step budget of each run (the preset's; the schedules of epsilon and the learning rate
+    follow it, and the time limit usually stops the run first)."""
+    num_envs: int = 128
+    """Parallel environments (the preset's)."""
+    rollout: int = 32
+    """Steps per env between updates (the preset's)."""
+    eval_episodes: int = 30
+    """Evaluation episodes, all played in parallel (the papers' 30)."""
+    device: str = "auto"
+    """'auto' (cuda if available), 'cpu' or 'cuda'."""
+    seed: int = 1
+    """Training seed."""
+
+
+def parse_games(specs: list[str]) -> list[tuple[str, float]]:
+    """``["pong:210"]`` -> ``[("pong", 210.0)]``; one line naming the bad entry otherwise."""
+    out = []
+    for spec in specs:
+        game, _, seconds = spec.partition(":")
+        try:
+            limit = float(seconds)
+        except ValueError:
+            limit = -1.0
+        if not game or limit <= 0:
+            raise ValueError(f"--games entries are GAME:SECONDS with SECONDS > 0, got {spec!r}")
+        out.append((game, limit))
+    return out
+
+
+def main() -> None:
+    args = tyro.cli(Args, description=__doc__)
+    from agents.checkpoint import CheckpointError
+    from agents.evaluate import evaluate_checkpoint
+    from agents.pqn import PQNConfig, PQNTrainer
+    from agents.pretrained import archive, pack_agent
+
+    try:
+        games = parse_games(args.games)
+        configs = [
+            PQNConfig(game=game, time_limit=limit, total_steps=args.total_steps, seed=args.seed,
+                      num_envs=args.num_envs, rollout=args.rollout, device=args.device,
+                      run_dir=str(Path(args.work_dir) / game), saliency_every=0)  # fmt: skip
+            for game, limit in games
+        ]
+        for cfg in configs:  # every game's flags are checked before the first one trains
+            cfg.validate()
+        Path(args.out).mkdir(parents=True, exist_ok=True)
+        for cfg in configs:
+            start = time.perf_counter()
+            trainer = PQNTrainer(cfg)
+            trainer.run()
+            wall = time.perf_counter() - start
+            summary = evaluate_checkpoint(cfg.run_dir, episodes=args.eval_episodes,
+                                          num_envs=args.eval_episodes,
+                                          device=str(trainer.device))  # fmt: skip
+            training = {"command": shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+                        "wall_seconds": round(wall, 1), "time_limit": cfg.time_limit,
+                        "stopped_by": trainer.stopped_by or "budget", "seed": cfg.seed}  # fmt: skip
+            folder = pack_agent(cfg.run_dir, summary, Path(args.out) / trainer.game, training)
+            print(f"{trainer.game}: {summary['mean']:.1f} +- {summary['std']:.1f} over "
+                  f"{summary['episodes']} episodes after {trainer.global_step:,} steps in "
+                  f"{wall / 60:.1f} min -> {archive(folder)}", flush=True)  # fmt: skip
+    except (ValueError, CheckpointError, OSError) as e:
+        sys.exit(f"error: {e}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,60 @@
+"""The shipped agents keep their promise, and the command that makes them works end to end."""
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from agents.checkpoint import load_checkpoint
+from agents.pretrained import greedy_episode, unpack
+
+ROOT = Path(__file__).resolve().parent.parent
+SHIPPED = sorted(p.parent for p in (ROOT / "pretrained").glob("*/model.safetensors"))
+FLOORS = {"pong": 15.0}  # one greedy episode of the shipped Pong agent scores at least this
+
+
+def margin(record: dict) -> float:
+    """How far one greedy episode may fall below the 30-episode mean: three standard deviations of
+    that evaluation, and never less than 3 points."""
+    return max(3.0 * record["std"], 3.0)
+
+
+@pytest.mark.parametrize("folder", SHIPPED, ids=[p.name for p in SHIPPED])
+def test_shipped_agent_scores_what_its_evaluation_says(folder):
+    score, record = greedy_episode(folder)
+    assert score >= record["mean"] - margin(record), (score, record["mean"])
+    assert score >= FLOORS.get(folder.name, float("-inf"))
+
+
+def test_train_pretrained_rehearsal_packs_a_loadable_agent(tmp_path):
+    r = subprocess.run(
+        [sys.executable, "scripts/train_pretrained.py", "--games", "pong:0.5", "--num-envs", "4",
+         "--rollout", "8", "--total-steps", "100000", "--eval-episodes", "1", "--device", "cpu",
+         "--work-dir", str(tmp_path / "runs"), "--out", str(tmp_path / "out")],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert "pong: " in r.stdout and "pong.tar.gz" in r.stdout
+    folder = unpack(tmp_path / "out" / "pong.tar.gz", tmp_path / "unpacked")
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "config.json", "curve.csv", "eval.json", "model.safetensors"]  # fmt: skip
+    net, config = load_checkpoint(folder)
+    assert config["agent"] == "pqn" and config["architecture"]["layer_norm"] is True
+    record = json.loads((folder / "eval.json").read_text())
+    assert record["episodes"] == 1 and record["training"]["stopped_by"] == "time limit"
+    assert record["training"]["steps"] == config["step"] > 0
+    assert "train_pretrained.py --games pong:0.5" in record["training"]["command"]
+    rows = list(csv.reader((folder / "curve.csv").read_text().splitlines()))
+    assert rows[0] == ["step", "episodic_return"]
+    score, _ = greedy_episode(folder)  # the check the shipped agents pass runs on this one too
+    assert -21 <= score <= 21
+
+
+def test_bad_games_spec_is_one_line(tmp_path):
+    r = subprocess.run([sys.executable, "scripts/train_pretrained.py", "--games", "pong:abc",
+                        "--out", str(tmp_path / "o")], cwd=ROOT, capture_output=True, text=True,
+                       timeout=60)  # fmt: skip
+    assert r.returncode != 0 and "GAME:SECONDS" in r.stderr and r.stderr.count("\n") == 1
