@@ -322,6 +322,15 @@ def load_checkpoint(
             f"{str(ckpt / CONFIG)!r} is not a checkpoint config of this library (format "
             f"{config.get('format_version')!r}, expected {FORMAT_VERSION})"
         )
+    for key in ("game", "action_set", "env_options"):
+        if key not in config:
+            raise CheckpointError(f"{str(ckpt / CONFIG)!r} lacks {key!r}: not a complete checkpoint")
+    n_actions = config["architecture"].get("n_actions") if isinstance(config["architecture"], dict) else None
+    if n_actions is not None and n_actions != len(config["action_set"]):
+        raise CheckpointError(
+            f"{str(ckpt)!r} has {n_actions} action outputs but its game {config['game']!r} has "
+            f"{len(config['action_set'])} actions: weights and config do not belong together"
+        )
     try:
         network = build_network(config["architecture"])
     except (TypeError, ValueError, KeyError) as e:

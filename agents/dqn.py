@@ -178,6 +178,13 @@ class DQNConfig:
             raise ValueError(f"--learning-starts must be >= 0, got {self.learning_starts}")
         if not 0 < self.gamma <= 1:
             raise ValueError(f"--gamma must be in (0, 1], got {self.gamma}")
+        for name in ("learning_rate", "max_grad_norm", "adam_eps"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"--{name.replace('_', '-')} must be > 0, got {getattr(self, name)}")
+        for name in ("start_e", "end_e", "exploration_fraction", "priority_alpha", "priority_beta",
+                     "repeat_action_probability"):  # fmt: skip
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"--{name.replace('_', '-')} must be in [0, 1], got {getattr(self, name)}")
         check_device(self.device)
         if self.game.lower() != "catch":
             resolve_game(self.game)

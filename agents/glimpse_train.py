@@ -155,7 +155,7 @@ class GlimpseConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
-        for name in ("learning_rate", "location_std", "location_lr_scale"):
+        for name in ("learning_rate", "location_std", "location_lr_scale", "max_grad_norm"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
 

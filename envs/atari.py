@@ -220,6 +220,18 @@ class SeededAtariVectorEnv(AtariVectorEnv):
         self._first_seed = None
         return super().reset(seed=seed, options=options)
 
+    def send(self, actions: np.ndarray) -> None:
+        """Check the actions, then send them: ALE's C++ threads wait forever (deaf to Ctrl-C) on an
+        action outside the game's set instead of failing."""
+        arr = np.asarray(actions)
+        n = int(self.single_action_space.n)
+        if (arr.shape != (self.num_envs,) or not np.issubdtype(arr.dtype, np.integer)
+                or (arr.size and (arr.min() < 0 or arr.max() >= n))):  # fmt: skip
+            raise ValueError(
+                f"actions must be {self.num_envs} integers in [0, {n - 1}], got {arr.tolist()}"
+            )
+        super().send(arr.astype(np.int64, copy=False))
+
 
 def make_vector_env(
     game: str, num_envs: int, *, seed: int | None = None, num_threads: int = 0, **options: Any

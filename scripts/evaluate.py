@@ -27,7 +27,7 @@ class Args:
     seed: int = 0
     """Seed for the environments and the exploration."""
     device: str = "cpu"
-    """Device for the network."""
+    """Device for the network: 'cpu', 'cuda' or 'auto' (cuda if available)."""
     json_out: str = ""
     """Also write the result as JSON to this path."""
 
@@ -36,11 +36,18 @@ def main() -> None:
     args = tyro.cli(Args, description=__doc__)
     from agents.checkpoint import CheckpointError
     from agents.evaluate import evaluate_checkpoint
+    from agents.training import check_device, resolve_device
 
     try:
+        if not 0.0 <= args.epsilon <= 1.0:
+            raise ValueError(f"--epsilon must be in [0, 1], got {args.epsilon}")
+        if args.num_envs < 1 or args.noop_max < 0:
+            raise ValueError(f"--num-envs must be >= 1 and --noop-max >= 0, got {args.num_envs} "
+                             f"and {args.noop_max}")  # fmt: skip
+        check_device(args.device)
         summary = evaluate_checkpoint(
             args.checkpoint, episodes=args.episodes, epsilon=args.epsilon, noop_max=args.noop_max,
-            num_envs=args.num_envs, seed=args.seed, device=args.device,
+            num_envs=args.num_envs, seed=args.seed, device=str(resolve_device(args.device)),
         )  # fmt: skip
     except (CheckpointError, ValueError) as e:
         sys.exit(f"error: {e}")

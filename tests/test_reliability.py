@@ -98,3 +98,65 @@ def test_a_signal_saves_and_exits_with_128_plus_its_number(sig, code, tmp_path):
     assert f"interrupted by {sig.name}" in out and "--resume" in out
     assert resolve_checkpoint(run).name.startswith("step_")
     assert not (run / "lock").exists()
+
+
+def test_an_action_outside_the_game_fails_at_once_instead_of_hanging():
+    import numpy as np
+
+    import envs
+
+    env = envs.make_vector_env("pong", 2, seed=0)
+    env.reset()
+    with pytest.raises(ValueError, match=r"actions must be 2 integers in \[0, 5\], got \[0, 9\]"):
+        env.step(np.array([0, 9]))
+    with pytest.raises(ValueError, match="actions must be 2 integers"):
+        env.step(np.array([0.5, 1.0]))
+    assert env.step(np.array([0, 1]))[0].shape == (2, 4, 84, 84)  # still usable
+    env.close()
+
+
+def test_a_checkpoint_whose_actions_do_not_match_its_game_is_refused(tmp_path):
+    import json
+
+    from agents.checkpoint import load_checkpoint
+
+    TRAINERS["pqn"](tmp_path / "run").run()
+    ckpt = resolve_checkpoint(tmp_path / "run")
+    config = json.loads((ckpt / "config.json").read_text())
+    config["action_set"] = ["NOOP", "FIRE", "RIGHT", "LEFT"]  # as if Catch weights claimed Breakout's
+    (ckpt / "config.json").write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match="has 3 action outputs but its game 'catch' has 4"):
+        load_checkpoint(ckpt)
+    del config["game"]
+    (ckpt / "config.json").write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match="lacks 'game'"):
+        load_checkpoint(ckpt)
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda: DQNConfig(max_grad_norm=-1), "--max-grad-norm must be > 0"),
+        (lambda: DQNConfig(start_e=5), "--start-e must be in [0, 1]"),
+        (lambda: DQNConfig(exploration_fraction=-1), "--exploration-fraction must be in [0, 1]"),
+        (lambda: GlimpseConfig(max_grad_norm=-1), "max_grad_norm must be > 0"),
+        (lambda: PQNConfig(max_grad_norm=-1), "--max-grad-norm must be > 0"),
+    ],
+)
+def test_values_that_would_train_backwards_are_refused(make, message):
+    with pytest.raises(ValueError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        make().validate()
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [(["--epsilon", "2"], "--epsilon must be in [0, 1]"),
+     (["--num-envs", "0"], "--num-envs must be >= 1"),
+     (["--device", "gpu"], "--device must be auto, cpu or cuda")],
+)  # fmt: skip
+def test_evaluate_refuses_bad_values_in_one_line(flags, message, tmp_path):
+    TRAINERS["pqn"](tmp_path / "run").run()
+    r = subprocess.run([sys.executable, "scripts/evaluate.py", "--checkpoint", str(tmp_path / "run"),
+                        *flags], cwd=ROOT, capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert r.returncode != 0 and r.stderr.startswith(f"error: {message}")
+    assert r.stderr.count("\n") == 1
