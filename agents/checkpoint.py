@@ -173,6 +173,20 @@ def prepare_run_dir(run_dir: Path, config: dict[str, Any], resuming: bool = Fals
     return lock
 
 
+def restore_trainer(restore: Any, ckpt: Path) -> None:
+    """Run a trainer's ``restore(ckpt)``; a trainer state with a key missing or a value of the wrong
+    kind (an edited or damaged ``trainer.json``) becomes one line instead of a traceback."""
+    try:
+        restore(ckpt)
+    except CheckpointError:
+        raise
+    except (KeyError, TypeError, ValueError, IndexError, RuntimeError) as e:
+        detail = f"missing {e}" if isinstance(e, KeyError) else str(e).splitlines()[0]
+        raise CheckpointError(
+            f"cannot resume from {str(ckpt)!r}: its trainer state is damaged ({detail})"
+        ) from None
+
+
 def require_unfinished(run_dir: str, step: int, total_steps: int) -> None:
     """A resumed run that already reached its budget says so, and how to extend it."""
     if step >= total_steps:
@@ -230,25 +244,57 @@ def require_same_network(ckpt: Path, architecture: dict[str, Any], game: str) ->
         )
 
 
-def resume_overrides(cfg: Any, session: tuple[str, ...], budget: tuple[str, ...]) -> dict[str, Any]:
-    """What a resumed run takes from the command line rather than from the run's saved config:
-    the ``session`` fields always (device, progress bar, threads, time limit: they belong to this
-    invocation), the ``budget`` fields only where given away from their defaults (``--total-steps``
-    extends a run; without it a run keeps its own budget, never the preset's)."""
-    defaults = {f.name: f.default for f in dataclasses.fields(cfg)}
-    out = {name: getattr(cfg, name) for name in session}
-    out.update({n: getattr(cfg, n) for n in budget if getattr(cfg, n) != defaults[n]})
-    return out
+def resume_config(cfg: Any, session: tuple[str, ...],
+                  budget: tuple[str, ...]) -> tuple[Path, dict[str, Any]]:  # fmt: skip
+    """For ``--resume RUN`` (``cfg.resume``): the run's newest checkpoint and the config to go on
+    with. That is the run's saved config, with
 
+    * the ``session`` fields of ``cfg`` (device, progress bar, threads, time limit: they belong to
+      this invocation),
+    * the ``budget`` fields where ``cfg`` sets them away from their defaults (``--total-steps``
+      extends a run; without it a run keeps its own budget, never a preset's);
 
-def resume_config(run_dir: str, overrides: dict[str, Any]) -> tuple[Path, dict[str, Any]]:
-    """For ``--resume RUN``: the run's newest checkpoint and its saved training config, updated
-    with ``overrides`` (what may change on resume: see :func:`resume_overrides`)."""
+    any other field set away from its default and from the run's value is refused by name: it
+    cannot change in the middle of a run. A saved config with unknown keys or values of the wrong
+    type is refused in one line too."""
+    run_dir = cfg.resume
     ckpt = resolve_checkpoint(run_dir)
-    saved = Path(run_dir) / CONFIG
-    if not saved.exists():
+    saved_path = Path(run_dir) / CONFIG
+    if not saved_path.exists():
         raise CheckpointError(f"{run_dir!r} is not a run directory (no {CONFIG})")
-    return ckpt, {**read_json(saved), **overrides, "resume": run_dir, "run_dir": run_dir}
+    saved = read_json(saved_path)
+    fields = {f.name: f for f in dataclasses.fields(cfg)}
+    unknown = sorted(set(saved) - set(fields))
+    if unknown:
+        raise CheckpointError(
+            f"{str(saved_path)!r} has keys this trainer does not know: {', '.join(unknown)}"
+        )
+    for name, value in saved.items():
+        default = fields[name].default
+        expected = type(default) if default is not dataclasses.MISSING else None
+        if expected in (int, float, bool, str) and not (
+            isinstance(value, expected) and (expected is bool or not isinstance(value, bool))
+            or expected is float and isinstance(value, int) and not isinstance(value, bool)
+        ):
+            raise CheckpointError(
+                f"{str(saved_path)!r}: {name} should be {expected.__name__}, got {value!r}"
+            )
+    out = dict(saved)
+    for name in fields:
+        value, default = getattr(cfg, name), fields[name].default
+        if name in session:
+            out[name] = value
+        elif name in ("resume", "run_dir"):
+            continue
+        elif value != default and value != saved.get(name, default):
+            if name not in budget:
+                flag = "--" + name.replace("_", "-")
+                raise CheckpointError(
+                    f"{flag} cannot change when resuming (the run has {saved.get(name)!r}); "
+                    f"start a new run to change it"
+                )
+            out[name] = value
+    return ckpt, {**out, "resume": run_dir, "run_dir": run_dir}
 
 
 def resolve_checkpoint(path: str | os.PathLike[str]) -> Path:
@@ -276,7 +322,7 @@ def resolve_checkpoint(path: str | os.PathLike[str]) -> Path:
 def read_json(path: Path) -> dict[str, Any]:
     try:
         data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as e:
+    except (OSError, ValueError) as e:  # ValueError: JSON errors and bytes that are not UTF-8
         raise CheckpointError(f"cannot read {str(path)!r}: {e}") from None
     if not isinstance(data, dict):
         raise CheckpointError(f"{str(path)!r} does not hold a JSON object")

@@ -35,8 +35,8 @@ from agents.checkpoint import (
     read_tensors,
     require_same_network,
     require_unfinished,
+    restore_trainer,
     resume_config,
-    resume_overrides,
     write_checkpoint,
 )
 from agents.networks import QNetwork
@@ -45,6 +45,7 @@ from agents.training import (
     EpisodeTracker,
     action_names,
     build_q_network,
+    check_config_types,
     check_device,
     linear_schedule,
     make_training_env,
@@ -164,6 +165,7 @@ class DQNConfig:
 
     def validate(self) -> None:
         """Refuse bad values before any environment or network is built."""
+        check_config_types(self)
         positive = ["total_steps", "num_envs", "buffer_size", "batch_size", "train_freq",
                     "gradient_steps", "target_update", "n_step", "save_every", "log_every",
                     "stack_num"]  # fmt: skip
@@ -225,9 +227,8 @@ class DQNTrainer:
     def __init__(self, cfg: DQNConfig, callbacks: list[Callback] | None = None) -> None:
         resume_from = None
         if cfg.resume:
-            keep = resume_overrides(cfg, session=("device", "progress"),
-                                    budget=("total_steps", "save_every", "log_every"))
-            resume_from, fields = resume_config(cfg.resume, keep)
+            resume_from, fields = resume_config(cfg, session=("device", "progress"),
+                                                budget=("total_steps", "save_every", "log_every"))
             cfg = DQNConfig(**fields)
         cfg.validate()
         self.cfg = cfg
@@ -269,7 +270,7 @@ class DQNTrainer:
         self.stop_signal: int | None = None  # the signal that stopped run(), if one did
         check_run_dir(self.run_dir, resuming=resume_from is not None)
         if resume_from is not None:
-            self._restore(resume_from)
+            restore_trainer(self._restore, resume_from)
             require_unfinished(cfg.resume, self.global_step, cfg.total_steps)
         self.writer: SummaryWriter | None = None
         self.last_obs: np.ndarray | None = None

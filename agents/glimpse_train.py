@@ -34,12 +34,12 @@ from agents.checkpoint import (
     read_tensors,
     require_same_network,
     require_unfinished,
+    restore_trainer,
     resume_config,
-    resume_overrides,
     write_checkpoint,
 )
 from agents.glimpse import GlimpsePolicy, RecurrentAttentionModel, reinforce_loss
-from agents.training import action_names
+from agents.training import action_names, check_config_types
 from envs import CatchVectorEnv, make_vector_env, resolve_game
 from envs.options import AtariOptions
 
@@ -141,6 +141,7 @@ class GlimpseConfig:
 
     def validate(self) -> None:
         """One-line errors for values that cannot work, before anything starts."""
+        check_config_types(self)
         positive = ("total_steps", "num_envs", "rollout", "patch_size", "num_scales", "scale_factor",
                     "glimpses_per_step", "hidden", "save_every", "log_every")  # fmt: skip
         for name in positive:
@@ -208,9 +209,8 @@ class GlimpseTrainer:
     def __init__(self, cfg: GlimpseConfig) -> None:
         resume_from = None
         if cfg.resume:
-            keep = resume_overrides(cfg, session=("progress", "threads"),
-                                    budget=("total_steps", "save_every", "log_every"))
-            resume_from, fields = resume_config(cfg.resume, keep)
+            resume_from, fields = resume_config(cfg, session=("progress", "threads"),
+                                                budget=("total_steps", "save_every", "log_every"))
             cfg = GlimpseConfig(**fields)
         cfg.validate()
         self.cfg = cfg
@@ -245,7 +245,7 @@ class GlimpseTrainer:
         self.stop_signal: int | None = None  # the signal that stopped run(), if one did
         check_run_dir(self.run_dir, resuming=resume_from is not None)
         if resume_from is not None:
-            self._restore(resume_from)
+            restore_trainer(self._restore, resume_from)
             require_unfinished(cfg.resume, self.global_step, cfg.total_steps)
 
     # ---- acting -------------------------------------------------------------------------------

@@ -37,14 +37,15 @@ from agents.checkpoint import (
     read_tensors,
     require_same_network,
     require_unfinished,
+    restore_trainer,
     resume_config,
-    resume_overrides,
     write_checkpoint,
 )
 from agents.training import (
     EpisodeTracker,
     action_names,
     build_q_network,
+    check_config_types,
     check_device,
     linear_schedule,
     make_training_env,
@@ -158,6 +159,7 @@ class PQNConfig:
 
     def validate(self) -> None:
         """Refuse bad values, one line each, before any environment or network is built."""
+        check_config_types(self)
         positive = ("total_steps", "num_envs", "rollout", "epochs", "minibatches", "save_every",
                     "log_every", "stack_num")  # fmt: skip
         for name in positive:
@@ -236,9 +238,10 @@ class PQNTrainer:
     def __init__(self, cfg: PQNConfig, callbacks: list[Callback] | None = None) -> None:
         resume_from = None
         if cfg.resume:
-            keep = resume_overrides(cfg, session=("device", "progress", "time_limit", "threads"),
-                                    budget=("total_steps", "save_every", "log_every"))  # fmt: skip
-            resume_from, fields = resume_config(cfg.resume, keep)
+            resume_from, fields = resume_config(
+                cfg, session=("device", "progress", "time_limit", "threads"),
+                budget=("total_steps", "save_every", "log_every"),
+            )
             cfg = PQNConfig(**fields)
         cfg.validate()
         self.cfg = cfg
@@ -282,7 +285,7 @@ class PQNTrainer:
         self.stop_signal: int | None = None  # the signal that stopped run(), if one did
         check_run_dir(self.run_dir, resuming=resume_from is not None)
         if resume_from is not None:
-            self._restore(resume_from)
+            restore_trainer(self._restore, resume_from)
             require_unfinished(cfg.resume, self.global_step, cfg.total_steps)
 
     def _default_run_dir(self) -> str:

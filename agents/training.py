@@ -8,6 +8,8 @@ A config here is any object with the fields these functions read (``game``, ``nu
 
 from __future__ import annotations
 
+import dataclasses
+import typing
 from typing import Any
 
 import numpy as np
@@ -19,6 +21,27 @@ from envs.options import AtariOptions
 
 CATCH_ACTIONS = ["LEFT", "STAY", "RIGHT"]
 DEVICES = ("auto", "cpu", "cuda")
+
+
+def check_config_types(cfg: Any) -> None:
+    """One line for a config field of the wrong kind (a string where a number goes, a bool where
+    an integer goes, a choice outside its ``Literal``), before any range check compares it."""
+    hints = typing.get_type_hints(type(cfg))
+    for f in dataclasses.fields(cfg):
+        value, kind = getattr(cfg, f.name), hints[f.name]
+        flag = "--" + f.name.replace("_", "-")
+        if typing.get_origin(kind) is typing.Literal:
+            if value not in typing.get_args(kind):
+                choices = ", ".join(map(str, typing.get_args(kind)))
+                raise ValueError(f"{flag} must be one of {choices}, got {value!r}")
+        elif kind is bool and not isinstance(value, bool):
+            raise ValueError(f"{flag} must be true or false, got {value!r}")
+        elif kind is int and (isinstance(value, bool) or not isinstance(value, int)):
+            raise ValueError(f"{flag} must be an integer, got {value!r}")
+        elif kind is float and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            raise ValueError(f"{flag} must be a number, got {value!r}")
+        elif kind is str and not isinstance(value, str):
+            raise ValueError(f"{flag} must be a string, got {value!r}")
 
 
 def linear_schedule(start: float, end: float, duration: float, t: float) -> float:

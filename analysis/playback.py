@@ -51,6 +51,10 @@ def load_policy(checkpoint: str | None, game: str | None) -> tuple[nn.Module, di
         net, config = load_sb3(checkpoint)
         from envs import resolve_game
 
+        n_game = int(make_atari_env(game).action_space.n)
+        if config["n_actions"] != n_game:
+            raise ValueError(f"{checkpoint!r} has {config['n_actions']} actions but {game!r} has "
+                             f"{n_game}: it was trained on another game or action set")  # fmt: skip
         return net, {**config, "agent": "sb3", "game": resolve_game(game), "env_options": {}}
     agent = read_json(resolve_checkpoint(checkpoint) / "config.json").get("agent")
     if agent not in (None, "dqn", "pqn"):

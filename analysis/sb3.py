@@ -61,13 +61,18 @@ def load_sb3(path: str | Path) -> tuple[SB3Heads, dict]:
     path = Path(path)
     if not path.exists():
         raise ValueError(f"SB3 model not found: {str(path)!r}")
+    if path.is_dir():
+        raise ValueError(f"{str(path)!r} is a directory; give the SB3 model's .zip file")
     try:
         with zipfile.ZipFile(path) as z:
             data = json.loads(z.read("data"))
             weights = z.read("policy.pth")
-    except (zipfile.BadZipFile, KeyError, json.JSONDecodeError) as e:
+    except (zipfile.BadZipFile, KeyError, ValueError) as e:  # ValueError: JSON, encoding
         raise ValueError(f"{str(path)!r} is not a Stable-Baselines3 model zip: {e}") from None
-    init = str(data.get("policy_class", {}).get("__init__", ""))
+    if not isinstance(data, dict):
+        raise ValueError(f"{str(path)!r} is not a Stable-Baselines3 model zip: its data is not a dict")
+    policy_class = data.get("policy_class")
+    init = str(policy_class.get("__init__", "")) if isinstance(policy_class, dict) else ""
     match = re.search(r"<function (\w+)\.__init__", init)
     name = match.group(1) if match else "?"
     if name not in SUPPORTED:
@@ -83,8 +88,9 @@ def load_sb3(path: str | Path) -> tuple[SB3Heads, dict]:
             f"{str(path)!r} uses custom policy_kwargs ({', '.join(sorted(custom))}), which SB3 "
             "stores pickled; not loaded"
         )
-    obs = data["observation_space"]
-    act = data["action_space"]
+    obs, act = data.get("observation_space"), data.get("action_space")
+    if not isinstance(obs, dict) or "_shape" not in obs or not isinstance(act, dict):
+        raise ValueError(f"{str(path)!r} does not record its observation and action spaces")
     if "n" not in act:
         raise ValueError(
             f"{str(path)!r} has a non-discrete action space; only Discrete is supported"
@@ -100,9 +106,12 @@ def load_sb3(path: str | Path) -> tuple[SB3Heads, dict]:
     try:
         state = torch.load(io.BytesIO(weights), map_location="cpu", weights_only=True)
         policy.load_state_dict(state)
-    except Exception as e:  # noqa: BLE001 - any failure here means: not loadable safely
+    except Exception:  # noqa: BLE001 - any failure here means: not loadable safely
+        # torch's own message advises weights_only=False, which would run code from the file:
+        # never pass that advice on
         raise ValueError(
-            f"cannot load the weights in {str(path)!r}: {str(e).splitlines()[0]}"
+            f"cannot load the weights in {str(path)!r} safely: policy.pth is not a plain state dict "
+            f"of this policy's tensors"
         ) from None
     config = {"source": "sb3", "policy": name, "observation_shape": list(shape),
               "n_actions": action_space.n}  # fmt: skip

@@ -15,20 +15,42 @@ import imageio_ffmpeg
 import numpy as np
 
 
-def check_writable(path: str | os.PathLike[str]) -> Path:
-    """Fail early, before any episode is played, if ``path`` cannot be written."""
+def check_output_file(path: str | os.PathLike[str], suffix: str | None = None) -> Path:
+    """Fail early, before any work, if ``path`` cannot be written: a wrong suffix, a directory, a
+    folder that cannot be made, or one that refuses a file (a read-only mount, /proc ...)."""
     path = Path(path)
-    if path.suffix.lower() != ".mp4":
-        raise ValueError(f"video output must end in .mp4, got {str(path)!r}")
+    if suffix and path.suffix.lower() != suffix:
+        raise ValueError(f"output must end in {suffix}, got {str(path)!r}")
     if path.is_dir():
-        raise ValueError(f"video output {str(path)!r} is a directory; give a file name")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise ValueError(f"cannot create the folder for {str(path)!r}: {e.strerror}") from None
-    if not os.access(path.parent, os.W_OK):
-        raise ValueError(f"cannot write to {str(path.parent)!r}: permission denied")
+        raise ValueError(f"output {str(path)!r} is a directory; give a file name")
+    check_output_dir(path.parent)
     return path
+
+
+def check_output_dir(folder: str | os.PathLike[str]) -> Path:
+    """Create ``folder`` and prove that a file can be written in it (then removed)."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".write-probe-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise ValueError(f"cannot write to {str(folder)!r}: {e.strerror or e}") from None
+    return folder
+
+
+def check_writable(path: str | os.PathLike[str]) -> Path:
+    """A video output path that can be written (see :func:`check_output_file`)."""
+    return check_output_file(path, ".mp4")
+
+
+def check_video_options(fps: float, height: int) -> None:
+    """One line for a frame rate or a panel height that cannot make a video."""
+    if not fps > 0:
+        raise ValueError(f"--fps must be > 0, got {fps}")
+    if height < 1:
+        raise ValueError(f"--height must be >= 1 pixel, got {height}")
 
 
 class VideoWriter:

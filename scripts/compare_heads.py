@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 import tyro
 
+from scripts.cli import signals_end_cleanly
+
 
 @dataclass
 class Args:
@@ -33,17 +35,21 @@ def main() -> None:
     from agents.checkpoint import CheckpointError
     from analysis.playback import load_policy
     from analysis.report import collect, head_report, regions_for, write_report
+    from analysis.video import check_output_dir
 
     try:
         if args.episodes < 1:
             raise ValueError(f"--episodes must be >= 1, got {args.episodes}")
         if args.steps is not None and args.steps < 1:
             raise ValueError(f"--steps must be >= 1, got {args.steps}")
+        check_output_dir(args.out)
         net, config = load_policy(args.checkpoint, args.game)
-        heads, maps = collect(net, config, None if args.steps else args.episodes, seed=args.seed,
-                              steps=args.steps)  # fmt: skip
-        report = head_report(heads, maps, regions_for(config["game"]))
-        paths = write_report(report, args.out, title=f"{config['game']}: {heads[0]} vs {heads[1]}")
+        with signals_end_cleanly():
+            episodes = None if args.steps else args.episodes
+            heads, maps = collect(net, config, episodes, seed=args.seed, steps=args.steps)
+            report = head_report(heads, maps, regions_for(config["game"]))
+            title = f"{config['game']}: {heads[0]} vs {heads[1]}"
+            paths = write_report(report, args.out, title=title)
     except (ValueError, CheckpointError, OSError) as e:
         sys.exit(f"error: {e}")
     s = report["per_frame_summary"]

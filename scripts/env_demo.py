@@ -10,6 +10,8 @@ from pathlib import Path
 
 import tyro
 
+from scripts.cli import signals_end_cleanly
+
 
 @dataclass
 class Args:
@@ -28,7 +30,10 @@ def main() -> None:
     from analysis.video import record_random_play
 
     try:
-        path = record_random_play(args.game, args.steps, args.seed, args.out)
+        if args.steps < 1:
+            raise ValueError(f"--steps must be >= 1, got {args.steps}")
+        with signals_end_cleanly():
+            path = record_random_play(args.game, args.steps, args.seed, args.out)
     except (ValueError, OSError) as e:
         raise SystemExit(f"error: {e}") from None
     print(f"wrote {path}")

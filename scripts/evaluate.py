@@ -37,6 +37,7 @@ def main() -> None:
     from agents.checkpoint import CheckpointError
     from agents.evaluate import evaluate_checkpoint
     from agents.training import check_device, resolve_device
+    from analysis.video import check_output_file
 
     try:
         if not 0.0 <= args.epsilon <= 1.0:
@@ -45,6 +46,8 @@ def main() -> None:
             raise ValueError(f"--num-envs must be >= 1 and --noop-max >= 0, got {args.num_envs} "
                              f"and {args.noop_max}")  # fmt: skip
         check_device(args.device)
+        if args.json_out:
+            check_output_file(args.json_out, ".json")
         summary = evaluate_checkpoint(
             args.checkpoint, episodes=args.episodes, epsilon=args.epsilon, noop_max=args.noop_max,
             num_envs=args.num_envs, seed=args.seed, device=str(resolve_device(args.device)),

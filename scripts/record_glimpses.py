@@ -15,6 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 import tyro
 
+from scripts.cli import signals_end_cleanly
+
 
 @dataclass
 class Args:
@@ -47,18 +49,22 @@ def main() -> None:
     args = tyro.cli(Args, description=__doc__)
     from agents.checkpoint import CheckpointError
     from analysis.glimpse_video import episode_jacobian, load_glimpse_agent, record_glimpses
-    from analysis.video import check_writable
+    from analysis.video import check_output_file, check_video_options, check_writable
 
     steps = args.steps if args.steps is not None or args.episodes is not None else 200
     try:
+        check_video_options(args.fps, args.height)
+        if args.trail < 0:
+            raise ValueError(f"--trail must be >= 0, got {args.trail}")
         check_writable(args.out)
-        if args.jacobian and not args.jacobian.endswith(".png"):
-            raise ValueError(f"--jacobian must name a .png file, got {args.jacobian!r}")
+        if args.jacobian:
+            check_output_file(args.jacobian, ".png")
         model, config = load_glimpse_agent(args.checkpoint)
-        path, played = record_glimpses(
-            model, config, args.out, steps=steps, episodes=args.episodes, seed=args.seed,
-            fps=args.fps, height=args.height, trail=args.trail, greedy=not args.sample,
-        )  # fmt: skip
+        with signals_end_cleanly():
+            path, played = record_glimpses(
+                model, config, args.out, steps=steps, episodes=args.episodes, seed=args.seed,
+                fps=args.fps, height=args.height, trail=args.trail, greedy=not args.sample,
+            )  # fmt: skip
         print(f"wrote {path}")
         if args.jacobian:
             jac = episode_jacobian(model, played, args.jacobian_head)

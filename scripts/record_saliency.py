@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import tyro
 
+from scripts.cli import signals_end_cleanly
+
 
 @dataclass
 class Args:
@@ -43,7 +45,7 @@ def main() -> None:
     from agents.checkpoint import CheckpointError
     from analysis.playback import load_policy
     from analysis.saliency_video import record_saliency
-    from analysis.video import check_writable
+    from analysis.video import check_video_options, check_writable
 
     steps = args.steps if args.steps is not None or args.episodes is not None else 1000
     try:
@@ -51,16 +53,21 @@ def main() -> None:
             raise ValueError(f"--steps must be >= 1, got {steps}")
         if args.episodes is not None and args.episodes < 1:
             raise ValueError(f"--episodes must be >= 1, got {args.episodes}")
+        check_video_options(args.fps, args.height)
+        if not 0.0 <= args.epsilon <= 1.0:
+            raise ValueError(f"--epsilon must be in [0, 1], got {args.epsilon}")
         check_writable(args.out)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             net, config = load_policy(args.checkpoint, args.game)
         for w in caught:
             print(f"warning: {w.message}", file=sys.stderr)
-        path = record_saliency(
-            net, config, args.out, steps=steps, episodes=args.episodes, epsilon=args.epsilon,
-            seed=args.seed, per_frame_norm=args.per_frame_norm, fps=args.fps, height=args.height,
-        )  # fmt: skip
+        with signals_end_cleanly():
+            path = record_saliency(
+                net, config, args.out, steps=steps, episodes=args.episodes, epsilon=args.epsilon,
+                seed=args.seed, per_frame_norm=args.per_frame_norm, fps=args.fps,
+                height=args.height,
+            )  # fmt: skip
     except (ValueError, CheckpointError) as e:
         sys.exit(f"error: {e}")
     print(f"wrote {path}")

@@ -10,39 +10,11 @@ probe batch every --saliency-every steps; Ctrl-C saves a checkpoint before it ex
 
 from __future__ import annotations
 
-import signal
 import sys
-from pathlib import Path
-from typing import Any
 
 import tyro
 
-
-def game_named(argv: list[str], flag: str = "--game") -> str:
-    """The value of ``flag`` on the command line (empty when absent): it picks the preset whose
-    defaults ``--help`` shows and the other flags override."""
-    for i, arg in enumerate(argv):
-        if arg.startswith(flag + "="):
-            return arg.split("=", 1)[1]
-        if arg == flag and i + 1 < len(argv):
-            return argv[i + 1]
-    return ""
-
-
-def report_end(trainer: Any, path: Path) -> None:
-    """Say how a training ended. A run stopped by a signal exits with 128 + its number (130 after
-    Ctrl-C, 143 after SIGTERM), its checkpoint saved, so that a shell or a scheduler can tell it
-    from a finished one."""
-    steps = f"{trainer.global_step:,} steps"
-    if trainer.stop_signal is not None:
-        name = signal.Signals(trainer.stop_signal).name
-        print(f"interrupted by {name}; checkpoint: {path} ({steps}); continue with --resume "
-              f"{trainer.run_dir}")  # fmt: skip
-        sys.exit(128 + trainer.stop_signal)
-    if getattr(trainer, "stopped_by", "") == "time limit":
-        print(f"stopped at the time limit; checkpoint: {path} ({steps})")
-    else:
-        print(f"final checkpoint: {path} ({steps})")
+from scripts.cli import game_named, report_end
 
 
 def main() -> None:

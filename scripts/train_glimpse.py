@@ -15,7 +15,7 @@ import sys
 
 import tyro
 
-from scripts.train_dqn import game_named, report_end
+from scripts.cli import game_named, report_end
 
 
 def main() -> None:

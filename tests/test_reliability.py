@@ -101,18 +101,24 @@ def test_a_signal_saves_and_exits_with_128_plus_its_number(sig, code, tmp_path):
 
 
 def test_an_action_outside_the_game_fails_at_once_instead_of_hanging():
-    import numpy as np
-
-    import envs
-
-    env = envs.make_vector_env("pong", 2, seed=0)
-    env.reset()
-    with pytest.raises(ValueError, match=r"actions must be 2 integers in \[0, 5\], got \[0, 9\]"):
-        env.step(np.array([0, 9]))
-    with pytest.raises(ValueError, match="actions must be 2 integers"):
-        env.step(np.array([0.5, 1.0]))
-    assert env.step(np.array([0, 1]))[0].shape == (2, 4, 84, 84)  # still usable
-    env.close()
+    """It used to hang ALE's C++ threads for ever (deaf to Ctrl-C): run it with a timeout."""
+    code = """
+import numpy as np, envs
+env = envs.make_vector_env('pong', 2, seed=0)
+env.reset()
+for bad in (np.array([0, 9]), np.array([0.5, 1.0]), np.array([-1, 0])):
+    try:
+        env.step(bad)
+    except ValueError as e:
+        print(e)
+print(env.step(np.array([0, 1]))[0].shape)  # still usable
+"""
+    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                       timeout=60)  # fmt: skip
+    lines = r.stdout.splitlines()
+    assert lines[0] == "actions must be 2 integers in [0, 5], got [0, 9]"
+    assert lines[1].startswith("actions must be 2 integers") and lines[2].endswith("got [-1, 0]")
+    assert lines[3] == "(2, 4, 84, 84)"
 
 
 def test_a_checkpoint_whose_actions_do_not_match_its_game_is_refused(tmp_path):
@@ -160,3 +166,165 @@ def test_evaluate_refuses_bad_values_in_one_line(flags, message, tmp_path):
                         *flags], cwd=ROOT, capture_output=True, text=True, timeout=60)  # fmt: skip
     assert r.returncode != 0 and r.stderr.startswith(f"error: {message}")
     assert r.stderr.count("\n") == 1
+
+
+def test_resume_refuses_a_flag_that_cannot_change_and_a_damaged_state(tmp_path):
+    import json
+
+    run = tmp_path / "run"
+    TRAINERS["pqn"](run).run()
+    with pytest.raises(CheckpointError, match=r"--num-envs cannot change when resuming \(the run has 8\)"):
+        PQNTrainer(PQNConfig(resume=str(run), num_envs=64, total_steps=512, progress=False))
+    with pytest.raises(CheckpointError, match="--learning-rate cannot change"):
+        PQNTrainer(PQNConfig(resume=str(run), learning_rate=0.1, total_steps=512, progress=False))
+    saved = json.loads((run / "config.json").read_text())
+    (run / "config.json").write_text(json.dumps({**saved, "num_envs": "8"}))
+    with pytest.raises(CheckpointError, match="num_envs should be int, got '8'"):
+        PQNTrainer(PQNConfig(resume=str(run), total_steps=512, progress=False))
+    (run / "config.json").write_text(json.dumps({**saved, "warp_drive": True}))
+    with pytest.raises(CheckpointError, match="does not know: warp_drive"):
+        PQNTrainer(PQNConfig(resume=str(run), total_steps=512, progress=False))
+    (run / "config.json").write_text(json.dumps(saved))
+    state_file = resolve_checkpoint(run) / "trainer.json"
+    state = json.loads(state_file.read_text())
+    del state["updates"]
+    state_file.write_text(json.dumps(state))
+    with pytest.raises(CheckpointError, match="trainer state is damaged \\(missing 'updates'\\)"):
+        PQNTrainer(PQNConfig(resume=str(run), total_steps=512, progress=False))
+
+
+def test_kill_9_between_the_files_and_the_rename_leaves_the_last_checkpoint(tmp_path):
+    """A process killed while writing a checkpoint (files written, not yet renamed into place)
+    leaves the previous checkpoint loadable and named by ``latest``; the next write cleans up."""
+    run = tmp_path / "run"
+    TRAINERS["pqn"](run).run()  # checkpoints at 128 and 256
+    code = f"""
+import os, signal
+import agents.checkpoint as ck
+from agents.pqn import PQNConfig, PQNTrainer
+real_replace = os.replace
+def replace(src, dst):
+    if str(src).endswith('.tmp') and os.path.isdir(src):
+        os.kill(os.getpid(), signal.SIGKILL)  # files written, rename pending
+    real_replace(src, dst)
+ck.os.replace = replace
+PQNTrainer(PQNConfig(resume={str(run)!r}, total_steps=512, progress=False)).run()
+"""
+    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, timeout=120)
+    assert r.returncode == -signal.SIGKILL
+    assert list((run / "checkpoints").glob("*.tmp"))  # the half-written checkpoint is there ...
+    from agents.checkpoint import load_checkpoint
+
+    net, config = load_checkpoint(run)  # ... and ignored: latest still names the last whole one
+    assert config["step"] == 256
+    # the killed process's lock is stale: a resume takes it over and finishes
+    PQNTrainer(PQNConfig(resume=str(run), total_steps=512, progress=False)).run()
+    assert resolve_checkpoint(run).name == "step_000000000512"
+    assert not list((run / "checkpoints").glob("*.tmp"))
+
+
+def _sb3_zip(tmp_path, n_actions=6):
+    import gymnasium as gym
+    import numpy as np
+    import stable_baselines3 as sb3
+
+    class Frames(gym.Env):
+        observation_space = gym.spaces.Box(0, 255, (4, 84, 84), np.uint8)
+        action_space = gym.spaces.Discrete(n_actions)
+
+        def reset(self, *, seed=None, options=None):
+            return np.zeros((4, 84, 84), np.uint8), {}
+
+        def step(self, action):
+            return np.zeros((4, 84, 84), np.uint8), 0.0, True, False, {}
+
+    path = tmp_path / f"m{n_actions}.zip"
+    sb3.PPO("CnnPolicy", Frames(), n_steps=8, seed=0, device="cpu").save(path)
+    return path
+
+
+def _rewrite_zip(src, dst, **replace):
+    import zipfile
+
+    with zipfile.ZipFile(src) as z_in, zipfile.ZipFile(dst, "w") as z_out:
+        for name in z_in.namelist():
+            z_out.writestr(name, replace.get(name.replace(".", "_"), z_in.read(name)))
+    return dst
+
+
+def test_damaged_or_mismatched_sb3_models_are_one_line(tmp_path):
+    import json
+    import zipfile
+
+    from analysis.playback import load_policy
+    from analysis.sb3 import load_sb3
+
+    good = _sb3_zip(tmp_path)
+    with pytest.raises(ValueError, match="is a directory"):
+        load_sb3(tmp_path)
+    data = json.loads(zipfile.ZipFile(good).read("data"))
+    no_space = {k: v for k, v in data.items() if k != "observation_space"}
+    with pytest.raises(ValueError, match="does not record its observation and action spaces"):
+        load_sb3(_rewrite_zip(good, tmp_path / "a.zip", data=json.dumps(no_space)))
+    with pytest.raises(ValueError, match="unsupported SB3 policy"):
+        load_sb3(_rewrite_zip(good, tmp_path / "b.zip",
+                              data=json.dumps({**data, "policy_class": "CnnPolicy"})))  # fmt: skip
+    with pytest.raises(ValueError, match="not a plain state dict") as info:
+        load_sb3(_rewrite_zip(good, tmp_path / "c.zip", policy_pth=b"\x80\x04garbage"))
+    assert "weights_only" not in str(info.value)  # never the advice to load unsafely
+    with pytest.raises(ValueError, match="has 4 actions but 'pong' has 6"):
+        load_policy(str(_sb3_zip(tmp_path, n_actions=4)), "pong")
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["scripts/record_saliency.py", "--game", "pong", "--out", "{tmp}/v.mp4", "--height", "0"],
+         "--height must be >= 1"),
+        (["scripts/record_saliency.py", "--game", "pong", "--out", "{tmp}/v.mp4", "--fps", "-5"],
+         "--fps must be > 0"),
+        (["scripts/record_saliency.py", "--game", "pong", "--out", "/proc/x.mp4"],
+         "cannot write to '/proc'"),
+        (["scripts/record_glimpses.py", "--checkpoint", "{tmp}/none", "--out", "{tmp}/g.mp4",
+          "--trail", "-1"], "--trail must be >= 0"),
+        (["scripts/record_glimpses.py", "--checkpoint", "{tmp}/none", "--out", "{tmp}/g.mp4",
+          "--fps", "0"], "--fps must be > 0"),
+        (["scripts/record_glimpses.py", "--checkpoint", "{tmp}/none", "--out", "{tmp}/g.mp4",
+          "--jacobian", "/proc/j.png"], "cannot write to '/proc'"),
+        (["scripts/compare_heads.py", "--checkpoint", "{tmp}/none", "--out", "/proc/report"],
+         "cannot write to '/proc/report'"),
+    ],
+)  # fmt: skip
+def test_output_and_video_options_are_checked_before_any_work(args, message, tmp_path):
+    args = [a.replace("{tmp}", str(tmp_path)) for a in args]
+    r = subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True,
+                       timeout=120)  # fmt: skip
+    assert r.returncode != 0 and message in r.stderr, r.stderr
+    assert r.stderr.strip().startswith("error:") and r.stderr.count("\n") == 1, r.stderr
+    assert not list(tmp_path.glob("*.mp4"))
+
+
+def test_evaluate_json_out_is_checked_before_playing(tmp_path):
+    TRAINERS["pqn"](tmp_path / "run").run()
+    r = subprocess.run([sys.executable, "scripts/evaluate.py", "--checkpoint", str(tmp_path / "run"),
+                        "--json-out", "/proc/e.json"], cwd=ROOT, capture_output=True, text=True,
+                       timeout=60)  # fmt: skip
+    assert r.returncode != 0 and r.stderr.startswith("error: cannot write to '/proc'")
+    assert "evaluating" not in r.stderr  # refused before the first episode
+
+
+@pytest.mark.parametrize("sig, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_a_signal_during_a_video_leaves_no_partial_file(sig, code, tmp_path):
+    out = tmp_path / "v.mp4"
+    proc = subprocess.Popen([sys.executable, "scripts/record_saliency.py", "--game", "pong",
+                             "--steps", "100000", "--out", str(out)], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    deadline = time.time() + 60
+    while time.time() < deadline and not (tmp_path / "v.partial.mp4").exists():
+        time.sleep(0.2)
+    assert (tmp_path / "v.partial.mp4").exists()
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == code
+    assert f"interrupted by {sig.name}" in err and "Traceback" not in err, err
+    assert not list(tmp_path.glob("*.mp4"))

@@ -35,7 +35,7 @@ def test_unwritable_outputs_are_refused_early(tmp_path):
         check_writable(tmp_path / "d.mp4")
     blocker = tmp_path / "file"
     blocker.write_text("")
-    with pytest.raises(ValueError, match="cannot create the folder"):
+    with pytest.raises(ValueError, match="cannot write to"):
         check_writable(blocker / "v.mp4")
 
 
