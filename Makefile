@@ -20,7 +20,9 @@ install: $(STAMP)
 
 # A short dueling DQN run on Pong (about 2 minutes on 2 cores), its evaluation, and a saliency
 # video of it: the game beside the value and the advantage saliency.
+# The demo run is made anew each time: a training refuses a directory that already holds a run.
 demo: install
+	rm -rf runs/demo_pong
 	$(BIN)/python scripts/train_dqn.py --game pong --total-steps 12000 --learning-starts 4000 \
 		--buffer-size 20000 --save-every 4000 --saliency-every 4000 --run-dir runs/demo_pong
 	$(BIN)/python scripts/evaluate.py --checkpoint runs/demo_pong --episodes 2 --num-envs 2

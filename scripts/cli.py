@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 import signal
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,23 @@ def game_named(argv: list[str], flag: str = "--game") -> str:
         if arg == flag and i + 1 < len(argv):
             return argv[i + 1]
     return ""
+
+
+def train(make_trainer: Callable[[], Any]) -> None:
+    """Build a trainer, say where its run lives, train, and report the end; a bad flag, a bad
+    checkpoint or a refused run directory is one line (the trainers raise them before any work)."""
+    from agents.checkpoint import CheckpointError
+
+    try:
+        trainer = make_trainer()
+        print(f"run directory: {trainer.run_dir}")
+        if trainer.cfg.resume:  # what this resume honours from the command line, said once
+            print(f"resuming at step {trainer.global_step:,} of {trainer.cfg.total_steps:,} "
+                  f"(saving every {trainer.cfg.save_every:,})")  # fmt: skip
+        path = trainer.run()
+    except (ValueError, CheckpointError) as e:
+        sys.exit(f"error: {e}")
+    report_end(trainer, path)
 
 
 def report_end(trainer: Any, path: Path) -> None:

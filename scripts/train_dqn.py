@@ -14,7 +14,7 @@ import sys
 
 import tyro
 
-from scripts.cli import game_named, report_end
+from scripts.cli import game_named, train
 
 
 def main() -> None:
@@ -22,18 +22,11 @@ def main() -> None:
 
     default = DQNConfig.catch() if game_named(sys.argv[1:]).lower() == "catch" else DQNConfig()
     cfg = tyro.cli(DQNConfig, default=default, description=__doc__)
-    from agents.checkpoint import CheckpointError
     from agents.dqn import DQNTrainer
     from analysis.tensorboard import SaliencyLogger
 
-    try:
-        callbacks = [SaliencyLogger(cfg.saliency_every)] if cfg.saliency_every else []
-        trainer = DQNTrainer(cfg, callbacks=callbacks)
-        print(f"run directory: {trainer.run_dir}")
-        path = trainer.run()
-    except (ValueError, CheckpointError) as e:
-        sys.exit(f"error: {e}")
-    report_end(trainer, path)
+    callbacks = [SaliencyLogger(cfg.saliency_every)] if cfg.saliency_every else []
+    train(lambda: DQNTrainer(cfg, callbacks=callbacks))
 
 
 if __name__ == "__main__":

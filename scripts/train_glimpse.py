@@ -15,7 +15,7 @@ import sys
 
 import tyro
 
-from scripts.cli import game_named, report_end
+from scripts.cli import game_named, train
 
 
 def main() -> None:
@@ -24,16 +24,9 @@ def main() -> None:
     env = game_named(sys.argv[1:], flag="--env") or "catch"
     default = GlimpseConfig() if env.lower() == "catch" else GlimpseConfig.atari(env=env)
     cfg = tyro.cli(GlimpseConfig, default=default, description=__doc__)
-    from agents.checkpoint import CheckpointError
     from agents.glimpse_train import GlimpseTrainer
 
-    try:
-        trainer = GlimpseTrainer(cfg)
-        print(f"run directory: {trainer.run_dir}")
-        path = trainer.run()
-    except (ValueError, CheckpointError) as e:
-        sys.exit(f"error: {e}")
-    report_end(trainer, path)
+    train(lambda: GlimpseTrainer(cfg))
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@ no target network, LayerNorm. The fast way to a trained Atari agent on one GPU.
 
     python scripts/train_pqn.py --game pong                         # Atari defaults: 128 envs, 10M steps
     python scripts/train_pqn.py --game pong --time-limit 300        # stop cleanly after 5 minutes
-    python scripts/train_pqn.py --game catch                        # Catch defaults: 200k steps (~2 min)
+    python scripts/train_pqn.py --game catch                        # Catch defaults: 200k steps (~2 min on 2 cores)
     python scripts/train_pqn.py --resume runs/pong__pqn__1__1700000000
 
 The defaults shown by --help are Atari's; with --game catch the Catch defaults apply (those in
@@ -17,7 +17,7 @@ import sys
 
 import tyro
 
-from scripts.cli import game_named, report_end
+from scripts.cli import game_named, train
 
 
 def main() -> None:
@@ -25,18 +25,11 @@ def main() -> None:
 
     default = PQNConfig.catch() if game_named(sys.argv[1:]).lower() == "catch" else PQNConfig()
     cfg = tyro.cli(PQNConfig, default=default, description=__doc__)
-    from agents.checkpoint import CheckpointError
     from agents.pqn import PQNTrainer
     from analysis.tensorboard import SaliencyLogger
 
-    try:
-        callbacks = [SaliencyLogger(cfg.saliency_every)] if cfg.saliency_every else []
-        trainer = PQNTrainer(cfg, callbacks=callbacks)
-        print(f"run directory: {trainer.run_dir}")
-        path = trainer.run()
-    except (ValueError, CheckpointError) as e:
-        sys.exit(f"error: {e}")
-    report_end(trainer, path)
+    callbacks = [SaliencyLogger(cfg.saliency_every)] if cfg.saliency_every else []
+    train(lambda: PQNTrainer(cfg, callbacks=callbacks))
 
 
 if __name__ == "__main__":
