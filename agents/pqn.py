@@ -129,9 +129,6 @@ class PQNConfig:
     cores, measured for the DQN)."""
     bf16: bool = False
     """bfloat16 autocast for the network passes (weights, targets and the loss stay float32)."""
-    overlap: bool = True
-    """Step the emulators in ALE's C++ threads (send/recv) while this thread does the step's
-    bookkeeping, instead of in turn."""
     threads: int = 0
     """Torch CPU threads (0: torch's default)."""
     log_every: int = 10_000
@@ -327,7 +324,6 @@ class PQNTrainer:
         """Play one rollout into ``self.buffer``; returns the steps per env played (fewer than
         ``rollout`` only when a stop was requested)."""
         c, b = self.cfg, self.buffer
-        overlap = c.overlap and hasattr(self.env, "send")
         epsilon = self.epsilon()
         for t in range(c.rollout):
             t0 = time.perf_counter()
@@ -337,20 +333,16 @@ class PQNTrainer:
             b["actions"][t] = actions
             actions_np = actions.cpu().numpy()
             t1 = time.perf_counter()
-            if overlap:  # the emulators step in ALE's C++ threads while this thread carries on
-                self.env.send(actions_np)
-                b["valid"][t] = torch.from_numpy(~self.tracker.ended)
-                next_obs, rewards, terminated, truncated, info = self.env.recv()
-            else:
-                b["valid"][t] = torch.from_numpy(~self.tracker.ended)
-                next_obs, rewards, terminated, truncated, info = self.env.step(actions_np)
+            valid = ~self.tracker.ended  # a reset step (NEXT_STEP autoreset) is no transition
+            next_obs, rewards, terminated, truncated, info = self.env.step(actions_np)
             t2 = time.perf_counter()
             clipped = np.clip(rewards, -1, 1) if c.reward_clipping else rewards
-            b["rewards"][t] = torch.from_numpy(np.asarray(clipped, np.float32))
-            b["terminated"][t] = torch.from_numpy(np.asarray(terminated, np.float32))
             ended = self.tracker.update(rewards, terminated, truncated, info, self.writer,
                                         self.global_step)  # fmt: skip
-            b["cut"][t] = torch.from_numpy(ended.astype(np.float32))
+            # the step's four rows cross to the device in one copy
+            rows = np.stack([valid, clipped, terminated, ended]).astype(np.float32)
+            rows_t = torch.from_numpy(rows).to(self.device, non_blocking=True)
+            b["valid"][t], b["rewards"][t], b["terminated"][t], b["cut"][t] = rows_t
             self.obs = self.last_obs = next_obs
             self.global_step += c.num_envs
             self.seconds["act"] += t1 - t0
