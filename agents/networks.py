@@ -104,6 +104,20 @@ class QNetwork(nn.Module):
     def architecture(self) -> dict[str, Any]:
         raise NotImplementedError
 
+    def layer_groups(self) -> list[tuple[str, list[nn.Module]]]:
+        """The network's layers by depth, input first: each convolution (with its LayerNorm), then
+        the streams' hidden layers together, then their output layers together. Parallel streams
+        share a depth, which is what cascading randomisation (Adebayo et al. 2018) walks down."""
+        groups: list[tuple[str, list[nn.Module]]] = []
+        for m in self.torso:
+            if isinstance(m, nn.Conv2d):
+                groups.append((f"conv{len(groups) + 1}", [m]))
+            elif isinstance(m, nn.LayerNorm):
+                groups[-1][1].append(m)
+        streams = [m for m in self.children() if isinstance(m, nn.Sequential) and m is not self.torso]
+        hidden = [m for s in streams for m in s[:-1] if any(True for _ in m.parameters())]
+        return [*groups, ("hidden", hidden), ("output", [s[-1] for s in streams])]
+
     def _common_architecture(self) -> dict[str, Any]:
         # layer_norm only when on: checkpoints written before the option keep their exact record
         return {

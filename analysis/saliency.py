@@ -6,6 +6,9 @@
   al. 2016, Fig. 2: the advantage of ``argmax_a A(s, a)``).
 * :func:`perturbation_saliency` -- Greydanus et al. 2018: blur a Gaussian patch of the input and
   measure how much the head moves, ``1/2 ||f(I) - f(I')||^2``.
+* :func:`attribute` -- any of :data:`METHODS` by name: the two above, and SmoothGrad (Smilkov et al.
+  2017), Integrated Gradients (Sundararajan et al. 2017) and gradient x input (Shrikumar et al.
+  2016) through captum, each batched (one call per batch, not per frame).
 * :func:`to_frame` -- carry an 84x84 map back onto the 210x160 game screen.
 
 Gradients are taken with respect to the network's float input, i.e. the uint8 observation divided by
@@ -15,6 +18,7 @@ interactions (no batch norm in training mode) for the batched backward pass to e
 
 from __future__ import annotations
 
+import typing
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
@@ -25,22 +29,26 @@ import torch
 from torch import nn
 
 ActionSpec = int | torch.Tensor | np.ndarray | Literal["argmax", "all"] | None
+Method = Literal["jacobian", "smoothgrad", "integrated_gradients", "gradient_x_input", "perturbation"]
+METHODS: tuple[str, ...] = typing.get_args(Method)
 
 
 @dataclass
 class SaliencyMaps:
     """Saliency of one head for a batch.
 
-    ``per_frame``: (B, stack, H, W) -- one map per stacked frame; ``combined``: (B, H, W) -- their sum
-    (the whole observation's sensitivity); ``actions``: which component of a vector head was
-    differentiated, per sample (None for a scalar head). With ``action="all"`` every array gains an
-    action axis after the batch axis.
+    ``per_frame``: (B, stack, H, W) -- one map per stacked frame (None for the perturbation method,
+    which blurs all stacked frames at once); ``combined``: (B, H, W) -- their sum (the whole
+    observation's sensitivity); ``actions``: which component of a vector head was differentiated,
+    per sample (None for a scalar head, or a perturbation map, which scores the whole head vector).
+    With ``action="all"`` every array gains an action axis after the batch axis.
     """
 
     head: str
-    per_frame: np.ndarray
+    per_frame: np.ndarray | None
     combined: np.ndarray
     actions: np.ndarray | None
+    method: str = "jacobian"
 
 
 def heads_of(model: nn.Module, obs: torch.Tensor) -> Mapping[str, torch.Tensor]:
@@ -51,6 +59,12 @@ def heads_of(model: nn.Module, obs: torch.Tensor) -> Mapping[str, torch.Tensor]:
             f"{type(out).__name__}; wrap SB3 models with analysis.sb3.load_sb3"
         )
     return out
+
+
+def check_method(method: str) -> str:
+    if method not in METHODS:
+        raise ValueError(f"unknown saliency method {method!r}; accepted: {', '.join(METHODS)}")
+    return method
 
 
 def _check_obs(obs: torch.Tensor | np.ndarray) -> torch.Tensor:
@@ -126,7 +140,7 @@ def jacobian_saliency(
             (g,) = torch.autograd.grad(target.sum(), x)
             g = g.abs()
     per_frame = g.detach().contiguous().cpu().numpy()
-    return SaliencyMaps(head, per_frame, per_frame.sum(-3), actions)
+    return SaliencyMaps(head, per_frame, per_frame.sum(-3), actions, "jacobian")
 
 
 def _gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
@@ -180,6 +194,71 @@ def perturbation_saliency(
         scores[:, start : start + len(m)] = (0.5 * ((out - ref[None]) ** 2).sum(-1)).T
     grid = scores.reshape(b, len(ys), len(xs)).cpu().numpy()
     return np.stack([cv2.resize(g, (w, h), interpolation=cv2.INTER_LINEAR) for g in grid])
+
+
+def attribute(
+    model: nn.Module,
+    obs: torch.Tensor | np.ndarray,
+    head: str = "value",
+    method: str = "jacobian",
+    action: ActionSpec = None,
+    *,
+    samples: int = 16,
+    noise: float = 0.15,
+    seed: int = 0,
+) -> SaliencyMaps:
+    """Saliency of ``head`` by ``method`` for a batch; maps are absolute values, so that every method
+    answers "how much does this pixel matter" on the same footing.
+
+    * ``smoothgrad``: the mean absolute gradient over ``samples`` copies of the input with Gaussian
+      noise of standard deviation ``noise`` (in [0, 1] pixel units; Smilkov et al. suggest 10-20% of
+      the input range), seeded by ``seed``.
+    * ``integrated_gradients``: ``samples`` Riemann steps from a black frame (the absence of any
+      object on an Atari screen) to the observation; the attributions sum to the head's change.
+    * ``gradient_x_input``: the gradient times the pixel; zero on black pixels, by construction.
+
+    The captum methods differentiate the same float input as :func:`jacobian_saliency`; ``action``
+    picks the component of a vector head as there (default: its argmax per sample).
+    """
+    check_method(method)
+    if method == "jacobian":
+        return jacobian_saliency(model, obs, head, action)
+    if method == "perturbation":
+        return SaliencyMaps(head, None, perturbation_saliency(model, obs, head), None, method)
+    if samples < 1:
+        raise ValueError(f"samples must be >= 1, got {samples}")
+    from captum.attr import InputXGradient, IntegratedGradients, NoiseTunnel, Saliency
+
+    device = next(model.parameters()).device
+    x = _check_obs(obs).to(device).contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        heads = heads_of(model, x)
+    if head not in heads:
+        raise ValueError(f"unknown head {head!r}; this network has: {', '.join(heads)}")
+    if isinstance(action, str) and action == "all":
+        raise ValueError(f"action='all' is for the jacobian method, not {method!r}")
+    _, actions = _select(heads[head], head, action)
+
+    def forward(inp: torch.Tensor) -> torch.Tensor:
+        return heads_of(model, inp)[head]
+
+    target = None if actions is None else torch.as_tensor(actions, device=device)
+    with torch.enable_grad(), torch.random.fork_rng(devices=[] if device.type == "cpu" else [device]):
+        torch.manual_seed(seed)
+        if method == "smoothgrad":
+            g = NoiseTunnel(Saliency(forward)).attribute(
+                x, nt_type="smoothgrad", nt_samples=samples, stdevs=noise, target=target,
+                nt_samples_batch_size=max(1, 512 // len(x)), abs=True,
+            )  # fmt: skip
+        elif method == "integrated_gradients":
+            g = IntegratedGradients(forward).attribute(
+                x, baselines=0.0, target=target, n_steps=samples,
+                internal_batch_size=max(len(x), 512),
+            )  # fmt: skip
+        else:
+            g = InputXGradient(forward).attribute(x.requires_grad_(True), target=target)
+    per_frame = g.detach().abs().contiguous().cpu().numpy()
+    return SaliencyMaps(head, per_frame, per_frame.sum(-3), actions, method)
 
 
 def to_frame(maps: np.ndarray, frame_shape: tuple[int, int] = (210, 160)) -> np.ndarray:
