@@ -58,7 +58,8 @@ def write_checkpoint(
     keep: int = 3,
 ) -> Path:
     """Write ``files`` (name -> tensors for ``.safetensors``, JSON data for ``.json``, or a file
-    already written in a temporary place to move in) as checkpoint ``step``; keep the newest ``keep``.
+    already written in a temporary place to move in) as checkpoint ``step``; keep the newest ``keep``
+    (0: keep all).
     """
     root = Path(run_dir) / "checkpoints"
     final = root / f"step_{step:012d}"
@@ -85,7 +86,7 @@ def write_checkpoint(
             f"cannot write checkpoint to {str(root)!r}: {e.strerror or e}"
         ) from None
     old = sorted(p for p in root.glob("step_*") if p.is_dir() and not p.name.endswith(".tmp"))
-    for p in old[:-keep]:
+    for p in old[:-keep] if keep > 0 else []:
         if p == final:  # never the checkpoint that `latest` names
             continue
         shutil.rmtree(p, ignore_errors=True)

@@ -124,6 +124,8 @@ class DQNConfig:
     """Treat a life loss as terminal for the targets while the game goes on."""
     save_every: int = 250_000
     """Environment steps between checkpoints (and one at the end)."""
+    keep_checkpoints: int = 3
+    """Newest checkpoints kept; older ones are deleted (0 keeps all, for saliency over training)."""
     save_replay: bool = False
     """Also save the replay memory with each checkpoint (large) so a resume continues with it."""
     run_dir: str = ""
@@ -174,8 +176,9 @@ class DQNConfig:
                 raise ValueError(
                     f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}"
                 )
-        if self.saliency_every < 0:
-            raise ValueError(f"--saliency-every must be >= 0, got {self.saliency_every}")
+        for name in ("saliency_every", "keep_checkpoints"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(self, name)}")
         if self.learning_starts < 0:
             raise ValueError(f"--learning-starts must be >= 0, got {self.learning_starts}")
         if not 0 < self.gamma <= 1:
@@ -228,7 +231,8 @@ class DQNTrainer:
         resume_from = None
         if cfg.resume:
             resume_from, fields = resume_config(cfg, session=("device", "progress"),
-                                                budget=("total_steps", "save_every", "log_every"))
+                                                budget=("total_steps", "save_every", "log_every",
+                                                        "keep_checkpoints"))
             cfg = DQNConfig(**fields)
         cfg.validate()
         self.cfg = cfg
@@ -446,7 +450,7 @@ class DQNTrainer:
             os.close(fd)
             np.savez(tmp, **_replay_arrays(self.replay))
             files["replay.npz"] = Path(tmp)
-        return write_checkpoint(self.run_dir, self.global_step, files)
+        return write_checkpoint(self.run_dir, self.global_step, files, self.cfg.keep_checkpoints)
 
     def _restore(self, ckpt: Path) -> None:
         require_same_network(ckpt, self.q_network.architecture(), self.game)

@@ -122,6 +122,8 @@ class GlimpseConfig:
     """Run directory to resume from its latest checkpoint (its config is reused)."""
     save_every: int = 500_000
     """Environment steps between checkpoints (one is also written at the end and on Ctrl-C)."""
+    keep_checkpoints: int = 3
+    """Newest checkpoints kept; older ones are deleted (0 keeps all, for saliency over training)."""
     log_every: int = 10_000
     """Environment steps between TensorBoard scalar logs."""
     heatmap_every: int = 250_000
@@ -152,7 +154,7 @@ class GlimpseConfig:
             raise ValueError(
                 f"gamma and gae_lambda must be in [0, 1], got {self.gamma} and {self.gae_lambda}"
             )
-        for name in ("heatmap_every", "threads"):
+        for name in ("heatmap_every", "threads", "keep_checkpoints"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
@@ -210,7 +212,8 @@ class GlimpseTrainer:
         resume_from = None
         if cfg.resume:
             resume_from, fields = resume_config(cfg, session=("progress", "threads"),
-                                                budget=("total_steps", "save_every", "log_every"))
+                                                budget=("total_steps", "save_every", "log_every",
+                                                        "keep_checkpoints"))
             cfg = GlimpseConfig(**fields)
         cfg.validate()
         self.cfg = cfg
@@ -438,7 +441,7 @@ class GlimpseTrainer:
                 "optimizer": opt_meta,
             },  # fmt: skip
         }
-        return write_checkpoint(self.run_dir, self.global_step, files)
+        return write_checkpoint(self.run_dir, self.global_step, files, self.cfg.keep_checkpoints)
 
     def _restore(self, ckpt: Path) -> None:
         require_same_network(ckpt, self.model.architecture(), self.game)

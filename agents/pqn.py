@@ -118,6 +118,8 @@ class PQNConfig:
     checkpoint (0: no limit). How a run fits a fixed GPU window."""
     save_every: int = 1_000_000
     """Environment steps between checkpoints (one is also written at the end and on Ctrl-C)."""
+    keep_checkpoints: int = 3
+    """Newest checkpoints kept; older ones are deleted (0 keeps all, for saliency over training)."""
     run_dir: str = ""
     """Run directory; empty picks runs/<game>__<exp_name>__<seed>__<timestamp>."""
     resume: str = ""
@@ -163,7 +165,7 @@ class PQNConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"--{name.replace('_', '-')} must be an integer >= 1, got {value!r}")
-        for name in ("saliency_every", "threads", "hidden"):
+        for name in ("saliency_every", "threads", "hidden", "keep_checkpoints"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ValueError(f"--{name.replace('_', '-')} must be an integer >= 0, got {value!r}")
@@ -237,7 +239,7 @@ class PQNTrainer:
         if cfg.resume:
             resume_from, fields = resume_config(
                 cfg, session=("device", "progress", "time_limit", "threads"),
-                budget=("total_steps", "save_every", "log_every"),
+                budget=("total_steps", "save_every", "log_every", "keep_checkpoints"),
             )
             cfg = PQNConfig(**fields)
         cfg.validate()
@@ -497,7 +499,7 @@ class PQNTrainer:
             "trainer.safetensors": tensors,
             "trainer.json": state,
         }
-        return write_checkpoint(self.run_dir, self.global_step, files)
+        return write_checkpoint(self.run_dir, self.global_step, files, self.cfg.keep_checkpoints)
 
     def _restore(self, ckpt: Path) -> None:
         require_same_network(ckpt, self.q_network.architecture(), self.game)

@@ -1,5 +1,5 @@
-"""Saliency throughput: batched Jacobian maps against a per-frame loop and captum, perturbation maps,
-and saliency videos end to end."""
+"""Saliency throughput: batched Jacobian maps against a per-frame loop and captum, every attribution
+method, the sanity and fidelity checks, and saliency videos end to end."""
 
 from __future__ import annotations
 
@@ -29,8 +29,10 @@ def benchmark_saliency(
     from captum.attr import Saliency
 
     from agents.networks import DuelingQNetwork
-    from analysis.saliency import jacobian_saliency, perturbation_saliency
+    from analysis.fidelity import deletion_curve, insertion_curve
+    from analysis.saliency import METHODS, attribute, jacobian_saliency
     from analysis.saliency_video import record_saliency
+    from analysis.sanity import randomization_test
 
     torch.manual_seed(0)
     net = DuelingQNetwork(6).eval()
@@ -44,8 +46,15 @@ def benchmark_saliency(
         "Jacobian, per-frame loop": (
             lambda: [jacobian_saliency(net, obs[i : i + 1]) for i in range(batch)], batch),
         "captum Saliency, batched": (lambda: captum.attribute(x, target=0, abs=True), batch),
-        "perturbation (Greydanus et al. 2018)": (lambda: perturbation_saliency(net, obs[:4]), 4),
     }  # fmt: skip
+    for m in METHODS[1:]:  # attribute() at its defaults: 16 samples or steps where it takes them
+        n = 4 if m == "perturbation" else batch
+        methods[f"{m}, batched (attribute)"] = (lambda m=m, n=n: attribute(net, obs[:n], "value", m), n)
+    maps = jacobian_saliency(net, obs)
+    methods["sanity: cascading randomisation, 2 heads, 5 stages (Jacobian)"] = (
+        lambda: randomization_test(net, obs, ("value", "advantage")), batch)
+    methods["fidelity: deletion + insertion, 8 fractions, 3 random draws"] = (
+        lambda: (deletion_curve(net, obs, maps), insertion_curve(net, obs, maps)), batch)  # fmt: skip
     rows = [(name, n / _median_seconds(fn, repeats)) for name, (fn, n) in methods.items()]
     with tempfile.TemporaryDirectory() as tmp:
         config = {"game": "pong", "env_options": {}}

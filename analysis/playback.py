@@ -31,7 +31,7 @@ class Step:
 def load_policy(checkpoint: str | None, game: str | None) -> tuple[nn.Module, dict[str, Any]]:
     """A network and its config from our checkpoint, an SB3 zip, or (no checkpoint) a randomly
     initialised dueling network -- with a warning, since its maps show nothing learned."""
-    from agents.checkpoint import load_checkpoint, read_json, resolve_checkpoint
+    from agents.checkpoint import load_checkpoint
     from agents.networks import DuelingQNetwork
 
     if checkpoint is None:
@@ -56,14 +56,22 @@ def load_policy(checkpoint: str | None, game: str | None) -> tuple[nn.Module, di
             raise ValueError(f"{checkpoint!r} has {config['n_actions']} actions but {game!r} has "
                              f"{n_game}: it was trained on another game or action set")  # fmt: skip
         return net, {**config, "agent": "sb3", "game": resolve_game(game), "env_options": {}}
-    agent = read_json(resolve_checkpoint(checkpoint) / "config.json").get("agent")
-    if agent not in (None, "dqn", "pqn"):
-        raise ValueError(f"{checkpoint!r} is a {agent!r} checkpoint; saliency of value and advantage "
-                         "heads needs a DQN checkpoint (ours) or an SB3 zip")  # fmt: skip
+    check_q_agent(checkpoint)
     net, config = load_checkpoint(Path(checkpoint))
     if config["game"] == "catch":
         raise ValueError("saliency videos are for Atari checkpoints; this one was trained on Catch")
     return net, config
+
+
+def check_q_agent(checkpoint: str | Path) -> None:
+    """One line for a checkpoint whose network has no value and advantage heads (the glimpse
+    agent's): saliency of those heads needs a DQN or PQN checkpoint."""
+    from agents.checkpoint import read_json, resolve_checkpoint
+
+    agent = read_json(resolve_checkpoint(checkpoint) / "config.json").get("agent")
+    if agent not in (None, "dqn", "pqn"):
+        raise ValueError(f"{str(checkpoint)!r} is a {agent!r} checkpoint; saliency of value and "
+                         "advantage heads needs a DQN or PQN checkpoint (ours) or an SB3 zip")  # fmt: skip
 
 
 def head_pair(heads: list[str]) -> tuple[str, ...]:

@@ -1,63 +1,85 @@
-"""Head-versus-head report over whole episodes: ``report.json`` and ``report.png``."""
+"""Head-versus-head report over whole episodes: ``report.json``, ``report.png``, the sanity and
+fidelity figures, a clip, and ``report.html`` that holds them all in one page."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
 import os
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from torch import nn
 
-from analysis.compare import REGION_PRESETS, Box, compare_maps, mean_ci, stack_shares
+from analysis.compare import REGION_PRESETS, Box, compare_maps, mean_ci, spearman, stack_shares
+from analysis.fidelity import deletion_curve, insertion_curve, plot_fidelity
 from analysis.playback import head_pair, play
-from analysis.saliency import jacobian_saliency, to_frame
+from analysis.saliency import attribute, check_method, to_frame
+from analysis.sanity import plot_randomization, randomization_test
+
+
+@dataclass
+class Collected:
+    """What one playback gives the report: the observations, the first ``clip`` screens, and per
+    method and head the maps (per stacked frame, or (T, H, W) for the perturbation method)."""
+
+    heads: tuple[str, ...]
+    obs: np.ndarray  # (T, stack, H, W) uint8
+    screens: list[np.ndarray]
+    maps: dict[str, dict[str, np.ndarray]]
 
 
 def collect(net: nn.Module, config: dict[str, Any], episodes: int | None, seed: int = 0,
-            batch: int = 64, progress: bool = True,
-            steps: int | None = None) -> tuple[tuple[str, ...], dict[str, list[np.ndarray]]]:  # fmt: skip
-    """Play ``episodes`` episodes or ``steps`` steps (give one); return per-step per-frame
-    saliency maps for the two heads."""
+            batch: int = 64, progress: bool = True, steps: int | None = None,
+            methods: Sequence[str] = ("jacobian",), clip: int = 0) -> Collected:  # fmt: skip
+    """Play ``episodes`` episodes or ``steps`` steps (give one), keep the observations (and the first
+    ``clip`` screens), and compute each method's maps of the two heads, ``batch`` steps a call."""
     from tqdm import tqdm
 
-    obs_buf: list[np.ndarray] = []
-    maps: dict[str, list[np.ndarray]] = {}
+    for m in methods:
+        check_method(m)
+    obs: list[np.ndarray] = []
+    screens: list[np.ndarray] = []
     heads: tuple[str, ...] = ()
-    bar = tqdm(desc="playing", unit="step", disable=not progress)
-
-    def flush() -> None:
-        for h in heads:
-            maps.setdefault(h, []).extend(
-                jacobian_saliency(net, np.stack(obs_buf), head=h).per_frame
-            )
-        obs_buf.clear()
-
-    for step in play(net, config, steps=steps, episodes=episodes, seed=seed):
+    for step in tqdm(play(net, config, steps=steps, episodes=episodes, seed=seed),
+                     desc="playing", unit="step", disable=not progress):  # fmt: skip
         if not heads:
             heads = head_pair(list(step.heads))
             if len(heads) < 2:
                 raise ValueError(f"the network has one head ({heads[0]}); a comparison needs two")
-        obs_buf.append(step.obs)
-        bar.update(1)
-        if len(obs_buf) == batch:
-            flush()
-    if obs_buf:
-        flush()
-    bar.close()
-    return heads, maps
+        obs.append(step.obs)
+        if len(screens) < clip:
+            screens.append(step.screen)
+    all_obs = np.stack(obs)
+    maps: dict[str, dict[str, np.ndarray]] = {}
+    with tqdm(total=len(methods) * len(heads) * len(all_obs), desc="saliency", unit="map",
+              disable=not progress) as bar:  # fmt: skip
+        for m in methods:
+            maps[m] = {}
+            for h in heads:
+                parts = []
+                for start in range(0, len(all_obs), batch):
+                    r = attribute(net, all_obs[start : start + batch], h, m)
+                    parts.append(r.combined if r.per_frame is None else r.per_frame)
+                    bar.update(len(parts[-1]))
+                maps[m][h] = np.concatenate(parts)
+    return Collected(heads, all_obs, screens, maps)
+
+
+def _combined(maps: np.ndarray) -> np.ndarray:
+    return maps.sum(1) if maps.ndim == 4 else maps
 
 
 def head_report(
-    heads: tuple[str, ...], maps: dict[str, list[np.ndarray]], regions: dict[str, Box]
+    heads: tuple[str, ...], maps: dict[str, np.ndarray], regions: dict[str, Box]
 ) -> dict[str, Any]:
     """Per-frame comparisons (on the 210x160 screen) and their episode aggregates."""
     a_name, b_name = heads
-    a_frames = np.stack(maps[a_name])  # (T, stack, 84, 84)
-    b_frames = np.stack(maps[b_name])
-    a_screen, b_screen = to_frame(a_frames.sum(1)), to_frame(b_frames.sum(1))
+    a_frames, b_frames = maps[a_name], maps[b_name]  # (T, stack, 84, 84) or (T, 84, 84)
+    a_screen, b_screen = to_frame(_combined(a_frames)), to_frame(_combined(b_frames))
     per_frame = [compare_maps(a, b, regions) for a, b in zip(a_screen, b_screen, strict=True)]
     series = {k: np.array([getattr(c, k) for c in per_frame]) for k in
               ("pearson", "spearman", "top5_iou", "concentration_a", "concentration_b", "entropy_a",
@@ -80,19 +102,119 @@ def head_report(
         "regions": region_stats,
         "region_boxes": {k: list(v) for k, v in regions.items()},
         "mean_maps": whole,
+        # per stacked frame; a perturbation map blurs the whole stack at once and has no shares
         "stack_shares": {
             a_name: stack_shares(a_frames.sum(0)).tolist(),
             b_name: stack_shares(b_frames.sum(0)).tolist(),
-        },
+        } if a_frames.ndim == 4 else {},
         "series": {k: v.tolist() for k, v in series.items()},
         "_mean_maps": (mean_a, mean_b),
     }
 
 
+def _ci(values: np.ndarray) -> dict[str, float]:
+    return dict(zip(("mean", "ci_low", "ci_high"), mean_ci(values), strict=True))
+
+
+def method_agreement(collected: Collected) -> dict[str, dict[str, dict[str, float]]]:
+    """Per head and pair of methods: the per-frame Spearman correlation of their maps (mean, CI)."""
+    methods = list(collected.maps)
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    for h in collected.heads:
+        out[h] = {}
+        for i, m1 in enumerate(methods):
+            for m2 in methods[i + 1 :]:
+                a, b = _combined(collected.maps[m1][h]), _combined(collected.maps[m2][h])
+                out[h][f"{m1} vs {m2}"] = _ci(np.array([spearman(x, y) for x, y in zip(a, b, strict=True)]))
+    return out
+
+
+def build_report(net: nn.Module, collected: Collected, regions: dict[str, Box], probe: int = 16,
+                 seed: int = 0) -> dict[str, Any]:  # fmt: skip
+    """Every method's head comparison, the agreement between methods, and on ``probe`` frames
+    spread over the playback the randomisation sanity check and the deletion and insertion curves.
+    The first method's comparison also sits at the top level (the layout of a one-method report);
+    keys starting with ``_`` hold what the figures need and stay out of ``report.json``."""
+    methods = list(collected.maps)
+    per_method = {m: head_report(collected.heads, collected.maps[m], regions) for m in methods}
+    report = dict(per_method[methods[0]])
+    report["method"] = methods[0]
+    report["methods"] = {m: {k: v for k, v in r.items() if not k.startswith("_") and k != "series"}
+                         for m, r in per_method.items()}  # fmt: skip
+    report["method_agreement"] = method_agreement(collected)
+    idx = np.unique(np.linspace(0, len(collected.obs) - 1, min(probe, len(collected.obs))).round())
+    idx = idx.astype(np.int64)
+    probe_obs = collected.obs[idx]
+    sanity, fidelity = {}, {}
+    for m in methods:
+        sanity[m] = randomization_test(net, probe_obs, collected.heads, m, seed=seed)
+        fidelity[m] = {}
+        for h in collected.heads:
+            maps = _combined(collected.maps[m][h][idx])
+            fidelity[m][h] = [fn(net, probe_obs, maps, h, seed=seed)
+                              for fn in (deletion_curve, insertion_curve)]  # fmt: skip
+    report["probe_frames"] = idx.tolist()
+    report["sanity"] = {m: r.summary() for m, r in sanity.items()}
+    report["fidelity"] = {m: {h: {c.kind: c.summary() for c in curves} for h, curves in f.items()}
+                          for m, f in fidelity.items()}  # fmt: skip
+    report["_sanity"], report["_fidelity"] = sanity, fidelity
+    report["_clip"] = (collected.screens, {h: _combined(collected.maps[methods[0]][h])
+                                           for h in collected.heads})  # fmt: skip
+    return report
+
+
+def write_clip(screens: list[np.ndarray], maps: dict[str, np.ndarray], path: Path,
+               fps: float = 15.0, height: int = 210) -> Path:  # fmt: skip
+    """A WebM (VP9) clip of the first frames: the game beside each head's saliency. WebM, not the
+    H.264 of our videos: every current browser plays VP9, Chromium builds without H.264 included."""
+    import imageio_ffmpeg
+
+    from analysis.render import RunningPercentile
+    from analysis.saliency_video import saliency_frame
+
+    norms = {h: RunningPercentile() for h in maps}
+    frames = [saliency_frame(s, {h: m[i] for h, m in maps.items()}, norms, height)
+              for i, s in enumerate(screens)]  # fmt: skip
+    h, w = frames[0].shape[:2]
+    writer = imageio_ffmpeg.write_frames(
+        str(path), (w, h), fps=fps, codec="libvpx-vp9", pix_fmt_out="yuv420p", macro_block_size=2,
+        ffmpeg_log_level="error", output_params=["-b:v", "0", "-crf", "40", "-deadline", "good",
+                                                  "-cpu-used", "5"],
+    )  # fmt: skip
+    writer.send(None)
+    for f in frames:
+        writer.send(np.ascontiguousarray(f))
+    writer.close()
+    return path
+
+
+def _plot_checks(report: dict[str, Any], out: Path) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    paths = []
+    for m, result in report["_sanity"].items():
+        paths.append(plot_randomization(result, out / f"sanity_{m}.png"))
+    fidelity = report["_fidelity"]
+    fig, axes = plt.subplots(len(fidelity), 2, figsize=(11, 3.6 * len(fidelity)), squeeze=False)
+    for row, (m, curves) in zip(axes, fidelity.items(), strict=True):
+        for ax, kind in zip(row, ("deletion", "insertion"), strict=True):
+            plot_fidelity([c for cs in curves.values() for c in cs if c.kind == kind], ax)
+            ax.set_title(f"{m}: {kind} (solid: by the map, dashed: random pixels)", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(out / "fidelity.png", dpi=100)
+    plt.close(fig)
+    return [*paths, out / "fidelity.png"]
+
+
 def write_report(
     report: dict[str, Any], out_dir: str | os.PathLike[str], title: str = ""
-) -> tuple[Path, Path]:
-    """``report.json`` (everything but the arrays) and ``report.png`` (the figure)."""
+) -> list[Path]:
+    """``report.json`` (everything but the arrays), ``report.png`` (the head comparison), and, for a
+    report from :func:`build_report`, ``sanity_<method>.png``, ``fidelity.png``, ``clip.webm`` and
+    ``report.html``, the page that holds them all."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -140,17 +262,29 @@ def write_report(
     axes[1, 1].set_title("share of saliency per region (95% CI)")
     axes[1, 1].legend()
     shares = report["stack_shares"]
-    frames = np.arange(len(shares[a_name]))
-    axes[1, 2].bar(frames - 0.2, shares[a_name], 0.4, label=a_name)
-    axes[1, 2].bar(frames + 0.2, shares[b_name], 0.4, label=b_name)
-    axes[1, 2].set_xticks(frames, [f"t-{len(frames) - 1 - i}" for i in frames])
-    axes[1, 2].set_title("share of saliency per stacked frame")
-    axes[1, 2].legend()
+    if shares:
+        frames = np.arange(len(shares[a_name]))
+        axes[1, 2].bar(frames - 0.2, shares[a_name], 0.4, label=a_name)
+        axes[1, 2].bar(frames + 0.2, shares[b_name], 0.4, label=b_name)
+        axes[1, 2].set_xticks(frames, [f"t-{len(frames) - 1 - i}" for i in frames])
+        axes[1, 2].set_title("share of saliency per stacked frame")
+        axes[1, 2].legend()
+    else:
+        axes[1, 2].axis("off")
     fig.suptitle(title or f"{a_name} vs {b_name}: {report['frames']} frames")
     fig.tight_layout()
     fig.savefig(out / "report.png", dpi=110)
     plt.close(fig)
-    return out / "report.json", out / "report.png"
+    paths = [out / "report.json", out / "report.png"]
+    if "_sanity" in report:
+        from analysis.html_report import write_html
+
+        paths += _plot_checks(report, out)
+        screens, maps = report["_clip"]
+        if screens:
+            paths.append(write_clip(screens, maps, out / "clip.webm"))
+        paths.append(write_html(report, out, title or f"{a_name} vs {b_name}"))
+    return paths
 
 
 def regions_for(game: str) -> dict[str, Box]:

@@ -19,6 +19,7 @@ interactions (no batch norm in training mode) for the batched backward pass to e
 from __future__ import annotations
 
 import typing
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
@@ -243,7 +244,10 @@ def attribute(
         return heads_of(model, inp)[head]
 
     target = None if actions is None else torch.as_tensor(actions, device=device)
-    with torch.enable_grad(), torch.random.fork_rng(devices=[] if device.type == "cpu" else [device]):
+    devices = [] if device.type == "cpu" else [device]
+    with torch.enable_grad(), torch.random.fork_rng(devices=devices), warnings.catch_warnings():
+        # captum tells that it made the noisy copies require gradients: that is what is wanted
+        warnings.filterwarnings("ignore", "Input Tensor 0 did not already require gradients")
         torch.manual_seed(seed)
         if method == "smoothgrad":
             g = NoiseTunnel(Saliency(forward)).attribute(

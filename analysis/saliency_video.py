@@ -12,7 +12,7 @@ from torch import nn
 
 from analysis.playback import Step, head_pair, play
 from analysis.render import RunningPercentile, hud_strip, label, overlay, panels
-from analysis.saliency import jacobian_saliency, to_frame
+from analysis.saliency import attribute, check_method, to_frame
 from analysis.video import VideoWriter, check_writable
 
 
@@ -29,6 +29,18 @@ def _hud(step: Step, heads: tuple[str, ...], action_names: list[str] | None) -> 
     return parts
 
 
+def saliency_frame(
+    screen: np.ndarray, maps: dict[str, np.ndarray], norms: dict[str, RunningPercentile], height: int
+) -> np.ndarray:
+    """The screen, then each head's (84x84) map overlaid on it, titled, side by side."""
+    tiles = [screen] + [overlay(screen, to_frame(norms[h](m))) for h, m in maps.items()]
+    frame = panels(tiles, height)
+    w = frame.shape[1] // len(tiles)
+    for k, title in enumerate(["game"] + [f"{h} saliency" for h in maps]):
+        frame[:, k * w : (k + 1) * w] = label(frame[:, k * w : (k + 1) * w], [title])
+    return frame
+
+
 def record_saliency(
     net: nn.Module,
     config: dict[str, Any],
@@ -43,15 +55,17 @@ def record_saliency(
     height: int = 420,
     batch: int = 64,
     progress: bool = True,
+    method: str = "jacobian",
 ) -> Path:
     """Play and write an H.264 mp4: the screen, then each head's saliency overlaid on it.
 
-    Saliency is computed ``batch`` steps at a time (one backward pass per head per batch). The
-    normaliser is a running percentile per head (see :class:`RunningPercentile`) unless
-    ``per_frame_norm``.
+    Saliency (any of :data:`analysis.saliency.METHODS`) is computed ``batch`` steps at a time (one
+    batched call per head per batch). The normaliser is a running percentile per head (see
+    :class:`RunningPercentile`) unless ``per_frame_norm``.
     """
     from tqdm import tqdm
 
+    check_method(method)
     out = check_writable(out)
     with torch.no_grad():
         probe = net(torch.zeros(1, *_obs_shape(net, config), dtype=torch.uint8))
@@ -64,14 +78,9 @@ def record_saliency(
     def flush(video: VideoWriter) -> None:
         obs = np.stack([s.obs for s in pending])
         # normalise on the 84x84 maps (4.8x fewer pixels for the percentile), then map to the screen
-        maps = {h: jacobian_saliency(net, obs, head=h).combined for h in heads}
+        maps = {h: attribute(net, obs, h, method).combined for h in heads}
         for i, s in enumerate(pending):
-            tiles = [s.screen] + [overlay(s.screen, to_frame(norms[h](maps[h][i]))) for h in heads]
-            frame = panels(tiles, height)
-            titles = ["game"] + [f"{h} saliency" for h in heads]
-            w = frame.shape[1] // len(tiles)
-            for k, title in enumerate(titles):
-                frame[:, k * w : (k + 1) * w] = label(frame[:, k * w : (k + 1) * w], [title])
+            frame = saliency_frame(s.screen, {h: maps[h][i] for h in heads}, norms, height)
             video.write(hud_strip(frame, _hud(s, heads, names)))
             bar.update(1)
         pending.clear()

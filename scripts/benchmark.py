@@ -200,7 +200,8 @@ def run_dqn_gpu(cfg: DqnGpu) -> None:
 
 @dataclass
 class Saliency:
-    """Saliency maps/s: batched Jacobian vs a per-frame loop vs captum; perturbation; videos."""
+    """Saliency maps/s: batched Jacobian vs a per-frame loop vs captum; every attribution method;
+    the sanity and fidelity checks (frames/s); videos."""
 
     batch: int = 64
     """Observations per batch."""

@@ -1,7 +1,11 @@
 """Compare where two heads look over whole episodes: value against advantage (dueling DQN) or critic
-against actor (SB3 PPO/A2C). Writes report.json and report.png into --out.
+against actor (SB3 PPO/A2C), by one or more saliency methods, with the randomisation sanity check
+and deletion/insertion fidelity of every method. Writes report.html (open it in a browser) beside
+report.json, report.png, sanity_<method>.png, fidelity.png and clip.webm into --out.
 
     python scripts/compare_heads.py --checkpoint runs/demo_pong --episodes 1 --out reports/pong
+    python scripts/compare_heads.py --checkpoint runs/demo_pong --steps 500 \
+        --method jacobian integrated_gradients smoothgrad --out reports/pong_methods
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ class Args:
     checkpoint: str
     """Our run/checkpoint directory or an SB3 .zip."""
     out: str
-    """Folder for report.json and report.png."""
+    """Folder for report.html and the files it shows."""
     episodes: int = 1
     """Episodes to play."""
     steps: int | None = None
@@ -27,35 +31,64 @@ class Args:
     game: str | None = None
     """Game (needed for SB3 zips)."""
     seed: int = 0
-    """Environment seed."""
+    """Environment seed (and the seed of the randomisation check and the random-pixel control)."""
+    method: tuple[str, ...] = ("jacobian",)
+    """Saliency methods, the first one the report's main one: jacobian, smoothgrad,
+    integrated_gradients, gradient_x_input, perturbation."""
+    probe_frames: int = 16
+    """Frames, spread over the playback, for the sanity and fidelity checks."""
+    clip: int = 120
+    """Steps at the start of the playback shown as a clip in report.html (0: none)."""
 
 
 def main() -> None:
     args = tyro.cli(Args, description=__doc__)
+    from pathlib import Path
+
     from agents.checkpoint import CheckpointError
     from analysis.playback import load_policy
-    from analysis.report import collect, head_report, regions_for, write_report
+    from analysis.report import build_report, collect, regions_for, write_report
+    from analysis.saliency import check_method
     from analysis.video import check_output_dir
 
+    created = not Path(args.out).exists()
     try:
         if args.episodes < 1:
             raise ValueError(f"--episodes must be >= 1, got {args.episodes}")
         if args.steps is not None and args.steps < 1:
             raise ValueError(f"--steps must be >= 1, got {args.steps}")
+        if args.probe_frames < 2:
+            raise ValueError(f"--probe-frames must be >= 2, got {args.probe_frames}")
+        if args.clip < 0:
+            raise ValueError(f"--clip must be >= 0, got {args.clip}")
+        if not args.method:
+            raise ValueError("--method needs at least one method")
+        for m in args.method:
+            check_method(m)
         check_output_dir(args.out)
         net, config = load_policy(args.checkpoint, args.game)
         with signals_end_cleanly():
             episodes = None if args.steps else args.episodes
-            heads, maps = collect(net, config, episodes, seed=args.seed, steps=args.steps)
-            report = head_report(heads, maps, regions_for(config["game"]))
+            collected = collect(net, config, episodes, seed=args.seed, steps=args.steps,
+                                methods=list(dict.fromkeys(args.method)), clip=args.clip)  # fmt: skip
+            report = build_report(net, collected, regions_for(config["game"]),
+                                  probe=args.probe_frames, seed=args.seed)  # fmt: skip
+            heads = collected.heads
             title = f"{config['game']}: {heads[0]} vs {heads[1]}"
             paths = write_report(report, args.out, title=title)
     except (ValueError, CheckpointError, OSError) as e:
+        if created and Path(args.out).is_dir() and not any(Path(args.out).iterdir()):
+            Path(args.out).rmdir()  # the folder made to probe the output: leave nothing behind
         sys.exit(f"error: {e}")
     s = report["per_frame_summary"]
     print(f"{report['frames']} frames; Pearson {s['pearson']['mean']:.3f}, top-5% IoU "
           f"{s['top5_iou']['mean']:.3f}, centre distance {s['centre_distance']['mean']:.1f} px")  # fmt: skip
-    print("wrote", *paths)
+    for m, survives in ((m, r["survives_full_randomisation"]) for m, r in report["sanity"].items()):
+        for h, flag in survives.items():
+            if flag:
+                print(f"warning: {m} {h} maps survive full randomisation: they show the input, "
+                      "not the network (Adebayo et al. 2018)", file=sys.stderr)  # fmt: skip
+    print("wrote", *map(str, paths))
 
 
 if __name__ == "__main__":

@@ -38,12 +38,16 @@ class Args:
     """Frames per second of the video."""
     height: int = 420
     """Height in pixels of each panel (the 210-row screen upscaled)."""
+    method: str = "jacobian"
+    """Saliency method: jacobian, smoothgrad, integrated_gradients, gradient_x_input or
+    perturbation (Greydanus et al. 2018)."""
 
 
 def main() -> None:
     args = tyro.cli(Args, description=__doc__)
     from agents.checkpoint import CheckpointError
     from analysis.playback import load_policy
+    from analysis.saliency import check_method
     from analysis.saliency_video import record_saliency
     from analysis.video import check_video_options, check_writable
 
@@ -54,6 +58,7 @@ def main() -> None:
         if args.episodes is not None and args.episodes < 1:
             raise ValueError(f"--episodes must be >= 1, got {args.episodes}")
         check_video_options(args.fps, args.height)
+        check_method(args.method)
         if not 0.0 <= args.epsilon <= 1.0:
             raise ValueError(f"--epsilon must be in [0, 1], got {args.epsilon}")
         check_writable(args.out)
@@ -66,7 +71,7 @@ def main() -> None:
             path = record_saliency(
                 net, config, args.out, steps=steps, episodes=args.episodes, epsilon=args.epsilon,
                 seed=args.seed, per_frame_norm=args.per_frame_norm, fps=args.fps,
-                height=args.height,
+                height=args.height, method=args.method,
             )  # fmt: skip
     except (ValueError, CheckpointError) as e:
         sys.exit(f"error: {e}")

@@ -133,3 +133,112 @@ def test_catch_checkpoint_is_refused_for_videos(tmp_path):
     )
     assert r.returncode != 0 and "trained on Catch" in r.stderr
     assert np.all([not p.name.endswith(".mp4") for p in tmp_path.iterdir()])
+
+
+def test_compare_heads_methods_checks_and_html(pong_checkpoint, tmp_path):
+    out = tmp_path / "rep"
+    r = script("scripts/compare_heads.py", "--checkpoint", str(pong_checkpoint), "--steps", "40",
+               "--method", "jacobian", "gradient_x_input", "--probe-frames", "4", "--clip", "10",
+               "--out", str(out))  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    report = json.loads((out / "report.json").read_text())
+    assert report["method"] == "jacobian" and list(report["methods"]) == ["jacobian", "gradient_x_input"]
+    agreement = report["method_agreement"]["value"]["jacobian vs gradient_x_input"]
+    assert -1 <= agreement["ci_low"] <= agreement["mean"] <= agreement["ci_high"] <= 1
+    stages = report["sanity"]["jacobian"]["stages"]
+    assert [s["randomised_down_to"] for s in stages] == ["output", "hidden", "conv3", "conv2", "conv1"]
+    assert set(report["sanity"]["gradient_x_input"]["survives_full_randomisation"]) == {"value", "advantage"}
+    curves = report["fidelity"]["jacobian"]["advantage"]
+    assert set(curves) == {"deletion", "insertion"} and curves["deletion"]["auc_salient"] >= 0
+    assert report["probe_frames"] == [0, 13, 26, 39]
+    page = (out / "report.html").read_text()
+    # self-contained: every figure and the clip inline, nothing fetched
+    assert page.count("data:image/png;base64,") == 4 and "data:video/webm;base64," in page
+    assert 'src="http' not in page and 'src="file' not in page
+    clip = iio.imread(out / "clip.webm", index=None)
+    assert clip.shape[:3] == (10, 210, 3 * 160)
+
+
+def test_record_saliency_by_another_method(pong_checkpoint, tmp_path):
+    out = tmp_path / "ig.mp4"
+    r = script("scripts/record_saliency.py", "--checkpoint", str(pong_checkpoint), "--steps", "6",
+               "--method", "integrated_gradients", "--height", "210", "--out", str(out))  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert iio.imread(out).shape[0] == 6
+
+
+@pytest.fixture(scope="module")
+def catch_run(tmp_path_factory):
+    run = tmp_path_factory.mktemp("catch") / "run"
+    cfg = DQNConfig.catch(total_steps=900, learning_starts=100, save_every=300, keep_checkpoints=0,
+                          saliency_every=0, run_dir=str(run), progress=False)  # fmt: skip
+    DQNTrainer(cfg).run()
+    return run
+
+
+def test_saliency_over_training_figure_and_tensorboard(catch_run, tmp_path):
+    from analysis.over_training import saliency_over_training
+
+    result = saliency_over_training(catch_run, probe=3, probe_steps=30)
+    assert result.steps == [304, 608, 904] and result.heads == ("value", "advantage")  # 8 envs a step
+    assert result.maps["value"].shape == (3, 3, 24, 24)
+    assert result.agreement["spearman"].shape == (3, 3)
+    # the last column is the final network's own map of the probe frames
+    from agents.checkpoint import load_checkpoint
+    from analysis.saliency import attribute
+
+    net, _ = load_checkpoint(catch_run)
+    np.testing.assert_allclose(result.maps["advantage"][-1],
+                               attribute(net, result.obs, "advantage").combined, rtol=1e-5)  # fmt: skip
+    out = tmp_path / "over.png"
+    r = script("scripts/saliency_over_training.py", "--run", str(catch_run), "--out", str(out),
+               "--probe-frames", "2", "--probe-steps", "20")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert "3 checkpoints" in r.stdout and iio.imread(out).shape[2] in (3, 4)
+    events = EventAccumulator(str(catch_run / "saliency_over_training"),
+                              size_guidance={"images": 0}).Reload()  # fmt: skip
+    assert "saliency_over_training/spearman" in events.Tags()["scalars"]
+    assert [e.step for e in events.Scalars("saliency_over_training/spearman")] == [304, 608, 904]
+    images = set(events.Tags()["images"])
+    assert {"saliency_over_training/value", "saliency_over_training/advantage"} <= images
+
+
+@pytest.mark.parametrize(
+    "command,message",
+    [
+        (["scripts/compare_heads.py", "--checkpoint", "{run}", "--method", "grad", "--out", "{tmp}/r"],
+         "error: unknown saliency method 'grad'; accepted: jacobian, smoothgrad"),
+        (["scripts/record_saliency.py", "--game", "pong", "--method", "lrp", "--out", "{tmp}/a.mp4"],
+         "error: unknown saliency method 'lrp'"),
+        (["scripts/saliency_over_training.py", "--run", "{run}", "--method", "x", "--out", "{tmp}/o.png"],
+         "error: unknown saliency method 'x'"),
+        (["scripts/saliency_over_training.py", "--run", "{tmp}/empty", "--out", "{tmp}/o.png"],
+         "has no checkpoints (expected checkpoints/step_*); train with --keep-checkpoints 0"),
+        (["scripts/saliency_over_training.py", "--run", "{tmp}/none", "--out", "{tmp}/o.png"],
+         "error: run directory not found"),
+        (["scripts/saliency_over_training.py", "--run", "{run}", "--out", "{tmp}/o.jpg"],
+         "error: output must end in .png"),
+        (["scripts/compare_heads.py", "--checkpoint", "{glimpse}", "--out", "{tmp}/r"],
+         "is a 'glimpse' checkpoint; saliency of value and advantage heads needs a DQN or PQN"),
+        (["scripts/saliency_over_training.py", "--run", "{glimpse}", "--out", "{tmp}/o.png"],
+         "is a 'glimpse' checkpoint"),
+    ],
+)
+def test_saliency_checks_bad_input_is_one_line(command, message, catch_run, glimpse_run, tmp_path):
+    (tmp_path / "empty").mkdir()
+    args = [a.format(tmp=tmp_path, run=catch_run, glimpse=glimpse_run) for a in command]
+    r = script(*args, timeout=120)
+    assert r.returncode != 0
+    lines = [line for line in r.stderr.strip().splitlines() if line]
+    assert len(lines) == 1 and message in lines[0], r.stderr
+    assert not (tmp_path / "r").exists() and not list(tmp_path.glob("o.*"))
+    assert not list(tmp_path.glob("*.mp4"))
+
+
+@pytest.fixture(scope="module")
+def glimpse_run(tmp_path_factory):
+    from agents.glimpse_train import GlimpseConfig, GlimpseTrainer
+
+    run = tmp_path_factory.mktemp("glimpse") / "run"
+    GlimpseTrainer(GlimpseConfig(total_steps=8 * 24, num_envs=8, progress=False, run_dir=str(run))).run()
+    return run
