@@ -57,10 +57,7 @@ def load_policy(checkpoint: str | None, game: str | None) -> tuple[nn.Module, di
                              f"{n_game}: it was trained on another game or action set")  # fmt: skip
         return net, {**config, "agent": "sb3", "game": resolve_game(game), "env_options": {}}
     check_q_agent(checkpoint)
-    net, config = load_checkpoint(Path(checkpoint))
-    if config["game"] == "catch":
-        raise ValueError("saliency videos are for Atari checkpoints; this one was trained on Catch")
-    return net, config
+    return load_checkpoint(Path(checkpoint))
 
 
 def check_q_agent(checkpoint: str | Path) -> None:

@@ -30,6 +30,7 @@ class Collected:
     obs: np.ndarray  # (T, stack, H, W) uint8
     screens: list[np.ndarray]
     maps: dict[str, dict[str, np.ndarray]]
+    frame_shape: tuple[int, int]  # the game screen's: 210x160 on Atari, the observation's on Catch
 
 
 def collect(net: nn.Module, config: dict[str, Any], episodes: int | None, seed: int = 0,
@@ -44,6 +45,7 @@ def collect(net: nn.Module, config: dict[str, Any], episodes: int | None, seed: 
     obs: list[np.ndarray] = []
     screens: list[np.ndarray] = []
     heads: tuple[str, ...] = ()
+    frame_shape = (210, 160)
     for step in tqdm(play(net, config, steps=steps, episodes=episodes, seed=seed),
                      desc="playing", unit="step", disable=not progress):  # fmt: skip
         if not heads:
@@ -51,6 +53,7 @@ def collect(net: nn.Module, config: dict[str, Any], episodes: int | None, seed: 
             if len(heads) < 2:
                 raise ValueError(f"the network has one head ({heads[0]}); a comparison needs two")
         obs.append(step.obs)
+        frame_shape = step.screen.shape[:2]
         if len(screens) < clip:
             screens.append(step.screen)
     all_obs = np.stack(obs)
@@ -66,7 +69,7 @@ def collect(net: nn.Module, config: dict[str, Any], episodes: int | None, seed: 
                     parts.append(r.combined if r.per_frame is None else r.per_frame)
                     bar.update(len(parts[-1]))
                 maps[m][h] = np.concatenate(parts)
-    return Collected(heads, all_obs, screens, maps)
+    return Collected(heads, all_obs, screens, maps, frame_shape)
 
 
 def _combined(maps: np.ndarray) -> np.ndarray:
@@ -74,12 +77,14 @@ def _combined(maps: np.ndarray) -> np.ndarray:
 
 
 def head_report(
-    heads: tuple[str, ...], maps: dict[str, np.ndarray], regions: dict[str, Box]
+    heads: tuple[str, ...], maps: dict[str, np.ndarray], regions: dict[str, Box],
+    frame_shape: tuple[int, int] = (210, 160),
 ) -> dict[str, Any]:
-    """Per-frame comparisons (on the 210x160 screen) and their episode aggregates."""
+    """Per-frame comparisons (on the game screen) and their episode aggregates."""
     a_name, b_name = heads
     a_frames, b_frames = maps[a_name], maps[b_name]  # (T, stack, 84, 84) or (T, 84, 84)
-    a_screen, b_screen = to_frame(_combined(a_frames)), to_frame(_combined(b_frames))
+    a_screen = to_frame(_combined(a_frames), frame_shape)
+    b_screen = to_frame(_combined(b_frames), frame_shape)
     per_frame = [compare_maps(a, b, regions) for a, b in zip(a_screen, b_screen, strict=True)]
     series = {k: np.array([getattr(c, k) for c in per_frame]) for k in
               ("pearson", "spearman", "top5_iou", "concentration_a", "concentration_b", "entropy_a",
@@ -136,7 +141,8 @@ def build_report(net: nn.Module, collected: Collected, regions: dict[str, Box], 
     The first method's comparison also sits at the top level (the layout of a one-method report);
     keys starting with ``_`` hold what the figures need and stay out of ``report.json``."""
     methods = list(collected.maps)
-    per_method = {m: head_report(collected.heads, collected.maps[m], regions) for m in methods}
+    per_method = {m: head_report(collected.heads, collected.maps[m], regions, collected.frame_shape)
+                  for m in methods}  # fmt: skip
     report = dict(per_method[methods[0]])
     report["method"] = methods[0]
     report["methods"] = {m: {k: v for k, v in r.items() if not k.startswith("_") and k != "series"}

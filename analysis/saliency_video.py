@@ -33,7 +33,8 @@ def saliency_frame(
     screen: np.ndarray, maps: dict[str, np.ndarray], norms: dict[str, RunningPercentile], height: int
 ) -> np.ndarray:
     """The screen, then each head's (84x84) map overlaid on it, titled, side by side."""
-    tiles = [screen] + [overlay(screen, to_frame(norms[h](m))) for h, m in maps.items()]
+    shape = screen.shape[:2]  # Atari's 210x160, or the observation's own size (Catch)
+    tiles = [screen] + [overlay(screen, to_frame(norms[h](m), shape)) for h, m in maps.items()]
     frame = panels(tiles, height)
     w = frame.shape[1] // len(tiles)
     for k, title in enumerate(["game"] + [f"{h} saliency" for h in maps]):

@@ -120,19 +120,18 @@ def test_record_saliency_bad_input_is_one_line(args, message, tmp_path):
     assert not list(tmp_path.glob("*.mp4"))
 
 
-def test_catch_checkpoint_is_refused_for_videos(tmp_path):
-    cfg = DQNConfig.catch(total_steps=200, learning_starts=100, run_dir=str(tmp_path / "c"), progress=False,
-                          saliency_every=0)  # fmt: skip
-    DQNTrainer(cfg).run()
-    r = script(
-        "scripts/record_saliency.py",
-        "--checkpoint",
-        str(tmp_path / "c"),
-        "--out",
-        str(tmp_path / "a.mp4"),
-    )
-    assert r.returncode != 0 and "trained on Catch" in r.stderr
-    assert np.all([not p.name.endswith(".mp4") for p in tmp_path.iterdir()])
+def test_catch_agents_get_videos_and_reports_at_their_own_size(catch_run, tmp_path):
+    r = script("scripts/record_saliency.py", "--checkpoint", str(catch_run), "--steps", "12",
+               "--height", "96", "--out", str(tmp_path / "c.mp4"))  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    video = iio.imread(tmp_path / "c.mp4")
+    assert video.shape[0] == 12 and video.shape[2] == 3 * 96  # 24x24 screens, 4x
+    r = script("scripts/compare_heads.py", "--checkpoint", str(catch_run), "--steps", "30",
+               "--probe-frames", "4", "--clip", "5", "--out", str(tmp_path / "rep"))  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    report = json.loads((tmp_path / "rep" / "report.json").read_text())
+    assert report["frames"] == 30 and report["regions"] == {}
+    assert 0 <= report["mean_maps"]["centre_a"][0] < 24  # on the 24x24 screen, not 210x160
 
 
 def test_compare_heads_methods_checks_and_html(pong_checkpoint, tmp_path):
