@@ -60,6 +60,13 @@ def load_policy(checkpoint: str | None, game: str | None) -> tuple[nn.Module, di
     return load_checkpoint(Path(checkpoint))
 
 
+def obs_shape(net: nn.Module, config: dict[str, Any]) -> tuple[int, ...]:
+    """The observation a network takes: ours record it, SB3 wrappers carry it in their config."""
+    if hasattr(net, "in_channels") and hasattr(net, "input_shape"):
+        return (net.in_channels, *net.input_shape)
+    return tuple(config.get("observation_shape", (4, 84, 84)))
+
+
 def check_q_agent(checkpoint: str | Path) -> None:
     """One line for a checkpoint whose network has no value and advantage heads (the glimpse
     agent's): saliency of those heads needs a DQN or PQN checkpoint."""

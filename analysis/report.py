@@ -264,9 +264,12 @@ def write_report(
         means = [s["mean"] for s in stats]
         err = [[s["mean"] - s["ci_low"] for s in stats], [s["ci_high"] - s["mean"] for s in stats]]
         axes[1, 1].bar(x + offset, means, 0.4, yerr=err, label=head, color=f"C{k}")
-    axes[1, 1].set_xticks(x, names, rotation=20, fontsize=8)
-    axes[1, 1].set_title("share of saliency per region (95% CI)")
-    axes[1, 1].legend()
+    if names:
+        axes[1, 1].set_xticks(x, names, rotation=20, fontsize=8)
+        axes[1, 1].set_title("share of saliency per region (95% CI)")
+        axes[1, 1].legend()
+    else:  # no region presets for this game (analysis.compare.REGION_PRESETS)
+        axes[1, 1].axis("off")
     shares = report["stack_shares"]
     if shares:
         frames = np.arange(len(shares[a_name]))

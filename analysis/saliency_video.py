@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from analysis.playback import Step, head_pair, play
+from analysis.playback import Step, head_pair, obs_shape, play
 from analysis.render import RunningPercentile, hud_strip, label, overlay, panels
 from analysis.saliency import attribute, check_method, to_frame
 from analysis.video import VideoWriter, check_writable
@@ -69,7 +69,7 @@ def record_saliency(
     check_method(method)
     out = check_writable(out)
     with torch.no_grad():
-        probe = net(torch.zeros(1, *_obs_shape(net, config), dtype=torch.uint8))
+        probe = net(torch.zeros(1, *obs_shape(net, config), dtype=torch.uint8))
     heads = head_pair(list(probe))
     norms = {h: RunningPercentile(momentum=0.0 if per_frame_norm else 0.95) for h in heads}
     names = config.get("action_set") if isinstance(config.get("action_set"), list) else None
@@ -95,9 +95,3 @@ def record_saliency(
             flush(video)
     bar.close()
     return video.path
-
-
-def _obs_shape(net: nn.Module, config: dict[str, Any]) -> tuple[int, ...]:
-    if hasattr(net, "in_channels"):
-        return (net.in_channels, *net.input_shape)
-    return tuple(config.get("observation_shape", (4, 84, 84)))

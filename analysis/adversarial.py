@@ -1,0 +1,318 @@
+"""Adversarial observations at every step of play (Huang et al. 2017, "Adversarial attacks on neural
+network policies"): untargeted L-infinity attacks that push an agent off the action it would take.
+
+* FGSM (Goodfellow et al. 2015) and PGD (Madry et al. 2018) on the CNN agents (our DQN and PQN, SB3
+  models) come from the Adversarial Robustness Toolbox (ART, LF AI & Data): maintained, L-infinity
+  FGSM and PGD in the data's own units (``clip_values=(0, 255)``, so epsilon is in pixel levels of
+  the uint8 frame), batched, and it takes a PyTorch module as the classifier. torchattacks assumes
+  [0, 1] inputs and pins torchvision; foolbox adds its own tensor layer. The agent's action head is
+  the classifier's logits (the Q-values or the policy logits) and the loss is the cross-entropy
+  with the action the agent takes on the clean frame, Huang et al.'s choice for DQN and A3C.
+* The glimpse agent has no such head to hand over: its action comes out of a recurrent loop whose
+  glimpse locations depend on what it saw. :class:`GlimpseAttack` differentiates through that loop
+  by hand: through the retina at the gaze the agent is taking, its core, and (for a second glimpse
+  within a step) the location head, from the agent's current state. Or the perturbation is crafted
+  on a CNN agent of the same game and transferred (:class:`TransferAttack`).
+* The control is random noise of the same budget: every pixel moved by +epsilon or -epsilon at
+  random (the largest random perturbation within the L-infinity ball).
+
+Perturbed frames are rounded back to uint8 inside the budget: the attacker changes the screen the
+agent would see, and no frame leaves [0, 255] or ``obs +- epsilon``.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+ATTACKS = ("fgsm", "pgd", "noise")
+
+
+def check_attack(attack: str, epsilons: list[float] | tuple[float, ...]) -> None:
+    if attack not in ATTACKS:
+        raise ValueError(f"unknown attack {attack!r}; accepted: {', '.join(ATTACKS)}")
+    for eps in epsilons:
+        if not 0 <= eps <= 255:
+            raise ValueError(f"epsilon must be in [0, 255] pixel levels of the uint8 frame, got {eps:g}")
+
+
+def action_head(net: nn.Module, obs_shape: tuple[int, ...]) -> str:
+    """The head a CNN agent acts on: ``q`` (our Q-networks, SB3 DQN) or ``logits`` (SB3 PPO/A2C)."""
+    with torch.no_grad():
+        heads = net(torch.zeros(1, *obs_shape, dtype=torch.uint8, device=_device(net)))
+    for name in ("q", "logits"):
+        if name in heads:
+            return name
+    raise ValueError(f"this network has no action head (heads: {', '.join(heads)}); an attack needs "
+                     "'q' or 'logits'")  # fmt: skip
+
+
+def _device(net: nn.Module) -> torch.device:
+    return next(net.parameters()).device
+
+
+def quantise(clean: torch.Tensor, perturbed: torch.Tensor, eps: float) -> torch.Tensor:
+    """Round a float perturbed frame (pixel levels) to uint8 inside ``clean +- eps`` and [0, 255]."""
+    x = clean.float()
+    low, high = torch.ceil(x - eps).clamp(0, 255), torch.floor(x + eps).clamp(0, 255)
+    return torch.minimum(torch.maximum(perturbed.round(), low), high).to(torch.uint8)
+
+
+def random_sign_noise(obs: torch.Tensor, eps: float, generator: torch.Generator) -> torch.Tensor:
+    signs = torch.randint(0, 2, obs.shape, generator=generator).to(obs.device) * 2 - 1
+    return quantise(obs, obs.float() + eps * signs, eps)
+
+
+class _Logits(nn.Module):
+    """ART's classifier: pixel levels in, the agent's action head out (as logits)."""
+
+    def __init__(self, net: nn.Module, head: str) -> None:
+        super().__init__()
+        self.net, self.head = net, head
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x / 255.0)[self.head]
+
+
+class CNNAttack:
+    """``attack(obs_uint8) -> perturbed obs_uint8`` against a feed-forward agent (FGSM, PGD via ART, or
+    the noise control); ``last_clean_actions`` holds the actions the attack pushed away from."""
+
+    def __init__(self, net: nn.Module, obs_shape: tuple[int, ...], attack: str, eps: float,
+                 steps: int = 10, step_size: float | None = None, seed: int = 0) -> None:  # fmt: skip
+        check_attack(attack, [eps])
+        if steps < 1:
+            raise ValueError(f"PGD steps must be >= 1, got {steps}")
+        self.net, self.attack, self.eps = net, attack, float(eps)
+        self.head = action_head(net, obs_shape)
+        self.generator = torch.Generator().manual_seed(seed)
+        self.last_clean_actions = np.zeros(0, np.int64)
+        self._art = None
+        if attack != "noise" and eps > 0:
+            logging.getLogger("art").setLevel(logging.ERROR)
+            from art.attacks.evasion import FastGradientMethod, ProjectedGradientDescent
+            from art.estimators.classification import PyTorchClassifier
+
+            with torch.no_grad():
+                n = self.net(torch.zeros(1, *obs_shape, dtype=torch.uint8,
+                                         device=_device(net)))[self.head].shape[1]  # fmt: skip
+            classifier = PyTorchClassifier(
+                model=_Logits(net, self.head), loss=nn.CrossEntropyLoss(), input_shape=obs_shape,
+                nb_classes=n, clip_values=(0.0, 255.0),
+                device_type="gpu" if _device(net).type == "cuda" else "cpu",
+            )  # fmt: skip
+            if attack == "fgsm":
+                self._art = FastGradientMethod(classifier, norm=np.inf, eps=self.eps,
+                                               targeted=False, batch_size=4096)  # fmt: skip
+            else:
+                # Madry et al.'s step: 2.5 * eps / steps, so that the iterates can cross the ball
+                step = step_size if step_size is not None else 2.5 * self.eps / steps
+                self._art = ProjectedGradientDescent(
+                    classifier, norm=np.inf, eps=self.eps, eps_step=step, max_iter=steps,
+                    targeted=False, num_random_init=0, batch_size=4096, verbose=False,
+                )  # fmt: skip
+
+    def clean_actions(self, obs: torch.Tensor) -> np.ndarray:
+        with torch.no_grad():
+            return self.net(obs.to(_device(self.net)))[self.head].argmax(1).cpu().numpy()
+
+    def __call__(self, obs: torch.Tensor) -> torch.Tensor:
+        self.last_clean_actions = self.clean_actions(obs)
+        if self.eps == 0:
+            return obs
+        if self.attack == "noise":
+            return random_sign_noise(obs, self.eps, self.generator)
+        x = obs.detach().cpu().float().numpy()
+        with torch.enable_grad():  # evaluation plays under no_grad; the attack needs gradients
+            adv = self._art.generate(x=x, y=self.last_clean_actions)
+        return quantise(obs, torch.from_numpy(adv).to(obs.device), self.eps)
+
+
+class GlimpseAttack:
+    """FGSM or PGD against the glimpse agent, by hand: the loss is the cross-entropy of the action
+    logits at the end of the agent's step (all its glimpses, from its current core state and
+    location) with the action it takes on the clean frame; its gradient reaches the frame through
+    the patches the retina takes. The agent's state is not advanced here: the policy then plays the
+    perturbed frame as usual."""
+
+    def __init__(self, policy: Any, attack: str, eps: float, steps: int = 10,
+                 step_size: float | None = None, seed: int = 0) -> None:  # fmt: skip
+        check_attack(attack, [eps])
+        if steps < 1:
+            raise ValueError(f"PGD steps must be >= 1, got {steps}")
+        self.policy, self.attack, self.eps = policy, attack, float(eps)
+        self.steps = 1 if attack == "fgsm" else steps
+        self.step = self.eps if attack == "fgsm" else (step_size or 2.5 * self.eps / steps)
+        self.generator = torch.Generator().manual_seed(seed)
+        self.last_clean_actions = np.zeros(0, np.int64)
+
+    def logits(self, images01: torch.Tensor) -> torch.Tensor:
+        """The action logits the agent would produce on ``images01`` (floats in [0, 1])."""
+        model, state, loc = self.policy.model, self.policy.state, self.policy.loc
+        heads: dict[str, torch.Tensor] = {}
+        for _ in range(self.policy.glimpses_per_step):
+            heads, state = model(images01, loc, state)
+            loc = model.greedy_location(heads) if self.policy.greedy else model.sample_location(heads)[0]
+        return heads["action_logits"]
+
+    def __call__(self, obs: torch.Tensor) -> torch.Tensor:
+        x = obs.float()
+        with torch.no_grad():
+            self.last_clean_actions = self.logits(x / 255).argmax(1).cpu().numpy()
+        if self.eps == 0:
+            return obs
+        if self.attack == "noise":
+            return random_sign_noise(obs, self.eps, self.generator)
+        target = torch.as_tensor(self.last_clean_actions, device=obs.device)
+        delta = torch.zeros_like(x)
+        for _ in range(self.steps):
+            xa = (x + delta).requires_grad_(True)
+            with torch.enable_grad():
+                loss = nn.functional.cross_entropy(self.logits(xa / 255), target)
+                (g,) = torch.autograd.grad(loss, xa)
+            delta = (delta + self.step * g.sign()).clamp(-self.eps, self.eps)
+            delta = (x + delta).clamp(0, 255) - x
+        return quantise(obs, x + delta, self.eps)
+
+
+class TransferAttack:
+    """A perturbation crafted on a CNN agent of the same game, applied to another agent's frames.
+    The CNN may stack more frames than the target agent sees (Catch: the DQN 2, the glimpse agent
+    1): the attacker keeps the frame history the CNN needs and hands over the newest frame's part."""
+
+    def __init__(self, source: CNNAttack, source_stack: int) -> None:
+        self.source, self.source_stack = source, source_stack
+        self.history: torch.Tensor | None = None
+        self.last_clean_actions = np.zeros(0, np.int64)
+
+    def reset(self, mask: np.ndarray) -> None:
+        if self.history is not None:
+            self.history[torch.as_tensor(mask, dtype=torch.bool)] = 0
+
+    def __call__(self, obs: torch.Tensor) -> torch.Tensor:
+        k = obs.shape[1]
+        if self.history is None:
+            self.history = torch.zeros(obs.shape[0], self.source_stack, *obs.shape[2:], dtype=obs.dtype)
+        self.history = torch.cat([self.history[:, k:], obs.cpu()], 1)[:, -self.source_stack :]
+        adv = self.source(self.history)
+        return adv[:, -k:].to(obs.device)
+
+
+class AttackedPolicy:
+    """``policy(obs)`` on perturbed frames, for :func:`agents.evaluate.evaluate`; counts the steps
+    whose action changed from the clean one (the agent's own choice on the clean frame)."""
+
+    def __init__(self, policy: Any, attack: Any) -> None:
+        self.policy, self.attack = policy, attack
+        self.steps = self.flips = 0
+
+    def reset(self, mask: np.ndarray) -> None:
+        if hasattr(self.policy, "reset"):
+            self.policy.reset(mask)
+        if hasattr(self.attack, "reset"):
+            self.attack.reset(mask)
+
+    def __call__(self, obs: torch.Tensor) -> np.ndarray:
+        # a transfer attack knows the source CNN's clean actions, not the target's: ask the target
+        clean = self._target_clean(obs) if isinstance(self.attack, TransferAttack) else None
+        adv = self.attack(obs)
+        clean = self.attack.last_clean_actions if clean is None else clean
+        actions = np.asarray(self.policy(adv))
+        self.steps += len(actions)
+        self.flips += int((actions != clean).sum())
+        return actions
+
+    def _target_clean(self, obs: torch.Tensor) -> np.ndarray:
+        """The target agent's action on the clean frame, without advancing a recurrent state."""
+        state, loc = getattr(self.policy, "state", None), getattr(self.policy, "loc", None)
+        actions = np.asarray(self.policy(obs))
+        if state is not None:
+            self.policy.state, self.policy.loc = state, loc
+        return actions
+
+    @property
+    def flip_rate(self) -> float:
+        return self.flips / self.steps if self.steps else 0.0
+
+
+def catch_rate(scores: list[float]) -> float:
+    """Share of Catch episodes that ended with the ball caught (a positive return)."""
+    return float(np.mean(np.asarray(scores) > 0))
+
+
+def load_agent(checkpoint: str, game: str | None = None) -> tuple[Any, Any, dict[str, Any]]:
+    """(network, a fresh-policy factory ``make(num_envs)``, config) for our DQN, PQN and glimpse
+    checkpoints and SB3 zips."""
+    from agents.checkpoint import load_checkpoint, read_json, resolve_checkpoint
+    from analysis.playback import load_policy, obs_shape
+
+    ours = not str(checkpoint).endswith(".zip")
+    if ours and read_json(resolve_checkpoint(checkpoint) / "config.json").get("agent") == "glimpse":
+        from agents.glimpse import GlimpsePolicy
+
+        net, config = load_checkpoint(checkpoint)
+        glimpses = config.get("train_config", {}).get("glimpses_per_step", 1)
+        return net, lambda n: GlimpsePolicy(net, n, glimpses), config
+    net, config = load_policy(checkpoint, game)
+    head = action_head(net, obs_shape(net, config))
+    return net, lambda n: (lambda obs: net(obs)[head].argmax(1).cpu().numpy()), config
+
+
+def make_attack(attack: str, eps: float, net: nn.Module, policy: Any, config: dict[str, Any],
+                source: tuple[nn.Module, dict[str, Any]] | None = None, steps: int = 10,
+                step_size: float | None = None, seed: int = 0) -> Any:  # fmt: skip
+    """The attack on one agent: crafted on ``source`` (a CNN agent: a transfer attack) when given,
+    else on the agent itself (through the glimpse loop for the glimpse agent)."""
+    from analysis.playback import obs_shape
+
+    if source is not None:
+        src_net, src_config = source
+        shape = obs_shape(src_net, src_config)
+        return TransferAttack(CNNAttack(src_net, shape, attack, eps, steps, step_size, seed), shape[0])
+    if config.get("agent") == "glimpse":
+        return GlimpseAttack(policy, attack, eps, steps, step_size, seed)
+    return CNNAttack(net, obs_shape(net, config), attack, eps, steps, step_size, seed)
+
+
+def robustness(checkpoint: str, attack: str, epsilons: list[float], episodes: int = 100,
+               game: str | None = None, transfer_from: str | None = None, steps: int = 10,
+               step_size: float | None = None, seed: int = 0, num_envs: int = 8,
+               progress: bool = True) -> dict[str, Any]:  # fmt: skip
+    """Mean return (and catch rate on Catch) and the share of flipped actions at each epsilon, the
+    agent attacked at every step of ``episodes`` evaluation episodes (the evaluation protocol)."""
+    from agents.evaluate import evaluate
+
+    check_attack(attack, epsilons)
+    if transfer_from is not None and attack == "noise":
+        raise ValueError("--transfer-from crafts FGSM or PGD on another agent; noise needs no source")
+    net, make_policy, config = load_agent(checkpoint, game)
+    source = None
+    if transfer_from is not None:
+        src_net, _, src_config = load_agent(transfer_from, game)
+        if src_config.get("agent") == "glimpse":
+            raise ValueError("--transfer-from needs a CNN agent (DQN, PQN or SB3) to craft on")
+        if src_config["game"] != config["game"]:
+            raise ValueError(f"--transfer-from is a {src_config['game']!r} agent; the target plays "
+                             f"{config['game']!r}")  # fmt: skip
+        source = (src_net, src_config)
+    n = max(1, min(num_envs, episodes))
+    rows = []
+    for eps in epsilons:
+        policy = make_policy(n)
+        attacked = AttackedPolicy(policy, make_attack(attack, eps, net, policy, config, source,
+                                                      steps, step_size, seed))  # fmt: skip
+        result = evaluate(attacked, config, episodes=episodes, seed=seed, num_envs=n,
+                          progress=progress)  # fmt: skip
+        row = {"epsilon": eps, "mean_return": result.mean, "std_return": result.std,
+               "flip_rate": attacked.flip_rate, "steps": attacked.steps, "scores": result.scores}
+        if config["game"] == "catch":
+            row["catch_rate"] = catch_rate(result.scores)
+        rows.append(row)
+    return {"checkpoint": str(checkpoint), "agent": config.get("agent", "sb3"),
+            "game": config["game"], "attack": attack, "transfer_from": transfer_from,
+            "pgd_steps": steps if attack == "pgd" else None, "episodes": episodes, "seed": seed,
+            "results": rows}  # fmt: skip
