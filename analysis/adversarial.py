@@ -23,6 +23,8 @@ agent would see, and no frame leaves [0, 255] or ``obs +- epsilon``.
 from __future__ import annotations
 
 import logging
+import os
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -262,6 +264,15 @@ def load_agent(checkpoint: str, game: str | None = None) -> tuple[Any, Any, dict
     return net, lambda n: (lambda obs: net(obs)[head].argmax(1).cpu().numpy()), config
 
 
+def transfer_source(checkpoint: str, game: str | None = None) -> tuple[nn.Module, dict[str, Any]]:
+    """The CNN agent a transfer attack is crafted on (not a glimpse agent: it has no frame-wide
+    head to differentiate)."""
+    net, _, config = load_agent(checkpoint, game)
+    if config.get("agent") == "glimpse":
+        raise ValueError("--transfer-from needs a CNN agent (DQN, PQN or SB3) to craft on")
+    return net, config
+
+
 def make_attack(attack: str, eps: float, net: nn.Module, policy: Any, config: dict[str, Any],
                 source: tuple[nn.Module, dict[str, Any]] | None = None, steps: int = 10,
                 step_size: float | None = None, seed: int = 0) -> Any:  # fmt: skip
@@ -290,15 +301,10 @@ def robustness(checkpoint: str, attack: str, epsilons: list[float], episodes: in
     if transfer_from is not None and attack == "noise":
         raise ValueError("--transfer-from crafts FGSM or PGD on another agent; noise needs no source")
     net, make_policy, config = load_agent(checkpoint, game)
-    source = None
-    if transfer_from is not None:
-        src_net, _, src_config = load_agent(transfer_from, game)
-        if src_config.get("agent") == "glimpse":
-            raise ValueError("--transfer-from needs a CNN agent (DQN, PQN or SB3) to craft on")
-        if src_config["game"] != config["game"]:
-            raise ValueError(f"--transfer-from is a {src_config['game']!r} agent; the target plays "
-                             f"{config['game']!r}")  # fmt: skip
-        source = (src_net, src_config)
+    source = None if transfer_from is None else transfer_source(transfer_from, game)
+    if source is not None and source[1]["game"] != config["game"]:
+        raise ValueError(f"--transfer-from is a {source[1]['game']!r} agent; the target plays "
+                         f"{config['game']!r}")  # fmt: skip
     n = max(1, min(num_envs, episodes))
     rows = []
     for eps in epsilons:
@@ -312,7 +318,71 @@ def robustness(checkpoint: str, attack: str, epsilons: list[float], episodes: in
         if config["game"] == "catch":
             row["catch_rate"] = catch_rate(result.scores)
         rows.append(row)
-    return {"checkpoint": str(checkpoint), "agent": config.get("agent", "sb3"),
+    return {"checkpoint": str(checkpoint), "agent": config.get("agent") or "dqn",
             "game": config["game"], "attack": attack, "transfer_from": transfer_from,
+            "transfer_from_agent": source[1].get("agent") or "dqn" if source else None,
             "pgd_steps": steps if attack == "pgd" else None, "episodes": episodes, "seed": seed,
             "results": rows}  # fmt: skip
+
+
+def group_label(run: dict[str, Any]) -> str:
+    """Runs of one kind of agent (over seeds) under one attack share a label."""
+    source = f", crafted on {run['transfer_from_agent']}" if run.get("transfer_from") else ""
+    return f"{run['agent']}{source}"
+
+
+def summarise(runs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per attack and group: per epsilon the mean and 95% interval over the group's runs (seeds)
+    of the return, the catch rate (Catch) and the flip rate."""
+    from analysis.compare import mean_ci
+
+    out: dict[str, dict[str, Any]] = {}
+    for run in runs:
+        out.setdefault(run["attack"], {}).setdefault(group_label(run), []).append(run)
+    summary: dict[str, dict[str, Any]] = {}
+    for attack, groups in out.items():
+        summary[attack] = {}
+        for label, members in groups.items():
+            rows = []
+            for i, eps in enumerate(r["epsilon"] for r in members[0]["results"]):
+                row: dict[str, Any] = {"epsilon": eps, "runs": len(members)}
+                for key in ("mean_return", "catch_rate", "flip_rate"):
+                    if key in members[0]["results"][i]:
+                        values = [m["results"][i][key] for m in members]
+                        row[key] = dict(zip(("mean", "ci_low", "ci_high"), mean_ci(values), strict=True))
+                rows.append(row)
+            summary[attack][label] = rows
+    return summary
+
+
+def plot_robustness(summary: dict[str, dict[str, Any]], path: str | os.PathLike[str],
+                    title: str = "") -> Path:  # fmt: skip
+    """One column per attack: the return (or catch rate) and the flipped-action share against
+    epsilon, a line per kind of agent with its 95% interval over seeds."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(2, len(summary), figsize=(4.6 * len(summary), 7), squeeze=False)
+    for col, (attack, groups) in enumerate(summary.items()):
+        for k, (label, rows) in enumerate(groups.items()):
+            eps = [r["epsilon"] for r in rows]
+            score = "catch_rate" if "catch_rate" in rows[0] else "mean_return"
+            for row, key in ((0, score), (1, "flip_rate")):
+                mean = [r[key]["mean"] for r in rows]
+                ax = axes[row, col]
+                ax.plot(eps, mean, "-o", ms=3, color=f"C{k}", label=f"{label} (n={rows[0]['runs']})")
+                ax.fill_between(eps, [r[key]["ci_low"] for r in rows], [r[key]["ci_high"] for r in rows],
+                                color=f"C{k}", alpha=0.2)  # fmt: skip
+                ax.set_xscale("symlog", linthresh=1)
+                ax.set_xlabel("epsilon (pixel levels of 255)")
+                ax.set_ylabel(score.replace("_", " ") if row == 0 else "share of actions flipped")
+        axes[0, col].set_title(attack.upper() if attack != "noise" else "random noise (control)")
+        axes[0, col].legend(fontsize=7)
+    fig.suptitle(title or "robustness to adversarial observations")
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

@@ -1,0 +1,102 @@
+"""Attack agents' observations at every step of play and measure what is left of their score:
+FGSM, PGD or random noise of the same L-infinity budget, epsilon in pixel levels of the uint8 frame.
+Writes robustness.json and robustness.png into --out. Several checkpoints (seeds, agents) and
+attacks are compared on one plot, each kind of agent with its 95% interval over seeds.
+
+    python scripts/attack.py --checkpoint RUN --attack fgsm --epsilons 0 1 2 4 8 --out reports/attack
+    python scripts/attack.py --checkpoint runs/dqn_s1 runs/dqn_s2 runs/glimpse_s1 runs/glimpse_s2 \\
+        --attack fgsm pgd noise --transfer-from runs/dqn_s1 --episodes 200 --out reports/catch_attacks
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+
+import tyro
+
+from scripts.cli import signals_end_cleanly
+
+
+@dataclass
+class Args:
+    checkpoint: tuple[str, ...]
+    """Our DQN, PQN or glimpse run/checkpoint directories, or SB3 zips (with --game); one or more."""
+    out: str
+    """Folder for robustness.json and robustness.png."""
+    attack: tuple[str, ...] = ("fgsm",)
+    """Attacks: fgsm, pgd (Madry et al.), noise (random +-epsilon per pixel: the control)."""
+    epsilons: tuple[float, ...] = (0.0, 1.0, 2.0, 4.0, 8.0)
+    """L-infinity budgets in pixel levels (0-255) of the uint8 frame."""
+    episodes: int = 100
+    """Evaluation episodes per checkpoint, attack and epsilon."""
+    transfer_from: str | None = None
+    """Also attack the glimpse checkpoints with FGSM/PGD crafted on this CNN agent (transfer)."""
+    pgd_steps: int = 10
+    """PGD iterations."""
+    pgd_step_size: float | None = None
+    """PGD step in pixel levels (default 2.5 * epsilon / steps, Madry et al.)."""
+    game: str | None = None
+    """Game (needed for SB3 zips)."""
+    seed: int = 0
+    """Seed of the environments and of the noise."""
+    num_envs: int = 8
+    """Parallel environments per evaluation."""
+
+
+def main() -> None:
+    args = tyro.cli(Args, description=__doc__)
+    import json
+    from pathlib import Path
+
+    from agents.checkpoint import CheckpointError
+    from analysis.adversarial import (
+        check_attack,
+        plot_robustness,
+        robustness,
+        summarise,
+        transfer_source,
+    )
+    from analysis.video import check_output_dir
+
+    try:
+        for attack in args.attack:
+            check_attack(attack, args.epsilons)
+        if args.episodes < 1 or args.num_envs < 1 or args.pgd_steps < 1:
+            raise ValueError(f"--episodes, --num-envs and --pgd-steps must be >= 1, got "
+                             f"{args.episodes}, {args.num_envs} and {args.pgd_steps}")  # fmt: skip
+        if args.pgd_step_size is not None and not args.pgd_step_size > 0:
+            raise ValueError(f"--pgd-step-size must be > 0, got {args.pgd_step_size}")
+        if args.transfer_from is not None:
+            if set(args.attack) == {"noise"}:
+                raise ValueError("--transfer-from crafts FGSM or PGD on another agent; noise needs "
+                                 "no source")  # fmt: skip
+            transfer_source(args.transfer_from, args.game)
+        epsilons = sorted(set(args.epsilons))
+        out = check_output_dir(args.out)
+        runs = []
+        common = dict(episodes=args.episodes, game=args.game, steps=args.pgd_steps,
+                      step_size=args.pgd_step_size, seed=args.seed, num_envs=args.num_envs)  # fmt: skip
+        with signals_end_cleanly():
+            for ckpt in args.checkpoint:
+                for attack in args.attack:
+                    runs.append(robustness(ckpt, attack, epsilons, **common))
+                    if args.transfer_from and attack != "noise" and runs[-1]["agent"] == "glimpse":
+                        runs.append(robustness(ckpt, attack, epsilons,
+                                               transfer_from=args.transfer_from, **common))  # fmt: skip
+            summary = summarise(runs)
+            report = {"epsilons": epsilons, "summary": summary, "runs": runs}
+            (out / "robustness.json").write_text(json.dumps(report, indent=2))
+            plot_robustness(summary, out / "robustness.png", f"{runs[0]['game']}: robustness")
+    except (ValueError, CheckpointError, OSError) as e:
+        sys.exit(f"error: {e}")
+    for attack, groups in summary.items():
+        for label, rows in groups.items():
+            key = "catch_rate" if "catch_rate" in rows[0] else "mean_return"
+            cells = ", ".join(f"eps {r['epsilon']:g}: {r[key]['mean']:.2f}" for r in rows)
+            print(f"{attack} on {label}: {key.replace('_', ' ')} {cells}")
+    print(f"wrote {Path(args.out) / 'robustness.json'} {Path(args.out) / 'robustness.png'}")
+
+
+if __name__ == "__main__":
+    main()

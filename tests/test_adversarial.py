@@ -1,0 +1,191 @@
+"""Adversarial observations: budgets, a hand-built linear policy whose flips are known, the glimpse
+agent's hand-written attack, and attack.py end to end."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from analysis.adversarial import (
+    AttackedPolicy,
+    CNNAttack,
+    GlimpseAttack,
+    TransferAttack,
+    action_head,
+    quantise,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class LinearQ(nn.Module):
+    """Q = W x + b over the float input x = obs / 255: two actions, margin set by ``b``."""
+
+    def __init__(self, shape=(2, 12, 12), bias_gap=0.3, seed=0):
+        super().__init__()
+        g = torch.Generator().manual_seed(seed)
+        self.W = nn.Parameter(torch.randn(2, *shape, generator=g) * 0.05)
+        self.b = nn.Parameter(torch.tensor([bias_gap, 0.0]))
+
+    def forward(self, obs):
+        x = obs.float() / 255 if obs.dtype == torch.uint8 else obs
+        return {"q": torch.einsum("bchw,achw->ba", x, self.W) + self.b}
+
+
+def frames(n=4, shape=(2, 12, 12), seed=0):
+    return torch.from_numpy(np.random.default_rng(seed).integers(0, 256, (n, *shape), dtype=np.uint8))
+
+
+@pytest.mark.parametrize("attack", ["fgsm", "pgd", "noise"])
+@pytest.mark.parametrize("eps", [0.0, 1.0, 3.5, 40.0, 255.0])
+def test_attacks_stay_in_budget_and_in_range(attack, eps):
+    net = LinearQ()
+    obs = frames(8)
+    adv = CNNAttack(net, (2, 12, 12), attack, eps, steps=3, seed=1)(obs)
+    assert adv.dtype == torch.uint8 and adv.shape == obs.shape
+    assert (adv.int() - obs.int()).abs().max() <= eps
+    if eps == 0:
+        assert torch.equal(adv, obs)
+
+
+def test_fgsm_flips_the_linear_policy_exactly_when_the_budget_beats_the_margin():
+    """With x = 128 everywhere (no clipping), FGSM moves every pixel by eps against sign(W_a - W_b):
+    the margin falls by eps / 255 * ||W_a - W_b||_1, so the action flips iff that exceeds it."""
+    net = LinearQ()
+    obs = torch.full((1, 2, 12, 12), 128, dtype=torch.uint8)
+    q = net(obs)["q"][0].detach()
+    a = int(q.argmax())
+    margin = float(q[a] - q[1 - a])
+    l1 = float((net.W[a] - net.W[1 - a]).abs().sum().detach())
+    threshold = 255 * margin / l1
+    assert 1 < threshold < 30 and abs(threshold - round(threshold)) > 0.05  # a clear case
+    for eps in range(0, 32):
+        adv = CNNAttack(net, (2, 12, 12), "fgsm", float(eps))(obs)
+        flipped = int(net(adv)["q"].argmax(1)) != a
+        assert flipped == (eps * l1 / 255 > margin), (eps, threshold)
+
+
+def test_quantise_rounds_inside_the_ball():
+    clean = torch.tensor([0, 10, 250, 128], dtype=torch.uint8)
+    perturbed = torch.tensor([-3.0, 12.6, 260.0, 126.2])
+    np.testing.assert_array_equal(quantise(clean, perturbed, 2.5).numpy(), [0, 12, 252, 126])
+
+
+def test_a_network_without_an_action_head_is_refused():
+    class ValueOnly(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = nn.Parameter(torch.zeros(1))
+
+        def forward(self, obs):
+            return {"value": obs.float().sum((1, 2, 3)) * self.w}
+
+    message = "no action head \\(heads: value\\); an attack needs 'q' or 'logits'"
+    with pytest.raises(ValueError, match=message):
+        action_head(ValueOnly(), (2, 12, 12))
+
+
+def glimpse_policy(seed=0, glimpses=2):
+    from agents.glimpse import GlimpsePolicy, RecurrentAttentionModel
+
+    torch.manual_seed(seed)
+    model = RecurrentAttentionModel(n_actions=3, channels=1, patch_size=6, num_scales=2).eval()
+    return GlimpsePolicy(model, 6, glimpses)
+
+
+@pytest.mark.parametrize("attack", ["fgsm", "pgd", "noise"])
+def test_glimpse_attack_budget_state_and_effect(attack):
+    policy = glimpse_policy()
+    obs = frames(6, (1, 24, 24), seed=3)
+    policy(obs)  # a state and a gaze of its own, as in the middle of an episode
+    state, loc = [s.clone() for s in policy.state], policy.loc.clone()
+    attacker = GlimpseAttack(policy, attack, 16.0, steps=5)
+    adv = attacker(obs)
+    assert (adv.int() - obs.int()).abs().max() <= 16 and adv.dtype == torch.uint8
+    # crafting does not advance the agent
+    assert all(torch.equal(a, b) for a, b in zip(policy.state, state, strict=True))
+    assert torch.equal(policy.loc, loc)
+    if attack != "noise":
+        # the attack's loss is the clean action's cross-entropy: it must not fall
+        target = torch.as_tensor(attacker.last_clean_actions)
+        with torch.no_grad():
+            clean_loss = nn.functional.cross_entropy(attacker.logits(obs.float() / 255), target)
+            adv_loss = nn.functional.cross_entropy(attacker.logits(adv.float() / 255), target)
+        assert adv_loss > clean_loss
+    assert torch.equal(GlimpseAttack(policy, attack, 0.0)(obs), obs)
+
+
+def test_transfer_attack_hands_over_the_newest_frame_and_counts_the_targets_flips():
+    source = CNNAttack(LinearQ(shape=(2, 24, 24)), (2, 24, 24), "fgsm", 8.0)
+    transfer = TransferAttack(source, 2)
+    policy = glimpse_policy()
+    attacked = AttackedPolicy(policy, transfer)
+    first, second = frames(6, (1, 24, 24), seed=1), frames(6, (1, 24, 24), seed=2)
+    attacked(first)
+    np.testing.assert_array_equal(transfer.history[:, 1].numpy(), first[:, 0].numpy())
+    attacked.reset(np.array([True, False, False, False, False, False]))
+    assert transfer.history[0].max() == 0 and transfer.history[1].max() > 0
+    adv = transfer(second)
+    assert adv.shape == second.shape and (adv.int() - second.int()).abs().max() <= 8
+    assert attacked.steps == 6 and 0 <= attacked.flip_rate <= 1
+
+
+def script(*args, timeout=300):
+    return subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=timeout)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    from agents.dqn import DQNConfig, DQNTrainer
+    from agents.glimpse_train import GlimpseConfig, GlimpseTrainer
+
+    root = tmp_path_factory.mktemp("adv")
+    DQNTrainer(DQNConfig.catch(total_steps=400, learning_starts=100, saliency_every=0,
+                               run_dir=str(root / "dqn"), progress=False)).run()  # fmt: skip
+    GlimpseTrainer(GlimpseConfig(total_steps=8 * 24, num_envs=8, progress=False,
+                                 run_dir=str(root / "glimpse"))).run()  # fmt: skip
+    return root
+
+
+def test_attack_script_compares_agents_with_transfer(runs, tmp_path):
+    out = tmp_path / "rep"
+    r = script("scripts/attack.py", "--checkpoint", str(runs / "dqn"), str(runs / "glimpse"),
+               "--attack", "fgsm", "noise", "--epsilons", "0", "4", "--episodes", "8",
+               "--transfer-from", str(runs / "dqn"), "--out", str(out))  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    report = json.loads((out / "robustness.json").read_text())
+    assert set(report["summary"]) == {"fgsm", "noise"}
+    assert set(report["summary"]["fgsm"]) == {"dqn", "glimpse", "glimpse, crafted on dqn"}
+    assert set(report["summary"]["noise"]) == {"dqn", "glimpse"}
+    for run in report["runs"]:
+        clean = run["results"][0]
+        assert clean["epsilon"] == 0 and clean["flip_rate"] == 0 and 0 <= clean["catch_rate"] <= 1
+        assert len(clean["scores"]) == 8
+    assert (out / "robustness.png").stat().st_size > 0
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--attack", "cw"], "error: unknown attack 'cw'; accepted: fgsm, pgd, noise"),
+        (["--epsilons", "-1"], "error: epsilon must be in [0, 255] pixel levels"),
+        (["--epsilons", "300"], "error: epsilon must be in [0, 255] pixel levels"),
+        (["--attack", "noise", "--transfer-from", "{dqn}"], "noise needs no source"),
+        (["--transfer-from", "{glimpse}"], "--transfer-from needs a CNN agent"),
+    ],
+)
+def test_attack_bad_input_is_one_line(args, message, runs, tmp_path):
+    args = [a.format(dqn=runs / "dqn", glimpse=runs / "glimpse") for a in args]
+    target = runs / ("glimpse" if "--transfer-from" in args else "dqn")
+    r = script("scripts/attack.py", "--checkpoint", str(target), "--episodes", "2", *args,
+               "--out", str(tmp_path / "o"), timeout=120)  # fmt: skip
+    assert r.returncode != 0
+    lines = [line for line in r.stderr.strip().splitlines() if line]
+    assert len(lines) == 1 and message in lines[0], r.stderr
+    assert not (tmp_path / "o" / "robustness.json").exists()
