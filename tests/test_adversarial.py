@@ -189,3 +189,27 @@ def test_attack_bad_input_is_one_line(args, message, runs, tmp_path):
     lines = [line for line in r.stderr.strip().splitlines() if line]
     assert len(lines) == 1 and message in lines[0], r.stderr
     assert not (tmp_path / "o" / "robustness.json").exists()
+
+
+@pytest.mark.parametrize("algo", ["DQN", "PPO"])
+def test_sb3_models_are_attacked_through_their_action_head(algo, tmp_path):
+    import gymnasium as gym
+    import stable_baselines3 as sb3
+
+    from analysis.adversarial import load_agent
+    from analysis.playback import obs_shape
+
+    class Frames(gym.Env):
+        observation_space = gym.spaces.Box(0, 255, (4, 84, 84), np.uint8)
+        action_space = gym.spaces.Discrete(6)
+
+    kwargs = {"buffer_size": 100, "learning_starts": 0} if algo == "DQN" else {"n_steps": 8, "batch_size": 8}
+    getattr(sb3, algo)("CnnPolicy", Frames(), seed=0, device="cpu", **kwargs).save(tmp_path / "m.zip")
+    net, make_policy, config = load_agent(str(tmp_path / "m.zip"), "pong")
+    assert action_head(net, obs_shape(net, config)) == ("q" if algo == "DQN" else "logits")
+    obs = frames(3, (4, 84, 84))
+    attacked = AttackedPolicy(make_policy(3), CNNAttack(net, (4, 84, 84), "pgd", 4.0, steps=3))
+    actions = attacked(obs)
+    assert actions.shape == (3,) and attacked.steps == 3
+    adv = attacked.attack(obs)
+    assert (adv.int() - obs.int()).abs().max() <= 4
