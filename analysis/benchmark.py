@@ -63,3 +63,29 @@ def benchmark_saliency(
         rows.append((f"record_saliency end to end ({video_frames} frames, both heads)",
                      video_frames / (time.perf_counter() - start)))  # fmt: skip
     return rows
+
+
+def benchmark_attacks(batch: int = 32, repeats: int = 5) -> list[tuple[str, float]]:
+    """Attacked frames per second (one batched call crafts a batch): FGSM, PGD-10 and the noise
+    control on the dueling network (4x84x84) and on the glimpse agent's Atari defaults (210x160)."""
+    from agents.glimpse import GlimpsePolicy, RecurrentAttentionModel
+    from agents.networks import DuelingQNetwork
+    from analysis.adversarial import CNNAttack, GlimpseAttack
+
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    net = DuelingQNetwork(6).eval()
+    obs = torch.from_numpy(rng.integers(0, 256, (batch, 4, 84, 84), dtype=np.uint8))
+    model = RecurrentAttentionModel(6, patch_size=12, num_scales=3).eval()
+    policy = GlimpsePolicy(model, batch)
+    frames = torch.from_numpy(rng.integers(0, 256, (batch, 1, 210, 160), dtype=np.uint8))
+    rows = []
+    for attack in ("fgsm", "pgd", "noise"):
+        name = {"fgsm": "FGSM", "pgd": "PGD-10", "noise": "noise"}[attack]
+        cnn = CNNAttack(net, (4, 84, 84), attack, 4.0, steps=10)
+        glimpse = GlimpseAttack(policy, attack, 4.0, steps=10)
+        how = (" (ART)", " (through its loop)") if attack != "noise" else ("", "")
+        rows.append((f"dueling CNN, {name}{how[0]}", batch / _median_seconds(lambda a=cnn: a(obs), repeats)))
+        rows.append((f"glimpse agent, {name}{how[1]}",
+                     batch / _median_seconds(lambda a=glimpse: a(frames), repeats)))  # fmt: skip
+    return rows

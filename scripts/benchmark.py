@@ -228,6 +228,29 @@ def run_saliency(cfg: Saliency) -> None:
 
 
 @dataclass
+class Attack:
+    """Adversarial attacks: attacked frames/s for FGSM, PGD-10 and noise, CNN and glimpse agent."""
+
+    batch: int = 32
+    """Frames attacked per call (the envs of one evaluation step)."""
+    repeats: int = 5
+    """Timed repeats per attack (median reported)."""
+    write: bool = True
+    """Write the table into docs/benchmarks.md."""
+
+
+def run_attack(cfg: Attack) -> None:
+    from analysis.benchmark import benchmark_attacks
+
+    rows = benchmark_attacks(cfg.batch, cfg.repeats)
+    table = markdown_table(["attack (epsilon 4)", "frames per second"],
+                           [[name, f"{rate:,.1f}"] for name, rate in rows])  # fmt: skip
+    print(table)
+    if cfg.write:
+        write_section("attack", table)
+
+
+@dataclass
 class Glimpse:
     """Glimpse agent: forward cost vs resolution against the dueling CNN; Catch learning curve;
     Pong steps/s and return after a fixed budget beside a random policy."""
@@ -388,11 +411,12 @@ def main() -> None:
             "pqn-gpu": Annotated[PqnGpu, tyro.conf.arg(help=PqnGpu.__doc__)],
             "saliency": Annotated[Saliency, tyro.conf.arg(help=Saliency.__doc__)],
             "glimpse": Annotated[Glimpse, tyro.conf.arg(help=Glimpse.__doc__)],
+            "attack": Annotated[Attack, tyro.conf.arg(help=Attack.__doc__)],
         },
         description=__doc__,
     )
     runners = {Envs: run_envs, Dqn: run_dqn, DqnGpu: run_dqn_gpu, Pqn: run_pqn, PqnGpu: run_pqn_gpu,
-               Saliency: run_saliency, Glimpse: run_glimpse}  # fmt: skip
+               Saliency: run_saliency, Glimpse: run_glimpse, Attack: run_attack}  # fmt: skip
     runners[type(cfg)](cfg)
 
 
