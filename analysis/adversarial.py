@@ -359,10 +359,9 @@ def plot_robustness(summary: dict[str, dict[str, Any]], path: str | os.PathLike[
                     title: str = "") -> Path:  # fmt: skip
     """One column per attack: the return (or catch rate) and the flipped-action share against
     epsilon, a line per kind of agent with its 95% interval over seeds."""
-    import matplotlib
+    from analysis.render import pyplot, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, axes = plt.subplots(2, len(summary), figsize=(4.6 * len(summary), 7), squeeze=False)
     for col, (attack, groups) in enumerate(summary.items()):
@@ -380,9 +379,4 @@ def plot_robustness(summary: dict[str, dict[str, Any]], path: str | os.PathLike[
                 ax.set_ylabel(score.replace("_", " ") if row == 0 else "share of actions flipped")
         axes[0, col].set_title(attack.upper() if attack != "noise" else "random noise (control)")
         axes[0, col].legend(fontsize=7)
-    fig.suptitle(title or "robustness to adversarial observations")
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, title or "robustness to adversarial observations")

@@ -86,12 +86,9 @@ def plot_over_training(result: OverTraining, path: str | os.PathLike[str]) -> Pa
     """Rows: each probe frame's maps, one row per head; columns: checkpoints; below, the heads'
     agreement against training steps. Each map is scaled to its own maximum (the shape is the
     point here), overlaid in red on the probe's newest frame."""
-    import matplotlib
+    from analysis.render import overlay, pyplot, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from analysis.render import overlay
+    plt = pyplot()
 
     n_ckpt, n_probe = len(result.steps), len(result.obs)
     rows = n_probe * len(result.heads)
@@ -117,12 +114,7 @@ def plot_over_training(result: OverTraining, path: str | os.PathLike[str]) -> Pa
     ax.set_xlabel("training step")
     ax.set_ylabel(f"{result.heads[0]} vs {result.heads[1]}")
     ax.legend(fontsize=8)
-    fig.suptitle(f"{result.method} saliency over training")
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, f"{result.method} saliency over training")
 
 
 def log_over_training(result: OverTraining, log_dir: str | os.PathLike[str]) -> Path:

@@ -3,6 +3,10 @@ channels, the saliency in red; side-by-side panels with a small heads-up display
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+from typing import Any
+
 import cv2
 import numpy as np
 
@@ -69,3 +73,25 @@ def panels(images: list[np.ndarray], height: int = 420) -> np.ndarray:
             cv2.resize(im, (round(w * height / h), height), interpolation=cv2.INTER_NEAREST)
         )
     return np.concatenate(scaled, axis=1)
+
+
+def pyplot() -> Any:
+    """matplotlib's pyplot on the Agg backend: figures are files here, never windows."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save_figure(fig: Any, path: str | os.PathLike[str], title: str = "", dpi: int = 100) -> Path:
+    """Title, lay out, write and close a matplotlib figure; returns its path."""
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=dpi)
+    fig.clf()
+    pyplot().close(fig)
+    return path

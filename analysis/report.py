@@ -195,10 +195,9 @@ def write_clip(screens: list[np.ndarray], maps: dict[str, np.ndarray], path: Pat
 
 
 def _plot_checks(report: dict[str, Any], out: Path) -> list[Path]:
-    import matplotlib
+    from analysis.render import pyplot, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     paths = []
     for m, result in report["_sanity"].items():
@@ -209,10 +208,7 @@ def _plot_checks(report: dict[str, Any], out: Path) -> list[Path]:
         for ax, kind in zip(row, ("deletion", "insertion"), strict=True):
             plot_fidelity([c for cs in curves.values() for c in cs if c.kind == kind], ax)
             ax.set_title(f"{m}: {kind} (solid: by the map, dashed: random pixels)", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(out / "fidelity.png", dpi=100)
-    plt.close(fig)
-    return [*paths, out / "fidelity.png"]
+    return [*paths, save_figure(fig, out / "fidelity.png")]
 
 
 def write_report(

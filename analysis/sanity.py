@@ -158,10 +158,9 @@ def randomization_test(
 def plot_randomization(result: RandomizationResult, path: str | os.PathLike[str]) -> Path:
     """One row of maps per head (trained, then each cumulative stage) over a row of similarity
     curves per head: the figure of Adebayo et al.'s Fig. 2 and 4 for our heads."""
-    import matplotlib
+    from analysis.render import pyplot, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     names = [s.name for s in result.stages]
     cols = len(names) + 1
@@ -194,9 +193,4 @@ def plot_randomization(result: RandomizationResult, path: str | os.PathLike[str]
         flag = "  SURVIVES randomisation" if result.survives[h] else ""
         ax.set_title(f"{h}: similarity to trained{flag}", fontsize=9)
         ax.legend(fontsize=7)
-    fig.suptitle(f"cascading randomisation, {result.method} saliency")
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, f"cascading randomisation, {result.method} saliency")
