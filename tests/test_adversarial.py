@@ -144,10 +144,13 @@ def script(*args, timeout=300):
 def runs(tmp_path_factory):
     from agents.dqn import DQNConfig, DQNTrainer
     from agents.glimpse_train import GlimpseConfig, GlimpseTrainer
+    from agents.pqn import PQNConfig, PQNTrainer
 
     root = tmp_path_factory.mktemp("adv")
     DQNTrainer(DQNConfig.catch(total_steps=400, learning_starts=100, saliency_every=0,
                                run_dir=str(root / "dqn"), progress=False)).run()  # fmt: skip
+    PQNTrainer(PQNConfig.catch(total_steps=256, num_envs=8, rollout=8, saliency_every=0,
+                               run_dir=str(root / "pqn"), progress=False)).run()  # fmt: skip
     GlimpseTrainer(GlimpseConfig(total_steps=8 * 24, num_envs=8, progress=False,
                                  run_dir=str(root / "glimpse"))).run()  # fmt: skip
     return root
@@ -155,14 +158,14 @@ def runs(tmp_path_factory):
 
 def test_attack_script_compares_agents_with_transfer(runs, tmp_path):
     out = tmp_path / "rep"
-    r = script("scripts/attack.py", "--checkpoint", str(runs / "dqn"), str(runs / "glimpse"),
+    r = script("scripts/attack.py", "--checkpoint", *(str(runs / k) for k in ("dqn", "pqn", "glimpse")),
                "--attack", "fgsm", "noise", "--epsilons", "0", "4", "--episodes", "8",
                "--transfer-from", str(runs / "dqn"), "--out", str(out))  # fmt: skip
     assert r.returncode == 0, r.stderr
     report = json.loads((out / "robustness.json").read_text())
     assert set(report["summary"]) == {"fgsm", "noise"}
-    assert set(report["summary"]["fgsm"]) == {"dqn", "glimpse", "glimpse, crafted on dqn"}
-    assert set(report["summary"]["noise"]) == {"dqn", "glimpse"}
+    assert set(report["summary"]["fgsm"]) == {"dqn", "pqn", "glimpse", "glimpse, crafted on dqn"}
+    assert set(report["summary"]["noise"]) == {"dqn", "pqn", "glimpse"}
     for run in report["runs"]:
         clean = run["results"][0]
         assert clean["epsilon"] == 0 and clean["flip_rate"] == 0 and 0 <= clean["catch_rate"] <= 1
