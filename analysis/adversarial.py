@@ -334,7 +334,7 @@ def group_label(run: dict[str, Any]) -> str:
 def summarise(runs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """Per attack and group: per epsilon the mean and 95% interval over the group's runs (seeds)
     of the return, the catch rate (Catch) and the flip rate."""
-    from analysis.compare import mean_ci
+    from analysis.compare import mean_ci_dict
 
     out: dict[str, dict[str, Any]] = {}
     for run in runs:
@@ -349,7 +349,7 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
                 for key in ("mean_return", "catch_rate", "flip_rate"):
                     if key in members[0]["results"][i]:
                         values = [m["results"][i][key] for m in members]
-                        row[key] = dict(zip(("mean", "ci_low", "ci_high"), mean_ci(values), strict=True))
+                        row[key] = mean_ci_dict(values)
                 rows.append(row)
             summary[attack][label] = rows
     return summary

@@ -158,3 +158,8 @@ def mean_ci(values: np.ndarray, z: float = 1.96) -> tuple[float, float, float]:
     mean = float(v.mean())
     half = float(z * v.std(ddof=1) / np.sqrt(len(v))) if len(v) > 1 else 0.0
     return mean, mean - half, mean + half
+
+
+def mean_ci_dict(values: np.ndarray) -> dict[str, float]:
+    """:func:`mean_ci` as the ``{"mean", "ci_low", "ci_high"}`` record every report writes."""
+    return dict(zip(("mean", "ci_low", "ci_high"), mean_ci(values), strict=True))

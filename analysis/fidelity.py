@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from analysis.compare import mean_ci
+from analysis.compare import mean_ci_dict
 from analysis.saliency import SaliencyMaps, _check_obs, _gaussian_blur, _select, heads_of
 
 # Up to half the screen: past that the blurred frame is no state the agent meets, and every ranking
@@ -54,7 +54,7 @@ class FidelityCurve:
 
     def summary(self) -> dict[str, Any]:
         def stats(v: np.ndarray) -> list[dict[str, float]]:
-            return [dict(zip(("mean", "ci_low", "ci_high"), mean_ci(row), strict=True)) for row in v]
+            return [mean_ci_dict(row) for row in v]
 
         return {"kind": self.kind, "head": self.head, "fractions": self.fractions.tolist(),
                 "salient": stats(self.salient), "random": stats(self.random),

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 from torch import nn
 
-from analysis.compare import REGION_PRESETS, Box, compare_maps, mean_ci, spearman, stack_shares
+from analysis.compare import REGION_PRESETS, Box, compare_maps, mean_ci_dict, spearman, stack_shares
 from analysis.fidelity import deletion_curve, insertion_curve, plot_fidelity
 from analysis.playback import head_pair, play
 from analysis.saliency import attribute, check_method, to_frame
@@ -89,15 +89,12 @@ def head_report(
     series = {k: np.array([getattr(c, k) for c in per_frame]) for k in
               ("pearson", "spearman", "top5_iou", "concentration_a", "concentration_b", "entropy_a",
                "entropy_b", "centre_distance")}  # fmt: skip
-    summary: dict[str, Any] = {k: dict(zip(("mean", "ci_low", "ci_high"), mean_ci(v), strict=True))
-                               for k, v in series.items()}  # fmt: skip
+    summary: dict[str, Any] = {k: mean_ci_dict(v) for k, v in series.items()}  # fmt: skip
     region_stats = {}
     for which, name in (("regions_a", a_name), ("regions_b", b_name)):
         for region in regions:
             values = np.array([getattr(c, which)[region] for c in per_frame])
-            region_stats[f"{name}/{region}"] = dict(
-                zip(("mean", "ci_low", "ci_high"), mean_ci(values), strict=True)
-            )
+            region_stats[f"{name}/{region}"] = mean_ci_dict(values)
     mean_a, mean_b = a_screen.mean(0), b_screen.mean(0)
     whole = dataclasses.asdict(compare_maps(mean_a, mean_b, regions))
     return {
@@ -117,10 +114,6 @@ def head_report(
     }
 
 
-def _ci(values: np.ndarray) -> dict[str, float]:
-    return dict(zip(("mean", "ci_low", "ci_high"), mean_ci(values), strict=True))
-
-
 def method_agreement(collected: Collected) -> dict[str, dict[str, dict[str, float]]]:
     """Per head and pair of methods: the per-frame Spearman correlation of their maps (mean, CI)."""
     methods = list(collected.maps)
@@ -130,7 +123,8 @@ def method_agreement(collected: Collected) -> dict[str, dict[str, dict[str, floa
         for i, m1 in enumerate(methods):
             for m2 in methods[i + 1 :]:
                 a, b = _combined(collected.maps[m1][h]), _combined(collected.maps[m2][h])
-                out[h][f"{m1} vs {m2}"] = _ci(np.array([spearman(x, y) for x, y in zip(a, b, strict=True)]))
+                rho = [spearman(x, y) for x, y in zip(a, b, strict=True)]
+                out[h][f"{m1} vs {m2}"] = mean_ci_dict(np.array(rho))
     return out
 
 

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from analysis.compare import mean_ci, spearman, top_iou
+from analysis.compare import mean_ci, mean_ci_dict, spearman, top_iou
 from analysis.saliency import attribute, check_method, heads_of
 
 METRICS = ("spearman", "ssim", "top5_iou")
@@ -105,8 +105,7 @@ class RandomizationResult:
             "survives_full_randomisation": self.survives,
             "stages": [
                 {"randomised_down_to": s.name,
-                 "similarity": {h: {m: dict(zip(("mean", "ci_low", "ci_high"), mean_ci(v),
-                                                strict=True))
+                 "similarity": {h: {m: mean_ci_dict(v)
                                     for m, v in s.similarity[h].items()} for h in self.heads}}
                 for s in self.stages
             ],
