@@ -110,8 +110,6 @@ class DQNConfig:
     """Units per stream; 0 picks 512 for dueling and 1024 for single (the paper's matched sizes)."""
     layer_norm: bool = False
     """LayerNorm before every ReLU of the network (PQN's; off in the dueling paper)."""
-    layer_norm: bool = False
-    """LayerNorm before every ReLU of the network (PQN's; off in the dueling paper)."""
     double: bool = True
     """Double DQN targets (van Hasselt et al. 2016); False gives the Nature DQN target."""
     stack_num: int = 4

@@ -15,4 +15,15 @@ __all__ = [
     "make_atari_env",
     "make_vector_env",
     "resolve_game",
+    "sb3_vec_env",
 ]
+
+
+def __getattr__(name: str):
+    """``sb3_vec_env`` on first use: it imports Stable-Baselines3 (and so torch), which the rest of
+    ``envs`` does not need."""
+    if name in ("sb3_vec_env", "AtariSB3VecEnv"):
+        from envs import sb3
+
+        return getattr(sb3, name)
+    raise AttributeError(f"module 'envs' has no attribute {name!r}")

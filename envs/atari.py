@@ -233,18 +233,32 @@ class SeededAtariVectorEnv(AtariVectorEnv):
         super().send(arr.astype(np.int64, copy=False))
 
 
+AUTORESET_MODES = {"next_step": "NextStep", "same_step": "SameStep"}
+
+
 def make_vector_env(
-    game: str, num_envs: int, *, seed: int | None = None, num_threads: int = 0, **options: Any
+    game: str,
+    num_envs: int,
+    *,
+    seed: int | None = None,
+    num_threads: int = 0,
+    autoreset: str = "next_step",
+    **options: Any,
 ) -> SeededAtariVectorEnv:
     """``num_envs`` games stepped by ale-py's C++ thread pool: the fast path for training.
 
-    Same options and defaults as :func:`make_atari_env`; autoreset is gymnasium's NEXT_STEP mode
-    (see the module docstring). ``num_threads=0`` lets ALE pick (one per core, at most num_envs).
+    Same options and defaults as :func:`make_atari_env`. ``autoreset`` is gymnasium's NEXT_STEP mode
+    by default (see the module docstring); ``"same_step"`` resets within the step that ended an
+    episode and puts the last observation in ``info["final_obs"]`` (what SB3's ``VecEnv`` API needs,
+    see ``envs.sb3``). ``num_threads=0`` lets ALE pick (one per core, at most num_envs).
     """
+    if autoreset not in AUTORESET_MODES:
+        raise ValueError(f"autoreset must be next_step or same_step, got {autoreset!r}")
     if isinstance(num_envs, bool) or not isinstance(num_envs, int) or num_envs < 1:
         raise ValueError(f"num_envs must be an integer >= 1, got {num_envs!r}")
     if isinstance(num_threads, bool) or not isinstance(num_threads, int) or num_threads < 0:
         raise ValueError(f"num_threads must be an integer >= 0, got {num_threads!r}")
     rom = resolve_game(game)
     opts = AtariOptions.from_kwargs(**options)
-    return SeededAtariVectorEnv(rom, num_envs, seed=seed, num_threads=num_threads, **opts.as_dict())
+    return SeededAtariVectorEnv(rom, num_envs, seed=seed, num_threads=num_threads,
+                                autoreset_mode=AUTORESET_MODES[autoreset], **opts.as_dict())  # fmt: skip

@@ -114,7 +114,7 @@ def single_env(game: str) -> Setup:
     return Setup("ours, make_atari_env (single)", step)
 
 
-def sb3(game: str, num_envs: int) -> Setup:
+def sb3_pipeline(game: str, num_envs: int):
     """SB3's documented Atari pipeline: ``make_atari_env`` (DummyVecEnv) + ``VecFrameStack(4)``."""
     import ale_py
     import gymnasium as gym
@@ -123,8 +123,52 @@ def sb3(game: str, num_envs: int) -> Setup:
 
     gym.register_envs(ale_py)
     camel = "".join(part.capitalize() for part in resolve_game(game).split("_"))
-    env = VecFrameStack(sb3_make_atari_env(f"{camel}NoFrameskip-v4", n_envs=num_envs, seed=0), 4)
-    return _batched(f"SB3 make_atari_env, DummyVecEnv x{num_envs}", env, num_envs)
+    return VecFrameStack(sb3_make_atari_env(f"{camel}NoFrameskip-v4", n_envs=num_envs, seed=0), 4)
+
+
+def sb3(game: str, num_envs: int) -> Setup:
+    return _batched(f"SB3 make_atari_env, DummyVecEnv x{num_envs}", sb3_pipeline(game, num_envs),
+                    num_envs)  # fmt: skip
+
+
+def ppo_rollout_rate(env, n_steps: int) -> dict[str, float]:
+    """Steps/s of SB3 PPO's ``collect_rollouts`` (policy forward, env step, rollout buffer) for one
+    rollout of ``n_steps`` per env, and the share of it spent inside the env's ``step``."""
+    from stable_baselines3 import PPO
+
+    model = PPO("CnnPolicy", env, n_steps=n_steps, seed=0, device="cpu")
+    _, callback = model._setup_learn(n_steps * env.num_envs, None)
+    callback.on_training_start({}, {})
+    inner, in_env = model.env.step, [0.0]
+
+    def timed_step(actions):
+        t = time.perf_counter()
+        out = inner(actions)
+        in_env[0] += time.perf_counter() - t
+        return out
+
+    model.env.step = timed_step
+    start = time.perf_counter()
+    model.collect_rollouts(model.env, callback, model.rollout_buffer, n_steps)
+    elapsed = time.perf_counter() - start
+    env.close()
+    return {"rate": n_steps * env.num_envs / elapsed, "env_share": in_env[0] / elapsed}
+
+
+def benchmark_sb3_rollouts(game: str, num_envs: int, n_steps: int,
+                           repeats: int) -> dict[str, dict[str, float]]:  # fmt: skip
+    """PPO rollouts on our ``sb3_vec_env`` and on SB3's pipeline, alternated ``repeats`` times;
+    medians of each setup's rate and env share."""
+    from envs.sb3 import sb3_vec_env
+
+    makers = {f"ours, envs.sb3_vec_env x{num_envs}": lambda: sb3_vec_env(game, num_envs, seed=0),
+              f"SB3 make_atari_env + VecFrameStack x{num_envs}": lambda: sb3_pipeline(game, num_envs)}  # fmt: skip
+    runs: dict[str, list[dict[str, float]]] = {name: [] for name in makers}
+    for _ in range(repeats):
+        for name, make in makers.items():
+            runs[name].append(ppo_rollout_rate(make(), n_steps))
+    return {name: {k: statistics.median(r[k] for r in rs) for k in ("rate", "env_share")}
+            for name, rs in runs.items()}  # fmt: skip
 
 
 RAW = "raw ALE emulator (1 core)"

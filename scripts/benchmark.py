@@ -2,6 +2,7 @@
 
 python scripts/benchmark.py envs      # env steps/s: ours vs SB3's pipeline vs raw ALE
 python scripts/benchmark.py glimpse   # glimpse agent: cost vs resolution, Catch curve, Pong budget
+python scripts/benchmark.py sb3       # SB3 PPO rollouts: on our VecEnv vs SB3's Atari pipeline
 """
 
 from __future__ import annotations
@@ -401,6 +402,37 @@ def run_pqn_gpu(cfg: PqnGpu) -> None:
         write_section("pqn_gpu", f"GPU: {gpu}\n\n{table}")
 
 
+@dataclass
+class Sb3:
+    """SB3 PPO's rollout collection (policy forward, env, rollout buffer) on our SB3 VecEnv against
+    SB3's own Atari pipeline, alternated in one run."""
+
+    game: str = "pong"
+    """Game to play."""
+    num_envs: int = 8
+    """Parallel envs of both setups."""
+    n_steps: int = 2048
+    """Steps per env of one rollout (PPO's default)."""
+    repeats: int = 3
+    """Rollouts per setup; medians are reported."""
+    write: bool = True
+    """Write the table into docs/benchmarks.md."""
+
+
+def run_sb3(cfg: Sb3) -> None:
+    from envs.benchmark import benchmark_sb3_rollouts
+
+    results = benchmark_sb3_rollouts(cfg.game, cfg.num_envs, cfg.n_steps, cfg.repeats)
+    reference = results[next(k for k in results if k.startswith("SB3"))]["rate"]
+    rows = [[cfg.game, name, f"{r['rate']:,.0f}", f"{r['rate'] / reference:.2f}x",
+             f"{r['env_share']:.0%}"] for name, r in results.items()]  # fmt: skip
+    table = markdown_table(["game", "env", "PPO rollout steps/s", "vs SB3", "time in env.step"],
+                           rows)  # fmt: skip
+    print(table)
+    if cfg.write:
+        write_section("sb3", table)
+
+
 def main() -> None:
     cfg = tyro.extras.subcommand_cli_from_dict(
         {
@@ -412,11 +444,13 @@ def main() -> None:
             "saliency": Annotated[Saliency, tyro.conf.arg(help=Saliency.__doc__)],
             "glimpse": Annotated[Glimpse, tyro.conf.arg(help=Glimpse.__doc__)],
             "attack": Annotated[Attack, tyro.conf.arg(help=Attack.__doc__)],
+            "sb3": Annotated[Sb3, tyro.conf.arg(help=Sb3.__doc__)],
         },
         description=__doc__,
     )
     runners = {Envs: run_envs, Dqn: run_dqn, DqnGpu: run_dqn_gpu, Pqn: run_pqn, PqnGpu: run_pqn_gpu,
-               Saliency: run_saliency, Glimpse: run_glimpse, Attack: run_attack}  # fmt: skip
+               Saliency: run_saliency, Glimpse: run_glimpse, Attack: run_attack,
+               Sb3: run_sb3}  # fmt: skip
     runners[type(cfg)](cfg)
 
 
