@@ -161,8 +161,10 @@ def benchmark_sb3_rollouts(game: str, num_envs: int, n_steps: int,
     medians of each setup's rate and env share."""
     from envs.sb3 import sb3_vec_env
 
-    makers = {f"ours, envs.sb3_vec_env x{num_envs}": lambda: sb3_vec_env(game, num_envs, seed=0),
-              f"SB3 make_atari_env + VecFrameStack x{num_envs}": lambda: sb3_pipeline(game, num_envs)}  # fmt: skip
+    makers = {
+        f"ours, envs.sb3_vec_env x{num_envs}": lambda: sb3_vec_env(game, num_envs, seed=0),
+        f"SB3 make_atari_env + VecFrameStack x{num_envs}": lambda: sb3_pipeline(game, num_envs),
+    }
     runs: dict[str, list[dict[str, float]]] = {name: [] for name in makers}
     for _ in range(repeats):
         for name, make in makers.items():
