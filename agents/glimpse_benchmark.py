@@ -101,7 +101,7 @@ def learning_curve(total_steps: int, eval_every: int, seed: int = 1, episodes: i
                     trainer.model, episodes, glimpses_per_step=cfg.glimpses_per_step
                 )
                 evaluating += time.perf_counter() - t
-                curve.append({"steps": trainer.global_step, "episodes": trainer.episodes,
+                curve.append({"steps": trainer.global_step, "episodes": trainer.tracker.episodes,
                               "seconds": time.perf_counter() - start - evaluating,
                               "catch_rate": rate})  # fmt: skip
                 if target > 0 and rate >= target:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -39,7 +40,7 @@ from agents.checkpoint import (
     write_checkpoint,
 )
 from agents.glimpse import GlimpsePolicy, RecurrentAttentionModel, reinforce_loss
-from agents.training import action_names, check_config_types
+from agents.training import EpisodeTracker, action_names, check_config_types
 from envs import CatchVectorEnv, make_vector_env, resolve_game
 from envs.options import AtariOptions
 
@@ -200,15 +201,19 @@ def advantages(
     return adv, adv + baselines
 
 
+Callback = Callable[["GlimpseTrainer", int], None]
+
+
 class GlimpseTrainer:
     """Parallel envs, one batched forward per step; every ``rollout`` steps one REINFORCE update
     (truncated back-propagation through time: the core's state carries over, its graph does not).
 
     Steps at which an env performs its automatic reset (ALE's NEXT_STEP mode) are masked out of the
     loss, and the core state and glimpse location of that env start afresh after them.
+    ``callbacks`` are called as ``callback(trainer, global_step)`` after every update.
     """
 
-    def __init__(self, cfg: GlimpseConfig) -> None:
+    def __init__(self, cfg: GlimpseConfig, callbacks: list[Callback] | None = None) -> None:
         resume_from = None
         if cfg.resume:
             resume_from, fields = resume_config(cfg, session=("progress", "threads"),
@@ -217,6 +222,7 @@ class GlimpseTrainer:
             cfg = GlimpseConfig(**fields)
         cfg.validate()
         self.cfg = cfg
+        self.callbacks = list(callbacks or [])
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
         torch.manual_seed(cfg.seed)
@@ -242,8 +248,8 @@ class GlimpseTrainer:
             cfg.run_dir or f"runs/{self.game}__glimpse__{cfg.seed}__{int(time.time())}"
         )
         self.action_names = action_names(self.game, self.env_options)
-        self.global_step = self.updates = self.episodes = 0
-        self.recent: collections.deque[float] = collections.deque(maxlen=100)
+        self.global_step = self.updates = 0
+        self.tracker = EpisodeTracker(cfg.num_envs, self.env_options)
         self.heat = np.zeros(self.frame_shape, np.float64)
         self.stop_signal: int | None = None  # the signal that stopped run(), if one did
         check_run_dir(self.run_dir, resuming=resume_from is not None)
@@ -287,8 +293,7 @@ class GlimpseTrainer:
         n = c.num_envs
         state = self.model.initial_state(n)
         loc = torch.zeros(n, 2)
-        ended = np.zeros(n, bool)
-        ep_return, ep_length = np.zeros(n), np.zeros(n, np.int64)
+        tracker = self.tracker
         since_log = since_save = since_heat = 0
         sps_t0, sps_s0 = time.perf_counter(), self.global_step
         bar = tqdm(total=c.total_steps, initial=self.global_step, unit="step",
@@ -300,22 +305,10 @@ class GlimpseTrainer:
                 for _ in range(c.rollout):
                     images = torch.from_numpy(obs)  # uint8: the retina converts only its patches
                     action, logp, ent_a, ent_l, baseline, loc, state = self.act(images, loc, state)
-                    obs, rew, term, trunc, _ = self.env.step(action.numpy())
-                    decision = ~ended  # a reset step is no decision
-                    ep_return += np.where(ended, 0.0, rew)
-                    ep_length += decision
-                    now_ended = (term | trunc) & decision
-                    if now_ended.any():
-                        # one point per step, the mean of the episodes that ended at it: Catch's
-                        # envs all end together, and a point per episode cost 7% of the run at 128
-                        done_idx = np.flatnonzero(now_ended)
-                        writer.add_scalar("charts/episodic_return",
-                                          ep_return[done_idx].mean(), self.global_step)  # fmt: skip
-                        writer.add_scalar("charts/episodic_length",
-                                          ep_length[done_idx].mean(), self.global_step)  # fmt: skip
-                        self.recent.extend(ep_return[done_idx].tolist())
-                        self.episodes += len(done_idx)
-                        ep_return[done_idx], ep_length[done_idx] = 0.0, 0
+                    obs, rew, term, trunc, info = self.env.step(action.numpy())
+                    ended = tracker.ended  # envs whose step was a reset step: no decision
+                    decision = ~ended
+                    now_ended = tracker.update(rew, term, trunc, info, writer, self.global_step)
                     rows["logp"].append(logp)
                     rows["reward"].append(
                         torch.from_numpy(np.where(ended, 0.0, np.clip(rew, -1, 1)))
@@ -328,7 +321,6 @@ class GlimpseTrainer:
                     # an env whose reset step just happened starts over: fresh core, central glimpse
                     if ended.any():
                         state, loc = self.model.restart(torch.from_numpy(ended), state, loc)
-                    ended = now_ended
                     self.global_step += n
                     bar.update(n)
                 with torch.no_grad():  # the baseline after the rollout, for a cut episode
@@ -345,13 +337,14 @@ class GlimpseTrainer:
                         writer.add_scalar(k, v, self.global_step)
                     writer.add_scalar("charts/location_std", c.location_std, self.global_step)
                     writer.add_scalar("charts/SPS", sps, self.global_step)
-                    if self.recent:
-                        bar.set_postfix(SPS=f"{sps:.0f}", ret=f"{np.mean(self.recent):.2f}")
+                    bar.set_postfix(SPS=f"{sps:.0f}", ret=f"{tracker.recent_mean():.2f}")
                 if c.heatmap_every and since_heat >= c.heatmap_every:
                     since_heat = 0
                     writer.add_image("glimpses/heatmap", self.heatmap(obs[0, -1]),
                                      self.global_step, dataformats="HWC")  # fmt: skip
                     self.heat[:] = 0.0
+                for callback in self.callbacks:
+                    callback(self, self.global_step)
                 if since_save >= c.save_every:
                     since_save = 0
                     self.save()
@@ -437,7 +430,7 @@ class GlimpseTrainer:
             "trainer.json": {
                 "global_step": self.global_step,
                 "updates": self.updates,
-                "episodes": self.episodes,
+                "episodes": self.tracker.episodes,
                 "optimizer": opt_meta,
             },  # fmt: skip
         }
@@ -450,14 +443,13 @@ class GlimpseTrainer:
         state = read_json(ckpt / "trainer.json")
         optimizer_from_tensors(self.optimizer, tensors, state["optimizer"])
         torch.set_rng_state(tensors["rng.torch"])
-        self.global_step, self.updates, self.episodes = (
-            state["global_step"], state["updates"], state["episodes"],
-        )  # fmt: skip
+        self.global_step, self.updates = state["global_step"], state["updates"]
+        self.tracker.episodes = state["episodes"]
 
 
-def train_glimpse(cfg: GlimpseConfig) -> Path:
+def train_glimpse(cfg: GlimpseConfig, callbacks: list[Callback] | None = None) -> Path:
     """Train (or resume) a run; returns the final checkpoint's directory."""
-    return GlimpseTrainer(cfg).run()
+    return GlimpseTrainer(cfg, callbacks).run()
 
 
 def glimpse_catch_rate(model: RecurrentAttentionModel, episodes: int = 100, seed: int = 10_000,

@@ -54,7 +54,7 @@ def test_trainer_updates_logs_and_checkpoints(tmp_path):
     assert all(math.isfinite(e.value) for e in events.Scalars("losses/policy_loss"))
     returns = [e.value for e in events.Scalars("charts/episodic_return")]
     # the 8 envs end their 23-step episodes together: one point per end, the mean of 8 returns +-1
-    assert len(returns) == 4 and trainer.episodes == 8 * 4
+    assert len(returns) == 4 and trainer.tracker.episodes == 8 * 4
     assert all(v * 8 == round(v * 8) and -1.0 <= v <= 1.0 for v in returns)
     lengths = [e.value for e in events.Scalars("charts/episodic_length")]
     assert lengths == [23.0] * 4
