@@ -13,7 +13,7 @@ $(BIN)/python:
 # project's torch range is satisfied, so pip never pulls a multi-GB CUDA build.
 $(STAMP): setup.cfg pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install -q --disable-pip-version-check torch==2.13.0
-	$(BIN)/python -m pip install -q --disable-pip-version-check -e ".[dev]"
+	$(BIN)/python -m pip install -q --disable-pip-version-check -e ".[dev,scale]"
 	touch $(STAMP)
 
 install: $(STAMP)

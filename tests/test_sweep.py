@@ -1,0 +1,221 @@
+"""Sweeps on Ray Tune: parsing and validation of what a sweep runs, the results tables by hand,
+one-line refusals, and a real two-trial sweep on a local Ray instance, killed and resumed."""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from agents.sweep import SweepSpec, check_address, parse_param, trial_name
+from analysis.sweeps import load_trials, smooth, summary_rows, write_results
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_params_parse_to_the_fields_types():
+    assert parse_param("learning_rate=1e-4,2.5e-4", "dqn") == ("learning_rate", [1e-4, 2.5e-4])
+    assert parse_param("total_steps=2e5,1_000", "pqn") == ("total_steps", [200_000, 1000])
+    assert parse_param("double=true,False", "dqn") == ("double", [True, False])
+    assert parse_param("network=single", "dqn") == ("network", ["single"])
+    assert parse_param("core=lstm", "glimpse") == ("core", ["lstm"])
+
+
+@pytest.mark.parametrize("text,trainer,message", [
+    ("lr=1e-4", "dqn", "unknown config field 'lr' for the dqn trainer"),
+    ("learning_rat=1e-4", "dqn", "did you mean 'learning_rate'"),
+    ("seed=1,2", "dqn", "the sweep sets it; use --seeds"),
+    ("env=pong", "glimpse", "the sweep sets it; use --games"),
+    ("total_steps=1.5", "dqn", "'1.5' is not an integer"),
+    ("learning_rate=fast", "pqn", "'fast' is not a number"),
+    ("double=yes", "dqn", "'yes' is not true or false"),
+    ("network=triple", "dqn", "'triple' is not one of dueling, single"),
+    ("learning_rate", "dqn", "must look like NAME=VALUE"),
+    ("learning_rate=1e-4,", "dqn", "give at least one value"),
+    ("learning_rate=1e-4", "a2c", "unknown trainer 'a2c'; choose one of dqn, pqn, glimpse"),
+])  # fmt: skip
+def test_bad_params_are_one_line(text, trainer, message):
+    with pytest.raises(ValueError, match=message):
+        parse_param(text, trainer)
+
+
+def test_grid_random_search_and_trial_names():
+    spec = SweepSpec("dqn", ["catch"], [1, 2], {"learning_rate": [1e-4, 2e-4], "gamma": [0.9, 0.99],
+                                                 "total_steps": [1000]})  # fmt: skip
+    grid = spec.variants()
+    assert len(grid) == 4 and len({json.dumps(v, sort_keys=True) for v in grid}) == 4
+    assert len(spec.configs()) == 8  # every variant on every seed
+    # names carry what varies, not what is common, and stay the same from run to run
+    assert trial_name(spec, "catch", 1, 2) == "catch__dqn__v1_gamma=0.9,learning_rate=0.0002__2"
+    drawn = SweepSpec("dqn", ["catch"], [1], spec.params, samples=5, search_seed=3).variants()
+    assert len(drawn) == 5 and drawn == SweepSpec("dqn", ["catch"], [1], spec.params, samples=5,
+                                                   search_seed=3).variants()  # fmt: skip
+    assert all(v["learning_rate"] in (1e-4, 2e-4) and v["total_steps"] == 1000 for v in drawn)
+    # each trial starts from its game's preset, the swept values on top
+    (_, _, _, cfg), *_ = SweepSpec("pqn", ["catch"], [4], {"q_lambda": [0.5]}).configs()
+    assert cfg.seed == 4 and cfg.q_lambda == 0.5 and cfg.num_envs == 32 and not cfg.progress
+
+
+@pytest.mark.parametrize("spec,message", [
+    (SweepSpec("dqn", ["catch"], [1], {"learning_rate": [-1.0]}),
+     "catch with learning_rate=-1.0: --learning-rate must be > 0"),
+    (SweepSpec("dqn", ["catch", "pong"], [1], asha=True), "sweep one game at a time"),
+    (SweepSpec("dqn", ["catch"], [1], samples=3), "give at least one --param"),
+    (SweepSpec("dqn", ["catch"], []), "at least one game"),
+    (SweepSpec("dqn", ["catch"], [1], cpus_per_trial=0), "--cpus-per-trial must be > 0"),
+    (SweepSpec("dqn", ["pongg"], [1]), "unknown game 'pongg'"),
+    (SweepSpec("pqn", ["catch"], [1], {"lambda": [0.5]}), "did you mean 'q_lambda'"),
+])  # fmt: skip
+def test_bad_sweeps_are_refused_before_anything_starts(spec, message):
+    with pytest.raises(ValueError, match=message):
+        spec.validate()
+
+
+def test_reports_and_early_stopping_are_wired(monkeypatch):
+    import agents.sweep as sweep
+
+    class Tracker:
+        episodes = 0
+
+    class Trainer:
+        tracker, global_step = Tracker(), 0
+
+    steps = []
+    monkeypatch.setattr(sweep, "report", lambda trainer: steps.append(trainer.global_step))
+    reporter, trainer = sweep.TuneReporter(every=100), Trainer()
+    for step in range(0, 1000, 32):
+        trainer.global_step = step
+        trainer.tracker.episodes = int(step >= 300)  # nothing to report before an episode ends
+        reporter(trainer, step)
+    assert steps == [320, 416, 512, 608, 704, 800, 928]  # the first step past each multiple of 100
+
+    asha = sweep.scheduler(SweepSpec("pqn", ["catch"], [1], {"total_steps": [10_000, 40_000]},
+                                     asha=True, reduction_factor=4))  # fmt: skip
+    assert (asha._time_attr, asha._max_t, asha._reduction_factor) == ("step", 40_000, 4)
+    # rungs at a tenth of the largest budget, then 4 times that
+    assert [milestone for milestone, _ in asha._brackets[0]._rungs] == [16_000, 4_000]
+    assert sweep.scheduler(SweepSpec("pqn", ["catch"], [1])) is None
+
+
+def test_an_address_nothing_answers_is_refused_within_seconds():
+    with socket.socket() as s:  # a port that was free a moment ago: nothing listens there
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    start = time.monotonic()
+    with pytest.raises(ValueError, match=f"no Ray cluster answers at 127.0.0.1:{port}"):
+        check_address(f"127.0.0.1:{port}")
+    assert time.monotonic() - start < 10  # ray.init would retry for a minute or more
+    with pytest.raises(ValueError, match="must be HOST:PORT"):
+        check_address("head-node")
+
+
+def write_trial(sweep: Path, name: str, seed: int, params: dict, returns: list[float]) -> None:
+    from torch.utils.tensorboard import SummaryWriter
+
+    run = sweep / "runs" / name
+    run.mkdir(parents=True)
+    (run / "trial.json").write_text(json.dumps({"trainer": "dqn", "game": "catch", "seed": seed,
+                                                "variant": 0, "params": params}))  # fmt: skip
+    with SummaryWriter(str(run)) as w:
+        for i, r in enumerate(returns):
+            w.add_scalar("charts/episodic_return", r, (i + 1) * 100)
+
+
+def test_results_by_hand(tmp_path):
+    assert np.allclose(smooth(np.array([1.0, 3.0, 5.0, 7.0]), 0.5), [1, 2, 4, 6])
+    ten = [0, 0, 0, 0, 0, 0, 0, 0, 1, 0.0]  # smoothed over 1 point: final 0, best 1
+    write_trial(tmp_path, "a__1", 1, {"gamma": 0.9}, ten)
+    write_trial(tmp_path, "a__2", 2, {"gamma": 0.9}, [0.5] * 10)
+    write_trial(tmp_path, "b__1", 1, {"gamma": 0.99}, [1.0] * 10)
+    trials = load_trials(tmp_path)
+    assert [t.name for t in trials] == ["a__1", "a__2", "b__1"]
+    assert (trials[0].final, trials[0].best, trials[0].last_step) == (0.0, 1.0, 1000)
+    rows = {r["params"]: r for r in summary_rows(trials)}
+    a = rows["gamma=0.9"]
+    half = 1.96 * np.std([0.0, 0.5], ddof=1) / np.sqrt(2)
+    assert a["seeds"] == 2 and a["final_mean"] == pytest.approx(0.25)
+    assert a["final_ci_high"] == pytest.approx(0.25 + half)
+    assert a["best_mean"] == pytest.approx(0.75)
+    assert rows["gamma=0.99"]["final_ci_low"] == rows["gamma=0.99"]["final_ci_high"] == 1.0
+    csv_path, md_path, png = write_results(tmp_path)
+    with open(csv_path) as f:
+        table = list(csv.DictReader(f))
+    assert [(r["trial"], r["final_return"], r["best_return"]) for r in table] == [
+        ("a__1", "0", "1"), ("a__2", "0.5", "0.5"), ("b__1", "1", "1")]  # fmt: skip
+    assert "| catch | dqn | gamma=0.9 | 2 | 0.25 [" in md_path.read_text()
+    assert png.stat().st_size > 0
+
+
+def sweep_cli(*args: str, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "scripts/sweep.py", *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120, **kwargs)  # fmt: skip
+
+
+def test_cli_refusals_are_one_line(tmp_path):
+    (tmp_path / "not_a_sweep").mkdir()
+    cases = [
+        (["--resume", str(tmp_path / "not_a_sweep")], "is not a sweep directory (no sweep.json)"),
+        (["--trainer", "a2c", "--sweep-dir", str(tmp_path / "s")], "unknown trainer 'a2c'"),
+        (["--param", "lr=1", "--sweep-dir", str(tmp_path / "s")], "unknown config field 'lr'"),
+        (["--param", "total_steps=many", "--sweep-dir", str(tmp_path / "s")], "is not an integer"),
+        (["--address", "127.0.0.1:9", "--sweep-dir", str(tmp_path / "s")], "no Ray cluster answers"),
+        ([], "give --sweep-dir for a new sweep"),
+    ]
+    for args, message in cases:
+        done = sweep_cli(*args)
+        assert done.returncode == 1 and message in done.stderr, (args, done.stderr)
+        assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert not (tmp_path / "s").exists()  # nothing was started
+
+
+@pytest.mark.slow
+def test_a_real_sweep_survives_a_killed_driver(tmp_path):
+    """Two PQN trials on Catch, one at a time on a 2-CPU local Ray instance. The driver is killed
+    once the second trial has its first checkpoint; --resume leaves the finished trial alone and
+    continues the other from its checkpoint."""
+    sweep = tmp_path / "sweep"
+    args = ["--trainer", "pqn", "--games", "catch", "--seeds", "1", "2", "--param",
+            "total_steps=16384", "--param", "save_every=4096", "--cpus-per-trial", "2",
+            "--num-cpus", "2"]  # fmt: skip
+    driver = subprocess.Popen([sys.executable, "scripts/sweep.py", *args, "--sweep-dir", str(sweep)],
+                              cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              start_new_session=True)  # fmt: skip
+    first, second = sweep / "runs" / "catch__pqn__v0__1", sweep / "runs" / "catch__pqn__v0__2"
+    try:
+        deadline = time.monotonic() + 100
+        while not (second / "checkpoints" / "latest").exists():
+            assert driver.poll() is None and time.monotonic() < deadline, "no checkpoint came"
+            time.sleep(0.2)
+        driver.kill()  # the driver alone, as a crash or `kill -9` would
+        driver.wait()
+    finally:  # then what Ray leaves behind it (its agents outlive a killed driver)
+        time.sleep(1)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(driver.pid, signal.SIGKILL)
+    finished = sorted(p.name for p in (first / "checkpoints").glob("step_*"))
+    assert finished[-1] == "step_000000016384"
+    assert not (second / "checkpoints" / "step_000000016384").exists()
+    first_events = sorted(first.glob("events.out.tfevents.*"))
+
+    done = sweep_cli("--resume", str(sweep), "--num-cpus", "2", start_new_session=True)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    # the finished trial was not trained again; the other went on from its checkpoint
+    assert sorted(first.glob("events.out.tfevents.*")) == first_events
+    assert sorted(p.name for p in (first / "checkpoints").glob("step_*")) == finished
+    assert len(list(second.glob("events.out.tfevents.*"))) == 2
+    assert (second / "checkpoints" / "step_000000016384").exists()
+    with open(sweep / "results.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert sorted(r["seed"] for r in rows) == ["1", "2"]
+    assert all(int(r["steps"]) > 15_000 and -1 <= float(r["final_return"]) <= 1 for r in rows)
+    assert (sweep / "results.md").exists() and (sweep / "curves.png").stat().st_size > 0
