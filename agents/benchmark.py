@@ -179,3 +179,66 @@ def in_fresh_process(fn, *args: Any) -> Any:
     ctx = mp.get_context("spawn")
     with ctx.Pool(1) as pool:
         return pool.apply(fn, args)
+
+
+def _timed(work: Any, seconds: float) -> float:
+    """Calls of ``work()`` per second over ``seconds`` after one warm-up call."""
+    work()
+    calls, start = 0, time.perf_counter()
+    while (elapsed := time.perf_counter() - start) < seconds:
+        work()
+        calls += 1
+    return calls / elapsed
+
+
+def ingest_rates(game: str, seconds: float = 10.0, device: str = "cpu") -> dict[str, float]:
+    """What splitting a trainer into actors and a learner (Ape-X, Horgan et al. 2018) would gain
+    here: the env steps/s one actor process produces (8 envs and batched epsilon-greedy acting with
+    the dueling network, one torch thread) against the env steps/s each learner alone can consume
+    at its own replay ratio (the DQN: batches of 32 every 4 steps; PQN: 2 epochs x 32 minibatches
+    of a 128 x 32 rollout), with every core for the learner."""
+    import tempfile
+
+    import torch
+    from torch.utils.tensorboard import SummaryWriter
+
+    from agents.checkpoint import StopFlag
+    from agents.dqn import DQNConfig, DQNTrainer
+    from agents.pqn import PQNConfig, PQNTrainer
+
+    out: dict[str, float] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        dqn = DQNTrainer(DQNConfig(game=game, buffer_size=20_000, run_dir=f"{tmp}/dqn", device=device,
+                                   progress=False))  # fmt: skip
+        obs, _ = dqn.env.reset(seed=0)
+        dqn.replay.reset(obs)
+        state = {"obs": obs}
+
+        def act_and_step() -> None:
+            actions = dqn.act(state["obs"], epsilon=0.01)
+            state["obs"], rewards, terminated, _, _ = dqn.env.step(actions)
+            dqn.replay.add(actions, np.clip(rewards, -1, 1), terminated, state["obs"])
+
+        torch.set_num_threads(1)
+        out["actor_steps_per_s"] = _timed(act_and_step, seconds) * dqn.cfg.num_envs
+        while len(dqn.replay) < 4 * dqn.cfg.batch_size:
+            act_and_step()
+        torch.set_num_threads(os.cpu_count() or 1)
+        out["dqn_updates_per_s"] = _timed(dqn.learn, seconds)
+        samples_per_step = dqn.cfg.batch_size * dqn.cfg.gradient_steps / dqn.cfg.train_freq
+        out["dqn_learner_steps_per_s"] = out["dqn_updates_per_s"] * dqn.cfg.batch_size / samples_per_step
+        dqn.env.close()
+
+        pqn = PQNTrainer(PQNConfig(game=game, run_dir=f"{tmp}/pqn", device=device, progress=False))
+        pqn.writer = SummaryWriter(f"{tmp}/pqn_events")
+        pqn.obs, _ = pqn.env.reset(seed=0)
+        stop = StopFlag()
+        try:
+            steps = pqn.collect(stop)
+        finally:
+            stop.restore()
+        rollout = steps * pqn.cfg.num_envs
+        out["pqn_learner_steps_per_s"] = _timed(lambda: pqn.learn(steps), seconds) * rollout
+        pqn.writer.close()
+        pqn.env.close()
+    return out

@@ -21,6 +21,7 @@ import dataclasses
 import difflib
 import itertools
 import json
+import logging
 import math
 import os
 import shutil
@@ -354,6 +355,7 @@ def run_sweep(spec: SweepSpec, sweep_dir: Path, *, resume: bool = False, address
         check_address(address)
     import ray
     from ray import tune
+    from ray.tune import ExperimentAnalysis
     from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 
     # Tune's TensorBoard copy of the reports would double every trial in TensorBoard (the run
@@ -386,8 +388,12 @@ def run_sweep(spec: SweepSpec, sweep_dir: Path, *, resume: bool = False, address
         results = tuner.fit()
         errors = [f"{r.path}: {(str(r.error).strip().splitlines() or ['?'])[-1]}"
                   for r in results if r.error is not None]  # fmt: skip
-        ended = results.num_terminated + results.num_errors
-        return SweepOutcome(results.num_terminated, errors, interrupted=ended < len(results))
+        # the statuses Tune saved, which a --resume acts on (after Ctrl-C, the trials it stopped
+        # are saved as pending, whatever the returned results say of them)
+        logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
+        saved = [t.status for t in ExperimentAnalysis(str(state)).trials]
+        ended = sum(status in ("TERMINATED", "ERROR") for status in saved)
+        return SweepOutcome(saved.count("TERMINATED"), errors, interrupted=ended < len(saved))
     finally:
         ray.shutdown()
 

@@ -3,6 +3,7 @@
 python scripts/benchmark.py envs      # env steps/s: ours vs SB3's pipeline vs raw ALE
 python scripts/benchmark.py glimpse   # glimpse agent: cost vs resolution, Catch curve, Pong budget
 python scripts/benchmark.py sb3       # SB3 PPO rollouts: on our VecEnv vs SB3's Atari pipeline
+python scripts/benchmark.py scaling   # one actor's env steps/s against what one learner consumes
 """
 
 from __future__ import annotations
@@ -433,6 +434,40 @@ def run_sb3(cfg: Sb3) -> None:
         write_section("sb3", table)
 
 
+@dataclass
+class Scaling:
+    """Env steps/s of one actor process against what one DQN or PQN learner alone consumes: what
+    distributed acting (Ape-X style) could gain on this machine (docs/scaling.md)."""
+
+    game: str = "pong"
+    """Game to play."""
+    seconds: float = 10.0
+    """Length of each timed part."""
+    device: str = "cpu"
+    """Device of the networks (cuda on a GPU machine)."""
+    write: bool = True
+    """Write the table into docs/benchmarks.md."""
+
+
+def run_scaling(cfg: Scaling) -> None:
+    from agents.benchmark import ingest_rates
+
+    r = ingest_rates(cfg.game, cfg.seconds, cfg.device)
+    actor = r["actor_steps_per_s"]
+    rows = [
+        ["actor: 8 envs + batched acting, 1 torch thread", f"{actor:,.0f}", "1.00"],
+        [f"DQN learner: {r['dqn_updates_per_s']:,.1f} updates/s of 32 (8 samples per env step)",
+         f"{r['dqn_learner_steps_per_s']:,.0f}", f"{r['dqn_learner_steps_per_s'] / actor:.2f}"],
+        ["PQN learner: 2 epochs x 32 minibatches per 128 x 32 rollout (2 samples per env step)",
+         f"{r['pqn_learner_steps_per_s']:,.0f}", f"{r['pqn_learner_steps_per_s'] / actor:.2f}"],
+    ]  # fmt: skip
+    table = markdown_table([f"part ({cfg.game}, {cfg.device})", "env steps/s",
+                            "actor processes it keeps busy"], rows)  # fmt: skip
+    print(table)
+    if cfg.write:
+        write_section("scaling", table)
+
+
 def main() -> None:
     cfg = tyro.extras.subcommand_cli_from_dict(
         {
@@ -445,12 +480,13 @@ def main() -> None:
             "glimpse": Annotated[Glimpse, tyro.conf.arg(help=Glimpse.__doc__)],
             "attack": Annotated[Attack, tyro.conf.arg(help=Attack.__doc__)],
             "sb3": Annotated[Sb3, tyro.conf.arg(help=Sb3.__doc__)],
+            "scaling": Annotated[Scaling, tyro.conf.arg(help=Scaling.__doc__)],
         },
         description=__doc__,
     )
     runners = {Envs: run_envs, Dqn: run_dqn, DqnGpu: run_dqn_gpu, Pqn: run_pqn, PqnGpu: run_pqn_gpu,
                Saliency: run_saliency, Glimpse: run_glimpse, Attack: run_attack,
-               Sb3: run_sb3}  # fmt: skip
+               Sb3: run_sb3, Scaling: run_scaling}  # fmt: skip
     runners[type(cfg)](cfg)
 
 

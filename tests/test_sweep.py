@@ -162,15 +162,15 @@ def sweep_cli(*args: str, **kwargs) -> subprocess.CompletedProcess:
 
 
 def test_cli_refusals_are_one_line(tmp_path):
+    """Through the script (two of them: each start costs seconds); the others are the same
+    functions, tested above."""
     (tmp_path / "not_a_sweep").mkdir()
     cases = [
         (["--resume", str(tmp_path / "not_a_sweep")], "is not a sweep directory (no sweep.json)"),
-        (["--trainer", "a2c", "--sweep-dir", str(tmp_path / "s")], "unknown trainer 'a2c'"),
-        (["--param", "lr=1", "--sweep-dir", str(tmp_path / "s")], "unknown config field 'lr'"),
-        (["--param", "total_steps=many", "--sweep-dir", str(tmp_path / "s")], "is not an integer"),
+        (["--param", "lr=1", "--address", "127.0.0.1:9", "--sweep-dir", str(tmp_path / "s")],
+         "unknown config field 'lr'"),
         (["--address", "127.0.0.1:9", "--sweep-dir", str(tmp_path / "s")], "no Ray cluster answers"),
-        ([], "give --sweep-dir for a new sweep"),
-    ]
+    ]  # fmt: skip
     for args, message in cases:
         done = sweep_cli(*args)
         assert done.returncode == 1 and message in done.stderr, (args, done.stderr)
@@ -185,7 +185,7 @@ def test_a_real_sweep_survives_a_killed_driver(tmp_path):
     continues the other from its checkpoint."""
     sweep = tmp_path / "sweep"
     args = ["--trainer", "pqn", "--games", "catch", "--seeds", "1", "2", "--param",
-            "total_steps=16384", "--param", "save_every=4096", "--cpus-per-trial", "2",
+            "total_steps=8192", "--param", "save_every=2048", "--cpus-per-trial", "2",
             "--num-cpus", "2"]  # fmt: skip
     driver = subprocess.Popen([sys.executable, "scripts/sweep.py", *args, "--sweep-dir", str(sweep)],
                               cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -203,8 +203,8 @@ def test_a_real_sweep_survives_a_killed_driver(tmp_path):
         with contextlib.suppress(ProcessLookupError):
             os.killpg(driver.pid, signal.SIGKILL)
     finished = sorted(p.name for p in (first / "checkpoints").glob("step_*"))
-    assert finished[-1] == "step_000000016384"
-    assert not (second / "checkpoints" / "step_000000016384").exists()
+    assert finished[-1] == "step_000000008192"
+    assert not (second / "checkpoints" / "step_000000008192").exists()
     first_events = sorted(first.glob("events.out.tfevents.*"))
 
     done = sweep_cli("--resume", str(sweep), "--num-cpus", "2", start_new_session=True)
@@ -213,9 +213,9 @@ def test_a_real_sweep_survives_a_killed_driver(tmp_path):
     assert sorted(first.glob("events.out.tfevents.*")) == first_events
     assert sorted(p.name for p in (first / "checkpoints").glob("step_*")) == finished
     assert len(list(second.glob("events.out.tfevents.*"))) == 2
-    assert (second / "checkpoints" / "step_000000016384").exists()
+    assert (second / "checkpoints" / "step_000000008192").exists()
     with open(sweep / "results.csv") as f:
         rows = list(csv.DictReader(f))
     assert sorted(r["seed"] for r in rows) == ["1", "2"]
-    assert all(int(r["steps"]) > 15_000 and -1 <= float(r["final_return"]) <= 1 for r in rows)
+    assert all(int(r["steps"]) > 7_000 and -1 <= float(r["final_return"]) <= 1 for r in rows)
     assert (sweep / "results.md").exists() and (sweep / "curves.png").stat().st_size > 0
