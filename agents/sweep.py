@@ -361,6 +361,8 @@ def run_sweep(spec: SweepSpec, sweep_dir: Path, *, resume: bool = False, address
     # Tune's TensorBoard copy of the reports would double every trial in TensorBoard (the run
     # directories hold the full logs); its small CSV and JSON copies stay
     os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] = "1"
+    # a trial that has not reported yet has no metrics file: not worth a warning at every restore
+    logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
     sweep_dir = sweep_dir.resolve()
     if not resume:
         sweep_dir.mkdir(parents=True, exist_ok=True)
@@ -390,7 +392,6 @@ def run_sweep(spec: SweepSpec, sweep_dir: Path, *, resume: bool = False, address
                   for r in results if r.error is not None]  # fmt: skip
         # the statuses Tune saved, which a --resume acts on (after Ctrl-C, the trials it stopped
         # are saved as pending, whatever the returned results say of them)
-        logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
         saved = [t.status for t in ExperimentAnalysis(str(state)).trials]
         ended = sum(status in ("TERMINATED", "ERROR") for status in saved)
         return SweepOutcome(saved.count("TERMINATED"), errors, interrupted=ended < len(saved))
