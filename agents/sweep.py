@@ -148,24 +148,34 @@ def check_field(name: str, trainer: str) -> dict[str, Any]:
 
 @dataclass
 class SweepSpec:
-    """What a sweep runs; saved as ``SWEEP/sweep.json`` so that ``--resume`` needs nothing else."""
+    """What a sweep runs; saved as ``SWEEP/sweep.json`` so that ``--resume`` needs nothing else.
+    ``scripts/sweep.py`` takes each field as a flag of the same name."""
 
-    trainer: str
-    games: list[str]
-    seeds: list[int]
+    trainer: str = "dqn"
+    """Trainer of every trial: dqn, pqn or glimpse."""
+    games: list[str] = field(default_factory=lambda: ["catch"])
+    """Games (catch or any Atari game); each starts from its train_*.py preset."""
+    seeds: list[int] = field(default_factory=lambda: [1])
+    """Seeds; every configuration runs on each."""
     params: dict[str, list[Any]] = field(default_factory=dict)
+    """Config field -> the values the sweep gives it (from --param)."""
     samples: int = 0
-    """0: every combination of the params' values (a grid); N: N draws, each value uniform."""
+    """0: a grid over every combination of --param values; N: N random combinations (each value
+    drawn uniformly from its list), each run on every game and seed."""
     search_seed: int = 0
-    """Seed of the random draws (``samples``)."""
+    """Seed of the random combinations (--samples)."""
     asha: bool = False
+    """Stop weak trials early with ASHA (Li et al. 2020), ranking trials by episodic return."""
     grace_period: int = 0
-    """ASHA: steps every trial gets before it may be stopped (0: a tenth of the budget)."""
+    """ASHA: environment steps every trial runs before it may be stopped (0: a tenth of the budget)."""
     reduction_factor: int = 3
+    """ASHA: 1 in this many trials goes on at each rung."""
     cpus_per_trial: float = 1.0
+    """CPUs Ray reserves for each trial (fractions allowed); also its torch threads."""
     gpus_per_trial: float = 0.0
+    """GPUs Ray reserves for each trial; fractions share one GPU between trials."""
     report_every: int = 0
-    """Environment steps between reports to Tune (0: a hundredth of the budget)."""
+    """Environment steps between a trial's reports to Tune (0: a hundredth of its budget)."""
 
     def variants(self) -> list[dict[str, Any]]:
         """The param combinations the sweep runs (the same ones on every game and seed)."""

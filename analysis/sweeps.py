@@ -159,7 +159,7 @@ def plot_curves(trials: list[Trial], out: Path) -> None:
             grid = np.linspace(max(t.steps[0] for t in group), end, 100)
             ys = np.stack([np.interp(grid, t.steps, t.returns) for t in group])
             mean = ys.mean(0)
-            ax.plot(grid, mean, label=f"{trainer} {label} ({len(group)} seeds)")
+            ax.plot(grid, mean, label=f"{trainer} {label} ({len(group)} seed{'s' if len(group) > 1 else ''})")
             if len(group) > 1:
                 half = 1.96 * ys.std(0, ddof=1) / np.sqrt(len(group))
                 ax.fill_between(grid, mean - half, mean + half, alpha=0.25)

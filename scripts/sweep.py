@@ -15,46 +15,26 @@ Needs the [scale] extra: pip install -e '.[scale]'.
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
-from typing import Annotated
+from dataclasses import dataclass, field, fields
+from typing import Annotated, Any
 
 import tyro
 
+from agents.sweep import SweepSpec
+
 
 @dataclass
-class Args:
+class Args(SweepSpec):
+    params: tyro.conf.Suppress[dict[str, list[Any]]] = field(default_factory=dict)
     sweep_dir: str = ""
     """Folder of the sweep (required for a new one): trials in runs/, Tune's state in tune/."""
-    trainer: str = "dqn"
-    """Trainer of every trial: dqn, pqn or glimpse."""
-    games: tuple[str, ...] = ("catch",)
-    """Games (catch or any Atari game); each starts from its train_*.py preset."""
-    seeds: tuple[int, ...] = (1,)
-    """Seeds; every configuration runs on each."""
     param: Annotated[tuple[str, ...], tyro.conf.UseAppendAction] = ()
     """A config field and its values, NAME=V1,V2 (repeat the flag for more fields); any field of the
     trainer's --help, e.g. learning_rate=1e-4,2.5e-4 or total_steps=200000."""
-    samples: int = 0
-    """0: a grid over every combination of --param values; N: N random combinations (each value
-    drawn uniformly from its list), each run on every game and seed."""
-    search_seed: int = 0
-    """Seed of the random combinations (--samples)."""
-    asha: bool = False
-    """Stop weak trials early with ASHA (Li et al. 2020), ranking trials by episodic return."""
-    grace_period: int = 0
-    """ASHA: environment steps every trial runs before it may be stopped (0: a tenth of the budget)."""
-    reduction_factor: int = 3
-    """ASHA: 1 in this many trials goes on at each rung."""
-    cpus_per_trial: float = 1.0
-    """CPUs Ray reserves for each trial (fractions allowed); also its torch threads."""
-    gpus_per_trial: float = 0.0
-    """GPUs Ray reserves for each trial; fractions share one GPU between trials."""
     num_cpus: int = 0
     """CPUs of the local Ray instance (0: all of this machine's); ignored with --address."""
     address: str = ""
     """Join the Ray cluster whose head is at HOST:PORT (empty: start a local instance)."""
-    report_every: int = 0
-    """Environment steps between a trial's reports to Tune (0: a hundredth of its budget)."""
     resume: str = ""
     """Continue the sweep in this folder: finished trials stay, unfinished ones resume from their
     last checkpoint. The sweep's own settings are reused; --address and --num-cpus still apply."""
@@ -65,7 +45,7 @@ def main() -> None:
     from pathlib import Path
 
     from agents.checkpoint import CheckpointError
-    from agents.sweep import SweepSpec, parse_param, run_sweep
+    from agents.sweep import parse_param, run_sweep
     from analysis.sweeps import write_results
 
     try:
@@ -79,10 +59,8 @@ def main() -> None:
             if (sweep_dir / "sweep.json").exists():
                 raise ValueError(f"{str(sweep_dir)!r} already holds a sweep; continue it with "
                                  f"--resume {sweep_dir} or give a new --sweep-dir")  # fmt: skip
-            params = dict(parse_param(p, args.trainer) for p in args.param)
-            spec = SweepSpec(args.trainer, list(args.games), list(args.seeds), params, args.samples,
-                             args.search_seed, args.asha, args.grace_period, args.reduction_factor,
-                             args.cpus_per_trial, args.gpus_per_trial, args.report_every)  # fmt: skip
+            spec = SweepSpec(**{f.name: getattr(args, f.name) for f in fields(SweepSpec)})
+            spec.params = dict(parse_param(p, args.trainer) for p in args.param)
         spec.validate()
         if args.num_cpus < 0:
             raise ValueError(f"--num-cpus must be >= 0, got {args.num_cpus}")
