@@ -302,13 +302,13 @@ def run_trial(config: dict[str, Any], spec: dict[str, Any], sweep_dir: str) -> N
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(run_dir / TRIAL_FILE, json.dumps(
         {"trainer": sweep.trainer, "game": game, "seed": seed, "variant": index, "params": variant}))
-    every = sweep.report_every or max(1, cfg.total_steps // 100)
-    callbacks: list[Any] = [TuneReporter(every)]
+    trainer = kind.build(cfg, [])
+    cfg = trainer.cfg  # on a resume, the run's own config
     if getattr(cfg, "saliency_every", 0):  # the Q-learners' saliency images, as train_*.py logs them
         from analysis.tensorboard import SaliencyLogger
 
-        callbacks.insert(0, SaliencyLogger(cfg.saliency_every))
-    trainer = kind.build(cfg, callbacks)
+        trainer.callbacks.append(SaliencyLogger(cfg.saliency_every))
+    trainer.callbacks.append(TuneReporter(sweep.report_every or max(1, cfg.total_steps // 100)))
     trainer.run()
     if trainer.tracker.episodes:
         report(trainer)
