@@ -52,6 +52,12 @@ class GlimpseConfig:
 
     env: str = "catch"
     """'catch' or an Atari game (full-resolution 210x160 grayscale frames, no frame stack)."""
+    preset: Literal["default", "foveal"] = "default"
+    """Catch only: 'foveal' is a Catch whose screen the glimpse cannot see at once (48x48, patch 6,
+    2 scales): the widest patch is checked to cover at most a quarter of the screen, so the
+    location policy has to work, as in Mnih et al. 2014's translated tasks."""
+    catch_size: int = 24
+    """Catch only: width and height of the screen in pixels."""
     seed: int = 1
     """Seed for the network, the sampling and the environments."""
     total_steps: int = 8_000_000
@@ -135,6 +141,17 @@ class GlimpseConfig:
     """Show a progress bar."""
 
     @classmethod
+    def foveal(cls, **overrides: Any) -> GlimpseConfig:
+        """Defaults for the foveal Catch: a 48x48 screen seen through patches of 6 and 12 pixels
+        (the widest covers 6% of the screen); a rollout holds a whole 47-step episode and its
+        reset step, so that returns stay Monte-Carlo."""
+        return cls(**{"preset": "foveal", "catch_size": 48, "patch_size": 6, "num_scales": 2,
+                      "rollout": 48, **overrides})  # fmt: skip
+
+    def widest_patch(self) -> int:
+        return self.patch_size * self.scale_factor ** (self.num_scales - 1)
+
+    @classmethod
     def atari(cls, **overrides: Any) -> GlimpseConfig:
         """Defaults for Atari: long episodes are cut into bootstrapped rollouts of 32 steps."""
         return cls(**{"env": "pong", "total_steps": 10_000_000, "num_envs": 16, "rollout": 32,
@@ -162,13 +179,32 @@ class GlimpseConfig:
         for name in ("learning_rate", "location_std", "location_lr_scale", "max_grad_norm"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
+        catch = self.env.lower() == "catch"
+        size = self.catch_size
+        if catch and size < 4:
+            raise ValueError(f"--catch-size must be >= 4 (a ball above a 2-pixel paddle), got {size}")
+        if catch and self.patch_size > size:
+            raise ValueError(f"--patch-size {self.patch_size} is larger than the {size}x{size} Catch "
+                             f"screen; use --patch-size <= {size}")  # fmt: skip
+        if self.preset == "foveal":
+            if not catch:
+                raise ValueError(f"--preset foveal is a Catch preset; got --env {self.env}")
+            widest = self.widest_patch()
+            if 4 * widest * widest > size * size:
+                raise ValueError(
+                    f"--preset foveal needs a retina that sees at most a quarter of the screen, but "
+                    f"its widest patch ({widest}x{widest}) covers {min(1.0, widest**2 / size**2):.0%}"
+                    f" of the {size}x{size} screen; use fewer --num-scales, a smaller --patch-size "
+                    f"or a larger --catch-size"
+                )
 
 
 def make_glimpse_env(cfg: GlimpseConfig, seed: int) -> tuple[Any, AtariOptions | None, str]:
     """Catch, or an Atari game at full resolution (210x160 grayscale, one frame: memory is the
     core's job); Atari rewards stay unclipped so that returns are game scores."""
     if cfg.env.lower() == "catch":
-        env = CatchVectorEnv(cfg.num_envs, seed=seed, miss_reward=cfg.catch_miss_reward)
+        env = CatchVectorEnv(cfg.num_envs, size=cfg.catch_size, seed=seed,
+                             miss_reward=cfg.catch_miss_reward)  # fmt: skip
         return env, None, "catch"
     game = resolve_game(cfg.env)
     options = AtariOptions(img_height=210, img_width=160, stack_num=1, reward_clipping=False)
@@ -416,7 +452,8 @@ class GlimpseTrainer:
     # ---- checkpoints --------------------------------------------------------------------------
     def checkpoint_config(self) -> dict[str, Any]:
         """What a checkpoint needs to be used without the training code (see agents.checkpoint)."""
-        env_options = self.env_options.as_dict() if self.env_options else {"stack_num": 1}
+        env_options = (self.env_options.as_dict() if self.env_options
+                       else {"stack_num": 1, "size": self.cfg.catch_size})  # fmt: skip
         return checkpoint_config("glimpse", self.model.architecture(), self.game, self.action_names,
                                  env_options, self.global_step, dataclasses.asdict(self.cfg))  # fmt: skip
 
@@ -453,9 +490,9 @@ def train_glimpse(cfg: GlimpseConfig, callbacks: list[Callback] | None = None) -
 
 
 def glimpse_catch_rate(model: RecurrentAttentionModel, episodes: int = 100, seed: int = 10_000,
-                       glimpses_per_step: int = 1, greedy: bool = True) -> float:  # fmt: skip
+                       glimpses_per_step: int = 1, greedy: bool = True, size: int = 24) -> float:  # fmt: skip
     """Fraction of Catch episodes caught (one episode per env, all in one batch)."""
-    env = CatchVectorEnv(episodes, seed=seed)
+    env = CatchVectorEnv(episodes, size=size, seed=seed)
     obs, _ = env.reset()
     policy = GlimpsePolicy(model, episodes, glimpses_per_step, greedy)
     caught = np.zeros(episodes)

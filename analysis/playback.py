@@ -110,7 +110,8 @@ def playback_env(config: dict[str, Any], seed: int):
     if config["game"] == "catch":
         from envs import CatchEnv
 
-        return CatchEnv(stack_num=config.get("env_options", {}).get("stack_num", 1))
+        options = config.get("env_options", {})
+        return CatchEnv(size=options.get("size", 24), stack_num=options.get("stack_num", 1))
     options = {**config.get("env_options", {}), "reward_clipping": False, "episodic_life": False,
                "life_loss_info": False}  # fmt: skip
     return make_atari_env(

@@ -34,7 +34,7 @@ class Args:
 
 def main() -> None:
     args = tyro.cli(Args, description=__doc__)
-    from agents.checkpoint import CheckpointError
+    from agents.checkpoint import CheckpointError, load_checkpoint
     from agents.evaluate import evaluate_checkpoint
     from agents.training import check_device, resolve_device
     from analysis.video import check_output_file
@@ -52,6 +52,11 @@ def main() -> None:
             args.checkpoint, episodes=args.episodes, epsilon=args.epsilon, noop_max=args.noop_max,
             num_envs=args.num_envs, seed=args.seed, device=str(resolve_device(args.device)),
         )  # fmt: skip
+        network, config = load_checkpoint(args.checkpoint)
+        if config.get("agent") == "glimpse" and config.get("game") == "catch":
+            from analysis.glimpse_metrics import gaze_hit_rate
+
+            summary["gaze_hit_rate"] = gaze_hit_rate(network, config, args.episodes, args.seed)[0]
     except (CheckpointError, ValueError) as e:
         sys.exit(f"error: {e}")
     hns = summary["human_normalized"]
@@ -60,6 +65,9 @@ def main() -> None:
         f"{summary['game']}: {summary['mean']:.2f} +- {summary['std']:.2f} over "
         f"{summary['episodes']} episodes{hns_text}"
     )
+    if "gaze_hit_rate" in summary:
+        print(f"gaze hit rate: {summary['gaze_hit_rate']:.2f} (the ball inside the widest glimpse "
+              "patch, second half of each greedy episode)")  # fmt: skip
     if args.json_out:
         with open(args.json_out, "w") as f:
             json.dump(summary, f, indent=2)

@@ -1,11 +1,13 @@
 """Train the hard-attention glimpse agent (Mnih et al. 2014) with REINFORCE on Catch or an Atari game.
 
     python scripts/train_glimpse.py --env catch        # Catch defaults: 8M steps, 128 envs (~5 min)
+    python scripts/train_glimpse.py --env catch --preset foveal   # 48x48: the glimpse sees 6% of it
     python scripts/train_glimpse.py --env pong         # Atari defaults: 210x160 frames, 16 envs
     python scripts/train_glimpse.py --resume runs/catch__glimpse__1__1700000000
 
 The defaults shown by --help are Catch's; with an Atari --env the Atari defaults apply (those in
-GlimpseConfig.atari) unless a flag overrides them. Logs go to TensorBoard (tensorboard --logdir runs),
+GlimpseConfig.atari), with --preset foveal those of GlimpseConfig.foveal, unless a flag overrides
+them. Logs go to TensorBoard (tensorboard --logdir runs),
 with a heat map of where glimpses landed; Ctrl-C saves a checkpoint before it exits.
 """
 
@@ -17,12 +19,20 @@ import tyro
 
 from scripts.cli import game_named, train
 
+PRESETS = ("default", "foveal")
+
 
 def main() -> None:
     from agents.glimpse_train import GlimpseConfig
 
     env = game_named(sys.argv[1:], flag="--env") or "catch"
-    default = GlimpseConfig() if env.lower() == "catch" else GlimpseConfig.atari(env=env)
+    preset = game_named(sys.argv[1:], flag="--preset") or "default"
+    if preset not in PRESETS:
+        sys.exit(f"error: unknown --preset {preset!r}; choose one of {', '.join(PRESETS)}")
+    if env.lower() != "catch":
+        default = GlimpseConfig.atari(env=env)
+    else:
+        default = GlimpseConfig.foveal() if preset == "foveal" else GlimpseConfig()
     cfg = tyro.cli(GlimpseConfig, default=default, description=__doc__)
     from agents.glimpse_train import GlimpseTrainer
 
