@@ -183,9 +183,10 @@ class GlimpseConfig:
         size = self.catch_size
         if catch and size < 4:
             raise ValueError(f"--catch-size must be >= 4 (a ball above a 2-pixel paddle), got {size}")
-        if catch and self.patch_size > size:
-            raise ValueError(f"--patch-size {self.patch_size} is larger than the {size}x{size} Catch "
-                             f"screen; use --patch-size <= {size}")  # fmt: skip
+        if catch and self.patch_size > size:  # the retina's own check, before anything is built
+            p = self.patch_size
+            raise ValueError(f"retina patch {p}x{p} is larger than the {size}x{size} frame at every "
+                             f"scale; use --patch-size <= {size}")  # fmt: skip
         if self.preset == "foveal":
             if not catch:
                 raise ValueError(f"--preset foveal is a Catch preset; got --env {self.env}")

@@ -82,7 +82,7 @@ def test_the_centre_sees_the_ball_only_while_it_passes():
     ({"catch_size": 20}, r"widest patch \(12x12\) covers 36% of the 20x20 screen"),
     ({"patch_size": 12, "num_scales": 3}, r"covers 100% of the 48x48 screen"),
     ({"env": "pong"}, "--preset foveal is a Catch preset"),
-    ({"patch_size": 64}, "--patch-size 64 is larger than the 48x48 Catch screen"),
+    ({"patch_size": 64}, "retina patch 64x64 is larger than the 48x48 frame"),
     ({"catch_size": 3}, "--catch-size must be >= 4"),
 ])  # fmt: skip
 def test_foveal_preset_refuses_a_retina_that_sees_too_much(overrides, message):
