@@ -351,9 +351,10 @@ def require_ray() -> None:
 
 @dataclass
 class SweepOutcome:
-    finished: int
     errors: list[str]
+    """One line per failed trial: its Tune folder and the error's last line."""
     interrupted: bool
+    """Trials were left unfinished (Ctrl-C): ``--resume`` continues them."""
 
 
 def run_sweep(spec: SweepSpec, sweep_dir: Path, *, resume: bool = False, address: str = "",
@@ -404,7 +405,7 @@ def run_sweep(spec: SweepSpec, sweep_dir: Path, *, resume: bool = False, address
         # are saved as pending, whatever the returned results say of them)
         saved = [t.status for t in ExperimentAnalysis(str(state)).trials]
         ended = sum(status in ("TERMINATED", "ERROR") for status in saved)
-        return SweepOutcome(saved.count("TERMINATED"), errors, interrupted=ended < len(saved))
+        return SweepOutcome(errors, interrupted=ended < len(saved))
     finally:
         ray.shutdown()
 

@@ -95,3 +95,9 @@ def save_figure(fig: Any, path: str | os.PathLike[str], title: str = "", dpi: in
     fig.clf()
     pyplot().close(fig)
     return path
+
+
+def markdown_table(header: list[str], rows: list[list[str]]) -> str:
+    """A GitHub-flavoured Markdown table (the benchmarks' and the sweeps' results)."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])

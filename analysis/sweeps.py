@@ -23,6 +23,7 @@ import numpy as np
 from agents.pretrained import training_curve
 from agents.sweep import TRIAL_FILE, variant_label
 from analysis.compare import mean_ci_dict
+from analysis.render import markdown_table, pyplot, save_figure
 
 RESULTS_CSV = "results.csv"
 RESULTS_MD = "results.md"
@@ -118,11 +119,6 @@ def write_results(sweep_dir: str | Path) -> list[Path]:
     return [sweep_dir / n for n in (RESULTS_CSV, RESULTS_MD, CURVES_PNG)]
 
 
-def _table(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
-
-
 def markdown(trials: list[Trial]) -> str:
     def ci(row: dict, key: str) -> str:
         return f"{row[f'{key}_mean']:.3g} [{row[f'{key}_ci_low']:.3g}, {row[f'{key}_ci_high']:.3g}]"
@@ -135,9 +131,9 @@ def markdown(trials: list[Trial]) -> str:
         "# Sweep results\n\nReturns are unclipped game scores, smoothed by a trailing mean over a "
         "tenth of each curve's points; final = the smoothed curve's last value, best = its maximum. "
         "Intervals are 95% (normal approximation over seeds).\n\n## Per configuration\n\n"
-        + _table(["game", "trainer", "params", "seeds", "final return", "best return"], summary)
+        + markdown_table(["game", "trainer", "params", "seeds", "final return", "best return"], summary)
         + "\n\n## Per trial\n\n"
-        + _table(["trial", "seed", "steps", "final return", "best return"], per_trial)
+        + markdown_table(["trial", "seed", "steps", "final return", "best return"], per_trial)
         + "\n"
     )
 
@@ -145,8 +141,6 @@ def markdown(trials: list[Trial]) -> str:
 def plot_curves(trials: list[Trial], out: Path) -> None:
     """A panel per game; a line per configuration: the mean over seeds on a common step grid
     (up to the shortest seed's last step), with its 95% interval as a band."""
-    from analysis.render import pyplot, save_figure
-
     plt = pyplot()
     groups = by_config([t for t in trials if len(t.steps) >= 2])
     games = sorted({g for g, _, _ in groups})

@@ -19,6 +19,8 @@ from typing import Annotated, Literal
 
 import tyro
 
+from analysis.render import markdown_table
+
 DOC = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
 
 
@@ -35,12 +37,6 @@ def machine() -> str:
         pass
     python = platform.python_version()
     return f"{os.cpu_count()} cores ({cpu}), Python {python}, torch {torch.__version__}"
-
-
-def markdown_table(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return "\n".join(lines)
 
 
 def write_section(name: str, body: str, doc: Path = DOC) -> None:

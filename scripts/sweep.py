@@ -20,7 +20,7 @@ from typing import Annotated, Any
 
 import tyro
 
-from agents.sweep import SweepSpec
+from agents.sweep import SWEEP_FILE, SweepSpec
 
 
 @dataclass
@@ -56,7 +56,7 @@ def main() -> None:
             if not args.sweep_dir:
                 raise ValueError("give --sweep-dir for a new sweep (or --resume SWEEP)")
             sweep_dir = Path(args.sweep_dir)
-            if (sweep_dir / "sweep.json").exists():
+            if (sweep_dir / SWEEP_FILE).exists():
                 raise ValueError(f"{str(sweep_dir)!r} already holds a sweep; continue it with "
                                  f"--resume {sweep_dir} or give a new --sweep-dir")  # fmt: skip
             spec = SweepSpec(**{f.name: getattr(args, f.name) for f in fields(SweepSpec)})
