@@ -141,6 +141,16 @@ class GlimpseConfig:
     """Show a progress bar."""
 
     @classmethod
+    def for_env(cls, env: str, preset: str = "default", **overrides: Any) -> GlimpseConfig:
+        """The defaults ``train_glimpse.py --env ENV --preset PRESET`` starts from: Catch's (the
+        class defaults, or :meth:`foveal`'s) or Atari's (:meth:`atari`), with ``overrides``."""
+        if env.lower() != "catch":
+            return cls.atari(env=env, preset=preset, **overrides)
+        if preset == "foveal":
+            return cls.foveal(env=env, **overrides)
+        return cls(env=env, preset=preset, **overrides)
+
+    @classmethod
     def foveal(cls, **overrides: Any) -> GlimpseConfig:
         """Defaults for the foveal Catch: a 48x48 screen seen through patches of 6 and 12 pixels
         (the widest covers 6% of the screen); a rollout holds a whole 47-step episode and its

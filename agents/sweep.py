@@ -63,10 +63,9 @@ class TrainerKind:
         """The config ``train_*.py --game GAME`` starts from (Catch's or Atari's defaults), with
         ``fields`` on top."""
         cls = self.config_class()
-        catch = game.lower() == "catch"
-        if self.game_field == "env":  # the glimpse agent: Catch by default, Atari's preset else
-            return cls(env=game, **fields) if catch else cls.atari(env=game, **fields)
-        return cls.catch(**fields) if catch else cls(game=game, **fields)
+        if self.game_field == "env":  # the glimpse agent: its presets also follow a swept `preset`
+            return cls.for_env(game, **fields)
+        return cls.catch(**fields) if game.lower() == "catch" else cls(game=game, **fields)
 
     def build(self, cfg: Any, callbacks: list[Any]) -> Any:
         import importlib

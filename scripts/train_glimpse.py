@@ -29,10 +29,7 @@ def main() -> None:
     preset = game_named(sys.argv[1:], flag="--preset") or "default"
     if preset not in PRESETS:
         sys.exit(f"error: unknown --preset {preset!r}; choose one of {', '.join(PRESETS)}")
-    if env.lower() != "catch":
-        default = GlimpseConfig.atari(env=env)
-    else:
-        default = GlimpseConfig.foveal() if preset == "foveal" else GlimpseConfig()
+    default = GlimpseConfig.for_env(env, preset)
     cfg = tyro.cli(GlimpseConfig, default=default, description=__doc__)
     from agents.glimpse_train import GlimpseTrainer
 

@@ -64,6 +64,11 @@ def test_grid_random_search_and_trial_names():
     # each trial starts from its game's preset, the swept values on top
     (_, _, _, cfg), *_ = SweepSpec("pqn", ["catch"], [4], {"q_lambda": [0.5]}).configs()
     assert cfg.seed == 4 and cfg.q_lambda == 0.5 and cfg.num_envs == 32 and not cfg.progress
+    # a swept glimpse preset brings its own defaults, as train_glimpse.py --preset does
+    (_, _, _, fov), (_, _, _, plain) = SweepSpec("glimpse", ["catch"], [1],
+                                                 {"preset": ["foveal", "default"]}).configs()  # fmt: skip
+    assert (fov.catch_size, fov.num_scales, fov.rollout) == (48, 2, 48)
+    assert (plain.catch_size, plain.num_scales, plain.rollout) == (24, 3, 24)
 
 
 @pytest.mark.parametrize("spec,message", [
