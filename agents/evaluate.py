@@ -125,8 +125,13 @@ def evaluate_checkpoint(path: str, **kwargs: Any) -> dict[str, Any]:
     """Load a checkpoint (no pickle) and evaluate it; returns the summary dict."""
     from agents.checkpoint import load_checkpoint
 
-    device = kwargs.get("device", "cpu")
-    network, config = load_checkpoint(path, device=device)
+    network, config = load_checkpoint(path, device=kwargs.get("device", "cpu"))
+    return evaluate_network(network, config, **kwargs)
+
+
+def evaluate_network(network: torch.nn.Module, config: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+    """Evaluate a loaded checkpoint's network (greedy Q-values, or the glimpse agent's policy) with
+    :func:`evaluate`'s keywords; returns the summary dict."""
     if config.get("agent") == "glimpse":
         from agents.glimpse import GlimpsePolicy
 

@@ -39,7 +39,7 @@ class GazeTrace:
         return float(self.hits()[steps // 2 :].mean())
 
 
-def trace_gaze(policy: Any, env: Any, retina: Any) -> GazeTrace:
+def trace_gaze(policy: Any, env: Any, retina: Any, device: str | torch.device = "cpu") -> GazeTrace:
     """Play one Catch episode in every env of ``env`` (a ``CatchVectorEnv``, all episodes of the
     same length) with ``policy`` (a ``GlimpsePolicy``: its ``locations`` after each call say where
     it looked through ``retina``), recording the ball and the gaze before each action."""
@@ -48,7 +48,7 @@ def trace_gaze(policy: Any, env: Any, retina: Any) -> GazeTrace:
     for _ in range(env.size - 1):
         rows["br"].append(env._game.ball_row.copy())
         rows["bc"].append(env._game.ball_col.copy())
-        actions = policy(torch.from_numpy(obs))
+        actions = policy(torch.from_numpy(obs).to(device))
         gaze_row, gaze_col = retina.centres(policy.locations[-1], env.size, env.size)
         rows["gr"].append(gaze_row.numpy())
         rows["gc"].append(gaze_col.numpy())
@@ -70,5 +70,5 @@ def gaze_hit_rate(model: Any, config: dict[str, Any], episodes: int = 200,
     env = CatchVectorEnv(episodes, size=size, seed=seed)
     glimpses = config.get("train_config", {}).get("glimpses_per_step", 1)
     policy = GlimpsePolicy(model, episodes, glimpses, greedy=True)
-    trace = trace_gaze(policy, env, model.retina)
+    trace = trace_gaze(policy, env, model.retina, next(model.parameters()).device)
     return trace.hit_rate(), trace

@@ -35,7 +35,7 @@ class Args:
 def main() -> None:
     args = tyro.cli(Args, description=__doc__)
     from agents.checkpoint import CheckpointError, load_checkpoint
-    from agents.evaluate import evaluate_checkpoint
+    from agents.evaluate import evaluate_network
     from agents.training import check_device, resolve_device
     from analysis.video import check_output_file
 
@@ -48,11 +48,12 @@ def main() -> None:
         check_device(args.device)
         if args.json_out:
             check_output_file(args.json_out, ".json")
-        summary = evaluate_checkpoint(
-            args.checkpoint, episodes=args.episodes, epsilon=args.epsilon, noop_max=args.noop_max,
-            num_envs=args.num_envs, seed=args.seed, device=str(resolve_device(args.device)),
+        device = str(resolve_device(args.device))
+        network, config = load_checkpoint(args.checkpoint, device=device)
+        summary = evaluate_network(
+            network, config, episodes=args.episodes, epsilon=args.epsilon, noop_max=args.noop_max,
+            num_envs=args.num_envs, seed=args.seed, device=device,
         )  # fmt: skip
-        network, config = load_checkpoint(args.checkpoint)
         if config.get("agent") == "glimpse" and config.get("game") == "catch":
             from analysis.glimpse_metrics import gaze_hit_rate
 
