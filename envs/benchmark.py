@@ -114,8 +114,10 @@ def single_env(game: str) -> Setup:
     return Setup("ours, make_atari_env (single)", step)
 
 
-def sb3_pipeline(game: str, num_envs: int):
-    """SB3's documented Atari pipeline: ``make_atari_env`` (DummyVecEnv) + ``VecFrameStack(4)``."""
+def sb3_pipeline(game: str, num_envs: int, seed: int = 0, wrapper_kwargs: dict | None = None,
+                 env_kwargs: dict | None = None):  # fmt: skip
+    """SB3's documented Atari pipeline: ``make_atari_env`` (DummyVecEnv) + ``VecFrameStack(4)``;
+    ``wrapper_kwargs`` go to SB3's ``AtariWrapper``, ``env_kwargs`` to the ALE env."""
     import ale_py
     import gymnasium as gym
     from stable_baselines3.common.env_util import make_atari_env as sb3_make_atari_env
@@ -123,7 +125,9 @@ def sb3_pipeline(game: str, num_envs: int):
 
     gym.register_envs(ale_py)
     camel = "".join(part.capitalize() for part in resolve_game(game).split("_"))
-    return VecFrameStack(sb3_make_atari_env(f"{camel}NoFrameskip-v4", n_envs=num_envs, seed=0), 4)
+    vec = sb3_make_atari_env(f"{camel}NoFrameskip-v4", n_envs=num_envs, seed=seed,
+                             wrapper_kwargs=wrapper_kwargs, env_kwargs=env_kwargs)  # fmt: skip
+    return VecFrameStack(vec, 4)
 
 
 def sb3(game: str, num_envs: int) -> Setup:
