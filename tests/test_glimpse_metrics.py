@@ -14,8 +14,8 @@ import torch
 from agents.checkpoint import load_checkpoint
 from agents.evaluate import evaluate_checkpoint
 from agents.glimpse import Retina
-from agents.glimpse_train import GlimpseConfig, GlimpseTrainer
-from analysis.glimpse_metrics import GazeTrace, gaze_hit_rate, trace_gaze
+from agents.glimpse_train import GlimpseConfig, GlimpseTrainer, glimpse_catch_rate
+from analysis.glimpse_metrics import GazeTrace, gaze_hit_rate, gaze_over_training, trace_gaze
 from envs import CatchVectorEnv
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -93,7 +93,8 @@ def test_foveal_preset_refuses_a_retina_that_sees_too_much(overrides, message):
 
 def test_foveal_preset_trains_and_evaluates_on_its_own_screen(tmp_path):
     cfg = GlimpseConfig.foveal(total_steps=47 * 8 * 2 + 1, num_envs=8, hidden=32, rollout=48,
-                               run_dir=str(tmp_path / "run"), progress=False, heatmap_every=0)  # fmt: skip
+                               run_dir=str(tmp_path / "run"), progress=False, heatmap_every=0,
+                               save_every=48 * 8, keep_checkpoints=0)  # fmt: skip
     cfg.validate()
     GlimpseTrainer(cfg).run()
     model, config = load_checkpoint(tmp_path / "run")
@@ -106,6 +107,17 @@ def test_foveal_preset_trains_and_evaluates_on_its_own_screen(tmp_path):
                            "--episodes", "16"], cwd=ROOT, capture_output=True, text=True)  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert "gaze hit rate: " in done.stdout
+    # the figure over training: every checkpoint, its catch rate that of glimpse_catch_rate
+    curve = gaze_over_training(tmp_path / "run", episodes=16)
+    assert curve.steps == [384, 768] and curve.size == 48
+    assert curve.caught[-1] == glimpse_catch_rate(model, episodes=16, size=48)
+    assert curve.hits[-1] == rate and curve.final.caught.shape == (16,)
+    out = tmp_path / "gaze.png"
+    done = subprocess.run([sys.executable, "scripts/gaze_figure.py", "--run", str(tmp_path / "run"),
+                           "--out", str(out), "--episodes", "16"], cwd=ROOT, capture_output=True,
+                          text=True)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert out.stat().st_size > 10_000 and done.stdout.count("gaze hit rate") == 2
 
 
 def test_unknown_preset_and_a_bad_foveal_flag_are_one_line(tmp_path):
@@ -120,6 +132,14 @@ def test_unknown_preset_and_a_bad_foveal_flag_are_one_line(tmp_path):
     assert not (tmp_path / "r").exists()
 
 
-def test_gaze_hit_rate_needs_a_catch_glimpse_agent():
+def test_gaze_hit_rate_needs_a_catch_glimpse_agent(tmp_path):
     with pytest.raises(ValueError, match="needs a glimpse agent trained on Catch"):
         gaze_hit_rate(None, {"game": "pong", "agent": "glimpse"})
+    for args, message in [
+        (["--run", str(tmp_path / "none"), "--out", "x.png"], "run directory not found"),
+        (["--run", str(tmp_path), "--out", "x.png", "--episodes", "0"], "--episodes and --shown"),
+    ]:  # fmt: skip
+        done = subprocess.run([sys.executable, "scripts/gaze_figure.py", *args], cwd=ROOT,
+                              capture_output=True, text=True)  # fmt: skip
+        assert done.returncode == 1 and message in done.stderr, done.stderr
+        assert len(done.stderr.strip().splitlines()) == 1
