@@ -49,7 +49,7 @@ def test_resume_keeps_the_runs_budget_and_a_finished_run_says_so(kind, tmp_path)
     first = TRAINERS[kind](run)
     first.run()
     with pytest.raises(CheckpointError, match="is finished .* resume with --total-steps larger"):
-        # no --total-steps: the run's own budget (reached), never the preset's 10M or 8M
+        # no --total-steps: the run's own budget (reached), never a preset's (10M, 16M)
         type(first)(RESUME[kind](resume=str(run), progress=False))
     longer = type(first)(RESUME[kind](resume=str(run), progress=False,
                                       total_steps=2 * first.cfg.total_steps))  # fmt: skip
