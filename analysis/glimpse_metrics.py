@@ -115,13 +115,15 @@ def gaze_over_training(run: str | os.PathLike[str], episodes: int = 200,
 def plot_gaze(curve: GazeCurve, path: str | os.PathLike[str], shown: int = 3) -> Path:
     """Top: the ball's and the gaze's column and row against the step in the final checkpoint's
     first ``shown`` episodes, the widest patch as a band around the gaze (the ball inside the band
-    in both is a hit); bottom: catch and hit rate against training steps."""
+    in both is a hit); bottom: the share of episodes with the ball inside the widest patch at each
+    step of the episode (when the agent looks at the ball, not only whether), and the catch and hit
+    rates against training steps."""
     from analysis.render import pyplot, save_figure
 
     plt = pyplot()
     t = curve.final
     shown = max(1, min(shown, t.ball_row.shape[1]))
-    fig = plt.figure(figsize=(3.4 * shown, 7.2))
+    fig = plt.figure(figsize=(max(8.0, 3.4 * shown), 7.2))
     grid = fig.add_gridspec(3, shown, height_ratios=[1, 1, 1.2])
     x = np.arange(len(t.ball_row))
     half = t.widest // 2
@@ -145,11 +147,19 @@ def plot_gaze(curve: GazeCurve, path: str | os.PathLike[str], shown: int = 3) ->
                 ax.set_title(f"episode {e}: {outcome}, hits {hit:.2f}", fontsize=9)
             if r == 0 and e == 0:
                 ax.legend(fontsize=7, loc="lower left")
-    ax = fig.add_subplot(grid[2, :])
+    bottom = grid[2, :].subgridspec(1, 2, width_ratios=[1, 1.6])
+    ax = fig.add_subplot(bottom[0])
+    ax.plot(x, t.hits().mean(1), "-o", ms=3, color="C1")
+    ax.axvline(len(x) / 2 - 0.5, color="0.6", lw=0.8, ls=":")
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_xlabel("step of the episode")
+    ax.set_ylabel("ball inside the widest patch")
+    ax.set_title(f"final checkpoint, {t.ball_row.shape[1]} episodes", fontsize=9)
+    ax = fig.add_subplot(bottom[1])
     ax.plot(curve.steps, curve.caught, "-o", ms=3, label="caught")
     ax.plot(curve.steps, curve.hits, "-o", ms=3, label="gaze hit rate (second half)")
     ax.set_ylim(-0.02, 1.02)
     ax.set_xlabel("training step")
-    ax.set_ylabel(f"share of {t.ball_row.shape[1]} greedy episodes")
+    ax.set_ylabel("share of greedy episodes")
     ax.legend(fontsize=8)
     return save_figure(fig, path, f"Catch {curve.size}x{curve.size}: where the glimpse agent looks")
