@@ -32,8 +32,10 @@ demo: install
 lint: install
 	$(BIN)/ruff check .
 
+# One worker per core (pytest-xdist), a test file per worker at a time: the three learning tests
+# (DQN, PQN and glimpse on Catch, most of the suite's time) run side by side instead of in turn.
 test: lint
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n auto --dist loadfile
 
 benchmark: install
 	$(BIN)/python scripts/benchmark.py envs
