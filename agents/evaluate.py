@@ -13,6 +13,7 @@ import torch
 
 from agents.scores import human_normalized
 from envs import CatchVectorEnv, make_vector_env
+from envs.catch import catch_options
 from envs.options import AtariOptions
 
 
@@ -47,9 +48,7 @@ def make_eval_env(config: dict[str, Any], num_envs: int, seed: int, noop_max: in
     """The training preprocessing from a checkpoint config, with the evaluation protocol on top:
     no-op starts, raw rewards, no life-loss terminals, the 108k-frame cap."""
     if config["game"] == "catch":
-        options = config["env_options"]
-        return CatchVectorEnv(num_envs, size=options.get("size", 24), stack_num=options["stack_num"],
-                              seed=seed)  # fmt: skip
+        return CatchVectorEnv(num_envs, seed=seed, **catch_options(config["env_options"]))
     options = {**config["env_options"], "noop_max": noop_max, "reward_clipping": False,
                "episodic_life": False, "life_loss_info": False,
                "max_num_frames_per_episode": 108_000}  # fmt: skip

@@ -58,6 +58,9 @@ class GlimpseConfig:
     location policy has to work, as in Mnih et al. 2014's translated tasks."""
     catch_size: int = 24
     """Catch only: width and height of the screen in pixels."""
+    catch_turn_prob: float = 0.0
+    """Catch only: probability that the ball reverses its horizontal direction at a step (0: the
+    paper's game, whose landing a few early glimpses predict; with turns the gaze must follow)."""
     seed: int = 1
     """Seed for the network, the sampling and the environments."""
     total_steps: int = 16_000_000
@@ -193,6 +196,10 @@ class GlimpseConfig:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
         catch = self.env.lower() == "catch"
         size = self.catch_size
+        turns = self.catch_turn_prob
+        if not 0.0 <= turns <= 1.0 or (turns and not catch):
+            raise ValueError(f"--catch-turn-prob must be a probability in [0, 1] and is for --env "
+                             f"catch only; got {turns} with --env {self.env}")  # fmt: skip
         if catch and size < 4:
             raise ValueError(f"--catch-size must be >= 4 (a ball above a 2-pixel paddle), got {size}")
         if catch and self.patch_size > size:  # the retina's own check, before anything is built
@@ -217,7 +224,7 @@ def make_glimpse_env(cfg: GlimpseConfig, seed: int) -> tuple[Any, AtariOptions |
     core's job); Atari rewards stay unclipped so that returns are game scores."""
     if cfg.env.lower() == "catch":
         env = CatchVectorEnv(cfg.num_envs, size=cfg.catch_size, seed=seed,
-                             miss_reward=cfg.catch_miss_reward)  # fmt: skip
+                             miss_reward=cfg.catch_miss_reward, turn_prob=cfg.catch_turn_prob)  # fmt: skip
         return env, None, "catch"
     game = resolve_game(cfg.env)
     options = AtariOptions(img_height=210, img_width=160, stack_num=1, reward_clipping=False)
@@ -466,7 +473,8 @@ class GlimpseTrainer:
     def checkpoint_config(self) -> dict[str, Any]:
         """What a checkpoint needs to be used without the training code (see agents.checkpoint)."""
         env_options = (self.env_options.as_dict() if self.env_options
-                       else {"stack_num": 1, "size": self.cfg.catch_size})  # fmt: skip
+                       else {"stack_num": 1, "size": self.cfg.catch_size,
+                             "turn_prob": self.cfg.catch_turn_prob})  # fmt: skip
         return checkpoint_config("glimpse", self.model.architecture(), self.game, self.action_names,
                                  env_options, self.global_step, dataclasses.asdict(self.cfg))  # fmt: skip
 
@@ -503,9 +511,10 @@ def train_glimpse(cfg: GlimpseConfig, callbacks: list[Callback] | None = None) -
 
 
 def glimpse_catch_rate(model: RecurrentAttentionModel, episodes: int = 100, seed: int = 10_000,
-                       glimpses_per_step: int = 1, greedy: bool = True, size: int = 24) -> float:  # fmt: skip
+                       glimpses_per_step: int = 1, greedy: bool = True, size: int = 24,
+                       turn_prob: float = 0.0) -> float:  # fmt: skip
     """Fraction of Catch episodes caught (one episode per env, all in one batch)."""
-    env = CatchVectorEnv(episodes, size=size, seed=seed)
+    env = CatchVectorEnv(episodes, size=size, seed=seed, turn_prob=turn_prob)
     obs, _ = env.reset()
     policy = GlimpsePolicy(model, episodes, glimpses_per_step, greedy)
     caught = np.zeros(episodes)

@@ -71,11 +71,11 @@ def gaze_hit_rate(model: Any, config: dict[str, Any], episodes: int = 200,
     over ``episodes`` episodes: its hit rate and the trace it came from."""
     from agents.glimpse import GlimpsePolicy
     from envs import CatchVectorEnv
+    from envs.catch import catch_options
 
     if config.get("game") != "catch" or config.get("agent") != "glimpse":
         raise ValueError("the gaze hit rate needs a glimpse agent trained on Catch")
-    size = config.get("env_options", {}).get("size", 24)
-    env = CatchVectorEnv(episodes, size=size, seed=seed)
+    env = CatchVectorEnv(episodes, seed=seed, **catch_options(config.get("env_options", {})))
     glimpses = config.get("train_config", {}).get("glimpses_per_step", 1)
     policy = GlimpsePolicy(model, episodes, glimpses, greedy=True)
     trace = trace_gaze(policy, env, model.retina, next(model.parameters()).device)

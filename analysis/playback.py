@@ -109,9 +109,9 @@ def playback_env(config: dict[str, Any], seed: int):
     observation options and raw scores over whole games (no reward clipping, no life episodes)."""
     if config["game"] == "catch":
         from envs import CatchEnv
+        from envs.catch import catch_options
 
-        options = config.get("env_options", {})
-        return CatchEnv(size=options.get("size", 24), stack_num=options.get("stack_num", 1))
+        return CatchEnv(**catch_options(config.get("env_options", {})))
     options = {**config.get("env_options", {}), "reward_clipping": False, "episodic_life": False,
                "life_loss_info": False}  # fmt: skip
     return make_atari_env(

@@ -7,8 +7,10 @@ Rules, on a ``size`` x ``size`` binary screen (24 in the paper):
 * Reset: the ball appears in a uniformly random column of the top row with a random horizontal
   direction (-1 or +1); the 2-pixel paddle occupies columns ``size//2 - 1`` and ``size//2``.
 * Step: actions 0, 1, 2 move the paddle left, keep it, move it right (clamped to the screen).
-  The ball moves one row down and one column sideways; if that column would leave the screen it
-  reverses its direction first (a bounce).
+  With probability ``turn_prob`` (0 in the paper) the ball reverses its horizontal direction; then
+  it moves one row down and one column sideways; if that column would leave the screen it reverses
+  its direction first (a bounce). With turns, where the ball lands cannot be read from a few early
+  frames: an agent that sees a part of the screen has to keep the ball in view.
 * When the ball reaches the bottom row the episode ends: reward 1 if it lands on the paddle, else
   ``miss_reward`` (0 as in the paper; -1 is a common option). An episode is ``size - 1`` steps.
 
@@ -28,12 +30,24 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 NUM_ACTIONS = 3
 
 
+def catch_options(env_options: dict[str, Any]) -> dict[str, Any]:
+    """The Catch options a checkpoint's ``env_options`` record, as keyword arguments of
+    :class:`CatchEnv` and :class:`CatchVectorEnv`; checkpoints from before an option existed get
+    the paper's game (24x24, no turns)."""
+    return {"size": env_options.get("size", 24), "stack_num": env_options.get("stack_num", 1),
+            "turn_prob": env_options.get("turn_prob", 0.0)}  # fmt: skip
+
+
 class _CatchBatch:
     """The dynamics of ``n`` Catch games as numpy arrays; one random generator per game."""
 
-    def __init__(self, n: int, size: int, stack_num: int, miss_reward: float) -> None:
+    def __init__(self, n: int, size: int, stack_num: int, miss_reward: float,
+                 turn_prob: float = 0.0) -> None:  # fmt: skip
         if isinstance(size, bool) or not isinstance(size, int) or size < 4:
             raise ValueError(f"size must be an integer >= 4, got {size!r}")
+        if isinstance(turn_prob, bool) or not 0.0 <= turn_prob <= 1.0:
+            raise ValueError(f"turn_prob must be a probability in [0, 1], got {turn_prob!r}")
+        self.turn_prob = float(turn_prob)
         if isinstance(stack_num, bool) or not isinstance(stack_num, int) or stack_num < 1:
             raise ValueError(f"stack_num must be an integer >= 1, got {stack_num!r}")
         self.n, self.size, self.stack_num, self.miss_reward = n, size, stack_num, float(miss_reward)
@@ -65,6 +79,9 @@ class _CatchBatch:
         last = self.size - 1
         self.paddle[idx] = np.clip(self.paddle[idx] + actions[idx] - 1, 0, self.size - 2)
         col, dx = self.ball_col[idx], self.ball_dx[idx]
+        if self.turn_prob > 0:  # drawn only then: games without turns keep the paper's sequences
+            turns = np.array([self.rngs[i].random() < self.turn_prob for i in idx], bool)
+            dx = np.where(turns, -dx, dx)
         dx = np.where((col + dx < 0) | (col + dx > last), -dx, dx)
         self.ball_dx[idx], self.ball_col[idx] = dx, col + dx
         self.ball_row[idx] += 1
@@ -99,8 +116,9 @@ class CatchEnv(gym.Env[np.ndarray, np.int64]):
         stack_num: int = 1,
         miss_reward: float = 0.0,
         render_mode: str | None = None,
+        turn_prob: float = 0.0,
     ) -> None:
-        self._game = _CatchBatch(1, size, stack_num, miss_reward)
+        self._game = _CatchBatch(1, size, stack_num, miss_reward, turn_prob)
         self.observation_space = self._game.observation_space()
         self.action_space = gym.spaces.Discrete(NUM_ACTIONS)
         self.render_mode = render_mode
@@ -144,10 +162,11 @@ class CatchVectorEnv(VectorEnv):
         stack_num: int = 1,
         miss_reward: float = 0.0,
         seed: int | None = None,
+        turn_prob: float = 0.0,
     ) -> None:
         if isinstance(num_envs, bool) or not isinstance(num_envs, int) or num_envs < 1:
             raise ValueError(f"num_envs must be an integer >= 1, got {num_envs!r}")
-        self._game = _CatchBatch(num_envs, size, stack_num, miss_reward)
+        self._game = _CatchBatch(num_envs, size, stack_num, miss_reward, turn_prob)
         self.num_envs, self.size = num_envs, size
         self.single_observation_space = self._game.observation_space()
         self.single_action_space = gym.spaces.Discrete(NUM_ACTIONS)

@@ -130,3 +130,41 @@ def test_bad_arguments():
         vec = CatchVectorEnv(2)
         vec.reset(seed=0)
         vec.step(np.array([0, 3]))
+
+
+def test_turns_by_hand_and_their_rate():
+    # turn_prob 1: the ball reverses before every move, so it zigzags between two columns
+    env = CatchEnv(size=8, turn_prob=1.0)
+    env.reset(seed=0)
+    place(env, col=3, dx=1)
+    cols = [ball_and_paddle(env.step(STAY)[0][0])[0][0][1] for _ in range(4)]
+    assert cols == [2, 3, 2, 3]
+    # a turn into a wall is undone by the bounce: at column 0 moving right, the turn points left
+    place(env, col=0, dx=1)
+    env._game.ball_row[0] = 0
+    assert ball_and_paddle(env.step(STAY)[0][0])[0] == [(1, 1)]
+    # turn_prob p: away from the walls the direction flips on about p of the steps
+    vec = CatchVectorEnv(2000, size=64, seed=1, turn_prob=0.2)
+    vec.reset()
+    g = vec._game
+    g.ball_col[:] = 32  # the middle of a 64-wide screen: no wall within the next 10 steps
+    flips = 0
+    for _ in range(10):
+        before = g.ball_dx.copy()
+        vec.step(np.ones(2000, np.int64))
+        flips += (g.ball_dx != before).sum()
+    assert abs(flips / 20_000 - 0.2) < 0.01  # 0.2 +- 3.5 standard errors
+    # no turns, no draws: each game's generator serves only its resets, so seeded runs of the
+    # paper's game are what they were before turns existed (the second episode's start is the
+    # generator's third and fourth draws)
+    vec = CatchVectorEnv(3, seed=3)
+    vec.reset()
+    for _ in range(24):  # 23 steps and the reset step
+        vec.step(np.ones(3, np.int64))
+    for i in range(3):
+        rng = np.random.default_rng(3 + i)
+        rng.integers(0, 24), rng.integers(0, 2)
+        assert vec._game.ball_col[i] == rng.integers(0, 24)
+        assert vec._game.ball_dx[i] == (1 if rng.integers(0, 2) else -1)
+    with pytest.raises(ValueError, match=r"turn_prob must be a probability in \[0, 1\], got 1.5"):
+        CatchVectorEnv(2, turn_prob=1.5)

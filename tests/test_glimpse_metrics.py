@@ -94,11 +94,18 @@ def test_foveal_preset_refuses_a_retina_that_sees_too_much(overrides, message):
 def test_foveal_preset_trains_and_evaluates_on_its_own_screen(tmp_path):
     cfg = GlimpseConfig.foveal(total_steps=47 * 8 * 2 + 1, num_envs=8, hidden=32, rollout=48,
                                run_dir=str(tmp_path / "run"), progress=False, heatmap_every=0,
-                               save_every=48 * 8, keep_checkpoints=0)  # fmt: skip
+                               save_every=48 * 8, keep_checkpoints=0, catch_turn_prob=0.1)  # fmt: skip
     cfg.validate()
     GlimpseTrainer(cfg).run()
     model, config = load_checkpoint(tmp_path / "run")
-    assert config["env_options"] == {"stack_num": 1, "size": 48} and model.retina.sizes == [6, 12]
+    assert config["env_options"] == {"stack_num": 1, "size": 48, "turn_prob": 0.1}
+    assert model.retina.sizes == [6, 12]
+    # evaluation and playback rebuild the game the agent trained on, turns included
+    from agents.evaluate import make_eval_env
+    from analysis.playback import playback_env
+
+    assert make_eval_env(config, 2, seed=0)._game.turn_prob == 0.1
+    assert playback_env(config, seed=0)._game.turn_prob == 0.1
     summary = evaluate_checkpoint(str(tmp_path / "run"), episodes=16, progress=False)
     assert summary["mean_length"] == 47  # a 48-row fall
     rate, trace = gaze_hit_rate(model, config, episodes=16)
@@ -122,6 +129,8 @@ def test_foveal_preset_trains_and_evaluates_on_its_own_screen(tmp_path):
 
 def test_unknown_preset_and_a_bad_foveal_flag_are_one_line(tmp_path):
     for args, message in [
+        (["--catch-turn-prob", "1.5"], "--catch-turn-prob must be a probability in [0, 1]"),
+        (["--env", "pong", "--catch-turn-prob", "0.1"], "is for --env catch only; got 0.1 with"),
         (["--preset", "tiny"], "unknown --preset 'tiny'; choose one of default, foveal"),
         (["--preset", "foveal", "--num-scales", "4"], "--preset foveal needs a retina that sees at most"),
     ]:  # fmt: skip
