@@ -117,7 +117,7 @@ def test_foveal_preset_trains_and_evaluates_on_its_own_screen(tmp_path):
     # the figure over training: every checkpoint, its catch rate that of glimpse_catch_rate
     curve = gaze_over_training(tmp_path / "run", episodes=16)
     assert curve.steps == [384, 768] and curve.size == 48
-    assert curve.caught[-1] == glimpse_catch_rate(model, episodes=16, size=48)
+    assert curve.caught[-1] == glimpse_catch_rate(model, episodes=16, size=48, turn_prob=0.1)
     assert curve.hits[-1] == rate and curve.final.caught.shape == (16,)
     out = tmp_path / "gaze.png"
     done = subprocess.run([sys.executable, "scripts/gaze_figure.py", "--run", str(tmp_path / "run"),
