@@ -97,9 +97,9 @@ def learning_curve(total_steps: int, eval_every: int, seed: int = 1, episodes: i
             if trainer.global_step >= next_eval:
                 next_eval += eval_every
                 t = time.perf_counter()
-                rate = glimpse_catch_rate(trainer.model, episodes, size=cfg.catch_size,
+                rate = glimpse_catch_rate(trainer.model, episodes,
                                           glimpses_per_step=cfg.glimpses_per_step,
-                                          turn_prob=cfg.catch_turn_prob)  # fmt: skip
+                                          **cfg.catch_game())  # fmt: skip
                 evaluating += time.perf_counter() - t
                 curve.append({"steps": trainer.global_step, "episodes": trainer.tracker.episodes,
                               "seconds": time.perf_counter() - start - evaluating,

@@ -61,6 +61,9 @@ class GlimpseConfig:
     catch_turn_prob: float = 0.0
     """Catch only: probability that the ball reverses its horizontal direction at a step (0: the
     paper's game, whose landing a few early glimpses predict; with turns the gaze must follow)."""
+    catch_paddle_width: int = 2
+    """Catch only: paddle width in pixels (the paper's is 2). With 3, a paddle kept under the ball
+    catches it whatever its turns, so a ball that turns must be watched to the end."""
     seed: int = 1
     """Seed for the network, the sampling and the environments."""
     total_steps: int = 16_000_000
@@ -166,6 +169,12 @@ class GlimpseConfig:
     def widest_patch(self) -> int:
         return self.patch_size * self.scale_factor ** (self.num_scales - 1)
 
+    def catch_game(self) -> dict[str, Any]:
+        """The Catch game's options (keyword arguments of ``CatchVectorEnv``, and what checkpoints
+        record), so that training, evaluation and benchmarks play the same game."""
+        return {"size": self.catch_size, "turn_prob": self.catch_turn_prob,
+                "paddle_width": self.catch_paddle_width}  # fmt: skip
+
     @classmethod
     def atari(cls, **overrides: Any) -> GlimpseConfig:
         """Defaults for Atari: long episodes are cut into bootstrapped rollouts of 32 steps."""
@@ -202,6 +211,10 @@ class GlimpseConfig:
                              f"catch only; got {turns} with --env {self.env}")  # fmt: skip
         if catch and size < 4:
             raise ValueError(f"--catch-size must be >= 4 (a ball above a 2-pixel paddle), got {size}")
+        width = self.catch_paddle_width
+        if width != 2 and not (catch and 1 <= width <= size // 2):
+            raise ValueError(f"--catch-paddle-width must be in [1, --catch-size // 2] and is for --env "
+                             f"catch only; got {width} with --env {self.env} and size {size}")  # fmt: skip
         if catch and self.patch_size > size:  # the retina's own check, before anything is built
             p = self.patch_size
             raise ValueError(f"retina patch {p}x{p} is larger than the {size}x{size} frame at every "
@@ -223,8 +236,8 @@ def make_glimpse_env(cfg: GlimpseConfig, seed: int) -> tuple[Any, AtariOptions |
     """Catch, or an Atari game at full resolution (210x160 grayscale, one frame: memory is the
     core's job); Atari rewards stay unclipped so that returns are game scores."""
     if cfg.env.lower() == "catch":
-        env = CatchVectorEnv(cfg.num_envs, size=cfg.catch_size, seed=seed,
-                             miss_reward=cfg.catch_miss_reward, turn_prob=cfg.catch_turn_prob)  # fmt: skip
+        env = CatchVectorEnv(cfg.num_envs, seed=seed, miss_reward=cfg.catch_miss_reward,
+                             **cfg.catch_game())  # fmt: skip
         return env, None, "catch"
     game = resolve_game(cfg.env)
     options = AtariOptions(img_height=210, img_width=160, stack_num=1, reward_clipping=False)
@@ -473,8 +486,7 @@ class GlimpseTrainer:
     def checkpoint_config(self) -> dict[str, Any]:
         """What a checkpoint needs to be used without the training code (see agents.checkpoint)."""
         env_options = (self.env_options.as_dict() if self.env_options
-                       else {"stack_num": 1, "size": self.cfg.catch_size,
-                             "turn_prob": self.cfg.catch_turn_prob})  # fmt: skip
+                       else {"stack_num": 1, **self.cfg.catch_game()})  # fmt: skip
         return checkpoint_config("glimpse", self.model.architecture(), self.game, self.action_names,
                                  env_options, self.global_step, dataclasses.asdict(self.cfg))  # fmt: skip
 
@@ -511,10 +523,10 @@ def train_glimpse(cfg: GlimpseConfig, callbacks: list[Callback] | None = None) -
 
 
 def glimpse_catch_rate(model: RecurrentAttentionModel, episodes: int = 100, seed: int = 10_000,
-                       glimpses_per_step: int = 1, greedy: bool = True, size: int = 24,
-                       turn_prob: float = 0.0) -> float:  # fmt: skip
-    """Fraction of Catch episodes caught (one episode per env, all in one batch)."""
-    env = CatchVectorEnv(episodes, size=size, seed=seed, turn_prob=turn_prob)
+                       glimpses_per_step: int = 1, greedy: bool = True, **game: Any) -> float:
+    """Fraction of Catch episodes caught (one episode per env, all in one batch); ``game`` holds
+    the game's options (:meth:`GlimpseConfig.catch_game`; the paper's game without them)."""
+    env = CatchVectorEnv(episodes, seed=seed, **game)
     obs, _ = env.reset()
     policy = GlimpsePolicy(model, episodes, glimpses_per_step, greedy)
     caught = np.zeros(episodes)

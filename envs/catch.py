@@ -5,12 +5,15 @@ bottom row must be under it when it lands.
 Rules, on a ``size`` x ``size`` binary screen (24 in the paper):
 
 * Reset: the ball appears in a uniformly random column of the top row with a random horizontal
-  direction (-1 or +1); the 2-pixel paddle occupies columns ``size//2 - 1`` and ``size//2``.
+  direction (-1 or +1); the paddle, ``paddle_width`` pixels wide (2 in the paper), is centred:
+  its left end is at column ``(size - paddle_width) // 2``.
 * Step: actions 0, 1, 2 move the paddle left, keep it, move it right (clamped to the screen).
   With probability ``turn_prob`` (0 in the paper) the ball reverses its horizontal direction; then
   it moves one row down and one column sideways; if that column would leave the screen it reverses
   its direction first (a bounce). With turns, where the ball lands cannot be read from a few early
-  frames: an agent that sees a part of the screen has to keep the ball in view.
+  frames: an agent that sees a part of the screen has to keep the ball in view. A 3-pixel paddle
+  kept under the ball's column catches it whatever the turns (the ball moves one column a step),
+  so with turns and ``paddle_width=3`` catching depends on watching the ball to the end.
 * When the ball reaches the bottom row the episode ends: reward 1 if it lands on the paddle, else
   ``miss_reward`` (0 as in the paper; -1 is a common option). An episode is ``size - 1`` steps.
 
@@ -35,16 +38,22 @@ def catch_options(env_options: dict[str, Any]) -> dict[str, Any]:
     :class:`CatchEnv` and :class:`CatchVectorEnv`; checkpoints from before an option existed get
     the paper's game (24x24, no turns)."""
     return {"size": env_options.get("size", 24), "stack_num": env_options.get("stack_num", 1),
-            "turn_prob": env_options.get("turn_prob", 0.0)}  # fmt: skip
+            "turn_prob": env_options.get("turn_prob", 0.0),
+            "paddle_width": env_options.get("paddle_width", 2)}  # fmt: skip
 
 
 class _CatchBatch:
     """The dynamics of ``n`` Catch games as numpy arrays; one random generator per game."""
 
     def __init__(self, n: int, size: int, stack_num: int, miss_reward: float,
-                 turn_prob: float = 0.0) -> None:  # fmt: skip
+                 turn_prob: float = 0.0, paddle_width: int = 2) -> None:  # fmt: skip
         if isinstance(size, bool) or not isinstance(size, int) or size < 4:
             raise ValueError(f"size must be an integer >= 4, got {size!r}")
+        if (isinstance(paddle_width, bool) or not isinstance(paddle_width, int)
+                or not 1 <= paddle_width <= size // 2):  # fmt: skip
+            raise ValueError(f"paddle_width must be an integer in [1, size // 2 = {size // 2}], "
+                             f"got {paddle_width!r}")  # fmt: skip
+        self.paddle_width = paddle_width
         if isinstance(turn_prob, bool) or not 0.0 <= turn_prob <= 1.0:
             raise ValueError(f"turn_prob must be a probability in [0, 1], got {turn_prob!r}")
         self.turn_prob = float(turn_prob)
@@ -70,14 +79,15 @@ class _CatchBatch:
             self.ball_col[i] = self.rngs[i].integers(0, self.size)
             self.ball_dx[i] = 1 if self.rngs[i].integers(0, 2) else -1
         self.ball_row[idx] = 0
-        self.paddle[idx] = self.size // 2 - 1
+        self.paddle[idx] = (self.size - self.paddle_width) // 2
         self.stack[idx] = 0
         self._draw(idx)
 
     def step(self, actions: np.ndarray, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Advance the games ``idx`` one step; returns their (rewards, terminated)."""
         last = self.size - 1
-        self.paddle[idx] = np.clip(self.paddle[idx] + actions[idx] - 1, 0, self.size - 2)
+        width = self.paddle_width
+        self.paddle[idx] = np.clip(self.paddle[idx] + actions[idx] - 1, 0, self.size - width)
         col, dx = self.ball_col[idx], self.ball_dx[idx]
         if self.turn_prob > 0:  # drawn only then: games without turns keep the paper's sequences
             turns = np.array([self.rngs[i].random() < self.turn_prob for i in idx], bool)
@@ -87,7 +97,7 @@ class _CatchBatch:
         self.ball_row[idx] += 1
         done = self.ball_row[idx] >= last
         paddle, col = self.paddle[idx], self.ball_col[idx]
-        caught = (col >= paddle) & (col <= paddle + 1)
+        caught = (col >= paddle) & (col < paddle + width)
         rewards = np.where(done, np.where(caught, 1.0, self.miss_reward), 0.0).astype(np.float32)
         self._draw(idx)
         return rewards, done
@@ -96,8 +106,8 @@ class _CatchBatch:
         self.stack[idx, :-1] = self.stack[idx, 1:]
         frame = np.zeros((len(idx), self.size, self.size), np.uint8)
         rows = np.arange(len(idx))
-        frame[rows, self.size - 1, self.paddle[idx]] = 255
-        frame[rows, self.size - 1, self.paddle[idx] + 1] = 255
+        for offset in range(self.paddle_width):
+            frame[rows, self.size - 1, self.paddle[idx] + offset] = 255
         frame[rows, self.ball_row[idx], self.ball_col[idx]] = 255
         self.stack[idx, -1] = frame
 
@@ -117,8 +127,9 @@ class CatchEnv(gym.Env[np.ndarray, np.int64]):
         miss_reward: float = 0.0,
         render_mode: str | None = None,
         turn_prob: float = 0.0,
+        paddle_width: int = 2,
     ) -> None:
-        self._game = _CatchBatch(1, size, stack_num, miss_reward, turn_prob)
+        self._game = _CatchBatch(1, size, stack_num, miss_reward, turn_prob, paddle_width)
         self.observation_space = self._game.observation_space()
         self.action_space = gym.spaces.Discrete(NUM_ACTIONS)
         self.render_mode = render_mode
@@ -163,10 +174,11 @@ class CatchVectorEnv(VectorEnv):
         miss_reward: float = 0.0,
         seed: int | None = None,
         turn_prob: float = 0.0,
+        paddle_width: int = 2,
     ) -> None:
         if isinstance(num_envs, bool) or not isinstance(num_envs, int) or num_envs < 1:
             raise ValueError(f"num_envs must be an integer >= 1, got {num_envs!r}")
-        self._game = _CatchBatch(num_envs, size, stack_num, miss_reward, turn_prob)
+        self._game = _CatchBatch(num_envs, size, stack_num, miss_reward, turn_prob, paddle_width)
         self.num_envs, self.size = num_envs, size
         self.single_observation_space = self._game.observation_space()
         self.single_action_space = gym.spaces.Discrete(NUM_ACTIONS)
@@ -228,6 +240,34 @@ class CatchVectorEnv(VectorEnv):
         for rng, state in zip(g.rngs, rngs, strict=True):
             rng.bit_generator.state = state
         self._first_seed = None
+
+
+def scripted_catch_rate(watch_steps: int | None = None, episodes: int = 2000, seed: int = 0,
+                        **game: Any) -> float:  # fmt: skip
+    """Fraction of episodes a scripted player catches that sees the whole screen for the first
+    ``watch_steps`` steps (all of them if None) and after that extrapolates the last ball it saw
+    (bounces, no turns). The reference for what watching the ball to the end is worth in a game
+    (``game``: :class:`CatchVectorEnv`'s options), whatever an agent learns.
+
+    The player centres its paddle under where it expects the ball: the current column with a
+    paddle of 3 or more pixels (either next column is then covered, so turns cannot beat it), the
+    next column without a turn with a narrower one."""
+    env = CatchVectorEnv(episodes, seed=seed, **game)
+    env.reset()
+    g, last = env._game, env.size - 1
+    col, dx = g.ball_col.copy(), g.ball_dx.copy()
+    caught = np.zeros(episodes, bool)
+    for t in range(last):
+        if watch_steps is None or t < watch_steps:
+            col, dx = g.ball_col.copy(), g.ball_dx.copy()
+        step = np.where((col + dx < 0) | (col + dx > last), -dx, dx)
+        aim = col if g.paddle_width >= 3 else col + step
+        centre = g.paddle + (g.paddle_width - 1) / 2
+        actions = np.where(centre > aim + 0.5, 0, np.where(centre < aim - 0.5, 2, 1))
+        _, reward, *_ = env.step(actions)
+        caught |= reward > 0
+        col, dx = col + step, step  # the belief moves with the ball it cannot see
+    return float(caught.mean())
 
 
 gym.register("Catch-v0", entry_point="envs.catch:CatchEnv", vector_entry_point=CatchVectorEnv)

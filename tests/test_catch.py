@@ -7,6 +7,7 @@ from gymnasium.utils.env_checker import check_env
 
 import envs  # noqa: F401  (registers Catch-v0)
 from envs import CatchEnv, CatchVectorEnv
+from envs.catch import scripted_catch_rate
 
 LEFT, STAY, RIGHT = 0, 1, 2
 
@@ -89,6 +90,40 @@ def test_paddle_is_clamped():
     for _ in range(5):
         obs, *_ = env.step(RIGHT)
     assert list(ball_and_paddle(obs[0])[1]) == [6, 7]
+
+
+def test_wider_paddle_by_hand():
+    env = CatchEnv(size=8, paddle_width=3)
+    obs, _ = env.reset(seed=0)
+    assert list(ball_and_paddle(obs[0])[1]) == [2, 3, 4]  # left end at (8 - 3) // 2
+    for _ in range(6):
+        obs, *_ = env.step(RIGHT)
+    assert list(ball_and_paddle(obs[0])[1]) == [5, 6, 7]  # clamped at the right wall
+    # ball at col 4 moving left lands on col 4 - 7 -> bounce: 3, 2, 1, 0, 1, 2, 3 after 7 steps
+    for landing_paddle, reward in [(1, 1.0), (3, 1.0), (4, 0.0), (0, 0.0)]:
+        env.reset(seed=0)
+        place(env, col=4, dx=-1)
+        env._game.paddle[0] = landing_paddle  # the paddle stays there: it covers 3 columns
+        for _ in range(7):
+            _, r, terminated, _, _ = env.step(STAY)
+        assert terminated and r == reward, (landing_paddle, r)
+    with pytest.raises(ValueError, match=r"paddle_width must be an integer in \[1, size // 2 = 4\]"):
+        CatchEnv(size=8, paddle_width=5)
+    with pytest.raises(ValueError, match="paddle_width"):
+        CatchVectorEnv(2, paddle_width=0)
+
+
+def test_scripted_player_shows_what_watching_is_worth():
+    # without turns the landing is known from the first frame: watching once is enough
+    for width in (2, 3):
+        assert scripted_catch_rate(1, episodes=300, paddle_width=width) == 1.0
+    # a 3-pixel paddle kept under the ball catches it whatever the turns ...
+    assert scripted_catch_rate(None, episodes=300, turn_prob=0.3, paddle_width=3) == 1.0
+    # ... and a player that stops watching catches less the earlier it stops
+    rates = [scripted_catch_rate(k, episodes=2000, turn_prob=0.1, paddle_width=3) for k in (18, 12, 6)]
+    assert 1.0 > rates[0] > rates[1] > rates[2] > 0.1
+    # the paper's 2-pixel paddle cannot follow a turn (both move one column a step)
+    assert scripted_catch_rate(None, episodes=2000, turn_prob=0.1) < 0.75
 
 
 def test_stack_shows_direction():

@@ -94,18 +94,19 @@ def test_foveal_preset_refuses_a_retina_that_sees_too_much(overrides, message):
 def test_foveal_preset_trains_and_evaluates_on_its_own_screen(tmp_path):
     cfg = GlimpseConfig.foveal(total_steps=47 * 8 * 2 + 1, num_envs=8, hidden=32, rollout=48,
                                run_dir=str(tmp_path / "run"), progress=False, heatmap_every=0,
-                               save_every=48 * 8, keep_checkpoints=0, catch_turn_prob=0.1)  # fmt: skip
+                               save_every=48 * 8, keep_checkpoints=0, catch_turn_prob=0.1,
+                               catch_paddle_width=3)  # fmt: skip
     cfg.validate()
     GlimpseTrainer(cfg).run()
     model, config = load_checkpoint(tmp_path / "run")
-    assert config["env_options"] == {"stack_num": 1, "size": 48, "turn_prob": 0.1}
+    assert config["env_options"] == {"stack_num": 1, "size": 48, "turn_prob": 0.1, "paddle_width": 3}
     assert model.retina.sizes == [6, 12]
     # evaluation and playback rebuild the game the agent trained on, turns included
     from agents.evaluate import make_eval_env
     from analysis.playback import playback_env
 
-    assert make_eval_env(config, 2, seed=0)._game.turn_prob == 0.1
-    assert playback_env(config, seed=0)._game.turn_prob == 0.1
+    for game in (make_eval_env(config, 2, seed=0)._game, playback_env(config, seed=0)._game):
+        assert (game.turn_prob, game.paddle_width) == (0.1, 3)
     summary = evaluate_checkpoint(str(tmp_path / "run"), episodes=16, progress=False)
     assert summary["mean_length"] == 47  # a 48-row fall
     rate, trace = gaze_hit_rate(model, config, episodes=16)
@@ -117,7 +118,8 @@ def test_foveal_preset_trains_and_evaluates_on_its_own_screen(tmp_path):
     # the figure over training: every checkpoint, its catch rate that of glimpse_catch_rate
     curve = gaze_over_training(tmp_path / "run", episodes=16)
     assert curve.steps == [384, 768] and curve.size == 48
-    assert curve.caught[-1] == glimpse_catch_rate(model, episodes=16, size=48, turn_prob=0.1)
+    assert curve.caught[-1] == glimpse_catch_rate(model, episodes=16, size=48, turn_prob=0.1,
+                                                  paddle_width=3)  # fmt: skip
     assert curve.hits[-1] == rate and curve.final.caught.shape == (16,)
     out = tmp_path / "gaze.png"
     done = subprocess.run([sys.executable, "scripts/gaze_figure.py", "--run", str(tmp_path / "run"),
@@ -131,6 +133,8 @@ def test_unknown_preset_and_a_bad_foveal_flag_are_one_line(tmp_path):
     for args, message in [
         (["--catch-turn-prob", "1.5"], "--catch-turn-prob must be a probability in [0, 1]"),
         (["--env", "pong", "--catch-turn-prob", "0.1"], "is for --env catch only; got 0.1 with"),
+        (["--catch-paddle-width", "13"], "--catch-paddle-width must be in [1, --catch-size // 2]"),
+        (["--env", "pong", "--catch-paddle-width", "3"], "got 3 with --env pong"),
         (["--preset", "tiny"], "unknown --preset 'tiny'; choose one of default, foveal"),
         (["--preset", "foveal", "--num-scales", "4"], "--preset foveal needs a retina that sees at most"),
     ]:  # fmt: skip
