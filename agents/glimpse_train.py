@@ -35,6 +35,7 @@ from agents.checkpoint import (
     read_tensors,
     require_same_network,
     require_unfinished,
+    resolve_checkpoint,
     restore_trainer,
     resume_config,
     write_checkpoint,
@@ -135,6 +136,10 @@ class GlimpseConfig:
     """Run directory; empty picks runs/<env>__glimpse__<seed>__<timestamp>."""
     resume: str = ""
     """Run directory to resume from its latest checkpoint (its config is reused)."""
+    init_from: str = ""
+    """Checkpoint (run, checkpoint directory or model.safetensors) whose network weights start this
+    run, with a fresh optimizer and step count: a curriculum, such as an agent of the paper's game
+    trained on again on a ball that turns. Its network must be this run's (retina, core, actions)."""
     save_every: int = 500_000
     """Environment steps between checkpoints (one is also written at the end and on Ctrl-C)."""
     keep_checkpoints: int = 3
@@ -325,6 +330,10 @@ class GlimpseTrainer:
         if resume_from is not None:
             restore_trainer(self._restore, resume_from)
             require_unfinished(cfg.resume, self.global_step, cfg.total_steps)
+        elif cfg.init_from:
+            start = resolve_checkpoint(cfg.init_from)
+            require_same_network(start, self.model.architecture(), self.game)
+            load_state(self.model, read_tensors(start / MODEL), start / MODEL)
 
     # ---- acting -------------------------------------------------------------------------------
     def act(self, images: torch.Tensor, loc: torch.Tensor, state: tuple[torch.Tensor, ...]):

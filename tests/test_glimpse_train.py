@@ -137,6 +137,23 @@ def test_resume_of_another_run_or_a_missing_one_is_refused(tmp_path):
         GlimpseTrainer(GlimpseConfig(resume=str(tmp_path / "nope"), progress=False))
 
 
+def test_init_from_starts_a_new_run_from_another_runs_weights(tmp_path):
+    first = GlimpseTrainer(tiny(tmp_path, "plain", total_steps=24 * 8))
+    first.run()
+    # a curriculum: the same network on a ball that turns, with a fresh optimizer and step count
+    second = GlimpseTrainer(tiny(tmp_path, "turns", init_from=str(tmp_path / "plain"),
+                                 catch_turn_prob=0.1, catch_paddle_width=3))  # fmt: skip
+    assert second.global_step == 0 and not second.optimizer.state
+    for k, v in first.model.state_dict().items():
+        assert torch.equal(second.model.state_dict()[k], v)
+    second.run()
+    assert read_json(tmp_path / "turns" / "config.json")["init_from"] == str(tmp_path / "plain")
+    with pytest.raises(CheckpointError, match="of another architecture"):
+        GlimpseTrainer(tiny(tmp_path, "wider", init_from=str(tmp_path / "plain"), hidden=64))
+    with pytest.raises(CheckpointError, match="checkpoint not found"):
+        GlimpseTrainer(tiny(tmp_path, "lost", init_from=str(tmp_path / "nope")))
+
+
 @pytest.mark.parametrize(
     "kw, message",
     [
