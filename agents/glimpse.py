@@ -176,6 +176,7 @@ class RecurrentAttentionModel(nn.Module):
         detach_baseline: bool = True,
         detach_location: bool = True,
         normalize_glimpse: bool = False,
+        action_input: bool = False,
     ) -> None:
         super().__init__()
         if core not in CORES:
@@ -195,12 +196,15 @@ class RecurrentAttentionModel(nn.Module):
             "detach_baseline": detach_baseline, "detach_location": detach_location,
             "normalize_glimpse": normalize_glimpse,
         }  # fmt: skip
+        if action_input:  # written only when on: checkpoints from before it stay loadable as they were
+            self.config["action_input"] = True
+        self.action_input, self.n_actions = action_input, n_actions
         self.retina = Retina(patch_size, num_scales, scale_factor)
         self.glimpse = GlimpseNetwork(
             self.retina, channels, out=hidden, normalize=normalize_glimpse
         )
         cell = {"lstm": nn.LSTMCell, "gru": nn.GRUCell, "rnn": ReLURNNCell}[core]
-        self.core = cell(hidden, hidden)
+        self.core = cell(hidden + (n_actions if action_input else 0), hidden)
         self.core_kind, self.hidden = core, hidden
         self.location_policy, self.location_std, self.tiles = location_policy, location_std, tiles
         self.detach_baseline, self.detach_location = detach_baseline, detach_location
@@ -217,7 +221,20 @@ class RecurrentAttentionModel(nn.Module):
         self, batch: int, device: torch.device | str = "cpu"
     ) -> tuple[torch.Tensor, ...]:
         h = torch.zeros(batch, self.hidden, device=device)
-        return (h, h.clone()) if self.core_kind == "lstm" else (h,)
+        state = (h, h.clone()) if self.core_kind == "lstm" else (h,)
+        if self.action_input:  # the previous action, one-hot; none before the first
+            state = (*state, torch.zeros(batch, self.n_actions, device=device))
+        return state
+
+    def record_action(
+        self, state: tuple[torch.Tensor, ...], action: torch.Tensor
+    ) -> tuple[torch.Tensor, ...]:
+        """The state after ``action`` (B,) was taken: with ``action_input`` the core's next input
+        includes it, so the agent knows what it did (where its paddle went) without looking."""
+        if not self.action_input:
+            return state
+        one_hot = torch.nn.functional.one_hot(action.to(state[-1].device), self.n_actions)
+        return (*state[:-1], one_hot.to(state[-1].dtype))
 
     def restart(
         self, mask: torch.Tensor, state: tuple[torch.Tensor, ...], locations: torch.Tensor
@@ -239,12 +256,15 @@ class RecurrentAttentionModel(nn.Module):
         """One step from glimpse patches already taken: what the sequential Jacobian
         differentiates (the glimpse input x_t is the patches)."""
         g = self.glimpse.encode(patches, locations)
+        kept: tuple[torch.Tensor, ...] = ()
+        if self.action_input:
+            g, kept, state = torch.cat([g, state[-1]], 1), state[-1:], state[:-1]
         if self.core_kind == "lstm":
             h, c = self.core(g, state)
-            state = (h, c)
+            state = (h, c, *kept)
         else:
             h = self.core(g, state[0])
-            state = (h,)
+            state = (h, *kept)
         heads = {
             "action_logits": self.action_head(h),
             "baseline": self.baseline_head(h.detach() if self.detach_baseline else h).squeeze(1),
@@ -355,6 +375,7 @@ class GlimpsePolicy:
                 self.loc = self.model.sample_location(self.heads)[0]
         self.locations, self.patches = torch.stack(looked), torch.stack(seen).cpu()
         logits = self.heads["action_logits"]
-        if self.greedy:
-            return logits.argmax(1).cpu().numpy()
-        return torch.distributions.Categorical(logits=logits).sample().cpu().numpy()
+        dist = torch.distributions.Categorical(logits=logits)
+        action = logits.argmax(1) if self.greedy else dist.sample()
+        self.state = self.model.record_action(self.state, action)
+        return action.cpu().numpy()

@@ -54,9 +54,10 @@ class GlimpseConfig:
     env: str = "catch"
     """'catch' or an Atari game (full-resolution 210x160 grayscale frames, no frame stack)."""
     preset: Literal["default", "foveal"] = "default"
-    """Catch only: 'foveal' is a Catch whose screen the glimpse cannot see at once (48x48, patch 6,
-    2 scales): the widest patch is checked to cover at most a quarter of the screen, so the
-    location policy has to work, as in Mnih et al. 2014's translated tasks."""
+    """Catch only: 'foveal' is a Catch whose screen the glimpse cannot see at once (patch 6, 2 scales:
+    the widest patch, 12 pixels, is a quarter of the 24x24 screen; checked to be at most a quarter
+    of any --catch-size), so the location policy has to work, as in Mnih et al. 2014's translated
+    tasks."""
     catch_size: int = 24
     """Catch only: width and height of the screen in pixels."""
     catch_turn_prob: float = 0.0
@@ -99,6 +100,11 @@ class GlimpseConfig:
     Catch learns as much per step with 128, at 1.5 times the steps per second."""
     normalize_glimpse: bool = True
     """Standardise each glimpse vector (LayerNorm without parameters) before the glimpse network."""
+    action_input: bool = False
+    """Feed the previous action (one-hot) to the core with each glimpse, as recurrent agents such as
+    R2D2 (Kapturowski et al. 2019) do: the agent then knows where its moves took it (the Catch
+    paddle) without looking there, so its gaze can stay on the ball. Off: the paper's core, which
+    sees only glimpses."""
     detach_baseline: bool = False
     """Baseline reads a detached core state (the baseline then does not train the core)."""
     learning_rate: float = 4e-3
@@ -165,10 +171,11 @@ class GlimpseConfig:
 
     @classmethod
     def foveal(cls, **overrides: Any) -> GlimpseConfig:
-        """Defaults for the foveal Catch: a 48x48 screen seen through patches of 6 and 12 pixels
-        (the widest covers 6% of the screen); a rollout holds a whole 47-step episode and its
-        reset step, so that returns stay Monte-Carlo."""
-        return cls(**{"preset": "foveal", "catch_size": 48, "patch_size": 6, "num_scales": 2,
+        """Defaults for the foveal Catch: the paper's 24x24 screen seen through patches of 6 and 12
+        pixels (the widest covers a quarter of it). A rollout of 48 holds two whole episodes here,
+        or one 47-step episode of ``--catch-size 48`` (the widest patch then covers 6%), so that
+        returns stay Monte-Carlo. On 48x48 the recipe does not learn yet (docs/benchmarks.md)."""
+        return cls(**{"preset": "foveal", "catch_size": 24, "patch_size": 6, "num_scales": 2,
                       "rollout": 48, **overrides})  # fmt: skip
 
     def widest_patch(self) -> int:
@@ -308,7 +315,7 @@ class GlimpseTrainer:
             num_scales=cfg.num_scales, scale_factor=cfg.scale_factor, hidden=cfg.hidden,
             core=cfg.core, location_policy=cfg.location_policy, location_std=cfg.location_std,
             tiles=cfg.tiles, detach_baseline=cfg.detach_baseline,
-            normalize_glimpse=cfg.normalize_glimpse,
+            normalize_glimpse=cfg.normalize_glimpse, action_input=cfg.action_input,
         )  # fmt: skip
         self.model.retina.check_frame(*self.frame_shape)
         location = list(self.model.location_head.parameters())
@@ -352,6 +359,7 @@ class GlimpseTrainer:
         dist = torch.distributions.Categorical(logits=heads["action_logits"])
         action = dist.sample()
         logp = logp + dist.log_prob(action)
+        state = self.model.record_action(state, action)
         return action, logp, dist.entropy(), ent_l, heads["baseline"], loc, state
 
     def _count_glimpses(self, loc: torch.Tensor) -> None:

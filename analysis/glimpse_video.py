@@ -157,10 +157,13 @@ def episode_jacobian(model: RecurrentAttentionModel, played: list[GlimpseStep], 
     steps = [s for s in played if s.episode == played[0].episode]
     patches = torch.cat([s.patches for s in steps])[:max_steps]  # (T, scales, C, p, p)
     locations = torch.cat([s.locations for s in steps])[:max_steps]
+    glimpses = len(steps[0].locations)
 
     def step_fn(x, state):  # the state carries the time index, to look up where x_t was taken
         t, core = state
         heads, core = model.step_patches(x, locations[t][None], core)
+        if (t + 1) % glimpses == 0:  # the agent acted after its last glimpse of the step
+            core = model.record_action(core, torch.tensor([steps[t // glimpses].action]))
         return heads, (t + 1, core)
 
     return sequential_jacobian(step_fn, patches, (0, model.initial_state(1)), head)

@@ -1,7 +1,7 @@
 """Train the hard-attention glimpse agent (Mnih et al. 2014) with REINFORCE on Catch or an Atari game.
 
     python scripts/train_glimpse.py --env catch        # Catch defaults: 16M steps, 128 envs (~9 min)
-    python scripts/train_glimpse.py --env catch --preset foveal   # 48x48: the glimpse sees 6% of it
+    python scripts/train_glimpse.py --env catch --preset foveal   # the glimpse sees a quarter
     python scripts/train_glimpse.py --env pong         # Atari defaults: 210x160 frames, 16 envs
     python scripts/train_glimpse.py --resume runs/catch__glimpse__1__1700000000
 

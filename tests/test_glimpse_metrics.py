@@ -78,21 +78,24 @@ def test_the_centre_sees_the_ball_only_while_it_passes():
 
 
 @pytest.mark.parametrize("overrides,message", [
-    ({"patch_size": 8, "num_scales": 3}, r"widest patch \(32x32\) covers 44% .*larger --catch-size"),
+    ({"patch_size": 8, "num_scales": 3, "catch_size": 48},
+     r"widest patch \(32x32\) covers 44% .*larger --catch-size"),
     ({"catch_size": 20}, r"widest patch \(12x12\) covers 36% of the 20x20 screen"),
-    ({"patch_size": 12, "num_scales": 3}, r"covers 100% of the 48x48 screen"),
+    ({"num_scales": 3}, r"covers 100% of the 24x24 screen"),
     ({"env": "pong"}, "--preset foveal is a Catch preset"),
-    ({"patch_size": 64}, "retina patch 64x64 is larger than the 48x48 frame"),
+    ({"patch_size": 64}, "retina patch 64x64 is larger than the 24x24 frame"),
     ({"catch_size": 3}, "--catch-size must be >= 4"),
 ])  # fmt: skip
 def test_foveal_preset_refuses_a_retina_that_sees_too_much(overrides, message):
     with pytest.raises(ValueError, match=message):
         GlimpseConfig.foveal(**overrides).validate()
-    GlimpseConfig.foveal(num_scales=3).validate()  # exactly a quarter (24x24 of 48x48) is allowed
+    assert (GlimpseConfig.foveal().catch_size, GlimpseConfig.foveal().widest_patch()) == (24, 12)
+    GlimpseConfig.foveal().validate()  # exactly a quarter (12x12 of 24x24) is allowed
+    GlimpseConfig.foveal(num_scales=3, catch_size=48).validate()  # and 24x24 of 48x48
 
 
 def test_foveal_preset_trains_and_evaluates_on_its_own_screen(tmp_path):
-    cfg = GlimpseConfig.foveal(total_steps=47 * 8 * 2 + 1, num_envs=8, hidden=32, rollout=48,
+    cfg = GlimpseConfig.foveal(total_steps=47 * 8 * 2 + 1, num_envs=8, hidden=32, catch_size=48,
                                run_dir=str(tmp_path / "run"), progress=False, heatmap_every=0,
                                save_every=48 * 8, keep_checkpoints=0, catch_turn_prob=0.1,
                                catch_paddle_width=3)  # fmt: skip

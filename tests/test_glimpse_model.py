@@ -158,3 +158,36 @@ def test_architecture_round_trips_through_build_network():
     assert {k: v.shape for k, v in rebuilt.state_dict().items()} == {
         k: v.shape for k, v in model.state_dict().items()
     }
+
+
+@pytest.mark.parametrize("core", ["lstm", "gru", "rnn"])
+def test_action_input_feeds_the_previous_action_to_the_core(core):
+    from agents.networks import build_network
+
+    torch.manual_seed(0)
+    model = RecurrentAttentionModel(3, hidden=16, core=core, action_input=True)
+    state = model.initial_state(2)
+    assert torch.equal(state[-1], torch.zeros(2, 3))  # no action before the first
+    images, loc = torch.rand(2, 1, 24, 24), torch.zeros(2, 2)
+    _, state = model(images, loc, state)
+    left = model.record_action(state, torch.tensor([0, 0]))
+    right = model.record_action(state, torch.tensor([2, 0]))
+    assert torch.equal(left[-1], torch.tensor([[1.0, 0, 0], [1.0, 0, 0]]))
+    assert all(torch.equal(a, b) for a, b in zip(left[:-1], state[:-1], strict=True))
+    heads_l, _ = model(images, loc, left)
+    heads_r, _ = model(images, loc, right)
+    # env 0 moved differently: the core reads it; env 1 did the same: the same output
+    assert not torch.allclose(heads_l["action_logits"][0], heads_r["action_logits"][0])
+    assert torch.equal(heads_l["action_logits"][1], heads_r["action_logits"][1])
+    restarted, _ = model.restart(torch.tensor([True, False]), left, loc)
+    assert restarted[-1][0].abs().sum() == 0 and torch.equal(restarted[-1][1], left[-1][1])
+    # the policy records what it did; a checkpoint records the option (only when on)
+    policy = GlimpsePolicy(model, 2)
+    actions = policy(images)
+    assert torch.equal(policy.state[-1].argmax(1), torch.from_numpy(actions))
+    assert build_network(model.architecture()).architecture()["action_input"] is True
+    plain = RecurrentAttentionModel(3, hidden=16, core=core)
+    assert "action_input" not in plain.architecture()
+    fresh = plain.initial_state(2)
+    assert plain.record_action(fresh, torch.tensor([0, 0])) is fresh
+    assert len(fresh) == len(state) - 1

@@ -137,6 +137,21 @@ def test_resume_of_another_run_or_a_missing_one_is_refused(tmp_path):
         GlimpseTrainer(GlimpseConfig(resume=str(tmp_path / "nope"), progress=False))
 
 
+def test_action_input_trains_resumes_and_evaluates(tmp_path):
+    from agents.checkpoint import load_checkpoint
+    from agents.evaluate import evaluate_checkpoint
+
+    GlimpseTrainer(tiny(tmp_path, total_steps=2 * 24 * 8, action_input=True)).run()
+    resumed = GlimpseTrainer(GlimpseConfig(resume=str(tmp_path / "run"), total_steps=4 * 24 * 8,
+                                           progress=False))  # fmt: skip
+    assert resumed.model.action_input and resumed.model.core.input_size == 32 + 3
+    resumed.run()
+    model, _ = load_checkpoint(tmp_path / "run")
+    assert model.action_input
+    summary = evaluate_checkpoint(str(tmp_path / "run"), episodes=4, progress=False)
+    assert summary["mean_length"] == 23
+
+
 def test_init_from_starts_a_new_run_from_another_runs_weights(tmp_path):
     first = GlimpseTrainer(tiny(tmp_path, "plain", total_steps=24 * 8))
     first.run()
@@ -253,11 +268,12 @@ def test_glimpse_agent_learns_catch(tmp_path):
     assert untrained < 0.12 and learned >= 0.75, (untrained, learned)
 
 
-def test_episode_jacobian_runs_in_core_time_with_several_glimpses_per_step():
+@pytest.mark.parametrize("action_input", [False, True])
+def test_episode_jacobian_runs_in_core_time_with_several_glimpses_per_step(action_input):
     from analysis.glimpse_video import episode_jacobian, play_glimpses
 
     torch.manual_seed(0)
-    model = RecurrentAttentionModel(3, hidden=16, detach_baseline=False)
+    model = RecurrentAttentionModel(3, hidden=16, detach_baseline=False, action_input=action_input)
     config = {"game": "catch", "env_options": {"stack_num": 1},
               "train_config": {"glimpses_per_step": 2}}  # fmt: skip
     played = list(play_glimpses(model, config, episodes=1))
@@ -269,6 +285,10 @@ def test_episode_jacobian_runs_in_core_time_with_several_glimpses_per_step():
     state = model.initial_state(1)
     for t in range(len(patches)):
         heads, state = model.step_patches(patches[t : t + 1], locations[t][None], state)
+        if t % 2 == 1:  # the replay is the game the agent played: its heads, its actions
+            step = played[t // 2]
+            assert np.allclose(heads["baseline"].detach().numpy(), step.heads["baseline"], atol=1e-6)
+            state = model.record_action(state, torch.tensor([step.action]))
     (grad,) = torch.autograd.grad(heads["baseline"].sum(), patches)
     norms = grad.reshape(len(patches), -1).norm(dim=1).numpy()
     assert np.allclose(jac.matrix[-1], norms, rtol=1e-5, atol=1e-8) and norms[-2] > 0
