@@ -26,6 +26,7 @@ import json
 import os
 import shutil
 import signal
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -245,15 +246,17 @@ def require_same_network(ckpt: Path, architecture: dict[str, Any], game: str) ->
         )
 
 
-def resume_config(cfg: Any, session: tuple[str, ...],
-                  budget: tuple[str, ...]) -> tuple[Path, dict[str, Any]]:  # fmt: skip
+def resume_config(cfg: Any, session: tuple[str, ...], budget: tuple[str, ...],
+                  given: Collection[str] = ()) -> tuple[Path, dict[str, Any]]:  # fmt: skip
     """For ``--resume RUN`` (``cfg.resume``): the run's newest checkpoint and the config to go on
     with. That is the run's saved config, with
 
     * the ``session`` fields of ``cfg`` (device, progress bar, threads, time limit: they belong to
       this invocation),
-    * the ``budget`` fields where ``cfg`` sets them away from their defaults (``--total-steps``
-      extends a run; without it a run keeps its own budget, never a preset's);
+    * the ``budget`` fields where ``cfg`` sets them away from their defaults, or that are in
+      ``given`` (the flags on the command line: ``--total-steps 16000000`` extends a run of 8M
+      steps even though 16M is the default; without the flag a run keeps its own budget, never a
+      preset's);
 
     any other field set away from its default and from the run's value is refused by name: it
     cannot change in the middle of a run. A saved config with unknown keys or values of the wrong
@@ -287,7 +290,7 @@ def resume_config(cfg: Any, session: tuple[str, ...],
             out[name] = value
         elif name in ("resume", "run_dir"):
             continue
-        elif value != default and value != saved.get(name, default):
+        elif value != saved.get(name, default) and (value != default or name in given):
             if name not in budget:
                 flag = "--" + name.replace("_", "-")
                 raise CheckpointError(

@@ -10,7 +10,7 @@ import dataclasses
 import os
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -223,14 +223,16 @@ class DQNTrainer:
     ``callbacks`` are called as ``callback(trainer, global_step)`` after every vector step: the
     training script wires analysis (saliency images, say) in through them, so this module never
     imports ``analysis``.
+    ``given``: the config fields named on the command line, for ``--resume`` (see resume_config).
     """
 
-    def __init__(self, cfg: DQNConfig, callbacks: list[Callback] | None = None) -> None:
+    def __init__(self, cfg: DQNConfig, callbacks: list[Callback] | None = None,
+                 given: Collection[str] = ()) -> None:
         resume_from = None
         if cfg.resume:
             resume_from, fields = resume_config(cfg, session=("device", "progress"),
                                                 budget=("total_steps", "save_every", "log_every",
-                                                        "keep_checkpoints"))
+                                                        "keep_checkpoints"), given=given)
             cfg = DQNConfig(**fields)
         cfg.validate()
         self.cfg = cfg

@@ -11,7 +11,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -292,14 +292,16 @@ class GlimpseTrainer:
     Steps at which an env performs its automatic reset (ALE's NEXT_STEP mode) are masked out of the
     loss, and the core state and glimpse location of that env start afresh after them.
     ``callbacks`` are called as ``callback(trainer, global_step)`` after every update.
+    ``given``: the config fields named on the command line, for ``--resume`` (see resume_config).
     """
 
-    def __init__(self, cfg: GlimpseConfig, callbacks: list[Callback] | None = None) -> None:
+    def __init__(self, cfg: GlimpseConfig, callbacks: list[Callback] | None = None,
+                 given: Collection[str] = ()) -> None:
         resume_from = None
         if cfg.resume:
             resume_from, fields = resume_config(cfg, session=("progress", "threads"),
                                                 budget=("total_steps", "save_every", "log_every",
-                                                        "keep_checkpoints"))
+                                                        "keep_checkpoints"), given=given)
             cfg = GlimpseConfig(**fields)
         cfg.validate()
         self.cfg = cfg

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -232,14 +232,16 @@ class PQNTrainer:
     the targets and minibatches are computed where the network is. ``callbacks`` are called as
     ``callback(trainer, global_step)`` after every vector step (saliency images, say), so this module
     never imports ``analysis``.
+    ``given``: the config fields named on the command line, for ``--resume`` (see resume_config).
     """
 
-    def __init__(self, cfg: PQNConfig, callbacks: list[Callback] | None = None) -> None:
+    def __init__(self, cfg: PQNConfig, callbacks: list[Callback] | None = None,
+                 given: Collection[str] = ()) -> None:
         resume_from = None
         if cfg.resume:
             resume_from, fields = resume_config(
                 cfg, session=("device", "progress", "time_limit", "threads"),
-                budget=("total_steps", "save_every", "log_every", "keep_checkpoints"),
+                budget=("total_steps", "save_every", "log_every", "keep_checkpoints"), given=given,
             )
             cfg = PQNConfig(**fields)
         cfg.validate()

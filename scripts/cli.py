@@ -22,6 +22,14 @@ def game_named(argv: list[str], flag: str = "--game") -> str:
     return ""
 
 
+def flags_given(argv: list[str]) -> frozenset[str]:
+    """The config fields named on the command line (``--total-steps 5`` and ``--total-steps=5``
+    give ``total_steps``, ``--no-progress`` gives ``progress``): a resumed run takes its budget
+    from these even where a value equals the default."""
+    names = (arg[2:].split("=", 1)[0] for arg in argv if arg.startswith("--"))
+    return frozenset(n.removeprefix("no-").replace("-", "_") for n in names)
+
+
 def train(make_trainer: Callable[[], Any]) -> None:
     """Build a trainer, say where its run lives, train, and report the end; a bad flag, a bad
     checkpoint or a refused run directory is one line (the trainers raise them before any work)."""

@@ -14,7 +14,7 @@ import sys
 
 import tyro
 
-from scripts.cli import game_named, train
+from scripts.cli import flags_given, game_named, train
 
 
 def main() -> None:
@@ -26,7 +26,7 @@ def main() -> None:
     from analysis.tensorboard import SaliencyLogger
 
     callbacks = [SaliencyLogger(cfg.saliency_every)] if cfg.saliency_every else []
-    train(lambda: DQNTrainer(cfg, callbacks=callbacks))
+    train(lambda: DQNTrainer(cfg, callbacks=callbacks, given=flags_given(sys.argv[1:])))
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ import sys
 
 import tyro
 
-from scripts.cli import game_named, train
+from scripts.cli import flags_given, game_named, train
 
 PRESETS = ("default", "foveal")
 
@@ -33,7 +33,7 @@ def main() -> None:
     cfg = tyro.cli(GlimpseConfig, default=default, description=__doc__)
     from agents.glimpse_train import GlimpseTrainer
 
-    train(lambda: GlimpseTrainer(cfg))
+    train(lambda: GlimpseTrainer(cfg, given=flags_given(sys.argv[1:])))
 
 
 if __name__ == "__main__":

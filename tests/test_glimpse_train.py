@@ -99,6 +99,26 @@ def test_resume_continues_where_the_run_stopped(tmp_path):
     assert read_json(final / "trainer.json")["global_step"] == 4 * 24 * 8
 
 
+def test_a_budget_flag_on_the_command_line_counts_even_at_its_default(tmp_path):
+    from scripts.cli import flags_given
+
+    GlimpseTrainer(tiny(tmp_path, total_steps=24 * 8, log_every=100)).run()
+    run = str(tmp_path / "run")
+    # log_every 10_000 is the default: from the API it is indistinguishable from "not given" ...
+    kept = GlimpseTrainer(GlimpseConfig(resume=run, total_steps=2 * 24 * 8, progress=False))
+    assert kept.cfg.log_every == 100
+    # ... but a flag on the command line says it was chosen (``--resume R --total-steps 16000000``
+    # extends a run of 8M steps to the default 16M)
+    given = flags_given(["--resume", run, "--log-every=10000", "--no-progress"])
+    assert given == {"resume", "log_every", "progress"}
+    chosen = GlimpseTrainer(GlimpseConfig(resume=run, total_steps=2 * 24 * 8, progress=False),
+                            given=given)  # fmt: skip
+    assert chosen.cfg.log_every == 10_000
+    # a named field that is not a budget still cannot change in the middle of a run
+    with pytest.raises(CheckpointError, match="--hidden cannot change when resuming"):
+        GlimpseTrainer(GlimpseConfig(resume=run, hidden=128, progress=False), given={"hidden"})
+
+
 def test_annealed_learning_rate_is_a_function_of_the_step(tmp_path):
     update = 24 * 8  # steps per update (8 envs x 24)
     first = GlimpseTrainer(tiny(tmp_path, total_steps=4 * update, anneal_lr=True,
