@@ -142,6 +142,10 @@ class RecurrentAttentionModel(nn.Module):
     ``(heads, state)`` with heads by name, like the DQN's: ``action_logits``, ``location_mean``
     (Gaussian policy) or ``location_logits`` (tiles), and ``baseline``.
 
+    With ``action_input`` the core also reads the previous action, one-hot: it rides in the state's
+    last element, which :meth:`record_action` sets after each decision and :meth:`restart` zeroes,
+    so every caller that carries the state (policies, the trainer, replays) carries it too.
+
     The Gaussian location policy has a fixed standard deviation, ``location_std`` (the paper gives
     no number; public implementations use 0.05 to 0.22, and 0.15 here lets a glimpse land anywhere
     on a 24x24 screen within a few steps while staying precise enough to centre the fovea).

@@ -101,10 +101,10 @@ class GlimpseConfig:
     normalize_glimpse: bool = True
     """Standardise each glimpse vector (LayerNorm without parameters) before the glimpse network."""
     action_input: bool = False
-    """Feed the previous action (one-hot) to the core with each glimpse, as recurrent agents such as
-    R2D2 (Kapturowski et al. 2019) do: the agent then knows where its moves took it (the Catch
-    paddle) without looking there, so its gaze can stay on the ball. Off: the paper's core, which
-    sees only glimpses."""
+    """Feed the previous action (one-hot) to the core with each glimpse, as IMPALA's recurrent agent
+    does (Espeholt et al. 2018, with the last reward): the agent then knows where its moves took it
+    (the Catch paddle) without looking there, so its gaze can stay on the ball. Off: the paper's
+    core, which sees only glimpses."""
     detach_baseline: bool = False
     """Baseline reads a detached core state (the baseline then does not train the core)."""
     learning_rate: float = 4e-3
