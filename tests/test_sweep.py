@@ -67,7 +67,7 @@ def test_grid_random_search_and_trial_names():
     # a swept glimpse preset brings its own defaults, as train_glimpse.py --preset does
     (_, _, _, fov), (_, _, _, plain) = SweepSpec("glimpse", ["catch"], [1],
                                                  {"preset": ["foveal", "default"]}).configs()  # fmt: skip
-    assert (fov.catch_size, fov.num_scales, fov.rollout) == (48, 2, 48)
+    assert (fov.catch_size, fov.num_scales, fov.rollout) == (24, 2, 48)
     assert (plain.catch_size, plain.num_scales, plain.rollout) == (24, 3, 24)
 
 
