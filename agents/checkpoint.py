@@ -258,9 +258,9 @@ def resume_config(cfg: Any, session: tuple[str, ...], budget: tuple[str, ...],
       steps even though 16M is the default; without the flag a run keeps its own budget, never a
       preset's);
 
-    any other field set away from its default and from the run's value is refused by name: it
-    cannot change in the middle of a run. A saved config with unknown keys or values of the wrong
-    type is refused in one line too."""
+    any other field set away from its default (or named in ``given``) and from the run's value is
+    refused by name: it cannot change in the middle of a run. A saved config with unknown keys or
+    values of the wrong type is refused in one line too."""
     run_dir = cfg.resume
     ckpt = resolve_checkpoint(run_dir)
     saved_path = Path(run_dir) / CONFIG
