@@ -3,7 +3,10 @@
 A glimpse at location ``l`` is ``num_scales`` square patches centred on ``l``: the first
 ``patch_size`` pixels wide, each next one ``scale_factor`` times wider, every one reduced to
 ``patch_size`` x ``patch_size`` by average pooling -- high resolution at the centre of gaze, coarse
-context around it, as in the paper's Section 3.1.
+context around it, as in the paper's Section 3.1. Max pooling is the option for screens whose
+objects are smaller than a coarse cell (Breakout's 2x4-pixel ball): averaged over a 16x16 cell the
+ball keeps 1/32 of its contrast, pooled by its maximum it keeps all of it, so the periphery still
+says *where* something is and the fovea can be sent there.
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+POOLS = ("avg", "max")
 
 
 class Retina(nn.Module):
@@ -27,8 +32,10 @@ class Retina(nn.Module):
     beyond the border read as zeros. Batched: no Python loop over the batch.
     """
 
-    def __init__(self, patch_size: int, num_scales: int, scale_factor: int = 2) -> None:
+    def __init__(self, patch_size: int, num_scales: int, scale_factor: int = 2, pool: str = "avg") -> None:
         super().__init__()
+        if pool not in POOLS:
+            raise ValueError(f"unknown retina pooling {pool!r}; accepted: {', '.join(POOLS)}")
         if isinstance(patch_size, bool) or not isinstance(patch_size, int) or patch_size < 1:
             raise ValueError(f"patch_size must be an integer >= 1, got {patch_size!r}")
         if isinstance(num_scales, bool) or not isinstance(num_scales, int) or num_scales < 1:
@@ -36,6 +43,7 @@ class Retina(nn.Module):
         if isinstance(scale_factor, bool) or not isinstance(scale_factor, int) or scale_factor < 1:
             raise ValueError(f"scale_factor must be an integer >= 1, got {scale_factor!r}")
         self.patch_size, self.num_scales, self.scale_factor = patch_size, num_scales, scale_factor
+        self.pool = F.avg_pool2d if pool == "avg" else F.max_pool2d
         self.sizes = [patch_size * scale_factor**k for k in range(num_scales)]
 
     def check_frame(self, height: int, width: int) -> None:
@@ -79,7 +87,7 @@ class Retina(nn.Module):
             patch = patch.reshape(b, c, size, size).float()
             patch = patch * (row_in[:, None, :, None] * col_in[:, None, None, :])
             if size != self.patch_size:
-                patch = F.avg_pool2d(patch, size // self.patch_size)
+                patch = self.pool(patch, size // self.patch_size)
             patches.append(patch)
         return torch.stack(patches, 1)
 
@@ -181,6 +189,7 @@ class RecurrentAttentionModel(nn.Module):
         detach_location: bool = True,
         normalize_glimpse: bool = False,
         action_input: bool = False,
+        retina_pool: str = "avg",
     ) -> None:
         super().__init__()
         if core not in CORES:
@@ -202,8 +211,10 @@ class RecurrentAttentionModel(nn.Module):
         }  # fmt: skip
         if action_input:  # written only when on: checkpoints from before it stay loadable as they were
             self.config["action_input"] = True
+        if retina_pool != "avg":  # likewise
+            self.config["retina_pool"] = retina_pool
         self.action_input, self.n_actions = action_input, n_actions
-        self.retina = Retina(patch_size, num_scales, scale_factor)
+        self.retina = Retina(patch_size, num_scales, scale_factor, retina_pool)
         self.glimpse = GlimpseNetwork(
             self.retina, channels, out=hidden, normalize=normalize_glimpse
         )

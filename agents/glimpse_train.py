@@ -85,6 +85,9 @@ class GlimpseConfig:
     """Patches per glimpse, each scale-factor times wider than the previous."""
     scale_factor: int = 2
     """Width ratio of consecutive patches."""
+    retina_pool: Literal["avg", "max"] = "avg"
+    """How each wider patch is reduced to patch-size pixels: 'avg' (the paper's) or 'max', which
+    keeps an object smaller than a coarse cell (a ball) at full contrast in the periphery."""
     glimpses_per_step: int = 1
     """Glimpses taken (and core updates) before each action."""
     location_policy: Literal["gaussian", "tiles"] = "gaussian"
@@ -318,6 +321,7 @@ class GlimpseTrainer:
             core=cfg.core, location_policy=cfg.location_policy, location_std=cfg.location_std,
             tiles=cfg.tiles, detach_baseline=cfg.detach_baseline,
             normalize_glimpse=cfg.normalize_glimpse, action_input=cfg.action_input,
+            retina_pool=cfg.retina_pool,
         )  # fmt: skip
         self.model.retina.check_frame(*self.frame_shape)
         location = list(self.model.location_head.parameters())

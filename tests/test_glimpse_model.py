@@ -158,6 +158,16 @@ def test_architecture_round_trips_through_build_network():
     assert {k: v.shape for k, v in rebuilt.state_dict().items()} == {
         k: v.shape for k, v in model.state_dict().items()
     }
+    assert "retina_pool" not in model.architecture()  # the default: older checkpoints load as they were
+    maxed = RecurrentAttentionModel(6, patch_size=4, num_scales=3, retina_pool="max")
+    rebuilt = build_network(maxed.architecture())
+    rebuilt.load_state_dict(maxed.state_dict())
+    images = torch.zeros(1, 1, 33, 33)
+    images[0, 0, 10, 20] = 1.0  # seen only by the coarsest scale, where the pooling differs
+    state = maxed.initial_state(1)
+    assert torch.equal(rebuilt.retina(images, torch.zeros(1, 2)), maxed.retina(images, torch.zeros(1, 2)))
+    assert torch.equal(rebuilt(images, torch.zeros(1, 2), state)[0]["action_logits"],
+                       maxed(images, torch.zeros(1, 2), state)[0]["action_logits"])  # fmt: skip
 
 
 @pytest.mark.parametrize("core", ["lstm", "gru", "rnn"])

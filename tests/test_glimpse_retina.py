@@ -24,6 +24,19 @@ def test_known_pixel_lands_in_the_right_cell_of_each_scale():
     assert out[2].sum() == pytest.approx(2 / 16)
 
 
+def test_max_pooling_keeps_a_small_object_at_full_contrast_in_the_periphery():
+    """Breakout's case: a one-pixel ball far from the fovea. Averaged over a 4x4 cell it keeps
+    1/16 of its contrast; max-pooled, all of it, in the same cell."""
+    img = torch.zeros(1, 1, 33, 33)
+    img[0, 0, 10, 20] = 0.8
+    avg = Retina(4, 3)(img, torch.zeros(1, 2))[0, 2, 0]
+    top = Retina(4, 3, pool="max")(img, torch.zeros(1, 2))[0, 2, 0]
+    assert avg[0, 3] == pytest.approx(0.8 / 16) and top[0, 3] == pytest.approx(0.8)
+    assert top.sum() == pytest.approx(0.8)  # nothing else lit
+    with pytest.raises(ValueError, match="unknown retina pooling 'min'; accepted: avg, max"):
+        Retina(4, 3, pool="min")
+
+
 def test_border_padding_and_the_four_corners():
     retina = Retina(patch_size=2, num_scales=2)
     img = torch.arange(1, 26, dtype=torch.float32).reshape(1, 1, 5, 5)
@@ -108,11 +121,12 @@ def test_uint8_frames_read_as_float_over_255():
     )
 
 
-def test_retina_matches_a_naive_crop_and_pool_on_colour_frames():
+@pytest.mark.parametrize("pool", ["avg", "max"])
+def test_retina_matches_a_naive_crop_and_pool_on_colour_frames(pool):
     """An independent reference: zero-pad each frame, slice each scale's square around the centre
-    pixel, average-pool it -- per sample and per scale, in plain loops."""
+    pixel, cut it into cells and reduce each (mean or max) -- per sample and per scale, in loops."""
     torch.manual_seed(1)
-    retina = Retina(patch_size=3, num_scales=3, scale_factor=2)
+    retina = Retina(patch_size=3, num_scales=3, scale_factor=2, pool=pool)
     imgs = torch.rand(6, 3, 17, 29)  # several channels, a frame neither square nor even
     locs = torch.rand(6, 2) * 2.4 - 1.2  # some outside the square (clamped)
     rows, cols = retina.centres(locs, 17, 29)
@@ -122,5 +136,7 @@ def test_retina_matches_a_naive_crop_and_pool_on_colour_frames():
         for s, size in enumerate(retina.sizes):
             top, left = rows[i] - size // 2 + pad, cols[i] - size // 2 + pad
             crop = padded[i, :, top : top + size, left : left + size]
-            expected = torch.nn.functional.avg_pool2d(crop[None], size // 3)[0]
+            k = size // 3
+            cells = crop.reshape(3, 3, k, 3, k)  # (channel, cell row, row in cell, cell col, col)
+            expected = cells.mean((2, 4)) if pool == "avg" else cells.amax((2, 4))
             torch.testing.assert_close(retina(imgs, locs)[i, s], expected)
