@@ -139,6 +139,11 @@ class GlimpseConfig:
     """Gradient-norm clip. On Catch, clip 5 with entropy weight 0.003 reached a greedy catch rate of
     0.5-0.6 after 2.25M steps where clip 1 with entropy 0.01 had 0.20; clip 5 and 100 gave the same
     run (never reached), so clip 1 was cutting updates."""
+    life_loss_info: bool = False
+    """Atari only: a life loss is terminal for the targets (no bootstrapping across it) while the
+    game, the core's memory and the logged return go on: DeepMind's 'terminal on life loss', as in
+    the PQN trainer. The Atari preset turns it on: in Breakout a lost ball is then an immediate
+    penalty rather than a dip in a return hundreds of steps long."""
     catch_miss_reward: float = -1.0
     """Catch only: reward for a miss (the paper's is 0; -1 makes a miss as informative as a catch)."""
     run_dir: str = ""
@@ -196,7 +201,7 @@ class GlimpseConfig:
         return cls(**{"env": "pong", "total_steps": 10_000_000, "num_envs": 16, "rollout": 32,
                       "patch_size": 12, "num_scales": 3, "hidden": 256, "location_std": 0.1,
                       "gamma": 0.99, "gae_lambda": 0.95, "learning_rate": 7e-4,
-                      "anneal_lr": False, **overrides})  # fmt: skip
+                      "anneal_lr": False, "life_loss_info": True, **overrides})  # fmt: skip
 
     def validate(self) -> None:
         """One-line errors for values that cannot work, before anything starts."""
@@ -224,6 +229,8 @@ class GlimpseConfig:
         if not 0.0 <= turns <= 1.0 or (turns and not catch):
             raise ValueError(f"--catch-turn-prob must be a probability in [0, 1] and is for --env "
                              f"catch only; got {turns} with --env {self.env}")  # fmt: skip
+        if catch and self.life_loss_info:
+            raise ValueError("--life-loss-info is for Atari games (Catch has no lives); got --env catch")
         if catch and size < 4:
             raise ValueError(f"--catch-size must be >= 4 (a ball above a 2-pixel paddle), got {size}")
         width = self.catch_paddle_width
@@ -255,7 +262,8 @@ def make_glimpse_env(cfg: GlimpseConfig, seed: int) -> tuple[Any, AtariOptions |
                              **cfg.catch_game())  # fmt: skip
         return env, None, "catch"
     game = resolve_game(cfg.env)
-    options = AtariOptions(img_height=210, img_width=160, stack_num=1, reward_clipping=False)
+    options = AtariOptions(img_height=210, img_width=160, stack_num=1, reward_clipping=False,
+                           life_loss_info=cfg.life_loss_info)  # fmt: skip
     return make_vector_env(game, cfg.num_envs, seed=seed, **options.as_dict()), options, game
 
 
@@ -407,7 +415,8 @@ class GlimpseTrainer:
                     )
                     rows["baseline"].append(baseline)
                     rows["mask"].append(torch.from_numpy(decision))
-                    rows["done"].append(torch.from_numpy(now_ended))
+                    # the targets' episode: the game's, or a life under life_loss_info
+                    rows["done"].append(torch.from_numpy(now_ended | (np.asarray(term) & decision)))
                     rows["ent_a"].append(ent_a)
                     rows["ent_l"].append(ent_l)
                     # an env whose reset step just happened starts over: fresh core, central glimpse

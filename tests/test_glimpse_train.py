@@ -330,3 +330,39 @@ def test_learning_curve_evaluates_on_schedule_and_stops_at_its_target(monkeypatc
     monkeypatch.setattr(agents.glimpse_train, "glimpse_catch_rate", lambda *a, **k: 0.96)
     stopped = learning_curve(4 * 24 * 8, 24 * 8, episodes=10, target=0.95, **small)
     assert [p["steps"] for p in stopped] == [24 * 8]  # the target ends the run at once
+
+
+@pytest.mark.parametrize("life_loss_info", [False, True])
+def test_life_loss_is_terminal_for_the_targets_only(tmp_path, life_loss_info):
+    """Breakout under a random policy loses balls often: with life_loss_info each lost life ends
+    the targets' episode (more 'done' steps than games ended), without it only game ends do; the
+    logged returns are whole games in both cases."""
+    cfg = GlimpseConfig.atari(env="breakout", num_envs=2, total_steps=2 * 32 * 12, hidden=16,
+                              run_dir=str(tmp_path / "run"), progress=False, heatmap_every=0,
+                              threads=1, life_loss_info=life_loss_info)  # fmt: skip
+    trainer = GlimpseTrainer(cfg)
+    dones, lives_seen = [], []
+    update = trainer.update
+
+    def record(rows, bootstrap):
+        dones.append(torch.stack(rows["done"]).sum().item())
+        return update(rows, bootstrap)
+
+    trainer.update = record
+    step = trainer.env.step
+
+    def counting_step(actions):
+        out = step(actions)
+        lives_seen.append(out[4]["lives"].copy())
+        return out
+
+    trainer.env.step = counting_step
+    trainer.run()
+    lives = np.stack(lives_seen)  # (steps, envs)
+    losses = int(((lives[1:] < lives[:-1]) & (lives[1:] > 0)).sum())  # lives lost, game goes on
+    games = trainer.tracker.episodes
+    assert losses >= 2, "the random policy lost too few lives for the test to mean anything"
+    if life_loss_info:
+        assert sum(dones) == games + losses
+    else:
+        assert sum(dones) == games
