@@ -128,16 +128,28 @@ def evaluate_checkpoint(path: str, **kwargs: Any) -> dict[str, Any]:
     return evaluate_network(network, config, **kwargs)
 
 
-def evaluate_network(network: torch.nn.Module, config: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+def evaluate_network(network: torch.nn.Module, config: dict[str, Any], sample: bool = False,
+                     **kwargs: Any) -> dict[str, Any]:  # fmt: skip
     """Evaluate a loaded checkpoint's network (greedy Q-values, or the glimpse agent's policy) with
-    :func:`evaluate`'s keywords; returns the summary dict."""
+    :func:`evaluate`'s keywords; returns the summary dict, whose ``policy`` says which was played.
+
+    ``sample``: a glimpse agent samples its actions and glimpse locations as in training (seeded
+    from ``seed``), the policy that policy-gradient papers score (Mnih et al. 2016's A3C); the
+    greedy one can lock into a loop the stochastic one escapes, such as never serving in Breakout.
+    """
     if config.get("agent") == "glimpse":
         from agents.glimpse import GlimpsePolicy
 
         defaults = inspect.signature(evaluate).parameters  # the batch evaluate() will step
         n = min(kwargs.get(k, defaults[k].default) for k in ("num_envs", "episodes"))
         glimpses = config.get("train_config", {}).get("glimpses_per_step", 1)
-        policy = GlimpsePolicy(network, n, glimpses)
+        if sample:
+            torch.manual_seed(kwargs.get("seed", defaults["seed"].default))
+        policy = GlimpsePolicy(network, n, glimpses, greedy=not sample)
+    elif sample:
+        raise ValueError("--sample is for glimpse agents, whose policies are distributions; a "
+                         "Q-network acts greedily (explore with --epsilon)")  # fmt: skip
     else:
         policy = greedy_q_policy(network)
-    return evaluate(policy, config, **kwargs).summary()
+    summary = evaluate(policy, config, **kwargs).summary()
+    return {**summary, "policy": "sample" if sample else "greedy"}

@@ -319,6 +319,18 @@ class RecurrentAttentionModel(nn.Module):
             [(2 * col + 1) / self.tiles - 1, (2 * row + 1) / self.tiles - 1], 1
         ).float()
 
+    def location_log_prob(
+        self, heads: dict[str, torch.Tensor], locations: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(log-probability, entropy) of the location policy at ``locations`` as
+        :meth:`sample_location` returned them (a tile's centre stands for its tile): what a
+        PPO epoch re-evaluates after the policy has moved."""
+        dist = self.location_distribution(heads)
+        if self.location_policy == "tiles":
+            col, row = (((locations + 1) * self.tiles / 2 - 0.5).round().long()).unbind(1)
+            locations = row * self.tiles + col
+        return dist.log_prob(locations), dist.entropy()
+
     def greedy_location(self, heads: dict[str, torch.Tensor]) -> torch.Tensor:
         """The location policy's mean (Gaussian) or most likely tile: for evaluation and videos."""
         if self.location_policy == "gaussian":
@@ -347,6 +359,26 @@ def reinforce_loss(
     policy_loss = -(advantage * logp * mask).sum() / n
     baseline_loss = (((baseline - returns) ** 2) * mask).sum() / n
     return policy_loss, baseline_loss
+
+
+def clipped_policy_loss(
+    logp: torch.Tensor, old_logp: torch.Tensor, advantage: torch.Tensor, mask: torch.Tensor,
+    clip: float,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:  # fmt: skip
+    """PPO's clipped surrogate (Schulman et al. 2017, eq. 7) of everything sampled at a step
+    (action and locations, one joint ratio), masked like :func:`reinforce_loss`; returns (loss,
+    fraction of decisions clipped, approximate KL ``mean((r - 1) - log r)``). At ``logp`` equal to
+    ``old_logp`` its gradient is REINFORCE's; later epochs reuse a rollout without stepping far
+    from the policy that collected it."""
+    n = mask.sum().clamp_min(1)
+    log_ratio = logp - old_logp.detach()
+    ratio = log_ratio.exp()
+    advantage = advantage.detach()
+    surrogate = torch.min(ratio * advantage, ratio.clamp(1 - clip, 1 + clip) * advantage)
+    with torch.no_grad():
+        clipped = (((ratio - 1).abs() > clip).float() * mask).sum() / n
+        kl = (((ratio - 1) - log_ratio) * mask).sum() / n
+    return -(surrogate * mask).sum() / n, clipped, kl
 
 
 class GlimpsePolicy:

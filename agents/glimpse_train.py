@@ -40,7 +40,12 @@ from agents.checkpoint import (
     resume_config,
     write_checkpoint,
 )
-from agents.glimpse import GlimpsePolicy, RecurrentAttentionModel, reinforce_loss
+from agents.glimpse import (
+    GlimpsePolicy,
+    RecurrentAttentionModel,
+    clipped_policy_loss,
+    reinforce_loss,
+)
 from agents.training import EpisodeTracker, action_names, check_config_types
 from envs import CatchVectorEnv, make_vector_env, resolve_game
 from envs.options import AtariOptions
@@ -122,6 +127,17 @@ class GlimpseConfig:
     gradient is mostly noise at first: at the full rate the gaze random-walks to a border (where
     tanh saturates) before the actions have learned anything. Measured on Catch: 0.06 of episodes
     caught after 28k episodes at 1.0, 0.44 at 0.1."""
+    epochs: int = 1
+    """Passes over each rollout. 1: one REINFORCE step on the rollout as it was played (the
+    paper's). More: PPO (Schulman et al. 2017), recurrent as SB3-contrib's RecurrentPPO is: each pass
+    replays the rollout through the core with the current weights (the same patches, sampled
+    locations and actions) and steps on the clipped surrogate, so that every environment step
+    teaches several times; the rollout itself then runs without a graph."""
+    minibatches: int = 1
+    """With --epochs above 1: each pass is split into this many minibatches of whole env sequences
+    (the core's state runs through a sequence, so envs are split, not steps)."""
+    clip_coef: float = 0.1
+    """With --epochs above 1: PPO's clip range on the probability ratio (CleanRL's Atari PPO: 0.1)."""
     gamma: float = 1.0
     """Discount (Catch's single reward needs none)."""
     gae_lambda: float = 1.0
@@ -207,7 +223,8 @@ class GlimpseConfig:
         """One-line errors for values that cannot work, before anything starts."""
         check_config_types(self)
         positive = ("total_steps", "num_envs", "rollout", "patch_size", "num_scales", "scale_factor",
-                    "glimpses_per_step", "hidden", "save_every", "log_every")  # fmt: skip
+                    "glimpses_per_step", "hidden", "save_every", "log_every", "epochs",
+                    "minibatches")  # fmt: skip
         for name in positive:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -220,7 +237,10 @@ class GlimpseConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
-        for name in ("learning_rate", "location_std", "location_lr_scale", "max_grad_norm"):
+        if self.minibatches > self.num_envs:
+            raise ValueError(f"--minibatches splits the envs, so it must be at most --num-envs "
+                             f"({self.num_envs}); got {self.minibatches}")  # fmt: skip
+        for name in ("learning_rate", "location_std", "location_lr_scale", "max_grad_norm", "clip_coef"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
         catch = self.env.lower() == "catch"
@@ -357,24 +377,58 @@ class GlimpseTrainer:
             load_state(self.model, read_tensors(start / MODEL), start / MODEL)
 
     # ---- acting -------------------------------------------------------------------------------
-    def act(self, images: torch.Tensor, loc: torch.Tensor, state: tuple[torch.Tensor, ...]):
+    def act(self, images: torch.Tensor, loc: torch.Tensor, state: tuple[torch.Tensor, ...],
+            record: dict[str, list[torch.Tensor]] | None = None):  # fmt: skip
         """Glimpse(s) at ``loc``, then sample an action and the next location.
 
         Returns (action, log-probability of everything sampled, action entropy, location entropy,
-        baseline, next location, next state).
+        baseline, next location, next state). ``record`` collects what :meth:`replay` needs.
         """
         logp = torch.zeros(len(images))
         ent_l = torch.zeros(len(images))
         for _ in range(self.cfg.glimpses_per_step):
             self._count_glimpses(loc)
-            heads, state = self.model(images, loc, state)
-            loc, lp, el = self.model.sample_location(heads)
-            logp, ent_l = logp + lp, ent_l + el
+            patches = self.model.retina(images, loc)
+            heads, state = self.model.step_patches(patches, loc, state)
+            sampled, lp, el = self.model.sample_location(heads)
+            if record is not None:
+                record["patches"].append(patches)
+                record["looked"].append(loc)
+                record["sampled"].append(sampled)
+            loc, logp, ent_l = sampled, logp + lp, ent_l + el
         dist = torch.distributions.Categorical(logits=heads["action_logits"])
         action = dist.sample()
         logp = logp + dist.log_prob(action)
         state = self.model.record_action(state, action)
+        if record is not None:
+            record["action"].append(action)
         return action, logp, dist.entropy(), ent_l, heads["baseline"], loc, state
+
+    def replay(self, start: tuple[torch.Tensor, ...], rows: dict[str, list[torch.Tensor]],
+               envs: torch.Tensor) -> dict[str, torch.Tensor]:  # fmt: skip
+        """A rollout's decisions for the envs at index ``envs``, played again with the current
+        weights from the core state ``start`` it began with: (T, len(envs)) log-probabilities of
+        what was sampled, action and location entropies, and baselines (for PPO's epochs)."""
+        g = self.cfg.glimpses_per_step
+        state = tuple(s[envs] for s in start)
+        out: dict[str, list[torch.Tensor]] = collections.defaultdict(list)
+        for t, action in enumerate(rows["action"]):
+            logp = ent_l = torch.zeros(len(envs))
+            for k in range(t * g, (t + 1) * g):
+                heads, state = self.model.step_patches(rows["patches"][k][envs],
+                                                       rows["looked"][k][envs], state)  # fmt: skip
+                lp, el = self.model.location_log_prob(heads, rows["sampled"][k][envs])
+                logp, ent_l = logp + lp, ent_l + el
+            dist = torch.distributions.Categorical(logits=heads["action_logits"])
+            out["logp"].append(logp + dist.log_prob(action[envs]))
+            out["ent_a"].append(dist.entropy())
+            out["ent_l"].append(ent_l)
+            out["baseline"].append(heads["baseline"])
+            state = self.model.record_action(state, action[envs])
+            restart = rows["restart"][t][envs]
+            if restart.any():
+                state = self.model.restart(restart, state, torch.zeros(len(envs), 2))[0]
+        return {k: torch.stack(v) for k, v in out.items()}
 
     def _count_glimpses(self, loc: torch.Tensor) -> None:
         if self.cfg.heatmap_every:
@@ -402,9 +456,14 @@ class GlimpseTrainer:
         try:
             while self.global_step < c.total_steps and not stop.requested:
                 rows: dict[str, list[torch.Tensor]] = collections.defaultdict(list)
+                start = state
+                ppo = c.epochs > 1  # each epoch replays the rollout: play it without a graph
                 for _ in range(c.rollout):
                     images = torch.from_numpy(obs)  # uint8: the retina converts only its patches
-                    action, logp, ent_a, ent_l, baseline, loc, state = self.act(images, loc, state)
+                    with torch.set_grad_enabled(not ppo):
+                        action, logp, ent_a, ent_l, baseline, loc, state = self.act(
+                            images, loc, state, rows if ppo else None
+                        )
                     obs, rew, term, trunc, info = self.env.step(action.numpy())
                     ended = tracker.ended  # envs whose step was a reset step: no decision
                     decision = ~ended
@@ -419,6 +478,7 @@ class GlimpseTrainer:
                     rows["done"].append(torch.from_numpy(now_ended | (np.asarray(term) & decision)))
                     rows["ent_a"].append(ent_a)
                     rows["ent_l"].append(ent_l)
+                    rows["restart"].append(torch.from_numpy(ended))
                     # an env whose reset step just happened starts over: fresh core, central glimpse
                     if ended.any():
                         state, loc = self.model.restart(torch.from_numpy(ended), state, loc)
@@ -426,7 +486,7 @@ class GlimpseTrainer:
                     bar.update(n)
                 with torch.no_grad():  # the baseline after the rollout, for a cut episode
                     heads, _ = self.model(torch.from_numpy(obs), loc, state)
-                stats = self.update(rows, heads["baseline"])
+                stats = self.update(rows, heads["baseline"], start)
                 state = tuple(s.detach() for s in state)  # truncated back-propagation through time
                 since_log += n * c.rollout
                 since_save += n * c.rollout
@@ -459,40 +519,65 @@ class GlimpseTrainer:
         self.env.close()
         return path
 
-    def update(
-        self, rows: dict[str, list[torch.Tensor]], bootstrap: torch.Tensor
-    ) -> dict[str, float]:
-        """One REINFORCE step on a rollout; returns the logged statistics."""
+    def update(self, rows: dict[str, list[torch.Tensor]], bootstrap: torch.Tensor,
+               start: tuple[torch.Tensor, ...]) -> dict[str, float]:  # fmt: skip
+        """One REINFORCE step on a rollout, or PPO's epochs over it (replayed from the core state
+        ``start`` it began with); returns the logged statistics."""
         c = self.cfg
         if c.anneal_lr:  # a function of the step alone: a resumed run continues the same schedule
             left = max(0.0, 1.0 - self.global_step / c.total_steps)
             for group, base in zip(self.optimizer.param_groups, self.base_lrs, strict=True):
                 group["lr"] = base * left
-        t = {k: torch.stack(v) for k, v in rows.items()}
+        per_step = ("logp", "reward", "baseline", "mask", "done", "ent_a", "ent_l")
+        t = {k: torch.stack(rows[k]) for k in per_step}
         mask = t["mask"].float()
         adv, targets = advantages(t["reward"].float(), t["baseline"].detach(), t["done"].float(),
                                   bootstrap, c.gamma, c.gae_lambda)  # fmt: skip
         if c.normalize_advantage:
             m = mask.bool()
             adv = (adv - adv[m].mean()) / (adv[m].std() + 1e-8)
-        policy_loss, baseline_loss = reinforce_loss(t["logp"], targets, t["baseline"], mask, adv)
+        if c.epochs == 1:
+            stats = self._step(t, targets, mask, adv)
+        else:
+            for _ in range(c.epochs):
+                order = torch.randperm(c.num_envs) if c.minibatches > 1 else torch.arange(c.num_envs)
+                for envs in order.chunk(c.minibatches):
+                    played = self.replay(start, rows, envs)
+                    stats = self._step(played, targets[:, envs], mask[:, envs], adv[:, envs],
+                                       old_logp=t["logp"][:, envs])  # fmt: skip
+        self.updates += 1
+        return {**stats, "charts/learning_rate": self.optimizer.param_groups[0]["lr"]}
+
+    def _step(self, played: dict[str, torch.Tensor], targets: torch.Tensor, mask: torch.Tensor,
+              adv: torch.Tensor, old_logp: torch.Tensor | None = None) -> dict[str, float]:  # fmt: skip
+        """One gradient step on (T, N) log-probabilities, entropies and baselines: REINFORCE's
+        loss, or with ``old_logp`` PPO's clipped one."""
+        c = self.cfg
+        extra: dict[str, float] = {}
+        if old_logp is None:
+            policy_loss, baseline_loss = reinforce_loss(played["logp"], targets, played["baseline"],
+                                                        mask, adv)  # fmt: skip
+        else:
+            policy_loss, clipped, kl = clipped_policy_loss(played["logp"], old_logp, adv, mask,
+                                                           c.clip_coef)  # fmt: skip
+            baseline_loss = (((played["baseline"] - targets) ** 2) * mask).sum() / mask.sum().clamp_min(1)
+            extra = {"losses/clipfrac": clipped.item(), "losses/approx_kl": kl.item()}
         decisions = mask.sum().clamp_min(1)
-        entropy = (t["ent_a"] * mask).sum() / decisions
-        loc_entropy = (t["ent_l"] * mask).sum() / decisions
+        entropy = (played["ent_a"] * mask).sum() / decisions
+        loc_entropy = (played["ent_l"] * mask).sum() / decisions
         loss = (policy_loss + c.baseline_coef * baseline_loss - c.entropy_coef * entropy
                 - c.location_entropy_coef * loc_entropy)  # fmt: skip
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), c.max_grad_norm)
         self.optimizer.step()
-        self.updates += 1
         return {
             "losses/policy_loss": policy_loss.item(),
             "losses/baseline_loss": baseline_loss.item(),
             "losses/grad_norm": float(grad_norm),
             "charts/action_entropy": entropy.item(),
             "charts/location_entropy": loc_entropy.item(),
-            "charts/learning_rate": self.optimizer.param_groups[0]["lr"],
+            **extra,
         }
 
     def heatmap(self, frame: np.ndarray | None = None) -> np.ndarray:

@@ -26,6 +26,9 @@ class Args:
     """Parallel environments."""
     seed: int = 0
     """Seed for the environments and the exploration."""
+    sample: bool = False
+    """Glimpse agents: sample actions and glimpse locations from the policies, as in training (the
+    scores policy-gradient papers report) instead of the greedy action and the mean location."""
     device: str = "cpu"
     """Device for the network: 'cpu', 'cuda' or 'auto' (cuda if available)."""
     json_out: str = ""
@@ -52,7 +55,7 @@ def main() -> None:
         network, config = load_checkpoint(args.checkpoint, device=device)
         summary = evaluate_network(
             network, config, episodes=args.episodes, epsilon=args.epsilon, noop_max=args.noop_max,
-            num_envs=args.num_envs, seed=args.seed, device=device,
+            num_envs=args.num_envs, seed=args.seed, device=device, sample=args.sample,
         )  # fmt: skip
         if config.get("agent") == "glimpse" and config.get("game") == "catch":
             from analysis.glimpse_metrics import gaze_hit_rate
@@ -64,7 +67,7 @@ def main() -> None:
     hns_text = f", human-normalised {hns:.1%}" if hns is not None else ""
     print(
         f"{summary['game']}: {summary['mean']:.2f} +- {summary['std']:.2f} over "
-        f"{summary['episodes']} episodes{hns_text}"
+        f"{summary['episodes']} episodes{hns_text} ({summary['policy']} policy)"
     )
     if "gaze_hit_rate" in summary:
         print(f"gaze hit rate: {summary['gaze_hit_rate']:.2f} (the ball inside the widest glimpse "

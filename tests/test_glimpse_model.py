@@ -4,7 +4,12 @@ import numpy as np
 import pytest
 import torch
 
-from agents.glimpse import GlimpsePolicy, RecurrentAttentionModel, reinforce_loss
+from agents.glimpse import (
+    GlimpsePolicy,
+    RecurrentAttentionModel,
+    clipped_policy_loss,
+    reinforce_loss,
+)
 
 
 def step_once(model, batch=4):
@@ -135,6 +140,41 @@ def test_reinforce_loss_masks_and_baseline_error():
     assert bl.item() == pytest.approx((1 + 1) / 2)
     pl.backward()
     assert baseline.grad is None  # the advantage is detached in the policy term
+
+
+def test_clipped_policy_loss_by_hand():
+    """Ratios 1.5, 0.5, 1.05 and 1.5 (masked) against clip 0.2: the first is clipped for a positive
+    advantage (no gradient), the second for a negative one (no gradient), the third is not."""
+    old = torch.zeros(4)
+    logp = torch.log(torch.tensor([1.5, 0.5, 1.05, 1.5])).requires_grad_()
+    adv = torch.tensor([2.0, -1.0, 1.0, 7.0])
+    mask = torch.tensor([1.0, 1.0, 1.0, 0.0])
+    loss, clipped, kl = clipped_policy_loss(logp, old, adv, mask, clip=0.2)
+    assert loss.item() == pytest.approx(-(1.2 * 2.0 + 0.8 * -1.0 + 1.05 * 1.0) / 3)
+    assert clipped.item() == pytest.approx(2 / 3)
+    r = torch.tensor([1.5, 0.5, 1.05])
+    assert kl.item() == pytest.approx(((r - 1) - r.log()).mean().item(), rel=1e-5)
+    loss.backward()
+    torch.testing.assert_close(logp.grad, torch.tensor([0.0, 0.0, -1.05 / 3, 0.0]))
+    # at the policy that collected the data the gradient is REINFORCE's
+    logp = torch.tensor([-0.3, -1.2, -0.7], requires_grad=True)
+    adv = torch.tensor([0.5, -2.0, 1.5])
+    ppo, _, kl0 = clipped_policy_loss(logp, logp.detach(), adv, torch.ones(3), clip=0.1)
+    (g_ppo,) = torch.autograd.grad(ppo, logp)
+    reinforce, _ = reinforce_loss(logp, torch.zeros(3), torch.zeros(3), advantage=adv)
+    (g_reinforce,) = torch.autograd.grad(reinforce, logp)
+    torch.testing.assert_close(g_ppo, g_reinforce)
+    assert kl0.item() == 0.0
+
+
+def test_tile_locations_map_back_to_their_tiles():
+    torch.manual_seed(0)
+    model = RecurrentAttentionModel(3, hidden=16, location_policy="tiles", tiles=4)
+    heads, _ = model(torch.rand(64, 1, 24, 24), torch.zeros(64, 2), model.initial_state(64))
+    sample, logp, entropy = model.sample_location(heads)
+    again, entropy_again = model.location_log_prob(heads, sample)
+    torch.testing.assert_close(again, logp)
+    torch.testing.assert_close(entropy_again, entropy)
 
 
 def test_bad_model_options():

@@ -169,7 +169,28 @@ def test_action_input_trains_resumes_and_evaluates(tmp_path):
     model, _ = load_checkpoint(tmp_path / "run")
     assert model.action_input
     summary = evaluate_checkpoint(str(tmp_path / "run"), episodes=4, progress=False)
-    assert summary["mean_length"] == 23
+    assert summary["mean_length"] == 23 and summary["policy"] == "greedy"
+
+
+def test_evaluation_can_sample_the_glimpse_policies(tmp_path):
+    """``--sample`` plays the stochastic policies, reproducibly from the seed; a Q-network refuses it."""
+    import agents.evaluate as ev
+
+    GlimpseTrainer(tiny(tmp_path, total_steps=24 * 8)).run()
+    model, config = load_checkpoint(tmp_path / "run")
+    with torch.no_grad():  # untrained logits are nearly flat: make them exactly so
+        model.action_head.weight.zero_()
+        model.action_head.bias.zero_()
+    greedy = ev.evaluate_network(model, config, episodes=32, progress=False)
+    first = ev.evaluate_network(model, config, episodes=32, progress=False, sample=True, seed=3)
+    again = ev.evaluate_network(model, config, episodes=32, progress=False, sample=True, seed=3)
+    assert (greedy["policy"], first["policy"]) == ("greedy", "sample") and first == again
+    # flat logits: greedy always takes action 0, so its 32 episodes with the same balls (seed 0)
+    # give the scores of a paddle pinned left; sampled, the paddle wanders
+    pinned = ev.evaluate_network(model, config, episodes=32, progress=False, seed=3)
+    assert first["scores"] != pinned["scores"]
+    with pytest.raises(ValueError, match="--sample is for glimpse agents"):
+        ev.evaluate_network(torch.nn.Linear(1, 1), {"agent": "dqn"}, sample=True)
 
 
 def test_init_from_starts_a_new_run_from_another_runs_weights(tmp_path):
@@ -344,9 +365,9 @@ def test_life_loss_is_terminal_for_the_targets_only(tmp_path, life_loss_info):
     dones, lives_seen = [], []
     update = trainer.update
 
-    def record(rows, bootstrap):
+    def record(rows, bootstrap, start):
         dones.append(torch.stack(rows["done"]).sum().item())
-        return update(rows, bootstrap)
+        return update(rows, bootstrap, start)
 
     trainer.update = record
     step = trainer.env.step
@@ -366,3 +387,34 @@ def test_life_loss_is_terminal_for_the_targets_only(tmp_path, life_loss_info):
         assert sum(dones) == games + losses
     else:
         assert sum(dones) == games
+
+
+@pytest.mark.parametrize(("policy", "glimpses", "action_input"),
+                         [("gaussian", 1, False), ("tiles", 2, True)])  # fmt: skip
+def test_ppo_replay_reproduces_the_rollout_across_episode_ends(tmp_path, policy, glimpses, action_input):
+    """PPO's epochs re-play each rollout from the core state it began with. Before any step the
+    replay must give back exactly what was sampled with: the same log-probabilities (ratio 1), the
+    same baselines and entropies -- through restarts (a rollout of 60 holds two and a half Catch
+    episodes), several glimpses per step, tiles and the previous-action input."""
+    cfg = tiny(tmp_path, rollout=60, total_steps=8 * 60 * 3, epochs=3, minibatches=2,
+               location_policy=policy, glimpses_per_step=glimpses, action_input=action_input)
+    trainer = GlimpseTrainer(cfg)
+    update, checked = trainer.update, []
+
+    def check(rows, bootstrap, start):
+        with torch.no_grad():
+            again = trainer.replay(start, rows, torch.arange(8))
+            envs = torch.tensor([5, 2])  # a minibatch replays its envs alone
+            part = trainer.replay(start, rows, envs)
+        for key in ("logp", "baseline", "ent_a", "ent_l"):
+            torch.testing.assert_close(again[key], torch.stack(rows[key]))
+            torch.testing.assert_close(part[key], torch.stack(rows[key])[:, envs])
+        assert torch.stack(rows["restart"]).sum() >= 8 * 2  # episodes did end inside the rollout
+        checked.append(True)
+        return update(rows, bootstrap, start)
+
+    trainer.update = check
+    trainer.run()
+    assert len(checked) == 3 and trainer.updates == 3
+    events = EventAccumulator(str(tmp_path / "run")).Reload()
+    assert {"losses/clipfrac", "losses/approx_kl"} <= set(events.Tags()["scalars"])
