@@ -40,10 +40,11 @@ class Trial:
     params: dict
     steps: np.ndarray
     returns: np.ndarray  # smoothed
+    label: str = ""  # a name given on the command line, in place of the params
 
     @property
     def config(self) -> tuple[str, str, str]:
-        return self.game, self.trainer, variant_label(self.params)
+        return self.game, self.trainer, self.label or variant_label(self.params)
 
     @property
     def final(self) -> float:
@@ -67,16 +68,41 @@ def smooth(values: np.ndarray, fraction: float = 0.1) -> np.ndarray:
     return (c[idx] - c[start]) / (idx - start)
 
 
+def smoothed_curve(run_dir: Path, fraction: float = 0.1) -> tuple[np.ndarray, np.ndarray]:
+    """(steps, smoothed returns) of a run's ``charts/episodic_return``."""
+    curve = training_curve(run_dir)
+    steps = np.array([s for s, _ in curve], np.int64)
+    return steps, smooth(np.array([r for _, r in curve]), fraction) if curve else np.zeros(0)
+
+
 def load_trials(sweep_dir: str | Path) -> list[Trial]:
     """Every trial that has started, in name order."""
     trials = []
     for meta in sorted(Path(sweep_dir).glob(f"runs/*/{TRIAL_FILE}")):
         info = json.loads(meta.read_text())
-        curve = training_curve(meta.parent)
-        steps = np.array([s for s, _ in curve], np.int64)
-        returns = smooth(np.array([r for _, r in curve])) if curve else np.zeros(0)
+        steps, returns = smoothed_curve(meta.parent)
         trials.append(Trial(meta.parent.name, info["trainer"], info["game"], int(info["seed"]),
                             info["params"], steps, returns))  # fmt: skip
+    return trials
+
+
+def load_runs(run_dirs: list[str], labels: list[str], fraction: float = 0.05) -> list[Trial]:
+    """Runs of any trainer, for :func:`plot_curves`: each under its label (the run directory's
+    name by default); runs given the same label are seeds of one curve, drawn with their band."""
+    if labels and len(labels) != len(run_dirs):
+        raise ValueError(f"--labels needs one label per run: {len(run_dirs)} runs, {len(labels)} labels")
+    trials = []
+    for i, run in enumerate(run_dirs):
+        path = Path(run)
+        if not (path / "config.json").is_file():
+            raise ValueError(f"{run!r} is not a run directory (no config.json)")
+        config = json.loads((path / "config.json").read_text())
+        steps, returns = smoothed_curve(path, fraction)
+        if len(steps) < 2:
+            raise ValueError(f"{run!r} has fewer than 2 points of charts/episodic_return yet")
+        game = str(config.get("game") or config.get("env", "?"))
+        trials.append(Trial(path.name, "", game, int(config.get("seed", 0)), {}, steps, returns,
+                            labels[i] if labels else path.name))  # fmt: skip
     return trials
 
 
@@ -153,7 +179,8 @@ def plot_curves(trials: list[Trial], out: Path) -> None:
             grid = np.linspace(max(t.steps[0] for t in group), end, 100)
             ys = np.stack([np.interp(grid, t.steps, t.returns) for t in group])
             mean = ys.mean(0)
-            ax.plot(grid, mean, label=f"{trainer} {label} ({len(group)} seed{'s' if len(group) > 1 else ''})")
+            seeds = f"{len(group)} seed{'s' if len(group) > 1 else ''}"
+            ax.plot(grid, mean, label=f"{trainer} {label} ({seeds})".strip())
             if len(group) > 1:
                 half = 1.96 * ys.std(0, ddof=1) / np.sqrt(len(group))
                 ax.fill_between(grid, mean - half, mean + half, alpha=0.25)

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from agents.sweep import SweepSpec, check_address, parse_param, trial_name
-from analysis.sweeps import load_trials, smooth, summary_rows, write_results
+from analysis.sweeps import load_runs, load_trials, smooth, summary_rows, write_results
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -159,6 +159,34 @@ def test_results_by_hand(tmp_path):
         ("a__1", "0", "1"), ("a__2", "0.5", "0.5"), ("b__1", "1", "1")]  # fmt: skip
     assert "| catch | dqn | gamma=0.9 | 2 | 0.25 [" in md_path.read_text()
     assert png.stat().st_size > 0
+
+
+def test_plot_runs_labels_runs_and_averages_repeated_labels(tmp_path):
+    """Plain run directories (no sweep): a label per run; two runs under one label are one curve's
+    seeds (the summary averages them); bad input fails in one line through the script."""
+    for name, seed, returns in (("p1", 1, [1.0] * 10), ("p2", 2, [3.0] * 10), ("r1", 1, [0.0] * 10)):
+        write_trial(tmp_path, name, seed, {}, returns)
+        (tmp_path / "runs" / name / "config.json").write_text(json.dumps({"env": "breakout", "seed": seed}))
+    runs = [str(tmp_path / "runs" / n) for n in ("p1", "p2", "r1")]
+    trials = load_runs(runs, ["ppo", "ppo", "reinforce"])
+    rows = {r["params"]: r for r in summary_rows(trials)}
+    assert rows["ppo"]["seeds"] == 2 and rows["ppo"]["final_mean"] == pytest.approx(2.0)
+    assert rows["reinforce"]["game"] == "breakout" and load_runs(runs[:1], [])[0].label == "p1"
+    out = tmp_path / "curves.png"
+    done = subprocess.run([sys.executable, "scripts/plot_runs.py", "--runs", *runs, "--labels", "ppo",
+                           "ppo", "reinforce", "--out", str(out)], cwd=ROOT, capture_output=True,
+                          text=True)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert out.stat().st_size > 0
+    for argv, message in (
+        (["--runs", *runs, "--labels", "a", "--out", str(out)], "--labels needs one label per run: 3"),
+        (["--runs", str(tmp_path), "--out", str(out)], "is not a run directory (no config.json)"),
+        (["--runs", *runs, "--out", str(tmp_path / "c.jpg")], "output must end in .png"),
+    ):
+        done = subprocess.run([sys.executable, "scripts/plot_runs.py", *argv], cwd=ROOT,
+                              capture_output=True, text=True)  # fmt: skip
+        assert done.returncode == 1 and done.stderr.strip().count("\n") == 0, done.stderr
+        assert message in done.stderr
 
 
 # Ray's start and the trials share the cores with another test file under `make test` (one xdist
