@@ -270,26 +270,35 @@ class RecurrentAttentionModel(nn.Module):
     ) -> tuple[dict[str, torch.Tensor], tuple[torch.Tensor, ...]]:
         """One step from glimpse patches already taken: what the sequential Jacobian
         differentiates (the glimpse input x_t is the patches)."""
-        g = self.glimpse.encode(patches, locations)
+        h, state = self.core_step(self.glimpse.encode(patches, locations), state)
+        return self.heads_of(h), state
+
+    def core_step(
+        self, g: torch.Tensor, state: tuple[torch.Tensor, ...]
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+        """The core's update from a glimpse vector ``g``: (its output h, the next state). The one
+        sequential part of a step: the glimpse network and the heads can run over many at once."""
         kept: tuple[torch.Tensor, ...] = ()
         if self.action_input:
             g, kept, state = torch.cat([g, state[-1]], 1), state[-1:], state[:-1]
         if self.core_kind == "lstm":
             h, c = self.core(g, state)
-            state = (h, c, *kept)
-        else:
-            h = self.core(g, state[0])
-            state = (h, *kept)
+            return h, (h, c, *kept)
+        h = self.core(g, state[0])
+        return h, (h, *kept)
+
+    def heads_of(self, h: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The heads read off core outputs ``h`` (..., hidden)."""
         heads = {
             "action_logits": self.action_head(h),
-            "baseline": self.baseline_head(h.detach() if self.detach_baseline else h).squeeze(1),
+            "baseline": self.baseline_head(h.detach() if self.detach_baseline else h).squeeze(-1),
         }
         loc = self.location_head(h.detach() if self.detach_location else h)
         if self.location_policy == "gaussian":
             heads["location_mean"] = torch.tanh(loc)
         else:
             heads["location_logits"] = loc
-        return heads, state
+        return heads
 
     def location_distribution(
         self, heads: dict[str, torch.Tensor]
