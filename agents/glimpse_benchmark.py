@@ -44,6 +44,7 @@ def forward_cost(resolutions=RESOLUTIONS, batch: int = 32, repeats: int = 30,
     torch.manual_seed(0)
     cfg = GlimpseConfig.atari()
     glimpse = RecurrentAttentionModel(6, patch_size=cfg.patch_size, num_scales=cfg.num_scales,
+                                      scale_factor=cfg.scale_factor, retina_pool=cfg.retina_pool,
                                       hidden=cfg.hidden, normalize_glimpse=True).eval()  # fmt: skip
     rng = np.random.default_rng(0)
     state = glimpse.initial_state(batch)
