@@ -215,9 +215,10 @@ class GlimpseConfig:
     def atari(cls, **overrides: Any) -> GlimpseConfig:
         """Defaults for Atari: long episodes are cut into bootstrapped rollouts of 32 steps.
 
-        * The retina: patches of 12, 48 and 192 pixels, max-pooled, so the widest sees the whole
-          210x160 frame at 16x16-pixel cells in which a 2x4-pixel ball still shows at full
-          contrast; the gaze picks what the 12- and 48-pixel patches resolve.
+        * The retina: patches of 16, 64 and 256 pixels, max-pooled to 16x16, so the widest sees
+          the whole 210x160 frame from almost any gaze (a 192-pixel one lost Breakout's paddle
+          whenever the gaze rose to the bricks) at 16x16-pixel cells, in which a 2x4-pixel ball
+          still shows at full contrast; the gaze picks what the finer patches resolve.
         * The learner: recurrent PPO, 4 epochs of 2 minibatches per rollout, with CleanRL's Atari
           PPO settings (Adam 2.5e-4, clip 0.1, entropy 0.01, gradient norm 0.5, GAE 0.95) and a
           lost life terminal for the targets. On Breakout, REINFORCE (one step per rollout, Adam
@@ -225,7 +226,7 @@ class GlimpseConfig:
           recipe rose from the start (docs/benchmarks.md).
         """
         return cls(**{"env": "pong", "total_steps": 10_000_000, "num_envs": 16, "rollout": 32,
-                      "patch_size": 12, "num_scales": 3, "scale_factor": 4, "retina_pool": "max",
+                      "patch_size": 16, "num_scales": 3, "scale_factor": 4, "retina_pool": "max",
                       "hidden": 256, "location_std": 0.1, "gamma": 0.99, "gae_lambda": 0.95,
                       "epochs": 4, "minibatches": 2, "clip_coef": 0.1, "learning_rate": 2.5e-4,
                       "max_grad_norm": 0.5, "entropy_coef": 0.01, "anneal_lr": False,

@@ -67,7 +67,7 @@ def benchmark_saliency(
 
 def benchmark_attacks(batch: int = 32, repeats: int = 5) -> list[tuple[str, float]]:
     """Attacked frames per second (one batched call crafts a batch): FGSM, PGD-10 and the noise
-    control on the dueling network (4x84x84) and on the glimpse agent's Atari defaults (210x160)."""
+    control on the dueling network (4x84x84) and on a glimpse agent of patch 12, 3 scales (210x160)."""
     from agents.glimpse import GlimpsePolicy, RecurrentAttentionModel
     from agents.networks import DuelingQNetwork
     from analysis.adversarial import CNNAttack, GlimpseAttack

@@ -278,7 +278,7 @@ def test_pong_pipeline_trains_resumes_evaluates_and_records(tmp_path):
     model, config = load_checkpoint(run)
     assert config["step"] == 512 and config["game"] == "pong" and len(config["action_set"]) == 6
     assert config["env_options"]["img_height"] == 210 and config["env_options"]["stack_num"] == 1
-    assert config["train_config"]["rollout"] == 32 and model.retina.sizes == [12, 48, 192]
+    assert config["train_config"]["rollout"] == 32 and model.retina.sizes == [16, 64, 256]
     assert config["train_config"]["epochs"] == 4 and config["architecture"]["retina_pool"] == "max"
     events = EventAccumulator(str(run)).Reload()
     assert "glimpses/heatmap" in events.Tags()["images"]
