@@ -219,6 +219,11 @@ def test_init_from_starts_a_new_run_from_another_runs_weights(tmp_path):
         ({"location_lr_scale": 0.0}, "location_lr_scale must be > 0"),
         ({"heatmap_every": -1}, "heatmap_every must be an integer >= 0"),
         ({"env": "pongg"}, "unknown game 'pongg'"),
+        ({"epochs": 0}, "epochs must be an integer >= 1"),
+        ({"epochs": 2, "minibatches": 9}, r"at most --num-envs \(8\); got 9"),
+        ({"clip_coef": 0.0}, "clip_coef must be > 0"),
+        ({"life_loss_info": True}, "--life-loss-info is for Atari games"),
+        ({"retina_pool": "min"}, "--retina-pool must be one of avg, max, got 'min'"),
     ],
 )
 def test_bad_config_is_refused_before_training(tmp_path, kw, message):
