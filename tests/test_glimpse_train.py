@@ -424,3 +424,20 @@ def test_ppo_replay_reproduces_the_rollout_across_episode_ends(tmp_path, policy,
     assert len(checked) == 3 and trainer.updates == 3
     events = EventAccumulator(str(tmp_path / "run")).Reload()
     assert {"losses/clipfrac", "losses/approx_kl"} <= set(events.Tags()["scalars"])
+
+
+def test_location_head_and_the_rest_are_clipped_separately(tmp_path):
+    """With a global clip both groups together would have norm 1e-3; clipped apart, each has it
+    (the location's score, ~1/std times the action's, no longer shrinks the action's step)."""
+    trainer = GlimpseTrainer(tiny(tmp_path, total_steps=24 * 8, max_grad_norm=1e-3))
+    step, norms = trainer.optimizer.step, []
+
+    def record(*args, **kwargs):
+        norms.append([torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in g["params"]
+                                                            if p.grad is not None])).item()
+                      for g in trainer.optimizer.param_groups])  # fmt: skip
+        return step(*args, **kwargs)
+
+    trainer.optimizer.step = record
+    trainer.run()
+    assert len(norms) == 1 and norms[0] == pytest.approx([1e-3, 1e-3], rel=1e-4)
