@@ -92,9 +92,9 @@ def learning_curve(total_steps: int, eval_every: int, seed: int = 1, episodes: i
         update, start, next_eval = trainer.update, time.perf_counter(), eval_every
         evaluating = 0.0
 
-        def update_and_evaluate(rows, bootstrap):
+        def update_and_evaluate(*args):  # rows, bootstrap, the rollout's start state
             nonlocal next_eval, evaluating
-            stats = update(rows, bootstrap)
+            stats = update(*args)
             if trainer.global_step >= next_eval:
                 next_eval += eval_every
                 t = time.perf_counter()
