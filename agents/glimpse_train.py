@@ -482,11 +482,11 @@ class GlimpseTrainer:
         bar = tqdm(total=c.total_steps, initial=self.global_step, unit="step",
                    disable=not c.progress, dynamic_ncols=True)  # fmt: skip
         stop = StopFlag()
+        ppo = c.epochs > 1  # each epoch replays the rollout: play it without a graph
         try:
             while self.global_step < c.total_steps and not stop.requested:
                 rows: dict[str, list[torch.Tensor]] = collections.defaultdict(list)
                 start = state
-                ppo = c.epochs > 1  # each epoch replays the rollout: play it without a graph
                 for _ in range(c.rollout):
                     images = torch.from_numpy(obs)  # uint8: the retina converts only its patches
                     with torch.set_grad_enabled(not ppo):
@@ -583,15 +583,15 @@ class GlimpseTrainer:
         loss, or with ``old_logp`` PPO's clipped one."""
         c = self.cfg
         extra: dict[str, float] = {}
+        decisions = mask.sum().clamp_min(1)
         if old_logp is None:
             policy_loss, baseline_loss = reinforce_loss(played["logp"], targets, played["baseline"],
                                                         mask, adv)  # fmt: skip
         else:
             policy_loss, clipped, kl = clipped_policy_loss(played["logp"], old_logp, adv, mask,
                                                            c.clip_coef)  # fmt: skip
-            baseline_loss = (((played["baseline"] - targets) ** 2) * mask).sum() / mask.sum().clamp_min(1)
+            baseline_loss = (((played["baseline"] - targets) ** 2) * mask).sum() / decisions
             extra = {"losses/clipfrac": clipped.item(), "losses/approx_kl": kl.item()}
-        decisions = mask.sum().clamp_min(1)
         entropy = (played["ent_a"] * mask).sum() / decisions
         loc_entropy = (played["ent_l"] * mask).sum() / decisions
         loss = (policy_loss + c.baseline_coef * baseline_loss - c.entropy_coef * entropy
