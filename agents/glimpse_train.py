@@ -43,7 +43,7 @@ from agents.checkpoint import (
 from agents.glimpse import (
     GlimpsePolicy,
     RecurrentAttentionModel,
-    clipped_policy_loss,
+    factored_clipped_loss,
     reinforce_loss,
 )
 from agents.training import EpisodeTracker, action_names, check_config_types
@@ -106,6 +106,9 @@ class GlimpseConfig:
     hidden: int = 128
     """Core size (also the glimpse vector's). The paper's 256 is the model's default and Atari's;
     Catch learns as much per step with 128, at 1.5 times the steps per second."""
+    glimpse_net: Literal["linear", "conv"] = "linear"
+    """What reads the patches: the paper's one linear layer, or two convolutions over the scales
+    stacked as channels and then the linear layer (Ba et al. 2015's deep attention model)."""
     normalize_glimpse: bool = True
     """Standardise each glimpse vector (LayerNorm without parameters) before the glimpse network."""
     action_input: bool = False
@@ -366,7 +369,7 @@ class GlimpseTrainer:
             core=cfg.core, location_policy=cfg.location_policy, location_std=cfg.location_std,
             tiles=cfg.tiles, detach_baseline=cfg.detach_baseline,
             normalize_glimpse=cfg.normalize_glimpse, action_input=cfg.action_input,
-            retina_pool=cfg.retina_pool,
+            retina_pool=cfg.retina_pool, glimpse_net=cfg.glimpse_net,
         )  # fmt: skip
         self.model.retina.check_frame(*self.frame_shape)
         location = list(self.model.location_head.parameters())
@@ -398,10 +401,11 @@ class GlimpseTrainer:
             record: dict[str, list[torch.Tensor]] | None = None):  # fmt: skip
         """Glimpse(s) at ``loc``, then sample an action and the next location.
 
-        Returns (action, log-probability of everything sampled, action entropy, location entropy,
-        baseline, next location, next state). ``record`` collects what :meth:`replay` needs.
+        Returns (action, its log-probability, the log-probability of the locations sampled,
+        action entropy, location entropy, baseline, next location, next state). ``record``
+        collects what :meth:`replay` needs.
         """
-        logp = torch.zeros(len(images))
+        logp_l = torch.zeros(len(images))
         ent_l = torch.zeros(len(images))
         for _ in range(self.cfg.glimpses_per_step):
             self._count_glimpses(loc)
@@ -412,20 +416,20 @@ class GlimpseTrainer:
                 record["patches"].append(patches)
                 record["looked"].append(loc)
                 record["sampled"].append(sampled)
-            loc, logp, ent_l = sampled, logp + lp, ent_l + el
+            loc, logp_l, ent_l = sampled, logp_l + lp, ent_l + el
         dist = torch.distributions.Categorical(logits=heads["action_logits"])
         action = dist.sample()
-        logp = logp + dist.log_prob(action)
         state = self.model.record_action(state, action)
         if record is not None:
             record["action"].append(action)
-        return action, logp, dist.entropy(), ent_l, heads["baseline"], loc, state
+        return action, dist.log_prob(action), logp_l, dist.entropy(), ent_l, heads["baseline"], loc, state
 
     def replay(self, start: tuple[torch.Tensor, ...], rows: dict[str, list[torch.Tensor]],
                envs: torch.Tensor) -> dict[str, torch.Tensor]:  # fmt: skip
         """A rollout's decisions for the envs at index ``envs``, played again with the current
         weights from the core state ``start`` it began with: (T, len(envs)) log-probabilities of
-        what was sampled, action and location entropies, and baselines (for PPO's epochs).
+        the actions and of the locations sampled, action and location entropies, and baselines
+        (for PPO's epochs).
 
         Only the core runs step by step: the glimpse network encodes every glimpse of the rollout
         in one batch before it, and the heads and distributions read every core output in one batch
@@ -453,7 +457,8 @@ class GlimpseTrainer:
         logits = last["action_logits"].log_softmax(-1)
         actions = torch.stack(rows["action"])[:, envs]
         return {
-            "logp": loc_logp + logits.gather(-1, actions[..., None]).squeeze(-1),
+            "logp_a": logits.gather(-1, actions[..., None]).squeeze(-1),
+            "logp_l": loc_logp,
             "ent_a": -(logits.exp() * logits).sum(-1),
             "ent_l": loc_entropy,
             "baseline": last["baseline"],
@@ -490,14 +495,15 @@ class GlimpseTrainer:
                 for _ in range(c.rollout):
                     images = torch.from_numpy(obs)  # uint8: the retina converts only its patches
                     with torch.set_grad_enabled(not ppo):
-                        action, logp, ent_a, ent_l, baseline, loc, state = self.act(
+                        action, logp_a, logp_l, ent_a, ent_l, baseline, loc, state = self.act(
                             images, loc, state, rows if ppo else None
                         )
                     obs, rew, term, trunc, info = self.env.step(action.numpy())
                     ended = tracker.ended  # envs whose step was a reset step: no decision
                     decision = ~ended
                     now_ended = tracker.update(rew, term, trunc, info, writer, self.global_step)
-                    rows["logp"].append(logp)
+                    rows["logp_a"].append(logp_a)
+                    rows["logp_l"].append(logp_l)
                     rows["reward"].append(
                         torch.from_numpy(np.where(ended, 0.0, np.clip(rew, -1, 1)))
                     )
@@ -557,7 +563,7 @@ class GlimpseTrainer:
             left = max(0.0, 1.0 - self.global_step / c.total_steps)
             for group, base in zip(self.optimizer.param_groups, self.base_lrs, strict=True):
                 group["lr"] = base * left
-        per_step = ("logp", "reward", "baseline", "mask", "done", "ent_a", "ent_l")
+        per_step = ("logp_a", "logp_l", "reward", "baseline", "mask", "done", "ent_a", "ent_l")
         t = {k: torch.stack(rows[k]) for k in per_step}
         mask = t["mask"].float()
         adv, targets = advantages(t["reward"].float(), t["baseline"].detach(), t["done"].float(),
@@ -572,26 +578,29 @@ class GlimpseTrainer:
                 order = torch.randperm(c.num_envs) if c.minibatches > 1 else torch.arange(c.num_envs)
                 for envs in order.chunk(c.minibatches):
                     played = self.replay(start, rows, envs)
-                    stats = self._step(played, targets[:, envs], mask[:, envs], adv[:, envs],
-                                       old_logp=t["logp"][:, envs])  # fmt: skip
+                    old = {k: t[k][:, envs] for k in ("logp_a", "logp_l")}
+                    stats = self._step(played, targets[:, envs], mask[:, envs], adv[:, envs], old)
         self.updates += 1
         return {**stats, "charts/learning_rate": self.optimizer.param_groups[0]["lr"]}
 
     def _step(self, played: dict[str, torch.Tensor], targets: torch.Tensor, mask: torch.Tensor,
-              adv: torch.Tensor, old_logp: torch.Tensor | None = None) -> dict[str, float]:  # fmt: skip
+              adv: torch.Tensor, old: dict[str, torch.Tensor] | None = None) -> dict[str, float]:  # fmt: skip
         """One gradient step on (T, N) log-probabilities, entropies and baselines: REINFORCE's
-        loss, or with ``old_logp`` PPO's clipped one."""
+        loss, or with the collecting policy's log-probabilities ``old`` PPO's clipped one, the
+        action's and the locations' ratios clipped apart (:func:`factored_clipped_loss`)."""
         c = self.cfg
         extra: dict[str, float] = {}
         decisions = mask.sum().clamp_min(1)
-        if old_logp is None:
-            policy_loss, baseline_loss = reinforce_loss(played["logp"], targets, played["baseline"],
-                                                        mask, adv)  # fmt: skip
+        if old is None:
+            policy_loss, baseline_loss = reinforce_loss(played["logp_a"] + played["logp_l"], targets,
+                                                        played["baseline"], mask, adv)  # fmt: skip
         else:
-            policy_loss, clipped, kl = clipped_policy_loss(played["logp"], old_logp, adv, mask,
-                                                           c.clip_coef)  # fmt: skip
+            parts = {k: played[k] for k in old}
+            policy_loss, clipped, kl = factored_clipped_loss(parts, old, adv, mask, c.clip_coef)
             baseline_loss = (((played["baseline"] - targets) ** 2) * mask).sum() / decisions
-            extra = {"losses/clipfrac": clipped.item(), "losses/approx_kl": kl.item()}
+            extra = {"losses/clipfrac": clipped["logp_a"].item(), "losses/approx_kl": kl["logp_a"].item(),
+                     "losses/location_clipfrac": clipped["logp_l"].item(),
+                     "losses/location_approx_kl": kl["logp_l"].item()}  # fmt: skip
         entropy = (played["ent_a"] * mask).sum() / decisions
         loc_entropy = (played["ent_l"] * mask).sum() / decisions
         loss = (policy_loss + c.baseline_coef * baseline_loss - c.entropy_coef * entropy

@@ -8,6 +8,7 @@ from agents.glimpse import (
     GlimpsePolicy,
     RecurrentAttentionModel,
     clipped_policy_loss,
+    factored_clipped_loss,
     reinforce_loss,
 )
 
@@ -165,6 +166,46 @@ def test_clipped_policy_loss_by_hand():
     (g_reinforce,) = torch.autograd.grad(reinforce, logp)
     torch.testing.assert_close(g_ppo, g_reinforce)
     assert kl0.item() == 0.0
+
+
+def test_factored_loss_clips_each_part_on_its_own_ratio():
+    """The location's ratio (3) is far outside the clip, the action's (1.05) inside: the action
+    keeps its gradient, the location loses its own. One joint ratio (3.15) would have clipped both."""
+    adv, mask = torch.tensor([1.0, 2.0]), torch.ones(2)
+    logp = {"a": torch.log(torch.tensor([1.05, 1.0])).requires_grad_(),
+            "l": torch.log(torch.tensor([3.0, 1.0])).requires_grad_()}  # fmt: skip
+    old = {"a": torch.zeros(2), "l": torch.zeros(2)}
+    loss, clipped, kl = factored_clipped_loss(logp, old, adv, mask, clip=0.1)
+    assert loss.item() == pytest.approx(-((1.05 * 1 + 1.0 * 2) + (1.1 * 1 + 1.0 * 2)) / 2)
+    assert clipped["a"].item() == 0.0 and clipped["l"].item() == 0.5
+    assert kl["l"].item() == pytest.approx(((3.0 - 1) - np.log(3.0)) / 2)
+    loss.backward()
+    torch.testing.assert_close(logp["a"].grad, torch.tensor([-1.05 / 2, -2.0 / 2]))
+    torch.testing.assert_close(logp["l"].grad, torch.tensor([0.0, -2.0 / 2]))
+    joint, _, _ = clipped_policy_loss(logp["a"] + logp["l"], torch.zeros(2), adv, mask, clip=0.1)
+    (g_joint,) = torch.autograd.grad(joint, logp["a"])
+    assert g_joint[0].item() == 0.0  # what the factored loss avoids
+
+
+@pytest.mark.parametrize("patch_size", [6, 16])
+def test_conv_glimpse_network_round_trips_and_reads_every_scale(patch_size):
+    from agents.networks import build_network
+
+    torch.manual_seed(0)
+    model = RecurrentAttentionModel(4, patch_size=patch_size, num_scales=3, hidden=32, glimpse_net="conv")
+    assert model.architecture()["glimpse_net"] == "conv"
+    assert "glimpse_net" not in RecurrentAttentionModel(4).architecture()  # old checkpoints load as they were
+    rebuilt = build_network(model.architecture())
+    rebuilt.load_state_dict(model.state_dict())
+    patches = torch.rand(5, 3, 1, patch_size, patch_size, requires_grad=True)
+    loc = torch.rand(5, 2) * 2 - 1
+    g = model.glimpse.encode(patches, loc)
+    assert g.shape == (5, 32)
+    torch.testing.assert_close(rebuilt.glimpse.encode(patches, loc), g)
+    (grad,) = torch.autograd.grad(g.sum(), patches)
+    assert (grad.flatten(2).abs().sum(-1) > 0).all()  # every sample's every scale reaches the output
+    with pytest.raises(ValueError, match="unknown glimpse network 'mlp'; accepted: linear, conv"):
+        RecurrentAttentionModel(4, glimpse_net="mlp")
 
 
 def test_tile_locations_map_back_to_their_tiles():

@@ -224,6 +224,7 @@ def test_init_from_starts_a_new_run_from_another_runs_weights(tmp_path):
         ({"clip_coef": 0.0}, "clip_coef must be > 0"),
         ({"life_loss_info": True}, "--life-loss-info is for Atari games"),
         ({"retina_pool": "min"}, "--retina-pool must be one of avg, max, got 'min'"),
+        ({"glimpse_net": "mlp"}, "--glimpse-net must be one of linear, conv, got 'mlp'"),
     ],
 )
 def test_bad_config_is_refused_before_training(tmp_path, kw, message):
@@ -412,7 +413,7 @@ def test_ppo_replay_reproduces_the_rollout_across_episode_ends(tmp_path, policy,
             again = trainer.replay(start, rows, torch.arange(8))
             envs = torch.tensor([5, 2])  # a minibatch replays its envs alone
             part = trainer.replay(start, rows, envs)
-        for key in ("logp", "baseline", "ent_a", "ent_l"):
+        for key in ("logp_a", "logp_l", "baseline", "ent_a", "ent_l"):
             torch.testing.assert_close(again[key], torch.stack(rows[key]))
             torch.testing.assert_close(part[key], torch.stack(rows[key])[:, envs])
         assert torch.stack(rows["restart"]).sum() >= 8 * 2  # episodes did end inside the rollout
@@ -423,7 +424,8 @@ def test_ppo_replay_reproduces_the_rollout_across_episode_ends(tmp_path, policy,
     trainer.run()
     assert len(checked) == 3 and trainer.updates == 3
     events = EventAccumulator(str(tmp_path / "run")).Reload()
-    assert {"losses/clipfrac", "losses/approx_kl"} <= set(events.Tags()["scalars"])
+    tags = set(events.Tags()["scalars"])
+    assert {"losses/clipfrac", "losses/approx_kl", "losses/location_clipfrac"} <= tags
 
 
 def test_location_head_and_the_rest_are_clipped_separately(tmp_path):
