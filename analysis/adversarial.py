@@ -205,7 +205,7 @@ class TransferAttack:
 
 
 class AttackedPolicy:
-    """``policy(obs)`` on perturbed frames, for :func:`agents.evaluate.evaluate`; counts the steps
+    """``policy(obs)`` on perturbed frames, for :func:`agents.common.evaluate.evaluate`; counts the steps
     whose action changed from the clean one (the agent's own choice on the clean frame)."""
 
     def __init__(self, policy: Any, attack: Any) -> None:
@@ -249,7 +249,7 @@ def catch_rate(scores: list[float]) -> float:
 def load_agent(checkpoint: str, game: str | None = None) -> tuple[Any, Any, dict[str, Any]]:
     """(network, a fresh-policy factory ``make(num_envs)``, config) for our DQN, PQN and glimpse
     checkpoints and SB3 zips."""
-    from agents.checkpoint import load_checkpoint, read_json, resolve_checkpoint
+    from agents.common.checkpoint import load_checkpoint, read_json, resolve_checkpoint
     from analysis.playback import load_policy, obs_shape
 
     ours = not str(checkpoint).endswith(".zip")
@@ -295,7 +295,7 @@ def robustness(checkpoint: str, attack: str, epsilons: list[float], episodes: in
                progress: bool = True) -> dict[str, Any]:  # fmt: skip
     """Mean return (and catch rate on Catch) and the share of flipped actions at each epsilon, the
     agent attacked at every step of ``episodes`` evaluation episodes (the evaluation protocol)."""
-    from agents.evaluate import evaluate
+    from agents.common.evaluate import evaluate
 
     check_attack(attack, epsilons)
     if transfer_from is not None and attack == "noise":

@@ -28,7 +28,7 @@ def benchmark_saliency(
     """Maps (or frames) per second for each method, same dueling network and observations."""
     from captum.attr import Saliency
 
-    from agents.networks import DuelingQNetwork
+    from agents.qlearning.networks import DuelingQNetwork
     from analysis.fidelity import deletion_curve, insertion_curve
     from analysis.saliency import METHODS, attribute, jacobian_saliency
     from analysis.saliency_video import record_saliency
@@ -69,7 +69,7 @@ def benchmark_attacks(batch: int = 32, repeats: int = 5) -> list[tuple[str, floa
     """Attacked frames per second (one batched call crafts a batch): FGSM, PGD-10 and the noise
     control on the dueling network (4x84x84) and on a glimpse agent of patch 12, 3 scales (210x160)."""
     from agents.glimpse import GlimpsePolicy, RecurrentAttentionModel
-    from agents.networks import DuelingQNetwork
+    from agents.qlearning.networks import DuelingQNetwork
     from analysis.adversarial import CNNAttack, GlimpseAttack
 
     torch.manual_seed(0)

@@ -98,7 +98,7 @@ def gaze_over_training(run: str | os.PathLike[str], episodes: int = 200,
     """Each checkpoint of ``run`` (a Catch glimpse run; ``--keep-checkpoints 0`` keeps them all)
     plays the same ``episodes`` greedy episodes: does the gaze learn to follow the ball, and does
     catching come with it or before it?"""
-    from agents.checkpoint import load_checkpoint
+    from agents.common.checkpoint import load_checkpoint
     from analysis.over_training import run_checkpoints
 
     steps, caught, hits = [], [], []

@@ -25,7 +25,7 @@ SCALE_COLOURS = [(60, 220, 60), (240, 220, 40), (255, 140, 0), (230, 40, 40), (2
 def load_glimpse_agent(checkpoint: str) -> tuple[RecurrentAttentionModel, dict[str, Any]]:
     """The model and config of a glimpse checkpoint; any other checkpoint is refused in one line
     that names the script that fits it."""
-    from agents.checkpoint import load_checkpoint, read_json, resolve_checkpoint
+    from agents.common.checkpoint import load_checkpoint, read_json, resolve_checkpoint
 
     if str(checkpoint).endswith(".zip"):
         raise ValueError(f"{checkpoint!r} is an SB3 zip; draw its saliency with "

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from agents.checkpoint import CheckpointError, load_checkpoint
+from agents.common.checkpoint import CheckpointError, load_checkpoint
 from analysis.compare import pearson, spearman, top_iou
 from analysis.playback import check_q_agent, head_pair, play
 from analysis.saliency import attribute, check_method

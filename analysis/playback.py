@@ -31,8 +31,8 @@ class Step:
 def load_policy(checkpoint: str | None, game: str | None) -> tuple[nn.Module, dict[str, Any]]:
     """A network and its config from our checkpoint, an SB3 zip, or (no checkpoint) a randomly
     initialised dueling network -- with a warning, since its maps show nothing learned."""
-    from agents.checkpoint import load_checkpoint
-    from agents.networks import DuelingQNetwork
+    from agents.common.checkpoint import load_checkpoint
+    from agents.qlearning.networks import DuelingQNetwork
 
     if checkpoint is None:
         if game is None:
@@ -70,7 +70,7 @@ def obs_shape(net: nn.Module, config: dict[str, Any]) -> tuple[int, ...]:
 def check_q_agent(checkpoint: str | Path) -> None:
     """One line for a checkpoint whose network has no value and advantage heads (the glimpse
     agent's): saliency of those heads needs a DQN or PQN checkpoint."""
-    from agents.checkpoint import read_json, resolve_checkpoint
+    from agents.common.checkpoint import read_json, resolve_checkpoint
 
     agent = read_json(resolve_checkpoint(checkpoint) / "config.json").get("agent")
     if agent not in (None, "dqn", "pqn"):

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from agents.pretrained import training_curve
-from agents.sweep import TRIAL_FILE, variant_label
+from agents.common.pretrained import training_curve
+from agents.common.sweep import TRIAL_FILE, variant_label
 from analysis.compare import mean_ci_dict
 from analysis.render import markdown_table, pyplot, save_figure
 

@@ -55,6 +55,14 @@ def saliency_panels(
     return out
 
 
+def training_callbacks(cfg: Any) -> list[SaliencyLogger]:
+    """What a trainer's config asks analysis to log while it trains (saliency images every
+    ``saliency_every`` steps, for the Q-learners): the scripts and sweeps wire these into the
+    trainer, which never imports analysis itself."""
+    every = getattr(cfg, "saliency_every", 0)
+    return [SaliencyLogger(every)] if every else []
+
+
 class SaliencyLogger:
     """A trainer callback: ``SaliencyLogger(every=50_000)`` logs ``saliency/<head>`` images of a
     probe batch (the first ``probe_size`` observations of env 0, consecutive, so also a clip) and

@@ -16,7 +16,7 @@ Semantics that training code relies on (both paths):
 * ``truncated`` is the frame cap, and only when not terminated.
 * The vector env auto-resets in gymnasium's NEXT_STEP mode: the ``step`` after an episode ended
   ignores that env's action and returns the reset observation with reward 0 and both flags False.
-  That step is not a transition and must not be stored (see ``agents.replay``).
+  That step is not a transition and must not be stored (see ``agents.qlearning.replay``).
 """
 
 from __future__ import annotations

@@ -49,7 +49,7 @@ def main() -> None:
     import json
     from pathlib import Path
 
-    from agents.checkpoint import CheckpointError
+    from agents.common.checkpoint import CheckpointError
     from analysis.adversarial import (
         check_attack,
         plot_robustness,

@@ -108,7 +108,7 @@ class Dqn:
 
 
 def run_dqn(cfg: Dqn) -> None:
-    from agents.benchmark import in_fresh_process, replay_memory, run_ours, run_sb3
+    from agents.qlearning.benchmark import in_fresh_process, replay_memory, run_ours, run_sb3
 
     common = (cfg.game, cfg.steps, cfg.learning_starts, cfg.buffer_size)
     sb3 = in_fresh_process(run_sb3, *common)
@@ -167,7 +167,7 @@ class DqnGpu:
 def run_dqn_gpu(cfg: DqnGpu) -> None:
     import torch
 
-    from agents.benchmark import in_fresh_process, run_ours
+    from agents.qlearning.benchmark import in_fresh_process, run_ours
 
     if not torch.cuda.is_available():
         raise SystemExit("error: dqn-gpu needs a CUDA device; torch sees none")
@@ -344,8 +344,8 @@ PQN_HEADER = ["trainer", "env steps/s with learning", "vs DQN", "env / act / lea
 
 
 def run_pqn(cfg: Pqn) -> None:
-    from agents.benchmark import in_fresh_process, run_ours
-    from agents.benchmark import run_pqn as pqn
+    from agents.qlearning.benchmark import in_fresh_process, run_ours
+    from agents.qlearning.benchmark import run_pqn as pqn
 
     dqn = in_fresh_process(run_ours, cfg.game, cfg.dqn_steps, cfg.dqn_learning_starts, 100_000, 8,
                            {}, "cpu")  # fmt: skip
@@ -379,8 +379,8 @@ class PqnGpu:
 def run_pqn_gpu(cfg: PqnGpu) -> None:
     import torch
 
-    from agents.benchmark import in_fresh_process
-    from agents.benchmark import run_pqn as pqn
+    from agents.qlearning.benchmark import in_fresh_process
+    from agents.qlearning.benchmark import run_pqn as pqn
 
     if not torch.cuda.is_available():
         raise SystemExit("error: pqn-gpu needs a CUDA device; torch sees none")
@@ -446,7 +446,7 @@ class Scaling:
 
 
 def run_scaling(cfg: Scaling) -> None:
-    from agents.benchmark import ingest_rates
+    from agents.qlearning.benchmark import ingest_rates
 
     r = ingest_rates(cfg.game, cfg.seconds, cfg.device)
     actor = r["actor_steps_per_s"]

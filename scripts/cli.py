@@ -33,7 +33,7 @@ def flags_given(argv: list[str]) -> frozenset[str]:
 def train(make_trainer: Callable[[], Any]) -> None:
     """Build a trainer, say where its run lives, train, and report the end; a bad flag, a bad
     checkpoint or a refused run directory is one line (the trainers raise them before any work)."""
-    from agents.checkpoint import CheckpointError
+    from agents.common.checkpoint import CheckpointError
 
     try:
         trainer = make_trainer()

@@ -45,7 +45,7 @@ def main() -> None:
     args = tyro.cli(Args, description=__doc__)
     from pathlib import Path
 
-    from agents.checkpoint import CheckpointError
+    from agents.common.checkpoint import CheckpointError
     from analysis.playback import load_policy
     from analysis.report import build_report, collect, regions_for, write_report
     from analysis.saliency import check_method

@@ -37,9 +37,9 @@ class Args:
 
 def main() -> None:
     args = tyro.cli(Args, description=__doc__)
-    from agents.checkpoint import CheckpointError, load_checkpoint
-    from agents.evaluate import evaluate_network
-    from agents.training import check_device, resolve_device
+    from agents.common.checkpoint import CheckpointError, load_checkpoint
+    from agents.common.evaluate import evaluate_network
+    from agents.common.training import check_device, resolve_device
     from analysis.video import check_output_file
 
     try:

@@ -34,7 +34,7 @@ class Args:
 
 def main() -> None:
     args = tyro.cli(Args, description=__doc__)
-    from agents.checkpoint import CheckpointError
+    from agents.common.checkpoint import CheckpointError
     from analysis.glimpse_metrics import gaze_over_training, plot_gaze
     from analysis.video import check_output_file
 

@@ -47,7 +47,7 @@ class Args:
 
 def main() -> None:
     args = tyro.cli(Args, description=__doc__)
-    from agents.checkpoint import CheckpointError
+    from agents.common.checkpoint import CheckpointError
     from analysis.glimpse_video import episode_jacobian, load_glimpse_agent, record_glimpses
     from analysis.video import check_output_file, check_video_options, check_writable
 

@@ -45,7 +45,7 @@ class Args:
 
 def main() -> None:
     args = tyro.cli(Args, description=__doc__)
-    from agents.checkpoint import CheckpointError
+    from agents.common.checkpoint import CheckpointError
     from analysis.playback import load_policy
     from analysis.saliency import check_method
     from analysis.saliency_video import record_saliency

@@ -41,7 +41,7 @@ def main() -> None:
     args = tyro.cli(Args, description=__doc__)
     from pathlib import Path
 
-    from agents.checkpoint import CheckpointError
+    from agents.common.checkpoint import CheckpointError
     from analysis.over_training import log_over_training, plot_over_training, saliency_over_training
     from analysis.saliency import check_method
     from analysis.video import check_output_file

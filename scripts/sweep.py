@@ -20,7 +20,7 @@ from typing import Annotated, Any
 
 import tyro
 
-from agents.sweep import SWEEP_FILE, SweepSpec
+from agents.common.sweep import SWEEP_FILE, SweepSpec
 
 
 @dataclass
@@ -44,9 +44,10 @@ def main() -> None:
     args = tyro.cli(Args, description=__doc__)
     from pathlib import Path
 
-    from agents.checkpoint import CheckpointError
-    from agents.sweep import parse_param, run_sweep
+    from agents.common.checkpoint import CheckpointError
+    from agents.common.sweep import parse_param, run_sweep
     from analysis.sweeps import write_results
+    from analysis.tensorboard import training_callbacks
 
     try:
         if args.resume:
@@ -67,7 +68,7 @@ def main() -> None:
         print(f"sweep directory: {sweep_dir} ({len(spec.configs())} trials)")
         # Ctrl-C is Tune's: it stops the trials, saves the sweep's state and returns
         outcome = run_sweep(spec, sweep_dir, resume=bool(args.resume), address=args.address,
-                            num_cpus=args.num_cpus or None)  # fmt: skip
+                            num_cpus=args.num_cpus or None, callbacks=training_callbacks)  # fmt: skip
     except (ValueError, CheckpointError) as e:
         sys.exit(f"error: {e}")
     for line in outcome.errors:

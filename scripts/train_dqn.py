@@ -18,14 +18,14 @@ from scripts.cli import flags_given, game_named, train
 
 
 def main() -> None:
-    from agents.dqn import DQNConfig
+    from agents.qlearning.dqn import DQNConfig
 
     default = DQNConfig.catch() if game_named(sys.argv[1:]).lower() == "catch" else DQNConfig()
     cfg = tyro.cli(DQNConfig, default=default, description=__doc__)
-    from agents.dqn import DQNTrainer
-    from analysis.tensorboard import SaliencyLogger
+    from agents.qlearning.dqn import DQNTrainer
+    from analysis.tensorboard import training_callbacks
 
-    callbacks = [SaliencyLogger(cfg.saliency_every)] if cfg.saliency_every else []
+    callbacks = training_callbacks(cfg)
     train(lambda: DQNTrainer(cfg, callbacks=callbacks, given=flags_given(sys.argv[1:])))
 
 

@@ -23,7 +23,7 @@ PRESETS = ("default", "foveal")
 
 
 def main() -> None:
-    from agents.glimpse_train import GlimpseConfig
+    from agents.glimpse.train import GlimpseConfig
 
     env = game_named(sys.argv[1:], flag="--env") or "catch"
     preset = game_named(sys.argv[1:], flag="--preset") or "default"
@@ -31,7 +31,7 @@ def main() -> None:
         sys.exit(f"error: unknown --preset {preset!r}; choose one of {', '.join(PRESETS)}")
     default = GlimpseConfig.for_env(env, preset)
     cfg = tyro.cli(GlimpseConfig, default=default, description=__doc__)
-    from agents.glimpse_train import GlimpseTrainer
+    from agents.glimpse.train import GlimpseTrainer
 
     train(lambda: GlimpseTrainer(cfg, given=flags_given(sys.argv[1:])))
 

@@ -21,14 +21,14 @@ from scripts.cli import flags_given, game_named, train
 
 
 def main() -> None:
-    from agents.pqn import PQNConfig
+    from agents.qlearning.pqn import PQNConfig
 
     default = PQNConfig.catch() if game_named(sys.argv[1:]).lower() == "catch" else PQNConfig()
     cfg = tyro.cli(PQNConfig, default=default, description=__doc__)
-    from agents.pqn import PQNTrainer
-    from analysis.tensorboard import SaliencyLogger
+    from agents.qlearning.pqn import PQNTrainer
+    from analysis.tensorboard import training_callbacks
 
-    callbacks = [SaliencyLogger(cfg.saliency_every)] if cfg.saliency_every else []
+    callbacks = training_callbacks(cfg)
     train(lambda: PQNTrainer(cfg, callbacks=callbacks, given=flags_given(sys.argv[1:])))
 
 

@@ -62,10 +62,10 @@ def parse_games(specs: list[str]) -> list[tuple[str, float]]:
 
 def main() -> None:
     args = tyro.cli(Args, description=__doc__)
-    from agents.checkpoint import CheckpointError
-    from agents.evaluate import evaluate_checkpoint
-    from agents.pqn import PQNConfig, PQNTrainer
-    from agents.pretrained import archive, pack_agent
+    from agents.common.checkpoint import CheckpointError
+    from agents.common.evaluate import evaluate_checkpoint
+    from agents.common.pretrained import archive, pack_agent
+    from agents.qlearning.pqn import PQNConfig, PQNTrainer
 
     try:
         games = parse_games(args.games)

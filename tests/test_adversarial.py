@@ -142,9 +142,9 @@ def script(*args, timeout=300):
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    from agents.dqn import DQNConfig, DQNTrainer
-    from agents.glimpse_train import GlimpseConfig, GlimpseTrainer
-    from agents.pqn import PQNConfig, PQNTrainer
+    from agents.glimpse.train import GlimpseConfig, GlimpseTrainer
+    from agents.qlearning.dqn import DQNConfig, DQNTrainer
+    from agents.qlearning.pqn import PQNConfig, PQNTrainer
 
     root = tmp_path_factory.mktemp("adv")
     DQNTrainer(DQNConfig.catch(total_steps=400, learning_starts=100, saliency_every=0,

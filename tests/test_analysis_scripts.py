@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from agents.dqn import DQNConfig, DQNTrainer
+from agents.qlearning.dqn import DQNConfig, DQNTrainer
 from analysis.tensorboard import SaliencyLogger
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -183,7 +183,7 @@ def test_saliency_over_training_figure_and_tensorboard(catch_run, tmp_path):
     assert result.maps["value"].shape == (3, 3, 24, 24)
     assert result.agreement["spearman"].shape == (3, 3)
     # the last column is the final network's own map of the probe frames
-    from agents.checkpoint import load_checkpoint
+    from agents.common.checkpoint import load_checkpoint
     from analysis.saliency import attribute
 
     net, _ = load_checkpoint(catch_run)
@@ -236,7 +236,7 @@ def test_saliency_checks_bad_input_is_one_line(command, message, catch_run, glim
 
 @pytest.fixture(scope="module")
 def glimpse_run(tmp_path_factory):
-    from agents.glimpse_train import GlimpseConfig, GlimpseTrainer
+    from agents.glimpse.train import GlimpseConfig, GlimpseTrainer
 
     run = tmp_path_factory.mktemp("glimpse") / "run"
     GlimpseTrainer(GlimpseConfig(total_steps=8 * 24, num_envs=8, progress=False, run_dir=str(run))).run()

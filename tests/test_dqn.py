@@ -12,9 +12,15 @@ import numpy as np
 import pytest
 import torch
 
-from agents.checkpoint import CheckpointError, load_checkpoint, resolve_checkpoint
-from agents.dqn import DQNConfig, DQNTrainer, greedy_catch_rate, linear_schedule, td_targets
-from agents.evaluate import evaluate_checkpoint
+from agents.common.checkpoint import CheckpointError, load_checkpoint, resolve_checkpoint
+from agents.common.evaluate import evaluate_checkpoint
+from agents.qlearning.dqn import (
+    DQNConfig,
+    DQNTrainer,
+    greedy_catch_rate,
+    linear_schedule,
+    td_targets,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 import torch
 
-from agents.checkpoint import load_checkpoint
-from agents.evaluate import evaluate_checkpoint
+from agents.common.checkpoint import load_checkpoint
+from agents.common.evaluate import evaluate_checkpoint
 from agents.glimpse import Retina
-from agents.glimpse_train import GlimpseConfig, GlimpseTrainer, glimpse_catch_rate
+from agents.glimpse.train import GlimpseConfig, GlimpseTrainer, glimpse_catch_rate
 from analysis.glimpse_metrics import GazeTrace, gaze_hit_rate, gaze_over_training, trace_gaze
 from envs import CatchVectorEnv
 
@@ -105,7 +105,7 @@ def test_foveal_preset_trains_and_evaluates_on_its_own_screen(tmp_path):
     assert config["env_options"] == {"stack_num": 1, "size": 48, "turn_prob": 0.1, "paddle_width": 3}
     assert model.retina.sizes == [6, 12]
     # evaluation and playback rebuild the game the agent trained on, turns included
-    from agents.evaluate import make_eval_env
+    from agents.common.evaluate import make_eval_env
     from analysis.playback import playback_env
 
     for game in (make_eval_env(config, 2, seed=0)._game, playback_env(config, seed=0)._game):

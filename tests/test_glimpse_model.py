@@ -189,7 +189,7 @@ def test_factored_loss_clips_each_part_on_its_own_ratio():
 
 @pytest.mark.parametrize("patch_size", [6, 16])
 def test_conv_glimpse_network_round_trips_and_reads_every_scale(patch_size):
-    from agents.networks import build_network
+    from agents.common.architecture import build_network
 
     torch.manual_seed(0)
     model = RecurrentAttentionModel(4, patch_size=patch_size, num_scales=3, hidden=32, glimpse_net="conv")
@@ -230,7 +230,7 @@ def test_bad_model_options():
 
 
 def test_architecture_round_trips_through_build_network():
-    from agents.networks import build_network
+    from agents.common.architecture import build_network
 
     model = RecurrentAttentionModel(6, patch_size=8, num_scales=2, hidden=24, core="gru",
                                     location_policy="tiles", normalize_glimpse=True)  # fmt: skip
@@ -253,7 +253,7 @@ def test_architecture_round_trips_through_build_network():
 
 @pytest.mark.parametrize("core", ["lstm", "gru", "rnn"])
 def test_action_input_feeds_the_previous_action_to_the_core(core):
-    from agents.networks import build_network
+    from agents.common.architecture import build_network
 
     torch.manual_seed(0)
     model = RecurrentAttentionModel(3, hidden=16, core=core, action_input=True)

@@ -103,7 +103,7 @@ def test_memory_span_by_hand(tmp_path):
 
 
 def test_stack_jacobian_is_the_degenerate_case():
-    from agents.networks import DuelingQNetwork
+    from agents.qlearning.networks import DuelingQNetwork
 
     net = DuelingQNetwork(3)
     obs = torch.randint(0, 256, (2, 4, 84, 84), dtype=torch.uint8)

@@ -10,10 +10,10 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from agents.checkpoint import CheckpointError, load_checkpoint, read_json, resolve_checkpoint
-from agents.evaluate import evaluate_checkpoint
+from agents.common.checkpoint import CheckpointError, load_checkpoint, read_json, resolve_checkpoint
+from agents.common.evaluate import evaluate_checkpoint
 from agents.glimpse import RecurrentAttentionModel
-from agents.glimpse_train import GlimpseConfig, GlimpseTrainer, advantages, glimpse_catch_rate
+from agents.glimpse.train import GlimpseConfig, GlimpseTrainer, advantages, glimpse_catch_rate
 
 
 def tiny(tmp_path, name="run", **kw) -> GlimpseConfig:
@@ -158,8 +158,8 @@ def test_resume_of_another_run_or_a_missing_one_is_refused(tmp_path):
 
 
 def test_action_input_trains_resumes_and_evaluates(tmp_path):
-    from agents.checkpoint import load_checkpoint
-    from agents.evaluate import evaluate_checkpoint
+    from agents.common.checkpoint import load_checkpoint
+    from agents.common.evaluate import evaluate_checkpoint
 
     GlimpseTrainer(tiny(tmp_path, total_steps=2 * 24 * 8, action_input=True)).run()
     resumed = GlimpseTrainer(GlimpseConfig(resume=str(tmp_path / "run"), total_steps=4 * 24 * 8,
@@ -174,7 +174,7 @@ def test_action_input_trains_resumes_and_evaluates(tmp_path):
 
 def test_evaluation_can_sample_the_glimpse_policies(tmp_path):
     """``--sample`` plays the stochastic policies, reproducibly from the seed; a Q-network refuses it."""
-    import agents.evaluate as ev
+    import agents.common.evaluate as ev
 
     GlimpseTrainer(tiny(tmp_path, total_steps=24 * 8)).run()
     model, config = load_checkpoint(tmp_path / "run")
@@ -256,7 +256,7 @@ def test_scripts_train_evaluate_and_record_glimpses(tmp_path):
 
 
 def test_record_glimpses_refuses_a_dqn_checkpoint_naming_the_script_that_fits(tmp_path):
-    from agents.dqn import DQNConfig, DQNTrainer
+    from agents.qlearning.dqn import DQNConfig, DQNTrainer
 
     DQNTrainer(DQNConfig.catch(total_steps=64, learning_starts=32, num_envs=2, progress=False,
                                run_dir=str(tmp_path / "dqn"))).run()  # fmt: skip
@@ -346,16 +346,16 @@ def test_episode_jacobian_runs_in_core_time_with_several_glimpses_per_step(actio
 
 
 def test_learning_curve_evaluates_on_schedule_and_stops_at_its_target(monkeypatch):
-    from agents.glimpse_benchmark import learning_curve
+    from agents.glimpse.benchmark import learning_curve
 
     small = {"num_envs": 8, "hidden": 32, "heatmap_every": 0}
     curve = learning_curve(4 * 24 * 8, 2 * 24 * 8, episodes=10, **small)
     assert [p["steps"] for p in curve] == [2 * 24 * 8, 4 * 24 * 8]
     assert all(0.0 <= p["catch_rate"] <= 1.0 and p["seconds"] > 0 for p in curve)
     assert [p["episodes"] for p in curve] == [16, 32]  # 8 envs, one 23-step episode per update
-    import agents.glimpse_train
+    import agents.glimpse.train
 
-    monkeypatch.setattr(agents.glimpse_train, "glimpse_catch_rate", lambda *a, **k: 0.96)
+    monkeypatch.setattr(agents.glimpse.train, "glimpse_catch_rate", lambda *a, **k: 0.96)
     stopped = learning_curve(4 * 24 * 8, 24 * 8, episodes=10, target=0.95, **small)
     assert [p["steps"] for p in stopped] == [24 * 8]  # the target ends the run at once
 

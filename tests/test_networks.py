@@ -3,7 +3,8 @@ import math
 import pytest
 import torch
 
-from agents.networks import DuelingQNetwork, SingleStreamQNetwork, build_network
+from agents.common.architecture import build_network
+from agents.qlearning.networks import DuelingQNetwork, SingleStreamQNetwork
 
 
 def test_heads_and_eq9_aggregation():

@@ -13,11 +13,12 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from torch.utils.tensorboard import SummaryWriter
 
-from agents.checkpoint import StopFlag, load_checkpoint, resolve_checkpoint
-from agents.dqn import greedy_catch_rate
-from agents.evaluate import evaluate_checkpoint
-from agents.networks import ChannelLayerNorm, DuelingQNetwork, build_network
-from agents.pqn import PQNConfig, PQNTrainer, q_lambda_targets
+from agents.common.architecture import build_network
+from agents.common.checkpoint import StopFlag, load_checkpoint, resolve_checkpoint
+from agents.common.evaluate import evaluate_checkpoint
+from agents.qlearning.dqn import greedy_catch_rate
+from agents.qlearning.networks import ChannelLayerNorm, DuelingQNetwork
+from agents.qlearning.pqn import PQNConfig, PQNTrainer, q_lambda_targets
 
 ROOT = Path(__file__).resolve().parent.parent
 

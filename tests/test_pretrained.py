@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from agents.checkpoint import load_checkpoint
-from agents.pretrained import greedy_episode, unpack
+from agents.common.checkpoint import load_checkpoint
+from agents.common.pretrained import greedy_episode, unpack
 
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED = sorted(p.parent for p in (ROOT / "pretrained").glob("*/model.safetensors"))

@@ -12,10 +12,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agents.checkpoint import CheckpointError, load_checkpoint, resolve_checkpoint
-from agents.dqn import DQNConfig
-from agents.glimpse_train import GlimpseConfig
-from agents.pqn import PQNConfig, PQNTrainer
+from agents.common.checkpoint import CheckpointError, load_checkpoint, resolve_checkpoint
+from agents.glimpse.train import GlimpseConfig
+from agents.qlearning.dqn import DQNConfig
+from agents.qlearning.pqn import PQNConfig, PQNTrainer
 
 VALUES = st.one_of(st.integers(-10**9, 10**9), st.floats(allow_nan=True), st.booleans(),
                    st.text(max_size=8), st.none())  # fmt: skip

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from agents.checkpoint import CheckpointError, RunLock, resolve_checkpoint
-from agents.dqn import DQNConfig, DQNTrainer
-from agents.glimpse_train import GlimpseConfig, GlimpseTrainer
-from agents.pqn import PQNConfig, PQNTrainer
+from agents.common.checkpoint import CheckpointError, RunLock, resolve_checkpoint
+from agents.glimpse.train import GlimpseConfig, GlimpseTrainer
+from agents.qlearning.dqn import DQNConfig, DQNTrainer
+from agents.qlearning.pqn import PQNConfig, PQNTrainer
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -124,7 +124,7 @@ print(env.step(np.array([0, 1]))[0].shape)  # still usable
 def test_a_checkpoint_whose_actions_do_not_match_its_game_is_refused(tmp_path):
     import json
 
-    from agents.checkpoint import load_checkpoint
+    from agents.common.checkpoint import load_checkpoint
 
     TRAINERS["pqn"](tmp_path / "run").run()
     ckpt = resolve_checkpoint(tmp_path / "run")
@@ -200,8 +200,8 @@ def test_kill_9_between_the_files_and_the_rename_leaves_the_last_checkpoint(tmp_
     TRAINERS["pqn"](run).run()  # checkpoints at 128 and 256
     code = f"""
 import os, signal
-import agents.checkpoint as ck
-from agents.pqn import PQNConfig, PQNTrainer
+import agents.common.checkpoint as ck
+from agents.qlearning.pqn import PQNConfig, PQNTrainer
 real_replace = os.replace
 def replace(src, dst):
     if str(src).endswith('.tmp') and os.path.isdir(src):
@@ -213,7 +213,7 @@ PQNTrainer(PQNConfig(resume={str(run)!r}, total_steps=512, progress=False)).run(
     r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, timeout=120)
     assert r.returncode == -signal.SIGKILL
     assert list((run / "checkpoints").glob("*.tmp"))  # the half-written checkpoint is there ...
-    from agents.checkpoint import load_checkpoint
+    from agents.common.checkpoint import load_checkpoint
 
     net, config = load_checkpoint(run)  # ... and ignored: latest still names the last whole one
     assert config["step"] == 256

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from agents.replay import FrameReplayBuffer, SumTree
+from agents.qlearning.replay import FrameReplayBuffer, SumTree
 from envs import CatchVectorEnv, make_vector_env
 
 

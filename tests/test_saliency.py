@@ -75,7 +75,7 @@ def test_default_action_is_argmax_of_the_head():
 
 def test_batched_equals_per_sample():
     torch.manual_seed(1)
-    from agents.networks import DuelingQNetwork
+    from agents.qlearning.networks import DuelingQNetwork
 
     net = DuelingQNetwork(4)
     obs = obs_batch(5)
@@ -89,7 +89,7 @@ def test_batched_equals_per_sample():
 def test_agrees_with_captum():
     from captum.attr import Saliency
 
-    from agents.networks import DuelingQNetwork
+    from agents.qlearning.networks import DuelingQNetwork
 
     torch.manual_seed(0)
     net = DuelingQNetwork(6).eval()

@@ -77,7 +77,7 @@ def test_methods_agree_with_hand_computed_maps():
 
 def test_methods_are_batched_and_seeded():
     torch.manual_seed(0)
-    from agents.networks import DuelingQNetwork
+    from agents.qlearning.networks import DuelingQNetwork
 
     net = DuelingQNetwork(4).eval()
     obs = dots(4, density=0.3)
@@ -171,7 +171,7 @@ def test_randomisation_drops_to_near_zero_for_weight_maps_and_not_for_input_maps
 
 
 def test_randomisation_walks_the_dueling_network_down_and_leaves_it_untouched():
-    from agents.networks import DuelingQNetwork
+    from agents.qlearning.networks import DuelingQNetwork
 
     torch.manual_seed(0)
     net = DuelingQNetwork(4, layer_norm=True).eval()

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from agents.sweep import SweepSpec, check_address, parse_param, trial_name
+from agents.common.sweep import SweepSpec, check_address, parse_param, trial_name
 from analysis.sweeps import load_runs, load_trials, smooth, summary_rows, write_results
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -87,7 +87,7 @@ def test_bad_sweeps_are_refused_before_anything_starts(spec, message):
 
 
 def test_reports_and_early_stopping_are_wired(monkeypatch):
-    import agents.sweep as sweep
+    import agents.common.sweep as sweep
 
     class Tracker:
         episodes = 0
@@ -258,3 +258,8 @@ def test_a_real_sweep_survives_a_killed_driver(tmp_path):
     assert sorted(r["seed"] for r in rows) == ["1", "2"]
     assert all(int(r["steps"]) > 7_000 and -1 <= float(r["final_return"]) <= 1 for r in rows)
     assert (sweep / "results.md").exists() and (sweep / "curves.png").stat().st_size > 0
+    # the script's analysis reached the trials through Ray: saliency images, as train_pqn.py logs them
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    images = EventAccumulator(str(first), size_guidance={"images": 0}).Reload().Tags()["images"]
+    assert any(tag.startswith("saliency/") for tag in images), images

@@ -38,8 +38,8 @@ def forward_cost(resolutions=RESOLUTIONS, batch: int = 32, repeats: int = 30,
     defaults: patch 12, 3 scales, LSTM 256) and of the dueling network with its first fully
     connected layer sized to the torso's output at each resolution, on one grayscale uint8 frame."""
     from agents.glimpse import RecurrentAttentionModel
-    from agents.glimpse_train import GlimpseConfig
-    from agents.networks import DuelingQNetwork
+    from agents.glimpse.train import GlimpseConfig
+    from agents.qlearning.networks import DuelingQNetwork
 
     torch.manual_seed(0)
     cfg = GlimpseConfig.atari()
@@ -82,7 +82,7 @@ def learning_curve(total_steps: int, eval_every: int, seed: int = 1, episodes: i
                    target: float = 0.0, **overrides: Any) -> list[dict[str, float]]:  # fmt: skip
     """Greedy catch rate on Catch every ``eval_every`` steps of the default Catch configuration,
     until the budget is spent (or ``target``, when above 0, is reached)."""
-    from agents.glimpse_train import GlimpseConfig, GlimpseTrainer, glimpse_catch_rate
+    from agents.glimpse.train import GlimpseConfig, GlimpseTrainer, glimpse_catch_rate
 
     curve: list[dict[str, float]] = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -117,8 +117,8 @@ def learning_curve(total_steps: int, eval_every: int, seed: int = 1, episodes: i
 def pong_budget(total_steps: int, episodes: int = 3, seed: int = 1) -> dict[str, float]:
     """Train the glimpse agent on Pong (Atari defaults) for ``total_steps``; return steps/s and the
     evaluation return beside a uniformly random policy's under the same protocol."""
-    from agents.evaluate import evaluate, evaluate_checkpoint
-    from agents.glimpse_train import GlimpseConfig, GlimpseTrainer
+    from agents.common.evaluate import evaluate, evaluate_checkpoint
+    from agents.glimpse.train import GlimpseConfig, GlimpseTrainer
 
     with tempfile.TemporaryDirectory() as tmp:
         trainer = GlimpseTrainer(GlimpseConfig.atari(seed=seed, total_steps=total_steps, run_dir=tmp,

@@ -3,7 +3,7 @@ agent glimpses the current frame where it chose to look, updates its core, acts,
 look next (Mnih et al. 2014, Section 3).
 
 Run directories, TensorBoard tags, checkpoints (safetensors + JSON, atomic) and ``--resume`` follow
-the DQN's (see :mod:`agents.checkpoint`); Ctrl-C or SIGTERM saves a checkpoint before exiting.
+the DQN's (see :mod:`agents.common.checkpoint`); Ctrl-C or SIGTERM saves a checkpoint before exiting.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch.utils.tensorboard import SummaryWriter
 
-from agents.checkpoint import (
+from agents.common.checkpoint import (
     CONFIG,
     MODEL,
     StopFlag,
@@ -40,13 +40,13 @@ from agents.checkpoint import (
     resume_config,
     write_checkpoint,
 )
+from agents.common.training import EpisodeTracker, action_names, check_config_types
 from agents.glimpse import (
     GlimpsePolicy,
     RecurrentAttentionModel,
     factored_clipped_loss,
     reinforce_loss,
 )
-from agents.training import EpisodeTracker, action_names, check_config_types
 from envs import CatchVectorEnv, make_vector_env, resolve_game
 from envs.options import AtariOptions
 
@@ -642,7 +642,7 @@ class GlimpseTrainer:
 
     # ---- checkpoints --------------------------------------------------------------------------
     def checkpoint_config(self) -> dict[str, Any]:
-        """What a checkpoint needs to be used without the training code (see agents.checkpoint)."""
+        """What a checkpoint needs to be used without the training code (see agents.common.checkpoint)."""
         env_options = (self.env_options.as_dict() if self.env_options
                        else {"stack_num": 1, **self.cfg.catch_game()})  # fmt: skip
         return checkpoint_config("glimpse", self.model.architecture(), self.game, self.action_names,

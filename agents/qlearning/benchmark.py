@@ -31,7 +31,7 @@ def run_ours(game: str, steps: int, learning_starts: int, buffer_size: int, num_
 
     import torch
 
-    from agents.dqn import DQNConfig, DQNTrainer
+    from agents.qlearning.dqn import DQNConfig, DQNTrainer
 
     torch.set_num_threads(os.cpu_count() or 1)
     marks: dict[str, float] = {}
@@ -62,7 +62,7 @@ def run_pqn(game: str, steps: int, num_envs: int, options: dict[str, Any],
 
     import torch
 
-    from agents.pqn import PQNConfig, PQNTrainer
+    from agents.qlearning.pqn import PQNConfig, PQNTrainer
 
     torch.set_num_threads(os.cpu_count() or 1)
     with tempfile.TemporaryDirectory() as tmp:
@@ -133,7 +133,7 @@ def replay_memory(capacity: int, fill: int, large: int = 1_000_000) -> dict[str,
     from gymnasium import spaces
     from stable_baselines3.common.buffers import ReplayBuffer
 
-    from agents.replay import FrameReplayBuffer
+    from agents.qlearning.replay import FrameReplayBuffer
 
     obs_space = spaces.Box(0, 255, (4, 84, 84), np.uint8)
     rng = np.random.default_rng(0)
@@ -202,9 +202,9 @@ def ingest_rates(game: str, seconds: float = 10.0, device: str = "cpu") -> dict[
     import torch
     from torch.utils.tensorboard import SummaryWriter
 
-    from agents.checkpoint import StopFlag
-    from agents.dqn import DQNConfig, DQNTrainer
-    from agents.pqn import PQNConfig, PQNTrainer
+    from agents.common.checkpoint import StopFlag
+    from agents.qlearning.dqn import DQNConfig, DQNTrainer
+    from agents.qlearning.pqn import PQNConfig, PQNTrainer
 
     out: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as tmp:

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.tensorboard import SummaryWriter
 
-from agents.checkpoint import (
+from agents.common.checkpoint import (
     CONFIG,
     MODEL,
     CheckpointError,
@@ -39,18 +39,17 @@ from agents.checkpoint import (
     resume_config,
     write_checkpoint,
 )
-from agents.networks import QNetwork
-from agents.replay import FrameReplayBuffer
-from agents.training import (
+from agents.common.training import (
     EpisodeTracker,
     action_names,
-    build_q_network,
     check_config_types,
     check_device,
     linear_schedule,
     make_training_env,
     resolve_device,
 )
+from agents.qlearning.networks import QNetwork, build_q_network
+from agents.qlearning.replay import FrameReplayBuffer
 from envs import CatchVectorEnv, resolve_game
 
 
@@ -421,7 +420,7 @@ class DQNTrainer:
 
     # ---- checkpoints --------------------------------------------------------------------------
     def checkpoint_config(self) -> dict[str, Any]:
-        """What a checkpoint needs to be used without the training code: see agents.checkpoint."""
+        """What a checkpoint needs to be used without the training code: see agents.common.checkpoint."""
         env_options = self.env_options.as_dict() if self.env_options else {"stack_num": 2}
         return checkpoint_config("dqn", self.q_network.architecture(), self.game, self.action_names,
                                  env_options, self.global_step, dataclasses.asdict(self.cfg))  # fmt: skip

@@ -1,6 +1,6 @@
-"""What the Q-learning trainers share: the network and env they build from a config, the schedules,
-the device, and the episode statistics they log. ``DQNTrainer`` and ``PQNTrainer`` differ in how they
-learn, not in any of this.
+"""What the trainers share: the env they build from a config, config checks, the schedules, the
+device, and the episode statistics they log. ``DQNTrainer`` and ``PQNTrainer`` differ in how they
+learn, not in any of this; the glimpse trainer shares the checks, the action names and the tracker.
 
 A config here is any object with the fields these functions read (``game``, ``num_envs``,
 ``network``, ``hidden``, ...): ``DQNConfig`` and ``PQNConfig`` name them alike on purpose.
@@ -15,7 +15,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from agents.networks import DuelingQNetwork, QNetwork, SingleStreamQNetwork
 from envs import CatchVectorEnv, episode_ended, make_atari_env, make_vector_env, resolve_game
 from envs.options import AtariOptions
 
@@ -63,19 +62,6 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
-
-
-def build_q_network(cfg: Any, n_actions: int, obs_shape: tuple[int, ...]) -> QNetwork:
-    """The dueling network (or the single-stream baseline) that ``cfg`` asks for; the small torso
-    for screens under 64 pixels wide (Catch), the Nature torso otherwise."""
-    torso = "small" if obs_shape[-1] < 64 else "nature"
-    common = dict(in_channels=obs_shape[0], input_shape=tuple(obs_shape[1:]), torso=torso,
-                  layer_norm=cfg.layer_norm)  # fmt: skip
-    if cfg.network == "dueling":
-        return DuelingQNetwork(
-            n_actions, hidden=cfg.hidden or 512, aggregation=cfg.aggregation, **common
-        )
-    return SingleStreamQNetwork(n_actions, hidden=cfg.hidden or 1024, **common)
 
 
 def make_training_env(cfg: Any, seed: int) -> tuple[Any, AtariOptions | None, str]:

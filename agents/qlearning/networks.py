@@ -13,8 +13,6 @@ from typing import Any
 import torch
 from torch import nn
 
-from agents.glimpse import RecurrentAttentionModel
-
 TORSOS = ("nature", "small")
 
 
@@ -212,21 +210,14 @@ class SingleStreamQNetwork(QNetwork):
         }
 
 
-NETWORKS: dict[str, type[nn.Module]] = {
-    "DuelingQNetwork": DuelingQNetwork,
-    "SingleStreamQNetwork": SingleStreamQNetwork,
-    "RecurrentAttentionModel": RecurrentAttentionModel,
-}
-
-
-def build_network(architecture: dict[str, Any]) -> nn.Module:
-    """Rebuild a network from its ``architecture()`` record (as saved in a checkpoint)."""
-    arch = dict(architecture)
-    cls = NETWORKS.get(arch.pop("class", None))
-    if cls is None:
-        raise ValueError(
-            f"unknown network class {architecture.get('class')!r}; known: {', '.join(NETWORKS)}"
+def build_q_network(cfg: Any, n_actions: int, obs_shape: tuple[int, ...]) -> QNetwork:
+    """The dueling network (or the single-stream baseline) that ``cfg`` asks for; the small torso
+    for screens under 64 pixels wide (Catch), the Nature torso otherwise."""
+    torso = "small" if obs_shape[-1] < 64 else "nature"
+    common = dict(in_channels=obs_shape[0], input_shape=tuple(obs_shape[1:]), torso=torso,
+                  layer_norm=cfg.layer_norm)  # fmt: skip
+    if cfg.network == "dueling":
+        return DuelingQNetwork(
+            n_actions, hidden=cfg.hidden or 512, aggregation=cfg.aggregation, **common
         )
-    if "input_shape" in arch:  # JSON has no tuples
-        arch["input_shape"] = tuple(arch["input_shape"])
-    return cls(**arch)
+    return SingleStreamQNetwork(n_actions, hidden=cfg.hidden or 1024, **common)

@@ -27,13 +27,14 @@ import os
 import shutil
 import socket
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from agents.checkpoint import CheckpointError, atomic_write_text, read_json
+from agents.common.checkpoint import CheckpointError, atomic_write_text, read_json
 
 SWEEP_FILE = "sweep.json"
 TRIAL_FILE = "trial.json"
@@ -74,9 +75,9 @@ class TrainerKind:
 
 
 TRAINERS = {
-    "dqn": TrainerKind("agents.dqn", "DQNConfig", "DQNTrainer", "game"),
-    "pqn": TrainerKind("agents.pqn", "PQNConfig", "PQNTrainer", "game"),
-    "glimpse": TrainerKind("agents.glimpse_train", "GlimpseConfig", "GlimpseTrainer", "env"),
+    "dqn": TrainerKind("agents.qlearning.dqn", "DQNConfig", "DQNTrainer", "game"),
+    "pqn": TrainerKind("agents.qlearning.pqn", "PQNConfig", "PQNTrainer", "game"),
+    "glimpse": TrainerKind("agents.glimpse.train", "GlimpseConfig", "GlimpseTrainer", "env"),
 }
 
 
@@ -276,12 +277,14 @@ def report(trainer: Any) -> None:
                  "step": trainer.global_step})  # fmt: skip
 
 
-def run_trial(config: dict[str, Any], spec: dict[str, Any], sweep_dir: str) -> None:
+def run_trial(config: dict[str, Any], spec: dict[str, Any], sweep_dir: str,
+              callbacks: Callable[[Any], list[Any]] | None = None) -> None:  # fmt: skip
     """Tune's trainable: train one run directory to its budget, resuming it if it holds a
-    checkpoint; ``config`` holds the trial's game, seed and variant number."""
+    checkpoint; ``config`` holds the trial's game, seed and variant number; ``callbacks`` makes
+    the trainer's extra callbacks from its config (the script's analysis, such as saliency)."""
     import torch
 
-    from agents.checkpoint import resolve_checkpoint
+    from agents.common.checkpoint import resolve_checkpoint
 
     sweep = SweepSpec(**spec)
     kind = TRAINERS[sweep.trainer]
@@ -303,10 +306,8 @@ def run_trial(config: dict[str, Any], spec: dict[str, Any], sweep_dir: str) -> N
         {"trainer": sweep.trainer, "game": game, "seed": seed, "variant": index, "params": variant}))
     trainer = kind.build(cfg, [])
     cfg = trainer.cfg  # on a resume, the run's own config
-    if getattr(cfg, "saliency_every", 0):  # the Q-learners' saliency images, as train_*.py logs them
-        from analysis.tensorboard import SaliencyLogger
-
-        trainer.callbacks.append(SaliencyLogger(cfg.saliency_every))
+    if callbacks is not None:
+        trainer.callbacks.extend(callbacks(cfg))
     trainer.callbacks.append(TuneReporter(sweep.report_every or max(1, cfg.total_steps // 100)))
     trainer.run()
     if trainer.tracker.episodes:
@@ -357,9 +358,12 @@ class SweepOutcome:
 
 
 def run_sweep(spec: SweepSpec, sweep_dir: Path, *, resume: bool = False, address: str = "",
-              num_cpus: int | None = None) -> SweepOutcome:  # fmt: skip
+              num_cpus: int | None = None,
+              callbacks: Callable[[Any], list[Any]] | None = None) -> SweepOutcome:  # fmt: skip
     """Start (or, with ``resume``, continue) the sweep in ``sweep_dir`` on a local Ray instance
-    or the cluster at ``address``; returns when every trial has ended or the sweep was stopped."""
+    or the cluster at ``address``; returns when every trial has ended or the sweep was stopped.
+    ``callbacks`` (a module-level function, so that Ray's workers can import it) makes each
+    trial's extra trainer callbacks from its config."""
     require_ray()
     if address:
         check_address(address)
@@ -381,7 +385,8 @@ def run_sweep(spec: SweepSpec, sweep_dir: Path, *, resume: bool = False, address
              include_dashboard=False, configure_logging=True, logging_level="warning")  # fmt: skip
     try:
         trainable = tune.with_resources(
-            tune.with_parameters(run_trial, spec=dataclasses.asdict(spec), sweep_dir=str(sweep_dir)),
+            tune.with_parameters(run_trial, spec=dataclasses.asdict(spec), sweep_dir=str(sweep_dir),
+                                 callbacks=callbacks),
             {"cpu": spec.cpus_per_trial, "gpu": spec.gpus_per_trial},
         )
         state = sweep_dir / TUNE_DIR

@@ -19,7 +19,14 @@ from typing import Any
 import torch
 from safetensors.torch import save_file
 
-from agents.checkpoint import CONFIG, MODEL, read_json, read_tensors, resolve_checkpoint, versions
+from agents.common.checkpoint import (
+    CONFIG,
+    MODEL,
+    read_json,
+    read_tensors,
+    resolve_checkpoint,
+    versions,
+)
 
 EVAL = "eval.json"
 CURVE = "curve.csv"
@@ -45,7 +52,7 @@ def machine_name() -> str:
 def pack_agent(run_dir: str | Path, summary: dict[str, Any], out_dir: str | Path,
                training: dict[str, Any]) -> Path:  # fmt: skip
     """Copy a run's final checkpoint into ``out_dir`` as a shipped agent: the weights in float32,
-    its config, ``eval.json`` (``summary`` of :func:`agents.evaluate.evaluate_checkpoint` plus
+    its config, ``eval.json`` (``summary`` of :func:`agents.common.evaluate.evaluate_checkpoint` plus
     ``training``: command, wall time, ...) and ``curve.csv``. Returns ``out_dir``."""
     ckpt = resolve_checkpoint(run_dir)
     out = Path(out_dir)
@@ -88,8 +95,8 @@ def unpack(archive_path: str | Path, dest: str | Path) -> Path:
 def greedy_episode(folder: str | Path, seed: int = 0) -> tuple[float, dict[str, Any]]:
     """One greedy episode of a shipped agent with a fixed seed: (score, its eval.json), so a test
     can hold the agent to what its evaluation promised."""
-    from agents.checkpoint import load_checkpoint
-    from agents.evaluate import evaluate, greedy_q_policy
+    from agents.common.checkpoint import load_checkpoint
+    from agents.common.evaluate import evaluate, greedy_q_policy
 
     network, config = load_checkpoint(folder)
     result = evaluate(greedy_q_policy(network), config, episodes=1, epsilon=0.0, seed=seed,

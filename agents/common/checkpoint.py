@@ -363,7 +363,7 @@ def load_checkpoint(
     path: str | os.PathLike[str], device: str = "cpu"
 ) -> tuple[torch.nn.Module, dict[str, Any]]:
     """Return ``(network, config)`` from a checkpoint; see :func:`resolve_checkpoint` for ``path``."""
-    from agents.networks import build_network
+    from agents.common.architecture import build_network
 
     ckpt = resolve_checkpoint(path)
     config = read_json(ckpt / CONFIG)

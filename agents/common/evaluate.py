@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from agents.scores import human_normalized
+from agents.common.scores import human_normalized
 from envs import CatchVectorEnv, make_vector_env
 from envs.catch import catch_options
 from envs.options import AtariOptions
@@ -122,7 +122,7 @@ def greedy_q_policy(network: torch.nn.Module):
 
 def evaluate_checkpoint(path: str, **kwargs: Any) -> dict[str, Any]:
     """Load a checkpoint (no pickle) and evaluate it; returns the summary dict."""
-    from agents.checkpoint import load_checkpoint
+    from agents.common.checkpoint import load_checkpoint
 
     network, config = load_checkpoint(path, device=kwargs.get("device", "cpu"))
     return evaluate_network(network, config, **kwargs)

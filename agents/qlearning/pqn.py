@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch.utils.tensorboard import SummaryWriter
 
-from agents.checkpoint import (
+from agents.common.checkpoint import (
     CONFIG,
     MODEL,
     StopFlag,
@@ -41,16 +41,16 @@ from agents.checkpoint import (
     resume_config,
     write_checkpoint,
 )
-from agents.training import (
+from agents.common.training import (
     EpisodeTracker,
     action_names,
-    build_q_network,
     check_config_types,
     check_device,
     linear_schedule,
     make_training_env,
     resolve_device,
 )
+from agents.qlearning.networks import build_q_network
 from envs import resolve_game
 
 
@@ -472,7 +472,7 @@ class PQNTrainer:
 
     # ---- checkpoints --------------------------------------------------------------------------
     def checkpoint_config(self) -> dict[str, Any]:
-        """What a checkpoint needs to be used without the training code: see agents.checkpoint."""
+        """What a checkpoint needs to be used without the training code: see agents.common.checkpoint."""
         env_options = self.env_options.as_dict() if self.env_options else {"stack_num": 2}
         return checkpoint_config("pqn", self.q_network.architecture(), self.game, self.action_names,
                                  env_options, self.global_step, dataclasses.asdict(self.cfg))  # fmt: skip

@@ -1,0 +1,15 @@
+"""The hard-attention glimpse agent (Mnih et al. 2014, "Recurrent Models of Visual Attention"), one
+module per component the paper names: the retina, the glimpse network, the model (core, location,
+action and baseline heads), its losses, the policy that plays it, and its trainer (``train``)."""
+
+from agents.glimpse.glimpse_network import GLIMPSE_NETS, GlimpseNetwork
+from agents.glimpse.losses import clipped_policy_loss, factored_clipped_loss, reinforce_loss
+from agents.glimpse.model import CORES, LOCATION_POLICIES, RecurrentAttentionModel, ReLURNNCell
+from agents.glimpse.policy import GlimpsePolicy
+from agents.glimpse.retina import POOLS, Retina
+
+__all__ = [
+    "CORES", "GLIMPSE_NETS", "LOCATION_POLICIES", "POOLS", "GlimpseNetwork", "GlimpsePolicy",
+    "ReLURNNCell", "RecurrentAttentionModel", "Retina", "clipped_policy_loss",
+    "factored_clipped_loss", "reinforce_loss",
+]  # fmt: skip
