@@ -9,6 +9,7 @@ from agents.glimpse import (
     RecurrentAttentionModel,
     clipped_policy_loss,
     factored_clipped_loss,
+    orthogonal_init,
     reinforce_loss,
 )
 
@@ -206,6 +207,31 @@ def test_conv_glimpse_network_round_trips_and_reads_every_scale(patch_size):
     assert (grad.flatten(2).abs().sum(-1) > 0).all()  # every sample's every scale reaches the output
     with pytest.raises(ValueError, match="unknown glimpse network 'mlp'; accepted: linear, conv"):
         RecurrentAttentionModel(4, glimpse_net="mlp")
+
+
+@pytest.mark.parametrize(("core", "glimpse_net"), [("lstm", "conv"), ("gru", "linear")])
+def test_orthogonal_init_sets_every_layer_s_gain(core, glimpse_net):
+    """Every weight matrix's singular values equal its gain (sqrt 2 in the ReLU layers, 1 in the
+    core, 0.01 in the action and location heads, 1 in the baseline), every bias is zero, and the
+    first policy is uniform to within 1% whatever the glimpse."""
+    torch.manual_seed(0)
+    model = orthogonal_init(RecurrentAttentionModel(4, patch_size=6, hidden=64, core=core,
+                                                    glimpse_net=glimpse_net))  # fmt: skip
+    gains = {"action_head": 0.01, "location_head": 0.01, "baseline_head": 1.0, "core": 1.0}
+    checked = 0
+    for name, p in model.named_parameters():
+        if name.endswith("bias") or "bias_" in name:
+            assert torch.count_nonzero(p) == 0, name
+            continue
+        gain = next((g for prefix, g in gains.items() if name.startswith(prefix)), 2**0.5)
+        matrix = p.detach().flatten(1)
+        torch.testing.assert_close(torch.linalg.svdvals(matrix), torch.full((min(matrix.shape),), gain),
+                                   rtol=1e-4, atol=1e-6, msg=name)  # fmt: skip
+        checked += 1
+    assert checked == (9 if glimpse_net == "conv" else 7) + 2  # glimpse layers, core's two, heads
+    heads, _ = step_once(model)
+    probs = heads["action_logits"].softmax(-1)
+    torch.testing.assert_close(probs, torch.full_like(probs, 0.25), atol=0.01, rtol=0)
 
 
 def test_tile_locations_map_back_to_their_tiles():

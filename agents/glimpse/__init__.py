@@ -4,12 +4,18 @@ action and baseline heads), its losses, the policy that plays it, and its traine
 
 from agents.glimpse.glimpse_network import GLIMPSE_NETS, GlimpseNetwork
 from agents.glimpse.losses import clipped_policy_loss, factored_clipped_loss, reinforce_loss
-from agents.glimpse.model import CORES, LOCATION_POLICIES, RecurrentAttentionModel, ReLURNNCell
+from agents.glimpse.model import (
+    CORES,
+    LOCATION_POLICIES,
+    RecurrentAttentionModel,
+    ReLURNNCell,
+    orthogonal_init,
+)
 from agents.glimpse.policy import GlimpsePolicy
 from agents.glimpse.retina import POOLS, Retina
 
 __all__ = [
     "CORES", "GLIMPSE_NETS", "LOCATION_POLICIES", "POOLS", "GlimpseNetwork", "GlimpsePolicy",
     "ReLURNNCell", "RecurrentAttentionModel", "Retina", "clipped_policy_loss",
-    "factored_clipped_loss", "reinforce_loss",
+    "factored_clipped_loss", "orthogonal_init", "reinforce_loss",
 ]  # fmt: skip

@@ -234,3 +234,23 @@ class RecurrentAttentionModel(nn.Module):
         if self.location_policy == "gaussian":
             return heads["location_mean"].detach()
         return self.tile_centres(heads["location_logits"].argmax(1))
+
+
+def orthogonal_init(model: RecurrentAttentionModel) -> RecurrentAttentionModel:
+    """Re-initialise ``model`` as PPO's reference implementations do (Engstrom et al. 2020;
+    Huang et al. 2022, "The 37 implementation details of PPO", details 2 and 5 of the Atari list):
+    orthogonal weights with gain sqrt(2) in the ReLU layers, 1 in the recurrent core, 0.01 in the
+    action and location heads (so that the first policy is uniform and the first gaze central,
+    whatever the input) and 1 in the baseline head; every bias zero. PyTorch's default (uniform,
+    scaled by the fan-in) gives the heads logits that already depend on the input by chance."""
+    heads = {model.action_head: 0.01, model.location_head: 0.01, model.baseline_head: 1.0}
+    for module in model.modules():
+        if isinstance(module, (nn.Linear, nn.Conv2d)):
+            nn.init.orthogonal_(module.weight, heads.get(module, 2**0.5))
+            nn.init.zeros_(module.bias)
+        elif isinstance(module, (nn.LSTMCell, nn.GRUCell)):
+            nn.init.orthogonal_(module.weight_ih, 1.0)
+            nn.init.orthogonal_(module.weight_hh, 1.0)
+            nn.init.zeros_(module.bias_ih)
+            nn.init.zeros_(module.bias_hh)
+    return model

@@ -45,6 +45,7 @@ from agents.glimpse import (
     GlimpsePolicy,
     RecurrentAttentionModel,
     factored_clipped_loss,
+    orthogonal_init,
     reinforce_loss,
 )
 from envs import CatchVectorEnv, make_vector_env, resolve_game
@@ -111,6 +112,9 @@ class GlimpseConfig:
     stacked as channels and then the linear layer (Ba et al. 2015's deep attention model)."""
     normalize_glimpse: bool = True
     """Standardise each glimpse vector (LayerNorm without parameters) before the glimpse network."""
+    orthogonal_init: bool = False
+    """Initialise the network as PPO's reference implementations do (orthogonal weights, heads at
+    gain 0.01, zero biases: ``agents.glimpse.orthogonal_init``) rather than PyTorch's default."""
     action_input: bool = False
     """Feed the previous action (one-hot) to the core with each glimpse, as IMPALA's recurrent agent
     does (Espeholt et al. 2018, with the last reward): the agent then knows where its moves took it
@@ -372,6 +376,8 @@ class GlimpseTrainer:
             retina_pool=cfg.retina_pool, glimpse_net=cfg.glimpse_net,
         )  # fmt: skip
         self.model.retina.check_frame(*self.frame_shape)
+        if cfg.orthogonal_init:
+            orthogonal_init(self.model)
         location = list(self.model.location_head.parameters())
         rest = [p for p in self.model.parameters() if all(p is not q for q in location)]
         self.base_lrs = [cfg.learning_rate, cfg.learning_rate * cfg.location_lr_scale]
