@@ -102,8 +102,9 @@ class GlimpseConfig:
     """Standard deviation of the Gaussian location policy (in units of half the frame)."""
     tiles: int = 4
     """Tiles per side of the tiles location policy's grid."""
-    core: Literal["lstm", "gru", "rnn"] = "lstm"
-    """Recurrent core: LSTM, GRU or the paper's ReLU RNN."""
+    core: Literal["lstm", "gru", "rnn", "lnlstm"] = "lstm"
+    """Recurrent core: LSTM, GRU, the paper's ReLU RNN, or a layer-normalised LSTM (lnlstm, whose cell
+    state cannot saturate the output over long Atari episodes: agents.glimpse.model.LayerNormLSTMCell)."""
     hidden: int = 128
     """Core size (also the glimpse vector's). The paper's 256 is the model's default and Atari's;
     Catch learns as much per step with 128, at 1.5 times the steps per second."""
