@@ -1,0 +1,44 @@
+"""Is a glimpse agent's recurrent core still reading its input? At every checkpoint of a run: the
+mean size of the core's input and of its LSTM cell state, and the spread of its output across the
+states its own policy visits. A spread falling towards zero is a saturated core (analysis.core_state).
+
+    python scripts/core_state.py --run runs/breakout_ppo16c_s1
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+
+import tyro
+
+from scripts.cli import signals_end_cleanly
+
+
+@dataclass
+class Args:
+    run: str
+    """Run directory of a glimpse agent (its checkpoints/step_* are measured)."""
+    steps: int = 300
+    """Steps each checkpoint plays (8 envs, its sampled policy; the same seed for every one)."""
+    seed: int = 7
+    """Seed of the envs and of the sampling."""
+
+
+def main() -> None:
+    args = tyro.cli(Args, description=__doc__)
+    from agents.common.checkpoint import CheckpointError
+    from analysis.core_state import core_state_over_training, markdown
+
+    try:
+        if args.steps < 1:
+            raise ValueError(f"--steps must be >= 1, got {args.steps}")
+        with signals_end_cleanly():
+            rows = core_state_over_training(args.run, args.steps, args.seed)
+    except (ValueError, CheckpointError, OSError) as e:
+        sys.exit(f"error: {e}")
+    print(markdown(rows))
+
+
+if __name__ == "__main__":
+    main()
