@@ -26,6 +26,7 @@ def test_a_core_whose_output_cannot_vary_has_zero_spread_and_the_cell_state_by_h
     assert stats.output_spread == 0.0
     assert stats.cell_size == pytest.approx(0.4, abs=1e-6)
     assert stats.input_size > 0
+    assert stats.action_information == pytest.approx(0.0, abs=1e-6)  # one output: one distribution
 
 
 def test_a_fresh_core_reads_its_input_and_gru_has_no_cell_state():
@@ -37,7 +38,18 @@ def test_a_fresh_core_reads_its_input_and_gru_has_no_cell_state():
                            CATCH, steps=30, num_envs=4)  # fmt: skip
     assert math.isnan(gru.cell_size) and gru.output_spread > 0.01
     table = markdown([lstm, gru]).splitlines()
-    assert len(table) == 4 and table[2].startswith("| 123 |") and table[3].count("|") == 5
+    assert len(table) == 4 and table[2].startswith("| 123 |") and table[3].count("|") == 6
+
+
+def test_action_information_by_hand():
+    """Two states, deterministic and different: log 2. Two states with one distribution: 0. States
+    (1, 0) and (0.5, 0.5): mean (0.75, 0.25), KLs log(1/0.75) and 0.5 log(0.5/0.75) + 0.5 log(0.5/0.25)."""
+    from analysis.core_state import action_information
+
+    assert action_information(torch.tensor([[1.0, 0.0], [0.0, 1.0]])) == pytest.approx(math.log(2))
+    assert action_information(torch.tensor([[0.3, 0.7], [0.3, 0.7]])) == pytest.approx(0.0, abs=1e-7)
+    kl = (math.log(1 / 0.75) + 0.5 * math.log(0.5 / 0.75) + 0.5 * math.log(2.0)) / 2
+    assert action_information(torch.tensor([[1.0, 0.0], [0.5, 0.5]])) == pytest.approx(kl)
 
 
 def test_cli_refusals_are_one_line(tmp_path):
