@@ -225,6 +225,7 @@ def test_init_from_starts_a_new_run_from_another_runs_weights(tmp_path):
         ({"life_loss_info": True}, "--life-loss-info is for Atari games"),
         ({"retina_pool": "min"}, "--retina-pool must be one of avg, max, got 'min'"),
         ({"glimpse_net": "mlp"}, "--glimpse-net must be one of linear, conv, got 'mlp'"),
+        ({"fire_after_life_loss": True}, "--fire-after-life-loss needs --life-loss-info"),
     ],
 )
 def test_bad_config_is_refused_before_training(tmp_path, kw, message):
@@ -394,6 +395,62 @@ def test_life_loss_is_terminal_for_the_targets_only(tmp_path, life_loss_info):
         assert sum(dones) == games + losses
     else:
         assert sum(dones) == games
+
+
+def test_fire_after_life_loss_is_pressed_for_the_agent_and_masked(tmp_path):
+    """With --fire-after-life-loss the step after every lost life (the game going on) plays FIRE
+    whatever the policy sampled, and is no decision of the policy (mask 0); every other step plays
+    what was sampled. A policy that never fires (its FIRE logit at -1e9) still serves every ball."""
+    cfg = GlimpseConfig.atari(env="breakout", num_envs=2, total_steps=2 * 32 * 12, hidden=16,
+                              run_dir=str(tmp_path / "run"), progress=False, heatmap_every=0,
+                              threads=1, fire_after_life_loss=True, epochs=1)  # fmt: skip
+    trainer = GlimpseTrainer(cfg)
+    fire = trainer.action_names.index("FIRE")
+    with torch.no_grad():
+        trainer.model.action_head.bias[fire] = -1e9
+    played, lives, masks = [], [], []
+    step, update = trainer.env.step, trainer.update
+
+    def recording_step(actions):
+        played.append(np.array(actions))
+        out = step(actions)
+        lives.append(out[4]["lives"].copy())
+        return out
+
+    def record(rows, bootstrap, start):
+        masks.extend(m.numpy() for m in rows["mask"])
+        return update(rows, bootstrap, start)
+
+    trainer.env.step, trainer.update = recording_step, record
+    trainer.run()
+    played, lives, masks = np.stack(played), np.stack(lives), np.stack(masks)
+    lost = np.zeros_like(played, bool)  # a life lost at step t, the game going on
+    lost[1:] = (lives[1:] < lives[:-1]) & (lives[1:] > 0)
+    forced = np.zeros_like(lost)
+    forced[1:] = lost[:-1]
+    assert forced.sum() >= 2, "too few lives lost for the test to mean anything"
+    assert (played[forced] == fire).all() and not masks[forced].any()
+    assert (played[~forced] != fire).all()
+
+
+def test_evaluation_presses_fire_after_a_lost_life_for_agents_trained_so():
+    """A policy that never fires: in an agent trained with --fire-after-life-loss every lost life is
+    served for it and the game ends in 5 lives; otherwise the first lost ball is never served and
+    the game runs to the 108k-frame cap (27,000 steps)."""
+    from agents.common.evaluate import evaluate
+
+    names = ["NOOP", "FIRE", "RIGHT", "LEFT"]
+    config = {"game": "breakout", "action_set": names, "train_config": {"fire_after_life_loss": True},
+              "env_options": {"img_height": 210, "img_width": 160, "stack_num": 1}}  # fmt: skip
+
+    def never_fires(obs):
+        return np.full(len(obs), names.index("LEFT"))
+
+    served = evaluate(never_fires, config, episodes=1, epsilon=0.0, num_envs=1, progress=False)
+    assert served.lengths[0] < 2_000
+    config["train_config"] = {}
+    stalled = evaluate(never_fires, config, episodes=1, epsilon=0.0, num_envs=1, progress=False)
+    assert stalled.lengths[0] == 27_000
 
 
 @pytest.mark.parametrize(("policy", "glimpses", "action_input"),

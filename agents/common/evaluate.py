@@ -72,7 +72,8 @@ def evaluate(
     called after the masked envs' reset steps so that each episode starts from a fresh state.
 
     Each env plays an equal share of the episodes (never "the first N to finish", which favours
-    short episodes).
+    short episodes). An agent trained with FIRE pressed for it after every lost life
+    (``fire_after_life_loss`` in its training config) has it pressed here too.
     """
     from tqdm import tqdm
 
@@ -84,7 +85,9 @@ def evaluate(
     env = make_eval_env(config, num_envs, seed, noop_max)
     rng = np.random.default_rng(seed)
     n_actions = int(env.single_action_space.n)
-    obs, _ = env.reset()
+    obs, info = env.reset()
+    fire = config.get("train_config", {}).get("fire_after_life_loss", False)
+    forced = np.zeros(num_envs, bool)
     ret, length = np.zeros(num_envs), np.zeros(num_envs, np.int64)
     scores: list[float] = []
     lengths: list[int] = []
@@ -97,7 +100,12 @@ def evaluate(
             actions = np.asarray(policy(torch.from_numpy(obs).to(device)))
         explore = rng.random(num_envs) < epsilon
         actions = np.where(explore, rng.integers(n_actions, size=num_envs), actions)
-        obs, rewards, terminated, truncated, _ = env.step(actions)
+        if fire:
+            actions = np.where(forced, config["action_set"].index("FIRE"), actions)
+        lives = np.asarray(info.get("lives", np.zeros(num_envs)))
+        obs, rewards, terminated, truncated, info = env.step(actions)
+        if fire:  # a life lost at this step, the game going on
+            forced = (np.asarray(info["lives"]) < lives) & ~(terminated | truncated)
         ret += np.where(ended, 0.0, rewards)
         length += ~ended
         if ended.any() and hasattr(policy, "reset"):

@@ -172,6 +172,12 @@ class GlimpseConfig:
     game, the core's memory and the logged return go on: DeepMind's 'terminal on life loss', as in
     the PQN trainer. The Atari preset turns it on: in Breakout a lost ball is then an immediate
     penalty rather than a dip in a return hundreds of steps long."""
+    fire_after_life_loss: bool = False
+    """Atari only, with --life-loss-info: the step after a lost life presses FIRE for the agent (a
+    step that is not the policy's decision, masked like a reset step), as OpenAI Baselines'
+    EpisodicLifeEnv and FireResetEnv do at every life. In Breakout the ball waits for FIRE: a policy
+    whose FIRE probability falls (to 0.4% in one PPO run) stalls its games instead of playing.
+    Evaluation presses FIRE the same way for checkpoints trained with it."""
     catch_miss_reward: float = -1.0
     """Catch only: reward for a miss (the paper's is 0; -1 makes a miss as informative as a catch)."""
     run_dir: str = ""
@@ -276,6 +282,9 @@ class GlimpseConfig:
                              f"catch only; got {turns} with --env {self.env}")  # fmt: skip
         if catch and self.life_loss_info:
             raise ValueError("--life-loss-info is for Atari games (Catch has no lives); got --env catch")
+        if self.fire_after_life_loss and not self.life_loss_info:
+            raise ValueError("--fire-after-life-loss needs --life-loss-info (an Atari game whose lives "
+                             "the trainer sees)")  # fmt: skip
         if catch and size < 4:
             raise ValueError(f"--catch-size must be >= 4 (a ball above a 2-pixel paddle), got {size}")
         width = self.catch_paddle_width
@@ -390,6 +399,9 @@ class GlimpseTrainer:
             cfg.run_dir or f"runs/{self.game}__glimpse__{cfg.seed}__{int(time.time())}"
         )
         self.action_names = action_names(self.game, self.env_options)
+        if cfg.fire_after_life_loss and "FIRE" not in self.action_names:
+            raise ValueError(f"--fire-after-life-loss: {self.game} has no FIRE action "
+                             f"(actions: {', '.join(self.action_names)})")  # fmt: skip
         self.global_step = self.updates = 0
         self.tracker = EpisodeTracker(cfg.num_envs, self.env_options)
         self.heat = np.zeros(self.frame_shape, np.float64)
@@ -495,6 +507,7 @@ class GlimpseTrainer:
                    disable=not c.progress, dynamic_ncols=True)  # fmt: skip
         stop = StopFlag()
         ppo = c.epochs > 1  # each epoch replays the rollout: play it without a graph
+        forced = np.zeros(n, bool)  # envs whose next step presses FIRE for the agent
         try:
             while self.global_step < c.total_steps and not stop.requested:
                 rows: dict[str, list[torch.Tensor]] = collections.defaultdict(list)
@@ -505,9 +518,12 @@ class GlimpseTrainer:
                         action, logp_a, logp_l, ent_a, ent_l, baseline, loc, state = self.act(
                             images, loc, state, rows if ppo else None
                         )
-                    obs, rew, term, trunc, info = self.env.step(action.numpy())
+                    played = action.numpy()
+                    if forced.any():  # FIRE after a lost life: the env's step, not the policy's
+                        played = np.where(forced, self.action_names.index("FIRE"), played)
+                    obs, rew, term, trunc, info = self.env.step(played)
                     ended = tracker.ended  # envs whose step was a reset step: no decision
-                    decision = ~ended
+                    decision = ~ended & ~forced
                     now_ended = tracker.update(rew, term, trunc, info, writer, self.global_step)
                     rows["logp_a"].append(logp_a)
                     rows["logp_l"].append(logp_l)
@@ -524,6 +540,8 @@ class GlimpseTrainer:
                     # an env whose reset step just happened starts over: fresh core, central glimpse
                     if ended.any():
                         state, loc = self.model.restart(torch.from_numpy(ended), state, loc)
+                    if c.fire_after_life_loss:  # a life lost at this step, the game going on
+                        forced = np.asarray(term) & ~now_ended
                     self.global_step += n
                     bar.update(n)
                 with torch.no_grad():  # the baseline after the rollout, for a cut episode
