@@ -42,14 +42,15 @@ def core_state_stats(model: Any, config: dict[str, Any], steps: int = 300, num_e
                      seed: int = 7, step: int = 0) -> CoreStats:  # fmt: skip
     """Play ``steps`` steps of ``num_envs`` envs with the sampled policy of a glimpse checkpoint
     (``load_checkpoint``'s network and config), one glimpse per step, and measure its core."""
-    from agents.common.evaluate import make_eval_env
+    from agents.common.evaluate import FireAfterLifeLoss, make_eval_env
     from agents.glimpse import GlimpsePolicy
     from agents.glimpse.model import CELL_STATE_CORES
 
     env = make_eval_env(config, num_envs, seed)
     torch.manual_seed(seed)
     policy = GlimpsePolicy(model, num_envs, greedy=False)
-    obs, _ = env.reset(seed=seed)
+    obs, info = env.reset(seed=seed)
+    fire = FireAfterLifeLoss(config, info)  # the game the agent learnt
     inputs, cells, outputs, probs = [], [], [], []
     ended = np.zeros(num_envs, bool)
     with torch.no_grad():
@@ -61,7 +62,8 @@ def core_state_stats(model: Any, config: dict[str, Any], steps: int = 300, num_e
             probs.append(policy.heads["action_logits"].softmax(-1))
             if model.core_kind in CELL_STATE_CORES:
                 cells.append(policy.state[1].abs().mean())
-            obs, _, terminated, truncated, _ = env.step(np.asarray(actions))
+            obs, _, terminated, truncated, info = env.step(fire.actions(np.asarray(actions)))
+            fire.observe(info, terminated, truncated)
             if ended.any():  # after an env's reset step, as evaluation does
                 policy.reset(ended)
             ended = np.logical_or(terminated, truncated)

@@ -14,6 +14,7 @@ import cv2
 import numpy as np
 import torch
 
+from agents.common.evaluate import FireAfterLifeLoss
 from agents.glimpse import GlimpsePolicy, RecurrentAttentionModel
 from analysis.render import hud_strip
 from analysis.video import VideoWriter, check_writable
@@ -60,21 +61,24 @@ def play_glimpses(model: RecurrentAttentionModel, config: dict[str, Any], steps:
     glimpses = config.get("train_config", {}).get("glimpses_per_step", 1)
     policy = GlimpsePolicy(model, 1, glimpses, greedy=greedy)
     torch.manual_seed(seed)
-    obs, _ = env.reset(seed=seed)
+    obs, info = env.reset(seed=seed)
+    fire = FireAfterLifeLoss(config, info)  # the game the agent learnt
     t = episode = 0
     score = 0.0
     while (steps is None or t < steps) and (episodes is None or episode < episodes):
-        action = int(policy(torch.from_numpy(obs[None]))[0])
+        action = int(fire.actions(np.asarray(policy(torch.from_numpy(obs[None]))[0])))
         heads = {k: v[0].cpu().numpy() for k, v in policy.heads.items()}
         yield GlimpseStep(t, episode, env.rgb_frame(), policy.locations[:, 0],
                           policy.patches[:, 0], action, heads, score)  # fmt: skip
-        obs, reward, terminated, truncated, _ = env.step(action)
+        obs, reward, terminated, truncated, info = env.step(action)
+        fire.observe(info, terminated, truncated)
         score += reward
         t += 1
         if terminated or truncated:
             episode += 1
             score = 0.0
-            obs, _ = env.reset()
+            obs, info = env.reset()
+            fire = FireAfterLifeLoss(config, info)
             policy.reset()
     env.close()
 

@@ -56,6 +56,28 @@ def make_eval_env(config: dict[str, Any], num_envs: int, seed: int, noop_max: in
     return make_vector_env(config["game"], num_envs, seed=seed, **options)
 
 
+class FireAfterLifeLoss:
+    """Presses FIRE for an agent on the step after each lost life (the game going on) when its
+    training did (``fire_after_life_loss`` in the checkpoint's training config), so that it plays
+    the game it learnt; otherwise it passes the actions through."""
+
+    def __init__(self, config: dict[str, Any], info: dict[str, Any]) -> None:
+        self.on = bool(config.get("train_config", {}).get("fire_after_life_loss", False))
+        self.fire = config["action_set"].index("FIRE") if self.on else -1
+        self.lives = np.asarray(info.get("lives", 0))
+        self.forced = np.zeros(self.lives.shape, bool)
+
+    def actions(self, actions: np.ndarray) -> np.ndarray:
+        return np.where(self.forced, self.fire, actions) if self.on else actions
+
+    def observe(self, info: dict[str, Any], terminated: np.ndarray, truncated: np.ndarray) -> None:
+        """After a vector step: which envs lost a life at it and go on."""
+        if self.on:
+            lives = np.asarray(info["lives"])
+            self.forced = (lives < self.lives) & ~(np.asarray(terminated) | np.asarray(truncated))
+            self.lives = lives
+
+
 def evaluate(
     policy,
     config: dict[str, Any],
@@ -86,8 +108,7 @@ def evaluate(
     rng = np.random.default_rng(seed)
     n_actions = int(env.single_action_space.n)
     obs, info = env.reset()
-    fire = config.get("train_config", {}).get("fire_after_life_loss", False)
-    forced = np.zeros(num_envs, bool)
+    fire = FireAfterLifeLoss(config, info)
     ret, length = np.zeros(num_envs), np.zeros(num_envs, np.int64)
     scores: list[float] = []
     lengths: list[int] = []
@@ -100,12 +121,8 @@ def evaluate(
             actions = np.asarray(policy(torch.from_numpy(obs).to(device)))
         explore = rng.random(num_envs) < epsilon
         actions = np.where(explore, rng.integers(n_actions, size=num_envs), actions)
-        if fire:
-            actions = np.where(forced, config["action_set"].index("FIRE"), actions)
-        lives = np.asarray(info.get("lives", np.zeros(num_envs)))
-        obs, rewards, terminated, truncated, info = env.step(actions)
-        if fire:  # a life lost at this step, the game going on
-            forced = (np.asarray(info["lives"]) < lives) & ~(terminated | truncated)
+        obs, rewards, terminated, truncated, info = env.step(fire.actions(actions))
+        fire.observe(info, terminated, truncated)
         ret += np.where(ended, 0.0, rewards)
         length += ~ended
         if ended.any() and hasattr(policy, "reset"):
