@@ -41,14 +41,15 @@ class CoreStats:
 def core_state_stats(model: Any, config: dict[str, Any], steps: int = 300, num_envs: int = 8,
                      seed: int = 7, step: int = 0) -> CoreStats:  # fmt: skip
     """Play ``steps`` steps of ``num_envs`` envs with the sampled policy of a glimpse checkpoint
-    (``load_checkpoint``'s network and config), one glimpse per step, and measure its core."""
+    (``load_checkpoint``'s network and config; its glimpses per step), and measure its core."""
     from agents.common.evaluate import FireAfterLifeLoss, make_eval_env
     from agents.glimpse import GlimpsePolicy
     from agents.glimpse.model import CELL_STATE_CORES
 
     env = make_eval_env(config, num_envs, seed)
     torch.manual_seed(seed)
-    policy = GlimpsePolicy(model, num_envs, greedy=False)
+    glimpses = config.get("train_config", {}).get("glimpses_per_step", 1)
+    policy = GlimpsePolicy(model, num_envs, glimpses, greedy=False)
     obs, info = env.reset(seed=seed)
     fire = FireAfterLifeLoss(config, info)  # the game the agent learnt
     inputs, cells, outputs, probs = [], [], [], []

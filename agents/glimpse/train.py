@@ -176,7 +176,7 @@ class GlimpseConfig:
     """Atari only, with --life-loss-info: the step after a lost life presses FIRE for the agent (a
     step that is not the policy's decision, masked like a reset step), as OpenAI Baselines'
     EpisodicLifeEnv and FireResetEnv do at every life. In Breakout the ball waits for FIRE: a policy
-    whose FIRE probability falls (to 0.4% in one PPO run) stalls its games instead of playing.
+    whose FIRE probability falls (as in one PPO run on Breakout) stalls its games instead of playing.
     Evaluation presses FIRE the same way for checkpoints trained with it."""
     catch_miss_reward: float = -1.0
     """Catch only: reward for a miss (the paper's is 0; -1 makes a miss as informative as a catch)."""
