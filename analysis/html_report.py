@@ -59,6 +59,10 @@ def _comparison(report: dict[str, Any]) -> str:
     if regions:
         out += "<h3>Share of saliency per region (first method)</h3>"
         out += _table(["head/region", "share"], [[html.escape(k), _ci(v)] for k, v in regions.items()])
+        out += ("<h3>Difference of the shares, paired per frame (an interval that excludes 0 "
+                "separates the heads)</h3>")
+        differences = report["region_differences"].items()
+        out += _table(["heads/region", "difference"], [[html.escape(k), _ci(v)] for k, v in differences])
     agreement = [[html.escape(f"{h}: {pair}"), _ci(s)]
                  for h, pairs in report["method_agreement"].items() for pair, s in pairs.items()]  # fmt: skip
     if agreement:

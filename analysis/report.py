@@ -89,12 +89,16 @@ def head_report(
     series = {k: np.array([getattr(c, k) for c in per_frame]) for k in
               ("pearson", "spearman", "top5_iou", "concentration_a", "concentration_b", "entropy_a",
                "entropy_b", "centre_distance")}  # fmt: skip
-    summary: dict[str, Any] = {k: mean_ci_dict(v) for k, v in series.items()}  # fmt: skip
-    region_stats = {}
-    for which, name in (("regions_a", a_name), ("regions_b", b_name)):
-        for region in regions:
-            values = np.array([getattr(c, which)[region] for c in per_frame])
-            region_stats[f"{name}/{region}"] = mean_ci_dict(values)
+    # frames follow each other in time: intervals by batch means (analysis.compare.batch_means_ci)
+    summary: dict[str, Any] = {k: mean_ci_dict(v, series=True) for k, v in series.items()}
+    shares = {(name, region): np.array([getattr(c, which)[region] for c in per_frame])
+              for which, name in (("regions_a", a_name), ("regions_b", b_name))
+              for region in regions}  # fmt: skip
+    region_stats = {f"{name}/{region}": mean_ci_dict(v, series=True)
+                    for (name, region), v in shares.items()}  # fmt: skip
+    # paired per frame: is a region's share larger under one head than under the other?
+    differences = {f"{a_name} - {b_name}/{region}": mean_ci_dict(
+        shares[a_name, region] - shares[b_name, region], series=True) for region in regions}
     mean_a, mean_b = a_screen.mean(0), b_screen.mean(0)
     whole = dataclasses.asdict(compare_maps(mean_a, mean_b, regions))
     return {
@@ -102,6 +106,7 @@ def head_report(
         "frames": len(per_frame),
         "per_frame_summary": summary,
         "regions": region_stats,
+        "region_differences": differences,
         "region_boxes": {k: list(v) for k, v in regions.items()},
         "mean_maps": whole,
         # per stacked frame; a perturbation map blurs the whole stack at once and has no shares

@@ -83,6 +83,9 @@ def main() -> None:
     s = report["per_frame_summary"]
     print(f"{report['frames']} frames; Pearson {s['pearson']['mean']:.3f}, top-5% IoU "
           f"{s['top5_iou']['mean']:.3f}, centre distance {s['centre_distance']['mean']:.1f} px")  # fmt: skip
+    for region, d in report["region_differences"].items():
+        print(f"share {region}: {d['mean']:+.3f} [{d['ci_low']:+.3f}, {d['ci_high']:+.3f}] "
+              "(95% CI, batch means)")
     for m, survives in ((m, r["survives_full_randomisation"]) for m, r in report["sanity"].items()):
         for h, flag in survives.items():
             if flag:

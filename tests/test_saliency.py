@@ -188,3 +188,43 @@ def test_bad_heads_and_inputs_are_refused():
         jacobian_saliency(net, obs_batch(1), head="value", action=1)
     with pytest.raises(ValueError, match="actions must be in"):
         jacobian_saliency(net, obs_batch(1), head="advantage", action=7)
+
+
+def test_batch_means_interval_covers_the_mean_of_a_correlated_series():
+    """Saliency shares over consecutive frames are autocorrelated: the frame-wise interval misses
+    the true mean far more often than 5%, the batch-means interval about as often as it should."""
+    from analysis.compare import batch_means_ci, mean_ci
+
+    rng = np.random.default_rng(0)
+    phi, n, trials = 0.95, 2000, 200  # AR(1) with a correlation time of about 40 frames, mean 0
+    naive = batch = 0
+    for _ in range(trials):
+        e = rng.standard_normal(n)
+        x = np.empty(n)
+        x[0] = e[0] / np.sqrt(1 - phi**2)  # start in the stationary distribution
+        for i in range(1, n):
+            x[i] = phi * x[i - 1] + e[i]
+        naive += mean_ci(x)[1] <= 0 <= mean_ci(x)[2]
+        batch += batch_means_ci(x)[1] <= 0 <= batch_means_ci(x)[2]
+    assert naive / trials < 0.5  # 0.2 here: the frame-wise interval is far too narrow
+    assert batch / trials > 0.88
+    # the mean itself is the plain mean; too few values fall back to the frame-wise interval
+    v = np.array([1.0, 2.0, 4.0])
+    assert batch_means_ci(v) == pytest.approx(mean_ci(v))
+    assert batch_means_ci(np.arange(40.0))[0] == pytest.approx(19.5)
+
+
+def test_head_report_pairs_the_region_shares_per_frame():
+    from analysis.report import head_report
+
+    regions = {"top": (0, 0, 105, 160), "bottom": (105, 0, 210, 160)}
+    a = np.zeros((50, 84, 84))
+    b = np.zeros((50, 84, 84))
+    a[:, :42] = 3.0  # head a: all on top; head b: a quarter on top
+    a[:, 42:] = 0.0
+    b[:, :42] = 1.0
+    b[:, 42:] = 3.0
+    r = head_report(("value", "advantage"), {"value": a, "advantage": b}, regions)
+    d = r["region_differences"]["value - advantage/top"]
+    assert d["mean"] == pytest.approx(0.75, abs=0.01) and d["ci_low"] == pytest.approx(d["ci_high"])
+    assert r["region_differences"]["value - advantage/bottom"]["mean"] == pytest.approx(-0.75, abs=0.01)
