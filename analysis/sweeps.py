@@ -175,11 +175,15 @@ def plot_curves(trials: list[Trial], out: Path) -> None:
         for (g, trainer, label), group in groups.items():
             if g != game:
                 continue
+            seeds = f"{len(group)} seed{'s' if len(group) > 1 else ''}"
+            if len(group) == 1 and len(group[0].steps) < 50:  # sparse (long episodes): points alone
+                t = group[0]
+                ax.plot(t.steps, t.returns, "o", ms=3, label=f"{trainer} {label} ({seeds})".strip())
+                continue
             end = min(t.last_step for t in group)
             grid = np.linspace(max(t.steps[0] for t in group), end, 100)
             ys = np.stack([np.interp(grid, t.steps, t.returns) for t in group])
             mean = ys.mean(0)
-            seeds = f"{len(group)} seed{'s' if len(group) > 1 else ''}"
             ax.plot(grid, mean, label=f"{trainer} {label} ({seeds})".strip())
             if len(group) > 1:
                 half = 1.96 * ys.std(0, ddof=1) / np.sqrt(len(group))

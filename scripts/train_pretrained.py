@@ -43,6 +43,8 @@ class Args:
     """'auto' (cuda if available), 'cpu' or 'cuda'."""
     seed: int = 1
     """Training seed."""
+    progress: bool = True
+    """Progress bars (--no-progress for logs that a machine reads back)."""
 
 
 def parse_games(specs: list[str]) -> list[tuple[str, float]]:
@@ -72,7 +74,8 @@ def main() -> None:
         configs = [
             PQNConfig(game=game, time_limit=limit, total_steps=args.total_steps, seed=args.seed,
                       num_envs=args.num_envs, rollout=args.rollout, device=args.device,
-                      run_dir=str(Path(args.work_dir) / game), saliency_every=0)  # fmt: skip
+                      run_dir=str(Path(args.work_dir) / game), saliency_every=0,
+                      progress=args.progress)  # fmt: skip
             for game, limit in games
         ]
         for cfg in configs:  # every game's flags are checked before the first one trains
@@ -85,7 +88,8 @@ def main() -> None:
             wall = time.perf_counter() - start
             summary = evaluate_checkpoint(cfg.run_dir, episodes=args.eval_episodes,
                                           num_envs=args.eval_episodes,
-                                          device=str(trainer.device))  # fmt: skip
+                                          device=str(trainer.device),
+                                          progress=args.progress)  # fmt: skip
             training = {"command": shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]]),
                         "wall_seconds": round(wall, 1), "time_limit": cfg.time_limit,
                         "stopped_by": trainer.stopped_by or "budget", "seed": cfg.seed}  # fmt: skip
