@@ -257,8 +257,7 @@ def load_agent(checkpoint: str, game: str | None = None) -> tuple[Any, Any, dict
         from agents.glimpse import GlimpsePolicy
 
         net, config = load_checkpoint(checkpoint)
-        glimpses = config.get("train_config", {}).get("glimpses_per_step", 1)
-        return net, lambda n: GlimpsePolicy(net, n, glimpses), config
+        return net, lambda n: GlimpsePolicy.for_checkpoint(net, config, n), config
     net, config = load_policy(checkpoint, game)
     head = action_head(net, obs_shape(net, config))
     return net, lambda n: (lambda obs: net(obs)[head].argmax(1).cpu().numpy()), config

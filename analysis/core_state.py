@@ -48,10 +48,9 @@ def core_state_stats(model: Any, config: dict[str, Any], steps: int = 300, num_e
 
     env = make_eval_env(config, num_envs, seed)
     torch.manual_seed(seed)
-    glimpses = config.get("train_config", {}).get("glimpses_per_step", 1)
-    policy = GlimpsePolicy(model, num_envs, glimpses, greedy=False)
+    policy = GlimpsePolicy.for_checkpoint(model, config, num_envs, greedy=False)
     obs, info = env.reset(seed=seed)
-    fire = FireAfterLifeLoss(config, info)  # the game the agent learnt
+    fire = FireAfterLifeLoss.for_checkpoint(config, info)  # the game the agent learnt
     inputs, cells, outputs, probs = [], [], [], []
     ended = np.zeros(num_envs, bool)
     with torch.no_grad():
@@ -64,7 +63,7 @@ def core_state_stats(model: Any, config: dict[str, Any], steps: int = 300, num_e
             if model.core_kind in CELL_STATE_CORES:
                 cells.append(policy.state[1].abs().mean())
             obs, _, terminated, truncated, info = env.step(fire.actions(np.asarray(actions)))
-            fire.observe(info, terminated, truncated)
+            fire.observe(info, np.logical_or(terminated, truncated))
             if ended.any():  # after an env's reset step, as evaluation does
                 policy.reset(ended)
             ended = np.logical_or(terminated, truncated)

@@ -76,8 +76,7 @@ def gaze_hit_rate(model: Any, config: dict[str, Any], episodes: int = 200,
     if config.get("game") != "catch" or config.get("agent") != "glimpse":
         raise ValueError("the gaze hit rate needs a glimpse agent trained on Catch")
     env = CatchVectorEnv(episodes, seed=seed, **catch_options(config.get("env_options", {})))
-    glimpses = config.get("train_config", {}).get("glimpses_per_step", 1)
-    policy = GlimpsePolicy(model, episodes, glimpses, greedy=True)
+    policy = GlimpsePolicy.for_checkpoint(model, config, episodes, greedy=True)
     trace = trace_gaze(policy, env, model.retina, next(model.parameters()).device)
     return trace.hit_rate(), trace
 

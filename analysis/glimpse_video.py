@@ -58,11 +58,10 @@ def play_glimpses(model: RecurrentAttentionModel, config: dict[str, Any], steps:
 
     check_budget(steps, episodes)
     env = playback_env(config, seed)
-    glimpses = config.get("train_config", {}).get("glimpses_per_step", 1)
-    policy = GlimpsePolicy(model, 1, glimpses, greedy=greedy)
+    policy = GlimpsePolicy.for_checkpoint(model, config, 1, greedy=greedy)
     torch.manual_seed(seed)
     obs, info = env.reset(seed=seed)
-    fire = FireAfterLifeLoss(config, info)  # the game the agent learnt
+    fire = FireAfterLifeLoss.for_checkpoint(config, info)  # the game the agent learnt
     t = episode = 0
     score = 0.0
     while (steps is None or t < steps) and (episodes is None or episode < episodes):
@@ -71,14 +70,14 @@ def play_glimpses(model: RecurrentAttentionModel, config: dict[str, Any], steps:
         yield GlimpseStep(t, episode, env.rgb_frame(), policy.locations[:, 0],
                           policy.patches[:, 0], action, heads, score)  # fmt: skip
         obs, reward, terminated, truncated, info = env.step(action)
-        fire.observe(info, terminated, truncated)
+        fire.observe(info, terminated or truncated)
         score += reward
         t += 1
         if terminated or truncated:
             episode += 1
             score = 0.0
             obs, info = env.reset()
-            fire = FireAfterLifeLoss(config, info)
+            fire = FireAfterLifeLoss.for_checkpoint(config, info)
             policy.reset()
     env.close()
 

@@ -57,24 +57,30 @@ def make_eval_env(config: dict[str, Any], num_envs: int, seed: int, noop_max: in
 
 
 class FireAfterLifeLoss:
-    """Presses FIRE for an agent on the step after each lost life (the game going on) when its
-    training did (``fire_after_life_loss`` in the checkpoint's training config), so that it plays
-    the game it learnt; otherwise it passes the actions through."""
+    """Presses FIRE for an agent on the step after each life it loses while the game goes on. One
+    rule for the glimpse trainer (``--fire-after-life-loss``) and for whatever plays its checkpoints,
+    so that they play the game the agent learnt. Off, it passes the actions through."""
 
-    def __init__(self, config: dict[str, Any], info: dict[str, Any]) -> None:
-        self.on = bool(config.get("train_config", {}).get("fire_after_life_loss", False))
-        self.fire = config["action_set"].index("FIRE") if self.on else -1
+    def __init__(self, on: bool, fire: int, info: dict[str, Any]) -> None:
+        self.on, self.fire = on, fire
         self.lives = np.asarray(info.get("lives", 0))
-        self.forced = np.zeros(self.lives.shape, bool)
+        self.forced = np.zeros(self.lives.shape, bool)  # envs whose next step is FIRE, not the agent's
+
+    @classmethod
+    def for_checkpoint(cls, config: dict[str, Any], info: dict[str, Any]) -> FireAfterLifeLoss:
+        """On when the checkpoint's training pressed FIRE so (its ``fire_after_life_loss``)."""
+        on = bool(config.get("train_config", {}).get("fire_after_life_loss", False))
+        return cls(on, config["action_set"].index("FIRE") if on else -1, info)
 
     def actions(self, actions: np.ndarray) -> np.ndarray:
         return np.where(self.forced, self.fire, actions) if self.on else actions
 
-    def observe(self, info: dict[str, Any], terminated: np.ndarray, truncated: np.ndarray) -> None:
-        """After a vector step: which envs lost a life at it and go on."""
+    def observe(self, info: dict[str, Any], game_over: np.ndarray) -> None:
+        """After a step: which envs lost a life at it while their game goes on (``game_over``: the
+        game ended or was cut, whatever an episode is to the env)."""
         if self.on:
             lives = np.asarray(info["lives"])
-            self.forced = (lives < self.lives) & ~(np.asarray(terminated) | np.asarray(truncated))
+            self.forced = (lives < self.lives) & ~np.asarray(game_over)
             self.lives = lives
 
 
@@ -108,7 +114,7 @@ def evaluate(
     rng = np.random.default_rng(seed)
     n_actions = int(env.single_action_space.n)
     obs, info = env.reset()
-    fire = FireAfterLifeLoss(config, info)
+    fire = FireAfterLifeLoss.for_checkpoint(config, info)
     ret, length = np.zeros(num_envs), np.zeros(num_envs, np.int64)
     scores: list[float] = []
     lengths: list[int] = []
@@ -122,7 +128,7 @@ def evaluate(
         explore = rng.random(num_envs) < epsilon
         actions = np.where(explore, rng.integers(n_actions, size=num_envs), actions)
         obs, rewards, terminated, truncated, info = env.step(fire.actions(actions))
-        fire.observe(info, terminated, truncated)
+        fire.observe(info, terminated | truncated)
         ret += np.where(ended, 0.0, rewards)
         length += ~ended
         if ended.any() and hasattr(policy, "reset"):
@@ -167,10 +173,9 @@ def evaluate_network(network: torch.nn.Module, config: dict[str, Any], sample: b
 
         defaults = inspect.signature(evaluate).parameters  # the batch evaluate() will step
         n = min(kwargs.get(k, defaults[k].default) for k in ("num_envs", "episodes"))
-        glimpses = config.get("train_config", {}).get("glimpses_per_step", 1)
         if sample:
             torch.manual_seed(kwargs.get("seed", defaults["seed"].default))
-        policy = GlimpsePolicy(network, n, glimpses, greedy=not sample)
+        policy = GlimpsePolicy.for_checkpoint(network, config, n, greedy=not sample)
     elif sample:
         raise ValueError("--sample is for glimpse agents, whose policies are distributions; a "
                          "Q-network acts greedily (explore with --epsilon)")  # fmt: skip

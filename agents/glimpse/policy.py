@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 
@@ -28,6 +30,14 @@ class GlimpsePolicy:
         self.locations = torch.zeros(glimpses_per_step, num_envs, 2)
         self.patches = torch.zeros(0)
         self.heads: dict[str, torch.Tensor] = {}
+
+    @classmethod
+    def for_checkpoint(cls, model: RecurrentAttentionModel, config: dict[str, Any], num_envs: int,
+                       greedy: bool = True) -> GlimpsePolicy:  # fmt: skip
+        """The policy a checkpoint trained: its glimpses per step (from its training config), so
+        that evaluation, videos and analysis play the agent that learnt."""
+        glimpses = config.get("train_config", {}).get("glimpses_per_step", 1)
+        return cls(model, num_envs, glimpses, greedy=greedy)
 
     def reset(self, mask: np.ndarray | torch.Tensor | None = None) -> None:
         """Start the envs in ``mask`` (all when None) afresh."""

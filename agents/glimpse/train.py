@@ -40,6 +40,7 @@ from agents.common.checkpoint import (
     resume_config,
     write_checkpoint,
 )
+from agents.common.evaluate import FireAfterLifeLoss
 from agents.common.training import EpisodeTracker, action_names, check_config_types
 from agents.glimpse import (
     GlimpsePolicy,
@@ -402,6 +403,7 @@ class GlimpseTrainer:
         if cfg.fire_after_life_loss and "FIRE" not in self.action_names:
             raise ValueError(f"--fire-after-life-loss: {self.game} has no FIRE action "
                              f"(actions: {', '.join(self.action_names)})")  # fmt: skip
+        self.fire_action = self.action_names.index("FIRE") if cfg.fire_after_life_loss else -1
         self.global_step = self.updates = 0
         self.tracker = EpisodeTracker(cfg.num_envs, self.env_options)
         self.heat = np.zeros(self.frame_shape, np.float64)
@@ -496,7 +498,7 @@ class GlimpseTrainer:
         c = self.cfg
         lock = prepare_run_dir(self.run_dir, dataclasses.asdict(c), resuming=bool(c.resume))
         writer = SummaryWriter(str(self.run_dir))
-        obs, _ = self.env.reset(seed=c.seed + self.global_step)
+        obs, info = self.env.reset(seed=c.seed + self.global_step)
         n = c.num_envs
         state = self.model.initial_state(n)
         loc = torch.zeros(n, 2)
@@ -507,7 +509,7 @@ class GlimpseTrainer:
                    disable=not c.progress, dynamic_ncols=True)  # fmt: skip
         stop = StopFlag()
         ppo = c.epochs > 1  # each epoch replays the rollout: play it without a graph
-        forced = np.zeros(n, bool)  # envs whose next step presses FIRE for the agent
+        fire = FireAfterLifeLoss(c.fire_after_life_loss, self.fire_action, info)
         try:
             while self.global_step < c.total_steps and not stop.requested:
                 rows: dict[str, list[torch.Tensor]] = collections.defaultdict(list)
@@ -518,12 +520,10 @@ class GlimpseTrainer:
                         action, logp_a, logp_l, ent_a, ent_l, baseline, loc, state = self.act(
                             images, loc, state, rows if ppo else None
                         )
-                    played = action.numpy()
-                    if forced.any():  # FIRE after a lost life: the env's step, not the policy's
-                        played = np.where(forced, self.action_names.index("FIRE"), played)
-                    obs, rew, term, trunc, info = self.env.step(played)
+                    # FIRE after a lost life is the env's step, not a decision of the policy's
+                    obs, rew, term, trunc, info = self.env.step(fire.actions(action.numpy()))
                     ended = tracker.ended  # envs whose step was a reset step: no decision
-                    decision = ~ended & ~forced
+                    decision = ~ended & ~fire.forced
                     now_ended = tracker.update(rew, term, trunc, info, writer, self.global_step)
                     rows["logp_a"].append(logp_a)
                     rows["logp_l"].append(logp_l)
@@ -540,8 +540,7 @@ class GlimpseTrainer:
                     # an env whose reset step just happened starts over: fresh core, central glimpse
                     if ended.any():
                         state, loc = self.model.restart(torch.from_numpy(ended), state, loc)
-                    if c.fire_after_life_loss:  # a life lost at this step, the game going on
-                        forced = np.asarray(term) & ~now_ended
+                    fire.observe(info, now_ended)  # term is a life's end under life_loss_info
                     self.global_step += n
                     bar.update(n)
                 with torch.no_grad():  # the baseline after the rollout, for a cut episode
