@@ -364,19 +364,29 @@ def run_pqn(cfg: Pqn) -> None:
 
 @dataclass
 class PqnGpu:
-    """PQN with --device cuda on Pong at several env counts, with where the time goes."""
+    """PQN with --device cuda on Pong at several env counts, eager and with --cuda-graph, with where
+    the time goes."""
 
     game: str = "pong"
     """Game to train on."""
     steps: int = 200_000
     """Timed environment steps per setup (after one warm-up rollout)."""
-    num_envs: list[int] = field(default_factory=lambda: [64, 128])
-    """Env counts to measure."""
+    num_envs: list[int] = field(default_factory=lambda: [128, 64])
+    """Env counts to measure, in order (a GPU window may end before the last)."""
+    json: str = ""
+    """Also write the results to this JSON file, a setup's label to its figures, after each setup
+    (scripts/gpu_window.sh reads it to train with the faster update)."""
     write: bool = True
     """Write the table into docs/benchmarks.md."""
 
 
+PQN_GPU_SETUPS = (("float32", {}), ("float32, CUDA graph", {"cuda_graph": True}),
+                  ("bf16 autocast, CUDA graph", {"bf16": True, "cuda_graph": True}))  # fmt: skip
+
+
 def run_pqn_gpu(cfg: PqnGpu) -> None:
+    import json
+
     import torch
 
     from agents.qlearning.benchmark import in_fresh_process
@@ -384,13 +394,21 @@ def run_pqn_gpu(cfg: PqnGpu) -> None:
 
     if not torch.cuda.is_available():
         raise SystemExit("error: pqn-gpu needs a CUDA device; torch sees none")
-    rows = []
+    rows, results = [], {}
     for n in cfg.num_envs:
-        for label, options in (("float32", {}), ("bf16 autocast", {"bf16": True})):
-            r = in_fresh_process(pqn, cfg.game, cfg.steps, n, options, "cuda")
-            row = pqn_row(f"PQN, {n} envs, {label}", r, None)
-            del row[2]  # no DQN in this run to compare with
-            rows.append(row)
+        for label, options in PQN_GPU_SETUPS:
+            try:  # one setup failing (a capture on a new machine, say) leaves the others to run
+                r = in_fresh_process(pqn, cfg.game, cfg.steps, n, options, "cuda")
+            except Exception as e:  # noqa: BLE001 -- reported in the table and the JSON
+                results[f"{n} envs, {label}"] = {"error": f"{type(e).__name__}: {e}"}
+                rows.append([f"PQN, {n} envs, {label}", f"failed: {type(e).__name__}", "", ""])
+            else:
+                results[f"{n} envs, {label}"] = r
+                row = pqn_row(f"PQN, {n} envs, {label}", r, None)
+                del row[2]  # no DQN in this run to compare with
+                rows.append(row)
+            if cfg.json:
+                Path(cfg.json).write_text(json.dumps(results, indent=2))
             print(" | ".join(rows[-1]), flush=True)
     table = markdown_table([h for h in PQN_HEADER if h != "vs DQN"], rows)
     gpu = torch.cuda.get_device_name(0)

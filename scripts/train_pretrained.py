@@ -43,6 +43,8 @@ class Args:
     """'auto' (cuda if available), 'cpu' or 'cuda'."""
     seed: int = 1
     """Training seed."""
+    cuda_graph: bool = False
+    """Replay each minibatch update as a captured CUDA graph (train_pqn.py --cuda-graph)."""
     progress: bool = True
     """Progress bars (--no-progress for logs that a machine reads back)."""
 
@@ -75,7 +77,7 @@ def main() -> None:
             PQNConfig(game=game, time_limit=limit, total_steps=args.total_steps, seed=args.seed,
                       num_envs=args.num_envs, rollout=args.rollout, device=args.device,
                       run_dir=str(Path(args.work_dir) / game), saliency_every=0,
-                      progress=args.progress)  # fmt: skip
+                      progress=args.progress, cuda_graph=args.cuda_graph)  # fmt: skip
             for game, limit in games
         ]
         for cfg in configs:  # every game's flags are checked before the first one trains

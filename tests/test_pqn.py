@@ -1,6 +1,7 @@
 """PQN: the Q(lambda) targets by hand and against the forward view, LayerNorm, the trainer's logs,
 checkpoints, exact resume and time limit, PQN checkpoints through the analysis scripts, learning."""
 
+import dataclasses
 import json
 import shutil
 import subprocess
@@ -14,7 +15,13 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from torch.utils.tensorboard import SummaryWriter
 
 from agents.common.architecture import build_network
-from agents.common.checkpoint import StopFlag, load_checkpoint, resolve_checkpoint
+from agents.common.checkpoint import (
+    StopFlag,
+    load_checkpoint,
+    optimizer_from_tensors,
+    optimizer_to_tensors,
+    resolve_checkpoint,
+)
 from agents.common.evaluate import evaluate_checkpoint
 from agents.qlearning.dqn import greedy_catch_rate
 from agents.qlearning.networks import ChannelLayerNorm, DuelingQNetwork
@@ -138,6 +145,50 @@ def test_resume_from_a_checkpoint_reaches_the_uninterrupted_weights(tmp_path):
         assert torch.equal(again.state_dict()[k], v), k
 
 
+@pytest.mark.parametrize("optimizer", ["adam", "radam"])
+def test_captured_update_trains_as_the_eager_one(tmp_path, optimizer):
+    """--cuda-graph's update without the graph itself, which needs CUDA: the warm-up steps before
+    a capture are undone in place, and each replayed step is the eager step, so the weights and the
+    optimizer's state end bitwise equal to an eager run's."""
+    eager = PQNTrainer(small_catch(tmp_path, "eager", optimizer=optimizer))
+    eager.run()
+    graphed = PQNTrainer(small_catch(tmp_path, "graphed", optimizer=optimizer))
+    graphed.cfg = dataclasses.replace(graphed.cfg, cuda_graph=True)  # on CPU: no capture
+    graphed.run()
+    assert graphed.graphed is not None and graphed.graphed.graph is None
+    for k, v in eager.q_network.state_dict().items():
+        assert torch.equal(graphed.q_network.state_dict()[k], v), k
+    for p, q in zip(eager.q_network.parameters(), graphed.q_network.parameters(), strict=True):
+        for key, value in eager.optimizer.state[p].items():
+            assert torch.equal(graphed.optimizer.state[q][key], value), key
+
+
+def test_optimizer_state_loads_into_the_session_s_implementation():
+    """A checkpoint's optimizer loads its values, never how it runs: a fused Adam's state goes
+    into a capturable one (a device lr tensor, which a CUDA graph reads, filled in place) and back."""
+    net = torch.nn.Linear(3, 2)
+    fused = torch.optim.Adam(net.parameters(), lr=1e-3, fused=True)
+    net(torch.ones(1, 3)).sum().backward()
+    fused.step()
+    tensors, meta = optimizer_to_tensors(fused)
+    lr = torch.tensor(5e-4)
+    capturable = torch.optim.Adam(net.parameters(), lr=lr, foreach=True, capturable=True)
+    optimizer_from_tensors(capturable, tensors, meta)
+    group = capturable.param_groups[0]
+    assert group["lr"] is lr and lr.item() == pytest.approx(1e-3)
+    assert group["capturable"] and group["foreach"] and not group["fused"]
+    assert all(capturable.state[p]["step"].item() == 1 for p in net.parameters())
+    tensors, meta = optimizer_to_tensors(capturable)
+    json.dumps(meta)  # the tensor lr is written as a number
+    again = torch.optim.Adam(net.parameters(), lr=1e-3, fused=True)
+    optimizer_from_tensors(again, tensors, meta)
+    group = again.param_groups[0]
+    assert group["fused"] and not group["capturable"] and isinstance(group["lr"], float)
+    net(torch.ones(1, 3)).sum().backward()
+    again.step()  # runs: its step counts sit where fused Adam reads them
+    assert all(again.state[p]["step"].item() == 2 for p in net.parameters())
+
+
 def test_time_limit_stops_at_a_rollout_boundary_with_a_checkpoint(tmp_path):
     trainer = PQNTrainer(small_catch(tmp_path, total_steps=10**6, time_limit=1e-6))
     path = trainer.run()
@@ -197,6 +248,7 @@ def test_pqn_checkpoint_through_the_analysis_scripts(pong_pqn, tmp_path):
         (["--time-limit", "-1"], "--time-limit must be >= 0"),
         (["--max-grad-norm", "-1"], "--max-grad-norm must be > 0"),
         (["--game", "pongg"], "unknown game 'pongg'"),
+        (["--cuda-graph", "--device", "cpu"], "--cuda-graph needs a CUDA device"),
     ],
 )
 def test_bad_flags_are_one_line(flags, message, tmp_path):

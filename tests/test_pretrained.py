@@ -65,7 +65,7 @@ def test_gpu_window_script_rehearses_on_cpu(tmp_path):
     import os
     import tarfile
 
-    env = {**os.environ, "OUT": str(tmp_path / "out"), "PONG": "0.5", "ENDURO": "0.5", "BUDGET": "0",
+    env = {**os.environ, "OUT": str(tmp_path / "out"), "PONG": "0.5", "ENDURO": "0.5",
            "WORK": str(tmp_path / "runs" / "pretrained"), "TOTAL": "100000",
            "EXTRA": "--num-envs 4 --rollout 8 --eval-episodes 1 --device cpu"}  # fmt: skip
     r = subprocess.run(["bash", "scripts/gpu_window.sh"], cwd=ROOT, env=env, capture_output=True,

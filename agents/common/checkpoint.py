@@ -420,7 +420,8 @@ def optimizer_to_tensors(
     for pid, st in sd["state"].items():
         for k, v in st.items():
             tensors[f"opt.{pid}.{k}"] = v if torch.is_tensor(v) else torch.tensor(v)
-    return tensors, {"param_groups": sd["param_groups"]}
+    groups = [{k: v.item() if torch.is_tensor(v) else v for k, v in g.items()} for g in sd["param_groups"]]
+    return tensors, {"param_groups": groups}  # a capturable optimizer's lr is a tensor: JSON a number
 
 
 def optimizer_from_tensors(
@@ -432,7 +433,23 @@ def optimizer_from_tensors(
         if name.startswith("opt."):
             _, pid, key = name.split(".", 2)
             state.setdefault(int(pid), {})[key] = v
+    # how the optimizer runs (foreach, fused, capturable with a device lr) is this session's choice
+    # (--cuda-graph, another device), not the checkpoint's: only the hyperparameters' values load
+    session = [{k: g[k] for k in ("foreach", "fused", "capturable", "lr") if k in g}
+               for g in optimizer.param_groups]  # fmt: skip
     optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+    for group, mine in zip(optimizer.param_groups, session, strict=True):
+        lr = group["lr"]
+        group.update(mine)
+        if torch.is_tensor(mine.get("lr")):  # the same tensor, which a captured graph reads
+            mine["lr"].fill_(float(lr))
+        else:
+            group["lr"] = lr
+        for p in group["params"]:  # step counts live where the implementation reads them
+            st = optimizer.state.get(p, {})
+            if torch.is_tensor(st.get("step")):
+                on_device = group.get("capturable") or group.get("fused")
+                st["step"] = st["step"].to(p.device if on_device else "cpu", torch.float32)
     # safetensors stores tensors contiguous; give each moment its parameter's memory layout again
     # (channels_last weights): fused optimizers walk parameter and state memory in step
     for param, st in optimizer.state.items():

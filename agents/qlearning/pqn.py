@@ -50,6 +50,7 @@ from agents.common.training import (
     make_training_env,
     resolve_device,
 )
+from agents.qlearning.graphed import GraphedStep
 from agents.qlearning.networks import build_q_network
 from envs import resolve_game
 
@@ -131,6 +132,10 @@ class PQNConfig:
     cores, measured for the DQN)."""
     bf16: bool = False
     """bfloat16 autocast for the network passes (weights, targets and the loss stay float32)."""
+    cuda_graph: bool = False
+    """Capture the minibatch update (forward, backward, clipping, optimizer step) as one CUDA graph
+    and replay it: on an H200 the update was bound by launching its small kernels one by one
+    (docs/benchmarks.md). CUDA only; its speed has not been measured yet."""
     threads: int = 0
     """Torch CPU threads (0: torch's default)."""
     log_every: int = 10_000
@@ -187,6 +192,8 @@ class PQNConfig:
                 raise ValueError(f"--{name.replace('_', '-')} must be > 0, got {getattr(self, name)}")
         if self.time_limit < 0:
             raise ValueError(f"--time-limit must be >= 0 seconds, got {self.time_limit}")
+        if self.cuda_graph and (device := resolve_device(self.device)).type != "cuda":
+            raise ValueError(f"--cuda-graph needs a CUDA device (--device cuda), got {device}")
         check_device(self.device)
         if self.game.lower() != "catch":
             resolve_game(self.game)
@@ -240,7 +247,7 @@ class PQNTrainer:
         resume_from = None
         if cfg.resume:
             resume_from, fields = resume_config(
-                cfg, session=("device", "progress", "time_limit", "threads"),
+                cfg, session=("device", "progress", "time_limit", "threads", "cuda_graph"),
                 budget=("total_steps", "save_every", "log_every", "keep_checkpoints"), given=given,
             )
             cfg = PQNConfig(**fields)
@@ -259,9 +266,7 @@ class PQNTrainer:
         self.q_network = build_q_network(cfg, self.n_actions, obs_shape).to(self.device)
         if cfg.channels_last:
             self.q_network.to(memory_format=torch.channels_last)
-        opt = torch.optim.RAdam if cfg.optimizer == "radam" else torch.optim.Adam
-        fused = {"foreach": True} if cfg.optimizer == "radam" else {"fused": True}
-        self.optimizer = opt(self.q_network.parameters(), lr=cfg.learning_rate, **fused)
+        self.optimizer = self._make_optimizer()
         # one generator for exploration and minibatches, on the device: saved with checkpoints
         self.generator = torch.Generator(self.device).manual_seed(cfg.seed)
         self.global_step = 0
@@ -277,7 +282,11 @@ class PQNTrainer:
             "cut": torch.zeros((t, n), device=dev),
             "valid": torch.zeros((t, n), device=dev),
             "max_q": torch.zeros((t + 1, n), device=dev),
+            "targets": torch.zeros((t, n), device=dev),
         }
+        # per update: sums over its minibatches of the TD loss, Q(s, a), V and std A, on the device
+        self.sums = torch.zeros(4, device=dev)
+        self.graphed: GraphedStep | None = None  # the captured minibatch update (--cuda-graph)
         self.obs: np.ndarray | None = None
         self.last_obs: np.ndarray | None = None  # for callbacks (SaliencyLogger reads it)
         self.writer: SummaryWriter | None = None
@@ -289,12 +298,26 @@ class PQNTrainer:
             restore_trainer(self._restore, resume_from)
             require_unfinished(cfg.resume, self.global_step, cfg.total_steps)
 
+    def _make_optimizer(self) -> torch.optim.Optimizer:
+        """RAdam (foreach) or fused Adam; with --cuda-graph both keep their step counts and their
+        learning rate on the device (capturable), so that a replayed graph sees them change."""
+        c = self.cfg
+        opt = torch.optim.RAdam if c.optimizer == "radam" else torch.optim.Adam
+        if c.cuda_graph:
+            lr: float | torch.Tensor = torch.tensor(c.learning_rate, device=self.device)
+            options = {"foreach": True, "capturable": True}
+        else:
+            lr, options = c.learning_rate, {"foreach": True} if c.optimizer == "radam" else {"fused": True}
+        return opt(self.q_network.parameters(), lr=lr, **options)
+
     def _default_run_dir(self) -> str:
         game = "catch" if self.cfg.game.lower() == "catch" else resolve_game(self.cfg.game)
         return f"runs/{game}__{self.cfg.exp_name}__{self.cfg.seed}__{int(time.time())}"
 
     def _autocast(self) -> torch.autocast:
-        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cfg.bf16)
+        # a captured graph must not keep autocast's cache of cast weights (torch.cuda.graphs' notes)
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cfg.bf16,
+                              cache_enabled=not self.cfg.cuda_graph)  # fmt: skip
 
     def _layout(self, t: torch.Tensor) -> torch.Tensor:
         return t.contiguous(memory_format=torch.channels_last) if self.cfg.channels_last else t
@@ -366,48 +389,59 @@ class PQNTrainer:
         with torch.no_grad(), self._autocast():
             obs = torch.from_numpy(self.obs).to(self.device, non_blocking=True)
             b["max_q"][steps] = self.q_network(self._layout(obs))["q"].float().max(1).values
-        targets = q_lambda_targets(
+        b["targets"][:steps] = q_lambda_targets(
             b["rewards"][:steps], b["terminated"][:steps], b["cut"][:steps],
             b["max_q"][1 : steps + 1], c.gamma, c.q_lambda,
         )  # fmt: skip
         size = steps * c.num_envs
-        flat_obs = b["obs"][:steps].reshape(size, *b["obs"].shape[2:])
-        actions = b["actions"][:steps].reshape(size)
-        targets, valid = targets.reshape(size), b["valid"][:steps].reshape(size)
+        flat = {k: b[k][:steps].reshape(size, *b[k].shape[2:])
+                for k in ("obs", "actions", "targets", "valid")}  # fmt: skip
         lr = self.learning_rate()
         for group in self.optimizer.param_groups:
-            group["lr"] = lr
+            if torch.is_tensor(group["lr"]):
+                group["lr"].fill_(lr)
+            else:
+                group["lr"] = lr
         minibatch = max(1, size // c.minibatches)
-        losses, q_means, values, adv_stds = [], [], [], []
+
+        def step(idx: torch.Tensor) -> None:
+            self.sums.add_(self._minibatch_step(flat, idx))
+
+        if c.cuda_graph and steps == c.rollout:  # the buffers' full views: fixed addresses
+            if self.graphed is None:
+                self.graphed = GraphedStep(step, torch.arange(minibatch, device=self.device),
+                                           self.q_network, self.optimizer,
+                                           capture=self.device.type == "cuda")  # fmt: skip
+            step = self.graphed
+        self.sums.zero_()
         for _ in range(c.epochs):
             order = torch.randperm(size, generator=self.generator, device=self.device)
             for start in range(0, minibatch * c.minibatches, minibatch):
-                idx = order[start : start + minibatch]
-                with self._autocast():
-                    heads = self.q_network(self._layout(flat_obs[idx]))
-                q = heads["q"].float()
-                q_taken = q.gather(1, actions[idx, None]).squeeze(1)
-                mask = valid[idx]
-                loss = 0.5 * ((q_taken - targets[idx]).square() * mask).sum() / mask.sum().clamp_min(1)
-                self.optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(self.q_network.parameters(), c.max_grad_norm)
-                self.optimizer.step()
-                losses.append(loss.detach())
-                q_means.append(q_taken.detach().mean())
-                if "value" in heads:
-                    values.append(heads["value"].detach().float().mean())
-                    adv_stds.append(heads["advantage"].detach().float().std(1).mean())
+                step(order[start : start + minibatch])
         self.updates += 1
-        stats = {
-            "losses/td_loss": torch.stack(losses).mean().item(),
-            "losses/q_values": torch.stack(q_means).mean().item(),
-            "charts/learning_rate": lr,
-        }
-        if values:
-            stats["values/value_mean"] = torch.stack(values).mean().item()
-            stats["values/advantage_std"] = torch.stack(adv_stds).mean().item()
+        loss, q_mean, value, adv_std = (self.sums / (c.epochs * c.minibatches)).tolist()
+        stats = {"losses/td_loss": loss, "losses/q_values": q_mean, "charts/learning_rate": lr}
+        if c.network == "dueling":
+            stats["values/value_mean"], stats["values/advantage_std"] = value, adv_std
         return stats
+
+    def _minibatch_step(self, flat: dict[str, torch.Tensor], idx: torch.Tensor) -> torch.Tensor:
+        """One gradient step on 0.5 (Q(s, a) - G)^2 over the valid transitions ``idx`` of the
+        rollout; returns its TD loss, mean Q(s, a), mean V and mean std of A (zeros without the
+        dueling streams). Only device work and no host sync: it can be captured as a CUDA graph."""
+        with self._autocast():
+            heads = self.q_network(self._layout(flat["obs"][idx]))
+        q_taken = heads["q"].float().gather(1, flat["actions"][idx, None]).squeeze(1)
+        mask = flat["valid"][idx]
+        loss = 0.5 * ((q_taken - flat["targets"][idx]).square() * mask).sum() / mask.sum().clamp_min(1)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.q_network.parameters(), self.cfg.max_grad_norm)
+        self.optimizer.step()
+        zero = torch.zeros((), device=loss.device)
+        value = heads["value"].detach().float().mean() if "value" in heads else zero
+        adv_std = heads["advantage"].detach().float().std(1).mean() if "advantage" in heads else zero
+        return torch.stack([loss.detach(), q_taken.detach().mean(), value, adv_std])
 
     # ---- the loop -----------------------------------------------------------------------------
     def run(self) -> Path:
