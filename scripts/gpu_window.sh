@@ -11,11 +11,12 @@ set -uo pipefail
 export PYTHONUNBUFFERED=1
 : "${OUT:?set OUT to the folder that comes back}" "${PONG:=150}" "${ENDURO:=170}" "${TOTAL:=5000000}"
 : "${BENCH_STEPS:=100000}" "${BENCH_SECONDS:=100}" "${EXTRA:=}" "${WORK:=runs/pretrained}"
+: "${PYTHON:=python3}"  # the interpreter that has the project (a venv's, in the tests)
 mkdir -p "$OUT"
 log=$OUT/log.txt
 scratch=$(mktemp -d)
 stage() { echo "== $1 at $SECONDS s" | tee -a "$log"; }
-py() { python3 "$@" 2>&1 | tee -a "$log"; }
+py() { "$PYTHON" "$@" 2>&1 | tee -a "$log"; }
 rehearse() {
   py scripts/train_pretrained.py --out "$scratch/rehearsal" --work-dir "$scratch/runs$1" --games pong:2 \
     --num-envs 8 --rollout 8 --eval-episodes 1 --no-progress $EXTRA $1
@@ -30,10 +31,10 @@ if [ -n "$gpu" ]; then
   stage "rehearsal with --cuda-graph"
   rehearse --cuda-graph && graph=--cuda-graph || stage "--cuda-graph failed: training eagerly"
   stage "pqn-gpu benchmark at 128 envs"
-  timeout "$BENCH_SECONDS" python3 scripts/benchmark.py pqn-gpu --steps "$BENCH_STEPS" --num-envs 128 \
+  timeout "$BENCH_SECONDS" "$PYTHON" scripts/benchmark.py pqn-gpu --steps "$BENCH_STEPS" --num-envs 128 \
     --json "$OUT/pqn_gpu.json" 2>&1 | tee -a "$log"
   cp docs/benchmarks.md "$OUT"/benchmarks.md
-  faster=$(python3 - "$OUT/pqn_gpu.json" <<'PY' 2>/dev/null
+  faster=$("$PYTHON" - "$OUT/pqn_gpu.json" <<'PY' 2>/dev/null
 import json, sys
 r = json.load(open(sys.argv[1]))
 eager, graph = (r.get(k, {}).get("sps", 0) for k in ("128 envs, float32", "128 envs, float32, CUDA graph"))

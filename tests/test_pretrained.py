@@ -66,7 +66,7 @@ def test_gpu_window_script_rehearses_on_cpu(tmp_path):
     import tarfile
 
     env = {**os.environ, "OUT": str(tmp_path / "out"), "PONG": "0.5", "ENDURO": "0.5",
-           "WORK": str(tmp_path / "runs" / "pretrained"), "TOTAL": "100000",
+           "PYTHON": sys.executable, "WORK": str(tmp_path / "runs" / "pretrained"), "TOTAL": "100000",
            "EXTRA": "--num-envs 4 --rollout 8 --eval-episodes 1 --device cpu"}  # fmt: skip
     r = subprocess.run(["bash", "scripts/gpu_window.sh"], cwd=ROOT, env=env, capture_output=True,
                        text=True, timeout=300)  # fmt: skip
