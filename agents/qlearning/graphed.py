@@ -30,10 +30,10 @@ class GraphedStep:
     """
 
     def __init__(
-        self, fn: Callable[[torch.Tensor], None], idx: torch.Tensor, model: torch.nn.Module,
-        optimizer: torch.optim.Optimizer, warmup: int = 3, capture: bool = True,
+        self, fn: Callable[[torch.Tensor], None], idx: torch.Tensor, optimizer: torch.optim.Optimizer,
+        warmup: int = 3, capture: bool = True,
     ) -> None:  # fmt: skip
-        self.fn, self.capture = fn, capture
+        self.fn = fn
         self.idx = idx.clone()  # the graph reads its indices here; calls copy into it
         params = [p for group in optimizer.param_groups for p in group["params"]]
         saved_params = [p.detach().clone() for p in params]
@@ -56,7 +56,7 @@ class GraphedStep:
                         v.copy_(saved_state[p][k])
                     elif torch.is_tensor(v):  # state made by the warm-up: a fresh one is zeros
                         v.zero_()
-        model.zero_grad(set_to_none=True)  # backward allocates the gradients inside the graph
+        optimizer.zero_grad(set_to_none=True)  # backward allocates the gradients inside the graph
         self.graph: torch.cuda.CUDAGraph | None = None
         if capture:
             self.graph = torch.cuda.CUDAGraph()

@@ -410,8 +410,7 @@ class PQNTrainer:
         if c.cuda_graph and steps == c.rollout:  # the buffers' full views: fixed addresses
             if self.graphed is None:
                 self.graphed = GraphedStep(step, torch.arange(minibatch, device=self.device),
-                                           self.q_network, self.optimizer,
-                                           capture=self.device.type == "cuda")  # fmt: skip
+                                           self.optimizer, capture=self.device.type == "cuda")  # fmt: skip
             step = self.graphed
         self.sums.zero_()
         for _ in range(c.epochs):
@@ -438,9 +437,11 @@ class PQNTrainer:
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.q_network.parameters(), self.cfg.max_grad_norm)
         self.optimizer.step()
-        zero = torch.zeros((), device=loss.device)
-        value = heads["value"].detach().float().mean() if "value" in heads else zero
-        adv_std = heads["advantage"].detach().float().std(1).mean() if "advantage" in heads else zero
+        if "value" in heads:  # the dueling streams
+            value = heads["value"].detach().float().mean()
+            adv_std = heads["advantage"].detach().float().std(1).mean()
+        else:
+            value = adv_std = loss.new_zeros(())
         return torch.stack([loss.detach(), q_taken.detach().mean(), value, adv_std])
 
     # ---- the loop -----------------------------------------------------------------------------
