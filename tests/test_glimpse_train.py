@@ -11,7 +11,7 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from agents.common.checkpoint import CheckpointError, load_checkpoint, read_json, resolve_checkpoint
-from agents.common.evaluate import evaluate_checkpoint
+from agents.common.evaluate import evaluate_checkpoint, make_eval_env
 from agents.glimpse import RecurrentAttentionModel
 from agents.glimpse.train import GlimpseConfig, GlimpseTrainer, advantages, glimpse_catch_rate
 
@@ -226,6 +226,8 @@ def test_init_from_starts_a_new_run_from_another_runs_weights(tmp_path):
         ({"retina_pool": "min"}, "--retina-pool must be one of avg, max, got 'min'"),
         ({"glimpse_net": "mlp"}, "--glimpse-net must be one of linear, conv, got 'mlp'"),
         ({"fire_after_life_loss": True}, "--fire-after-life-loss needs --life-loss-info"),
+        ({"frame_stack": 2}, "--frame-stack is for Atari games"),
+        ({"frame_stack": 0}, "frame_stack must be an integer >= 1"),
     ],
 )
 def test_bad_config_is_refused_before_training(tmp_path, kw, message):
@@ -431,6 +433,28 @@ def test_fire_after_life_loss_is_pressed_for_the_agent_and_masked(tmp_path):
     assert forced.sum() >= 2, "too few lives lost for the test to mean anything"
     assert (played[forced] == fire).all() and not masks[forced].any()
     assert (played[~forced] != fire).all()
+
+
+def test_frame_stack_gives_each_patch_the_last_frames_and_evaluation_the_same_env(tmp_path):
+    """--frame-stack 2: the env stacks two frames, the retina reads both as channels of the same
+    patch (the older first), and a checkpoint's evaluation env stacks as training did."""
+    cfg = GlimpseConfig.atari(env="breakout", num_envs=2, total_steps=2 * 32, hidden=16,
+                              run_dir=str(tmp_path / "run"), progress=False, heatmap_every=0,
+                              threads=1, frame_stack=2)  # fmt: skip
+    trainer = GlimpseTrainer(cfg)
+    assert trainer.env.single_observation_space.shape == (2, 210, 160)
+    assert trainer.model.architecture()["channels"] == 2
+    obs, _ = trainer.env.reset(seed=3)
+    for action in (1, 2, 2, 2):  # FIRE, then move: the frames differ
+        previous = obs[:, -1].copy()
+        obs, *_ = trainer.env.step(np.array([action, action]))
+    assert (obs[:, 0] == previous).all() and (obs[:, 0] != obs[:, 1]).any()
+    patches = trainer.model.retina(torch.from_numpy(obs), torch.zeros(2, 2))
+    assert patches.shape == (2, 3, 2, 16, 16)
+    path = trainer.run()
+    env = make_eval_env(read_json(path / "config.json"), num_envs=1, seed=0)
+    assert env.single_observation_space.shape == (2, 210, 160)
+    env.close()
 
 
 def test_evaluation_presses_fire_after_a_lost_life_for_agents_trained_so():

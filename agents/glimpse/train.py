@@ -60,6 +60,10 @@ class GlimpseConfig:
 
     env: str = "catch"
     """'catch' or an Atari game (full-resolution 210x160 grayscale frames, no frame stack)."""
+    frame_stack: int = 1
+    """Atari only: the last N frames, stacked as channels of every patch. 1 (the paper's): one
+    frame a step, and which way the ball moves is the core's to remember. 2: one glimpse shows the
+    ball's motion (two dots), whatever the gaze's jitter between steps."""
     preset: Literal["default", "foveal"] = "default"
     """Catch only: 'foveal' is a Catch whose screen the glimpse cannot see at once (patch 6, 2 scales:
     the widest patch, 12 pixels, is a quarter of the 24x24 screen; checked to be at most a quarter
@@ -256,7 +260,7 @@ class GlimpseConfig:
         check_config_types(self)
         positive = ("total_steps", "num_envs", "rollout", "patch_size", "num_scales", "scale_factor",
                     "glimpses_per_step", "hidden", "save_every", "log_every", "epochs",
-                    "minibatches")  # fmt: skip
+                    "minibatches", "frame_stack")  # fmt: skip
         for name in positive:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -281,6 +285,9 @@ class GlimpseConfig:
         if not 0.0 <= turns <= 1.0 or (turns and not catch):
             raise ValueError(f"--catch-turn-prob must be a probability in [0, 1] and is for --env "
                              f"catch only; got {turns} with --env {self.env}")  # fmt: skip
+        if self.frame_stack != 1 and catch:
+            raise ValueError(f"--frame-stack is for Atari games (Catch's core remembers its one "
+                             f"frame); got --frame-stack {self.frame_stack} with --env catch")  # fmt: skip
         if catch and self.life_loss_info:
             raise ValueError("--life-loss-info is for Atari games (Catch has no lives); got --env catch")
         if self.fire_after_life_loss and not self.life_loss_info:
@@ -310,15 +317,16 @@ class GlimpseConfig:
 
 
 def make_glimpse_env(cfg: GlimpseConfig, seed: int) -> tuple[Any, AtariOptions | None, str]:
-    """Catch, or an Atari game at full resolution (210x160 grayscale, one frame: memory is the
-    core's job); Atari rewards stay unclipped so that returns are game scores."""
+    """Catch, or an Atari game at full resolution (210x160 grayscale, ``frame_stack`` frames: by
+    default one, and memory is the core's job); Atari rewards stay unclipped so that returns are
+    game scores."""
     if cfg.env.lower() == "catch":
         env = CatchVectorEnv(cfg.num_envs, seed=seed, miss_reward=cfg.catch_miss_reward,
                              **cfg.catch_game())  # fmt: skip
         return env, None, "catch"
     game = resolve_game(cfg.env)
-    options = AtariOptions(img_height=210, img_width=160, stack_num=1, reward_clipping=False,
-                           life_loss_info=cfg.life_loss_info)  # fmt: skip
+    options = AtariOptions(img_height=210, img_width=160, stack_num=cfg.frame_stack,
+                           reward_clipping=False, life_loss_info=cfg.life_loss_info)  # fmt: skip
     return make_vector_env(game, cfg.num_envs, seed=seed, **options.as_dict()), options, game
 
 
