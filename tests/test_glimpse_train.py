@@ -13,7 +13,13 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from agents.common.checkpoint import CheckpointError, load_checkpoint, read_json, resolve_checkpoint
 from agents.common.evaluate import evaluate_checkpoint, make_eval_env
 from agents.glimpse import RecurrentAttentionModel
-from agents.glimpse.train import GlimpseConfig, GlimpseTrainer, advantages, glimpse_catch_rate
+from agents.glimpse.train import (
+    GlimpseConfig,
+    GlimpseTrainer,
+    advantages,
+    explained_variance,
+    glimpse_catch_rate,
+)
 
 
 def tiny(tmp_path, name="run", **kw) -> GlimpseConfig:
@@ -41,6 +47,16 @@ def test_advantages_by_hand():
     assert adv5[3].item() == pytest.approx(0.5 - 0.3)  # nothing leaks across the episode end
 
 
+def test_explained_variance_by_hand():
+    targets = torch.tensor([1.0, 2.0, 3.0, 4.0])  # variance 5/3
+    assert explained_variance(targets, targets) == 1.0
+    assert explained_variance(torch.full((4,), 2.5), targets) == pytest.approx(0.0)
+    # errors (0, 0, 0, 2): variance 1, so 1 - 1 / (5/3) = 0.4
+    assert explained_variance(torch.tensor([1.0, 2.0, 3.0, 2.0]), targets) == pytest.approx(0.4)
+    assert explained_variance(-targets, targets) == pytest.approx(1 - 4 * 5 / 3 / (5 / 3))
+    assert math.isnan(explained_variance(torch.zeros(3), torch.ones(3)))
+
+
 def test_trainer_updates_logs_and_checkpoints(tmp_path):
     trainer = GlimpseTrainer(tiny(tmp_path))
     before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
@@ -49,8 +65,9 @@ def test_trainer_updates_logs_and_checkpoints(tmp_path):
     assert {"action_head.weight", "baseline_head.weight", "location_head.weight"} <= set(changed)
     events = EventAccumulator(str(tmp_path / "run")).Reload()
     scalars = set(events.Tags()["scalars"])
-    assert {"losses/policy_loss", "losses/baseline_loss", "charts/action_entropy",
-            "charts/location_std", "charts/episodic_return", "charts/SPS"} <= scalars  # fmt: skip
+    assert {"losses/policy_loss", "losses/baseline_loss", "losses/explained_variance",
+            "charts/action_entropy", "charts/location_std", "charts/episodic_return",
+            "charts/SPS"} <= scalars  # fmt: skip
     assert all(math.isfinite(e.value) for e in events.Scalars("losses/policy_loss"))
     returns = [e.value for e in events.Scalars("charts/episodic_return")]
     # the 8 envs end their 23-step episodes together: one point per end, the mean of 8 returns +-1

@@ -356,6 +356,14 @@ def advantages(
     return adv, adv + baselines
 
 
+def explained_variance(predicted: torch.Tensor, targets: torch.Tensor) -> float:
+    """``1 - Var(targets - predicted) / Var(targets)``: 1 for a baseline that predicts its targets,
+    0 for one no better than their mean, negative for worse (CleanRL's ``losses/explained_variance``).
+    A policy gradient's advantages are only as good as this: near or below 0 they are noise."""
+    var = targets.var()
+    return float("nan") if targets.numel() < 2 or var == 0 else float(1 - (targets - predicted).var() / var)
+
+
 Callback = Callable[["GlimpseTrainer", int], None]
 
 
@@ -600,8 +608,9 @@ class GlimpseTrainer:
         mask = t["mask"].float()
         adv, targets = advantages(t["reward"].float(), t["baseline"].detach(), t["done"].float(),
                                   bootstrap, c.gamma, c.gae_lambda)  # fmt: skip
+        m = mask.bool()
+        explained = explained_variance(t["baseline"].detach()[m], targets[m])
         if c.normalize_advantage:
-            m = mask.bool()
             adv = (adv - adv[m].mean()) / (adv[m].std() + 1e-8)
         if c.epochs == 1:
             stats = self._step(t, targets, mask, adv)
@@ -613,7 +622,8 @@ class GlimpseTrainer:
                     old = {k: t[k][:, envs] for k in ("logp_a", "logp_l")}
                     stats = self._step(played, targets[:, envs], mask[:, envs], adv[:, envs], old)
         self.updates += 1
-        return {**stats, "charts/learning_rate": self.optimizer.param_groups[0]["lr"]}
+        return {**stats, "losses/explained_variance": explained,
+                "charts/learning_rate": self.optimizer.param_groups[0]["lr"]}  # fmt: skip
 
     def _step(self, played: dict[str, torch.Tensor], targets: torch.Tensor, mask: torch.Tensor,
               adv: torch.Tensor, old: dict[str, torch.Tensor] | None = None) -> dict[str, float]:  # fmt: skip
