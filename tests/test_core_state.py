@@ -61,3 +61,104 @@ def test_cli_refusals_are_one_line(tmp_path):
         out = subprocess.run([sys.executable, "scripts/core_state.py", *args], capture_output=True,
                              text=True, timeout=120)  # fmt: skip
         assert out.returncode != 0 and message in out.stderr and len(out.stderr.strip().splitlines()) == 1
+
+
+def breakout_frames(steps: int, seed: int = 0):
+    """(grey frame, RAM) pairs of Breakout played at random, FIRE every 15 steps to serve."""
+    import ale_py
+    import gymnasium as gym
+    import numpy as np
+
+    gym.register_envs(ale_py)
+    env = gym.make("ALE/Breakout-v5", obs_type="grayscale", frameskip=4, repeat_action_probability=0.0)
+    env.reset(seed=seed)
+    rng = np.random.default_rng(seed)
+    for t in range(steps):
+        obs, _, terminated, truncated, _ = env.step(1 if t % 15 == 0 else int(rng.choice([0, 2, 3])))
+        yield obs, env.unwrapped.ale.getRAM()
+        if terminated or truncated:
+            env.reset()
+    env.close()
+
+
+def test_breakout_objects_agree_with_the_games_ram():
+    """The columns read off the frame move with the game's own positions (RAM 99: ball x, 72:
+    paddle x; AtariARI's annotations) at a fixed offset, within a pixel, whenever the ball is
+    below the bricks and the paddle clear of the walls."""
+    import numpy as np
+
+    from analysis.core_state import breakout_objects
+
+    ball, paddle = [], []
+    for frame, ram in breakout_frames(600):
+        row, col, pad = breakout_objects(frame)
+        if not np.isnan(col):  # in sight above the paddle's rows, so not mistaken for the paddle
+            ball.append(col - ram[99])
+            assert 94 <= row < 189
+            if 20 < pad < 140:
+                paddle.append(pad - ram[72])
+    assert len(ball) > 50 and len(paddle) > 50
+    for offsets in (ball, paddle):  # a ball half behind a wall or the paddle moves its centre by 0.5
+        assert np.ptp(offsets) <= 1 and np.mean(np.array(offsets) == np.median(offsets)) > 0.9
+
+
+def test_landing_column_by_hand_and_along_real_falls():
+    import numpy as np
+
+    from analysis.core_state import breakout_objects, landing_column
+
+    assert landing_column((100, 50), (104, 54)) == 54 + 85  # straight down and right
+    assert landing_column((100, 140), (104, 144)) == 72.0  # off the right wall (centre 150.5)
+    assert landing_column((100, 20), (104, 16)) == pytest.approx(8.5 + (85 - 16 + 8.5))  # left wall
+    assert math.isnan(landing_column((104, 54), (100, 50)))  # rising
+    # every sighting of a fall predicts where its last sighting, at the paddle, says it lands
+    before, fall, errors = (math.nan, math.nan), [], []
+    for frame, _ in breakout_frames(3000, seed=1):
+        row, col, _ = breakout_objects(frame)
+        landing = landing_column(before, (row, col))
+        fall = fall + [landing] if not math.isnan(landing) else []
+        if fall and row >= 185:
+            errors += [abs(x - fall[-1]) for x in fall[:-1]]
+            fall = []
+        before = (row, col)
+    assert len(errors) > 300 and np.median(errors) == 0 and np.mean(np.array(errors) < 2) > 0.95
+
+
+def test_ball_tracking_probe_and_moves_by_hand():
+    import numpy as np
+
+    from analysis.core_state import ball_tracking
+
+    rng = np.random.default_rng(0)
+    n = 800
+    offsets = rng.choice([-30.0, 30.0], n)
+    envs = np.arange(n) % 8
+    noise = torch.randn(n, 16)
+    knows = noise.clone()
+    knows[:, 3] += torch.as_tensor(np.sign(offsets), dtype=torch.float32) * 3
+    right, left = 2, 3
+    towards = np.where(offsets > 0, right, left)
+    actions = np.where(np.arange(n) % 4 == 0, 5 - towards, towards)  # towards 3 times in 4
+    seen = ball_tracking(knows, offsets, actions, envs, right, left)
+    assert seen["ball_probe"] > 0.95
+    assert seen["toward_ball"] == 0.75 and seen["away_from_ball"] == 0.25
+    blind = ball_tracking(noise, offsets, np.zeros(n, int), envs, right, left)
+    assert abs(blind["ball_probe"] - 0.5) < 0.1 and blind["toward_ball"] == 0.0
+    test_share = np.mean(offsets[envs >= 6] > 0)
+    assert blind["ball_majority"] == pytest.approx(max(test_share, 1 - test_share))
+    with pytest.raises(ValueError, match="too few steps with the ball in sight"):
+        ball_tracking(noise[:1], offsets[:1], actions[:1], envs[:1], right, left)
+
+
+def test_breakout_checkpoints_get_the_tracking_columns():
+    torch.manual_seed(0)
+    model = RecurrentAttentionModel(4, patch_size=16, num_scales=3, scale_factor=4, hidden=16,
+                                    retina_pool="max")  # fmt: skip
+    options = {"img_height": 210, "img_width": 160, "stack_num": 1}
+    config = {"game": "breakout", "env_options": options,
+              "action_set": ["NOOP", "FIRE", "RIGHT", "LEFT"]}  # fmt: skip
+    stats = core_state_stats(model, config, steps=200, num_envs=4)
+    assert 0.0 <= stats.ball_probe <= 1.0 and 0.5 <= stats.ball_majority <= 1.0
+    assert 0.0 <= stats.toward_ball + stats.away_from_ball <= 1.0
+    table = markdown([stats]).splitlines()
+    assert table[0].count("|") == 9 and "ball side probe" in table[0]
