@@ -1,6 +1,7 @@
 """The glimpse trainer: advantages by hand, rollouts through the env, logs, checkpoints, resume,
 evaluation and the glimpse video -- and that it learns Catch."""
 
+import collections
 import math
 import subprocess
 import sys
@@ -524,6 +525,32 @@ def test_ppo_replay_reproduces_the_rollout_across_episode_ends(tmp_path, policy,
     events = EventAccumulator(str(tmp_path / "run")).Reload()
     tags = set(events.Tags()["scalars"])
     assert {"losses/clipfrac", "losses/approx_kl", "losses/location_clipfrac"} <= tags
+
+
+def test_ppo_replay_reproduces_an_atari_rollout_across_lives_and_games(tmp_path):
+    """Breakout as the Atari preset plays it (a lost life a terminal for the targets, FIRE pressed
+    for the agent after it, two stacked frames, the convolutional glimpse network and a GRU): the
+    replay of every rollout gives back its log-probabilities and baselines."""
+    cfg = GlimpseConfig.atari(env="breakout", num_envs=4, total_steps=4 * 32 * 10, hidden=16,
+                              run_dir=str(tmp_path / "run"), progress=False, heatmap_every=0,
+                              threads=1, fire_after_life_loss=True, frame_stack=2, glimpse_net="conv",
+                              core="gru", minibatches=2)  # fmt: skip
+    trainer = GlimpseTrainer(cfg)
+    update, seen = trainer.update, collections.Counter()
+
+    def check(rows, bootstrap, start):
+        with torch.no_grad():
+            again = trainer.replay(start, rows, torch.arange(4))
+        for key in ("logp_a", "logp_l", "baseline", "ent_a", "ent_l"):
+            torch.testing.assert_close(again[key], torch.stack(rows[key]))
+        restart, mask = torch.stack(rows["restart"]), torch.stack(rows["mask"])
+        seen.update(resets=int(restart.sum()), forced=int((~mask & ~restart).sum()),
+                    lives=int(torch.stack(rows["done"]).sum()))  # fmt: skip
+        return update(rows, bootstrap, start)
+
+    trainer.update = check
+    trainer.run()
+    assert seen["resets"] >= 1 and seen["forced"] >= 4 and seen["lives"] >= 8, seen
 
 
 def test_location_head_and_the_rest_are_clipped_separately(tmp_path):
