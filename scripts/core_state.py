@@ -1,6 +1,8 @@
 """Is a glimpse agent's recurrent core still reading its input? At every checkpoint of a run: the
 mean size of the core's input and of its LSTM cell state, and the spread of its output across the
 states its own policy visits. A spread falling towards zero is a saturated core (analysis.core_state).
+On Breakout also: while the ball falls, does a linear probe of the core tell on which side of the
+paddle it will land, and does the policy move the paddle there?
 
     python scripts/core_state.py --run runs/breakout_ppo16c_s1
 """
