@@ -51,6 +51,10 @@ class CoreStats:
     """Breakout: probability that the policy moves the paddle towards where the ball will land."""
     away_from_ball: float = float("nan")
     """Breakout: probability that it moves the paddle away from there."""
+    paddle_at_wall: float = float("nan")
+    """Breakout: share of the steps with the ball in sight that find the paddle against a side wall
+    (its centre within 12 pixels of one): a policy that parks the paddle there, pressing into the
+    wall, moves "away" from every ball that lands beside it."""
 
 
 # Breakout's 210x160 grey frame (measured with ALE 0.12): the ball and the paddle share one grey
@@ -137,6 +141,7 @@ def core_state_stats(model: Any, config: dict[str, Any], steps: int = 300, num_e
     inputs, cells, outputs, probs = [], [], [], []
     breakout = config["game"] == "breakout"
     seen: list[tuple[int, int, float, int]] = []  # Breakout: (step, env, landing - paddle, action)
+    paddles: list[float] = []  # Breakout: the paddle's column while the ball is in sight
     ball = np.full((num_envs, 2), np.nan)  # Breakout: where each env's ball was a step before
     ended = np.zeros(num_envs, bool)
     with torch.no_grad():
@@ -152,6 +157,8 @@ def core_state_stats(model: Any, config: dict[str, Any], steps: int = 300, num_e
                 *now, paddle = breakout_objects(obs[i, -1])
                 offset = landing_column(tuple(ball[i]), tuple(now)) - paddle  # NaN: nothing to reach
                 ball[i] = np.nan if ended[i] else now
+                if not ended[i] and not np.isnan(now[0]):
+                    paddles.append(paddle)
                 if abs(offset) > 8 and not ended[i]:  # beyond the paddle's half-width
                     seen.append((t, i, offset, int(actions[i])))
             obs, _, terminated, truncated, info = env.step(fire.actions(np.asarray(actions)))
@@ -168,6 +175,8 @@ def core_state_stats(model: Any, config: dict[str, Any], steps: int = 300, num_e
         names = config["action_set"]
         tracking = ball_tracking(h[t * num_envs + i], offsets, actions.astype(int), i,
                                  names.index("RIGHT"), names.index("LEFT"))  # fmt: skip
+        walls = BREAKOUT_INSIDE.start + 12, BREAKOUT_INSIDE.stop - 1 - 12
+        tracking["paddle_at_wall"] = float(np.mean([p < walls[0] or p > walls[1] for p in paddles]))
     return CoreStats(step=step, input_size=float(torch.stack(inputs).mean()),
                      cell_size=float(torch.stack(cells).mean()) if cells else float("nan"),
                      output_spread=float(h.std(0).mean()),
@@ -206,8 +215,8 @@ def markdown(rows: list[CoreStats]) -> str:
     table = [[f"{r.step:,}", f"{r.input_size:.3g}", f"{r.cell_size:.3g}", f"{r.output_spread:.3g}",
               f"{r.action_information:.3g}"] for r in rows]  # fmt: skip
     if any(not np.isnan(r.ball_probe) for r in rows):  # Breakout
-        header += ["ball side probe (majority)", "P(towards ball)", "P(away)"]
+        header += ["ball side probe (majority)", "P(towards ball)", "P(away)", "paddle at a wall"]
         for line, r in zip(table, rows, strict=True):
             line += [f"{r.ball_probe:.2f} ({r.ball_majority:.2f})", f"{r.toward_ball:.2f}",
-                     f"{r.away_from_ball:.2f}"]  # fmt: skip
+                     f"{r.away_from_ball:.2f}", f"{r.paddle_at_wall:.2f}"]  # fmt: skip
     return markdown_table(header, table)

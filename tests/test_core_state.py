@@ -150,15 +150,23 @@ def test_ball_tracking_probe_and_moves_by_hand():
         ball_tracking(noise[:1], offsets[:1], actions[:1], envs[:1], right, left)
 
 
-def test_breakout_checkpoints_get_the_tracking_columns():
+def test_a_policy_parked_at_the_right_wall_is_seen_parked_and_moving_away():
+    """Actions RIGHT 9 times in 10 and FIRE otherwise, whatever the agent sees: the paddle sits
+    against the right wall, every falling ball lands to its left, and pressing RIGHT moves away."""
+    import numpy as np
+
     torch.manual_seed(0)
     model = RecurrentAttentionModel(4, patch_size=16, num_scales=3, scale_factor=4, hidden=16,
                                     retina_pool="max")  # fmt: skip
+    with torch.no_grad():
+        model.action_head.weight.zero_()
+        model.action_head.bias.copy_(torch.tensor([-100.0, np.log(0.1), np.log(0.9), -100.0]))
     options = {"img_height": 210, "img_width": 160, "stack_num": 1}
     config = {"game": "breakout", "env_options": options,
               "action_set": ["NOOP", "FIRE", "RIGHT", "LEFT"]}  # fmt: skip
-    stats = core_state_stats(model, config, steps=200, num_envs=4)
-    assert 0.0 <= stats.ball_probe <= 1.0 and 0.5 <= stats.ball_majority <= 1.0
-    assert 0.0 <= stats.toward_ball + stats.away_from_ball <= 1.0
+    stats = core_state_stats(model, config, steps=300, num_envs=4)
+    assert stats.paddle_at_wall > 0.8
+    assert stats.away_from_ball > 0.8 and stats.toward_ball == 0.0
+    assert 0.0 <= stats.ball_probe <= 1.0 and stats.ball_majority > 0.8  # it lands left, mostly
     table = markdown([stats]).splitlines()
-    assert table[0].count("|") == 9 and "ball side probe" in table[0]
+    assert table[0].count("|") == 10 and "ball side probe" in table[0]
