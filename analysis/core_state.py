@@ -13,8 +13,8 @@ policy that plays the same distribution everywhere, however good its score).
 
 On Breakout it also asks the question the score hides: while the ball falls, does the core know on
 which side of the paddle it will land (a linear probe, fitted on some envs and tested on others),
-and does the policy move there? A blind policy that parks the paddle where the serve lands scores as well as a
-young tracking one.
+and does the policy move there? A blind policy that parks the paddle where the serve lands scores
+as well as a young tracking one.
 """
 
 from __future__ import annotations
@@ -98,11 +98,11 @@ def ball_tracking(states: torch.Tensor, offsets: np.ndarray, actions: np.ndarray
     ``states`` (n, hidden), where it will land minus the paddle's column ``offsets`` (n,), the
     ``actions`` taken and the ``envs`` they were taken in. A standardised logistic probe is fitted
     on the first three quarters of the envs and tested on the rest, so that no episode is in both."""
+    if len(np.unique(envs)) < 2 or len(offsets) < 3:  # envs to fit on and envs to test on
+        raise ValueError("too few steps with the ball in sight for a probe; play more --steps")
     side = torch.as_tensor(offsets > 0, dtype=torch.float32)
     test = torch.as_tensor(envs >= np.quantile(np.unique(envs), 0.75))
     fit = ~test
-    if fit.sum() < 2 or test.sum() < 1:
-        raise ValueError("too few steps with the ball in sight for a probe; play more --steps")
     x = (states - states[fit].mean(0)) / (states[fit].std(0) + 1e-6)
     probe = torch.nn.Linear(x.shape[1], 1)
     opt = torch.optim.LBFGS(probe.parameters(), max_iter=200)

@@ -59,7 +59,8 @@ class GlimpseConfig:
     chosen for Catch; :meth:`atari` gives those for Atari games."""
 
     env: str = "catch"
-    """'catch' or an Atari game (full-resolution 210x160 grayscale frames, no frame stack)."""
+    """'catch' or an Atari game (full-resolution 210x160 grayscale frames, one at a time unless
+    --frame-stack says more)."""
     frame_stack: int = 1
     """Atari only: the last N frames, stacked as channels of every patch. 1 (the paper's): one
     frame a step, and which way the ball moves is the core's to remember. 2: one glimpse shows the
