@@ -122,21 +122,57 @@ def test_uint8_frames_read_as_float_over_255():
 
 
 @pytest.mark.parametrize("pool", ["avg", "max"])
-def test_retina_matches_a_naive_crop_and_pool_on_colour_frames(pool):
+@pytest.mark.parametrize("scale_factor, frame", [
+    (2, (17, 29)),  # every patch gathered pixel by pixel
+    (2, (9, 11)),  # the widest (12 pixels) holds more than the frame: read off the pooled map
+    (3, (17, 29)),  # widths 3, 9, 27: a map of 9x9 windows, not a power of two
+])  # fmt: skip
+def test_retina_matches_a_naive_crop_and_pool_on_colour_frames(pool, scale_factor, frame):
     """An independent reference: zero-pad each frame, slice each scale's square around the centre
     pixel, cut it into cells and reduce each (mean or max) -- per sample and per scale, in loops."""
     torch.manual_seed(1)
-    retina = Retina(patch_size=3, num_scales=3, scale_factor=2, pool=pool)
-    imgs = torch.rand(6, 3, 17, 29)  # several channels, a frame neither square nor even
+    retina = Retina(patch_size=3, num_scales=3, scale_factor=scale_factor, pool=pool)
+    h, w = frame
+    imgs = torch.rand(6, 3, h, w)  # several channels, a frame neither square nor even
     locs = torch.rand(6, 2) * 2.4 - 1.2  # some outside the square (clamped)
-    rows, cols = retina.centres(locs, 17, 29)
+    rows, cols = retina.centres(locs, h, w)
     pad = max(retina.sizes)
     padded = torch.nn.functional.pad(imgs, (pad, pad, pad, pad))
-    for i in range(6):
-        for s, size in enumerate(retina.sizes):
-            top, left = rows[i] - size // 2 + pad, cols[i] - size // 2 + pad
-            crop = padded[i, :, top : top + size, left : left + size]
-            k = size // 3
-            cells = crop.reshape(3, 3, k, 3, k)  # (channel, cell row, row in cell, cell col, col)
-            expected = cells.mean((2, 4)) if pool == "avg" else cells.amax((2, 4))
-            torch.testing.assert_close(retina(imgs, locs)[i, s], expected)
+    for frames, scale in ((imgs, 1.0), ((imgs * 255).round().to(torch.uint8), 1 / 255)):
+        out = retina(frames, locs)
+        source = padded if scale == 1.0 else (padded * 255).round() / 255
+        for i in range(6):
+            for s, size in enumerate(retina.sizes):
+                top, left = rows[i] - size // 2 + pad, cols[i] - size // 2 + pad
+                crop = source[i, :, top : top + size, left : left + size]
+                k = size // 3
+                cells = crop.reshape(3, 3, k, 3, k)  # (channel, cell row, row in cell, cell col, col)
+                expected = cells.mean((2, 4)) if pool == "avg" else cells.amax((2, 4))
+                torch.testing.assert_close(out[i, s], expected)
+
+
+def test_the_max_map_reads_a_patch_as_the_gathered_pixels_do_and_leaves_gradients_alone():
+    """The two ways to read a max-pooled patch (the map for Atari's 256 pixels on 210x160): the same
+    cells, bitwise, at corners, edges and inside, for a scale factor that is not a power of two. A
+    frame that needs a gradient (saliency, attacks) is gathered, so a tie's gradient still goes to
+    one pixel, as max_pool2d gives it."""
+    torch.manual_seed(2)
+    retina = Retina(patch_size=4, num_scales=3, scale_factor=3, pool="max")  # widths 4, 12, 36
+    row, col = torch.tensor([0, 5, 13, 20]), torch.tensor([0, 30, 2, 17])
+    frames = torch.randint(0, 4, (4, 2, 21, 31), dtype=torch.uint8)  # few values: many ties
+    for images, scale in ((frames, 1 / 255), (frames.float() - 1.5, 1.0)):
+        for size, f in ((12, 3), (36, 9)):
+            gathered = retina._gathered(images, row, col, size, f, scale)
+            assert torch.equal(gathered, retina._from_map(images, row, col, size, f, scale))
+    locations = torch.stack([col / 15 - 1, row / 10 - 1], 1)
+    assert torch.equal(retina(frames, locations)[:, 2], retina._from_map(frames, row, col, 36, 9, 1 / 255))
+    pixels = (frames.float() / 3).requires_grad_(True)
+    weights = torch.randn(4, 3, 2, 4, 4)
+    (grad,) = torch.autograd.grad((retina(pixels, locations) * weights).sum(), pixels)
+    expected = torch.zeros_like(pixels)
+    for s, size in enumerate(retina.sizes):  # max_pool2d's gradient: one pixel per cell
+        reference = pixels.detach().requires_grad_(True)
+        cells = retina._gathered(reference, row, col, size, size // 4, 1.0)
+        expected += torch.autograd.grad((cells * weights[:, s]).sum(), reference)[0]
+    torch.testing.assert_close(grad, expected)
+    assert (grad != 0).sum() <= 4 * 2 * 3 * 16  # no more pixels than cells: no tie was split
