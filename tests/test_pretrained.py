@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from agents.common.checkpoint import load_checkpoint
-from agents.common.pretrained import greedy_episode, unpack
+from agents.common.pretrained import one_episode, unpack
 
 ROOT = Path(__file__).resolve().parent.parent
-SHIPPED = sorted(p.parent for p in (ROOT / "pretrained").glob("*/model.safetensors"))
+SHIPPED = sorted(p.parent for p in (ROOT / "pretrained").glob("*/eval.json"))
 FLOORS = {"pong": 15.0}  # one greedy episode of the shipped Pong agent scores at least this
 
 
@@ -24,7 +24,7 @@ def margin(record: dict) -> float:
 
 @pytest.mark.parametrize("folder", SHIPPED, ids=[p.name for p in SHIPPED])
 def test_shipped_agent_scores_what_its_evaluation_says(folder):
-    score, record = greedy_episode(folder)
+    score, record = one_episode(folder)
     assert score >= record["mean"] - margin(record), (score, record["mean"])
     assert score >= FLOORS.get(folder.name, float("-inf"))
 
@@ -49,7 +49,7 @@ def test_train_pretrained_rehearsal_packs_a_loadable_agent(tmp_path):
     assert "train_pretrained.py --games pong:0.5" in record["training"]["command"]
     rows = list(csv.reader((folder / "curve.csv").read_text().splitlines()))
     assert rows[0] == ["step", "episodic_return"]
-    score, _ = greedy_episode(folder)  # the check the shipped agents pass runs on this one too
+    score, _ = one_episode(folder)  # the check the shipped agents pass runs on this one too
     assert -21 <= score <= 21
 
 
@@ -83,3 +83,55 @@ def test_gpu_window_script_rehearses_on_cpu(tmp_path):
         names = tar.getnames()
     assert any("pong/events.out.tfevents" in n for n in names)
     assert not any("checkpoint" in n for n in names)
+
+
+def test_pack_agent_ships_a_glimpse_run_that_loads_plays_and_trains_on(tmp_path):
+    """A run that needs more sessions than one ships with its optimizer state: the packed folder
+    is a run directory that load_checkpoint and one_episode take, and a copy of it resumes at its
+    step; the flat pack (train_pretrained.py's) has the weights only."""
+    import shutil
+
+    run, out = tmp_path / "run", tmp_path / "shipped"
+    train = ["--no-progress", "--num-envs", "4", "--heatmap-every", "0", "--log-every", "64"]
+    done = subprocess.run([sys.executable, "scripts/train_glimpse.py", "--env", "breakout",
+                           "--frame-stack", "2", "--fire-after-life-loss", "--total-steps", "256",
+                           "--run-dir", str(run), *train], cwd=ROOT, capture_output=True, text=True,
+                          timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+
+    def pack(*flags: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "scripts/pack_agent.py", "--run", str(run),
+                               "--episodes", "1", "--num-envs", "1", "--no-progress", *flags],
+                              cwd=ROOT, capture_output=True, text=True, timeout=300)  # fmt: skip
+
+    done = pack("--out", str(out), "--sample", "--training-state")
+    assert done.returncode == 0, done.stderr
+    assert "breakout: " in done.stdout and "(sample policy) after 256 steps" in done.stdout
+    step = (out / "checkpoints" / "latest").read_text()
+    assert sorted(p.name for p in (out / "checkpoints" / step).iterdir()) == [
+        "config.json", "model.safetensors", "trainer.json", "trainer.safetensors"]  # fmt: skip
+    assert len(list(out.glob("events.out.tfevents.*"))) == 1
+    record = json.loads((out / "eval.json").read_text())
+    assert record["policy"] == "sample" and record["training"]["steps"] == 256
+    assert record["training"]["seed"] == 1 and "--training-state" in record["training"]["command"]
+    assert list(csv.reader((out / "curve.csv").read_text().splitlines()))[0] == ["step", "episodic_return"]
+    score, _ = one_episode(out)
+    assert 0 <= score <= 864
+    resumed = tmp_path / "resumed"
+    shutil.copytree(out, resumed)
+    done = subprocess.run([sys.executable, "scripts/train_glimpse.py", "--resume", str(resumed),
+                           "--total-steps", "384", "--no-progress"], cwd=ROOT, capture_output=True,
+                          text=True, timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert load_checkpoint(resumed)[1]["step"] == 384 and load_checkpoint(out)[1]["step"] == 256
+    done = pack("--out", str(tmp_path / "flat"))
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in (tmp_path / "flat").iterdir()) == [
+        "config.json", "curve.csv", "eval.json", "model.safetensors"]  # fmt: skip
+    assert json.loads((tmp_path / "flat" / "eval.json").read_text())["policy"] == "greedy"
+    done = pack("--out", str(run / "inside"), "--training-state")
+    assert done.returncode != 0 and done.stderr.count("\n") == 1 and "is the run" in done.stderr
+    done = subprocess.run([sys.executable, "scripts/pack_agent.py", "--run", str(tmp_path / "none"),
+                           "--out", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    missing = str(tmp_path / "none")
+    assert done.returncode != 0 and done.stderr == f"error: checkpoint not found: {missing!r}\n"

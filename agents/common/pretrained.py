@@ -1,10 +1,14 @@
-"""The agents that ship in ``pretrained/``: trained with PQN's Atari preset in a fixed GPU window,
-evaluated with the papers' protocol, and packed one folder (and one archive) per game.
+"""The agents that ship in ``pretrained/``: trained in a fixed GPU window (PQN's Atari preset) or
+over several CPU sessions (the glimpse agent), evaluated with the papers' protocol, and packed one
+folder (and one archive) per agent.
 
 A shipped agent is an ordinary checkpoint (``model.safetensors`` in float32 + ``config.json``, so
 ``load_checkpoint``, ``evaluate.py`` and every analysis script take it) with two more files:
 ``eval.json`` (the evaluation, its protocol and command, the machine, the training's wall time and
 steps, library versions) and ``curve.csv`` (the training's episodic returns against steps).
+An agent whose training goes on in a later session ships as a run directory instead
+(:func:`pack_run`): its newest checkpoint with the optimizer's state, the run's config and its
+TensorBoard events, so that a copy of it resumes exactly (``--resume``).
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 import csv
 import json
 import platform
+import shutil
 import tarfile
 from pathlib import Path
 from typing import Any
@@ -27,6 +32,8 @@ from agents.common.checkpoint import (
     resolve_checkpoint,
     versions,
 )
+
+PROTOCOL = "up to 30 no-op starts, epsilon 0.001, 108,000-frame cap (Wang et al. 2016, Section 4.1)"
 
 EVAL = "eval.json"
 CURVE = "curve.csv"
@@ -61,15 +68,44 @@ def pack_agent(run_dir: str | Path, summary: dict[str, Any], out_dir: str | Path
     save_file(weights, out / MODEL)
     config = read_json(ckpt / CONFIG)
     (out / CONFIG).write_text(json.dumps(config, indent=2, sort_keys=True))
-    record = {**summary, "protocol": "up to 30 no-op starts, epsilon 0.001, 108,000-frame cap "
-              "(Wang et al. 2016, Section 4.1)", "training": {**training, "steps": config["step"],
+    _write_record(out, run_dir, summary, training, config["step"])
+    return out
+
+
+def pack_run(run_dir: str | Path, summary: dict[str, Any], out_dir: str | Path,
+             training: dict[str, Any]) -> Path:  # fmt: skip
+    """Copy a run into ``out_dir`` as a shipped agent that can train on: the run's config and
+    TensorBoard events, its newest checkpoint as it is (weights, optimizer state, step), and
+    :func:`pack_agent`'s ``eval.json`` and ``curve.csv``. ``load_checkpoint`` reads it as any run
+    directory; a copy of it continues the run with ``--resume`` (older checkpoints are left
+    out). Returns ``out_dir``."""
+    run, ckpt = Path(run_dir), resolve_checkpoint(run_dir)
+    if ckpt.parent != run / "checkpoints":
+        raise ValueError(f"{str(run)!r} is not a run directory with checkpoints/: give the run")
+    out = Path(out_dir)
+    if out.resolve() == run.resolve() or run.resolve() in out.resolve().parents:
+        raise ValueError(f"--out {str(out)!r} is the run {str(run)!r} or inside it: pack elsewhere")
+    if out.exists():  # a previous session's copy of the run: replaced whole, never mixed
+        shutil.rmtree(out)
+    (out / "checkpoints").mkdir(parents=True)
+    shutil.copytree(ckpt, out / "checkpoints" / ckpt.name)
+    (out / "checkpoints" / "latest").write_text(ckpt.name)
+    shutil.copy2(run / CONFIG, out / CONFIG)
+    for events in sorted(run.glob("events.out.tfevents.*")):
+        shutil.copy2(events, out / events.name)
+    _write_record(out, run, summary, training, read_json(ckpt / CONFIG)["step"])
+    return out
+
+
+def _write_record(out: Path, run_dir: str | Path, summary: dict[str, Any], training: dict[str, Any],
+                  steps: int) -> None:  # fmt: skip
+    record = {**summary, "protocol": PROTOCOL, "training": {**training, "steps": steps,
               "machine": machine_name()}, "versions": versions()}  # fmt: skip
     (out / EVAL).write_text(json.dumps(record, indent=2))
     with open(out / CURVE, "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["step", "episodic_return"])
         writer.writerows(training_curve(run_dir))
-    return out
 
 
 def archive(folder: str | Path) -> Path:
@@ -92,13 +128,15 @@ def unpack(archive_path: str | Path, dest: str | Path) -> Path:
     return dest / names.pop()
 
 
-def greedy_episode(folder: str | Path, seed: int = 0) -> tuple[float, dict[str, Any]]:
-    """One greedy episode of a shipped agent with a fixed seed: (score, its eval.json), so a test
-    can hold the agent to what its evaluation promised."""
+def one_episode(folder: str | Path, seed: int = 0) -> tuple[float, dict[str, Any]]:
+    """One episode of a shipped agent with a fixed seed, played by the policy its evaluation
+    played (greedy, or a glimpse agent's sampled one): (score, its eval.json), so a test can hold
+    the agent to what its evaluation promised."""
     from agents.common.checkpoint import load_checkpoint
-    from agents.common.evaluate import evaluate, greedy_q_policy
+    from agents.common.evaluate import evaluate_network
 
+    record = read_json(Path(folder) / EVAL)
     network, config = load_checkpoint(folder)
-    result = evaluate(greedy_q_policy(network), config, episodes=1, epsilon=0.0, seed=seed,
-                      num_envs=1, progress=False)  # fmt: skip
-    return result.mean, read_json(Path(folder) / EVAL)
+    result = evaluate_network(network, config, sample=record.get("policy") == "sample", episodes=1,
+                              epsilon=0.0, seed=seed, num_envs=1, progress=False)  # fmt: skip
+    return result["mean"], record

@@ -1,0 +1,70 @@
+"""Evaluate a run with the papers' protocol and pack it as a shipped agent (pretrained/).
+
+    python scripts/pack_agent.py --run runs/breakout_glimpse --out pretrained/breakout_glimpse \
+        --sample --training-state
+
+The folder gets eval.json (the 30 episodes, the protocol, the machine, library versions) and
+curve.csv (the training's episodic returns). Without --training-state it holds the final weights
+in float32 and their config, as scripts/train_pretrained.py packs its GPU agents; with it, the run
+itself (its newest checkpoint with the optimizer's state, its config and TensorBoard events), so
+that a run that needs more sessions than one ships what it has learnt and goes on later:
+`cp -r pretrained/NAME runs/NAME && python scripts/train_glimpse.py --resume runs/NAME`.
+"""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import tyro
+
+
+@dataclass
+class Args:
+    run: str
+    """Run directory to pack (its newest checkpoint)."""
+    out: str
+    """Folder of the shipped agent (replaced if it exists: a previous pack of the same run)."""
+    episodes: int = 30
+    """Evaluation episodes (the papers' 30), the envs playing equal shares."""
+    num_envs: int = 8
+    """Parallel environments of the evaluation."""
+    seed: int = 0
+    """Seed of the evaluation's environments and sampling."""
+    sample: bool = False
+    """Glimpse agents: score the sampled policy, as in training (evaluate.py --sample)."""
+    training_state: bool = False
+    """Ship the run with its optimizer state so that it can resume (see above)."""
+    progress: bool = True
+    """Progress bar of the evaluation."""
+
+
+def main() -> None:
+    args = tyro.cli(Args, description=__doc__)
+    from agents.common.checkpoint import CheckpointError, load_checkpoint
+    from agents.common.evaluate import evaluate_network
+    from agents.common.pretrained import pack_agent, pack_run
+
+    try:
+        if args.episodes < 1 or args.num_envs < 1:
+            raise ValueError(f"--episodes and --num-envs must be >= 1, got {args.episodes} and "
+                             f"{args.num_envs}")  # fmt: skip
+        network, config = load_checkpoint(args.run)
+        summary = evaluate_network(network, config, sample=args.sample, episodes=args.episodes,
+                                   num_envs=args.num_envs, seed=args.seed,
+                                   progress=args.progress)  # fmt: skip
+        training = {"command": shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+                    "seed": config["train_config"].get("seed")}  # fmt: skip
+        pack = pack_run if args.training_state else pack_agent
+        folder = pack(args.run, summary, args.out, training)
+    except (CheckpointError, ValueError, OSError) as e:
+        sys.exit(f"error: {e}")
+    print(f"{summary['game']}: {summary['mean']:.2f} +- {summary['std']:.2f} over "
+          f"{summary['episodes']} episodes ({summary['policy']} policy) after {config['step']:,} "
+          f"steps -> {folder}")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
