@@ -106,6 +106,35 @@ def load_runs(run_dirs: list[str], labels: list[str], fraction: float = 0.05) ->
     return trials
 
 
+def window_returns(run_dir: str | Path, window: int) -> dict[str, float]:
+    """A run's raw ``charts/episodic_return`` (no smoothing) in windows of ``window`` steps from 0,
+    each the mean of the games that ended in it: the first window's, the best one's and the last
+    one's (the table of a long run: where it started, its peak, where it is), with the last step
+    logged. Windows in which no game ended are skipped."""
+    if window < 1:
+        raise ValueError(f"--window must be >= 1 step, got {window}")
+    curve = training_curve(run_dir)
+    if not curve:
+        raise ValueError(f"{str(run_dir)!r} has no charts/episodic_return yet")
+    steps = np.array([s for s, _ in curve], np.int64)
+    returns = np.array([r for _, r in curve])
+    index = steps // window
+    means = [returns[index == k].mean() for k in np.unique(index)]
+    return {"steps": int(steps.max()), "first": float(means[0]), "best": float(max(means)),
+            "last": float(means[-1])}  # fmt: skip
+
+
+def window_table(run_dirs: list[str], window: int) -> str:
+    """:func:`window_returns` of each run as a Markdown table (docs/benchmarks.md's Breakout runs)."""
+    rows = []
+    for run in run_dirs:
+        w = window_returns(run, window)
+        rows.append([f"`{Path(run).name}`", f"{w['steps'] / 1e6:.2f}M",
+                     *(f"{w[k]:.2f}" for k in ("first", "best", "last"))])  # fmt: skip
+    size = f"{window / 1000:g}k" if window < 1_000_000 else f"{window / 1e6:g}M"
+    return markdown_table(["run", "steps", f"first {size}", f"best {size}", f"last {size}"], rows)
+
+
 def by_config(trials: list[Trial]) -> dict[tuple[str, str, str], list[Trial]]:
     groups: dict[tuple[str, str, str], list[Trial]] = {}
     for t in trials:

@@ -18,7 +18,15 @@ import numpy as np
 import pytest
 
 from agents.common.sweep import SweepSpec, check_address, parse_param, trial_name
-from analysis.sweeps import load_runs, load_trials, smooth, summary_rows, write_results
+from analysis.sweeps import (
+    load_runs,
+    load_trials,
+    smooth,
+    summary_rows,
+    window_returns,
+    window_table,
+    write_results,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -182,11 +190,31 @@ def test_plot_runs_labels_runs_and_averages_repeated_labels(tmp_path):
         (["--runs", *runs, "--labels", "a", "--out", str(out)], "--labels needs one label per run: 3"),
         (["--runs", str(tmp_path), "--out", str(out)], "is not a run directory (no config.json)"),
         (["--runs", *runs, "--out", str(tmp_path / "c.jpg")], "output must end in .png"),
+        (["--runs", *runs, "--out", str(out), "--table", "--window", "0"], "--window must be >= 1 step"),
     ):
         done = subprocess.run([sys.executable, "scripts/plot_runs.py", *argv], cwd=ROOT,
                               capture_output=True, text=True)  # fmt: skip
         assert done.returncode == 1 and done.stderr.strip().count("\n") == 0, done.stderr
         assert message in done.stderr
+
+
+def test_window_table_by_hand(tmp_path):
+    """Games end at steps 100, 200, ..., 1000: windows of 300 steps hold steps 100-200, 300-500,
+    600-800 and 900-1000; the table gives the first, best and last of their raw means."""
+    write_trial(tmp_path, "w1", 1, {}, [1.0, 3.0, 10.0, 0.0, 2.0, 4.0, 6.0, 8.0, 5.0, 7.0])
+    run = str(tmp_path / "runs" / "w1")
+    (tmp_path / "runs" / "w1" / "config.json").write_text(json.dumps({"env": "breakout", "seed": 1}))
+    # windows: [1, 3] -> 2, [10, 0, 2] -> 4, [4, 6, 8] -> 6, [5, 7] -> 6
+    assert window_returns(run, 300) == {"steps": 1000, "first": 2.0, "best": 6.0, "last": 6.0}
+    assert window_returns(run, 10_000) == {"steps": 1000, "first": 4.6, "best": 4.6, "last": 4.6}
+    assert window_table([run], 300).splitlines()[2] == "| `w1` | 0.00M | 2.00 | 6.00 | 6.00 |"
+    done = subprocess.run([sys.executable, "scripts/plot_runs.py", "--runs", run, "--out",
+                           str(tmp_path / "c.png"), "--table", "--window", "300"], cwd=ROOT,
+                          capture_output=True, text=True)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "| run | steps | first 0.3k | best 0.3k | last 0.3k |" in done.stdout
+    with pytest.raises(ValueError, match="has no charts/episodic_return yet"):
+        window_returns(tmp_path, 300)
 
 
 # Ray's start and the trials share the cores with another test file under `make test` (one xdist
