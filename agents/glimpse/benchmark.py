@@ -3,10 +3,12 @@ resolution grows, the learning curve on Catch, and a fixed budget on Pong beside
 
 from __future__ import annotations
 
+import copy
 import statistics
 import tempfile
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -34,9 +36,11 @@ def interleaved_medians(fns: dict[str, Callable[[], object]], repeats: int) -> d
 
 def forward_cost(resolutions=RESOLUTIONS, batch: int = 32, repeats: int = 30,
                  calls: int = 20) -> list[dict[str, Any]]:  # fmt: skip
-    """Seconds per agent step (one batched forward, no gradient) of the glimpse agent (Atari
-    defaults: patch 12, 3 scales, LSTM 256) and of the dueling network with its first fully
-    connected layer sized to the torso's output at each resolution, on one grayscale uint8 frame."""
+    """Seconds per agent step (one batched forward, no gradient) of the glimpse agent (the Atari
+    retina: patches of 16, 64 and 256 pixels, max-pooled; LSTM 256), of the same agent with every
+    patch gathered pixel by pixel (the retina before its max map, ``Retina.map_area = 0``), and of
+    the dueling network with its first fully connected layer sized to the torso's output at each
+    resolution, on one grayscale uint8 frame."""
     from agents.glimpse import RecurrentAttentionModel
     from agents.glimpse.train import GlimpseConfig
     from agents.qlearning.networks import DuelingQNetwork
@@ -46,6 +50,8 @@ def forward_cost(resolutions=RESOLUTIONS, batch: int = 32, repeats: int = 30,
     glimpse = RecurrentAttentionModel(6, patch_size=cfg.patch_size, num_scales=cfg.num_scales,
                                       scale_factor=cfg.scale_factor, retina_pool=cfg.retina_pool,
                                       hidden=cfg.hidden, normalize_glimpse=True).eval()  # fmt: skip
+    gathered = copy.deepcopy(glimpse)
+    gathered.retina.map_area = 0
     rng = np.random.default_rng(0)
     state = glimpse.initial_state(batch)
     loc = torch.rand(batch, 2) * 2 - 1
@@ -56,11 +62,12 @@ def forward_cost(resolutions=RESOLUTIONS, batch: int = 32, repeats: int = 30,
         cnn = DuelingQNetwork(6, in_channels=1, input_shape=(h, w)).eval()
         params[f"cnn {h}x{w}"] = sum(p.numel() for p in cnn.parameters())
         params[f"glimpse {h}x{w}"] = sum(p.numel() for p in glimpse.parameters())
+        params[f"glimpse, all gathered {h}x{w}"] = params[f"glimpse {h}x{w}"]
 
-        def run_glimpse(frames=frames) -> None:
+        def run_glimpse(frames=frames, model=glimpse) -> None:
             with torch.no_grad():
                 for _ in range(calls):
-                    glimpse(frames, loc, state)
+                    model(frames, loc, state)
 
         def run_cnn(frames=frames, cnn=cnn) -> None:
             with torch.no_grad():
@@ -68,10 +75,11 @@ def forward_cost(resolutions=RESOLUTIONS, batch: int = 32, repeats: int = 30,
                     cnn(frames)
 
         fns[f"glimpse {h}x{w}"], fns[f"cnn {h}x{w}"] = run_glimpse, run_cnn
+        fns[f"glimpse, all gathered {h}x{w}"] = partial(run_glimpse, frames, gathered)
     medians = interleaved_medians(fns, repeats)
     rows = []
     for h, w in resolutions:
-        for kind in ("glimpse", "cnn"):
+        for kind in ("glimpse", "glimpse, all gathered", "cnn"):
             key = f"{kind} {h}x{w}"
             rows.append({"model": kind, "resolution": f"{h}x{w}", "pixels": h * w,
                          "ms_per_step": 1000 * medians[key] / calls, "params": params[key]})  # fmt: skip

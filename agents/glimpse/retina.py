@@ -46,6 +46,7 @@ class Retina(nn.Module):
             raise ValueError(f"scale_factor must be an integer >= 1, got {scale_factor!r}")
         self.patch_size, self.num_scales, self.scale_factor = patch_size, num_scales, scale_factor
         self.pool_name = pool
+        self.map_area = MAP_AREA  # 0 gathers every patch (the benchmark's comparison)
         self.pool = F.avg_pool2d if pool == "avg" else F.max_pool2d
         self.sizes = [patch_size * scale_factor**k for k in range(num_scales)]
 
@@ -84,7 +85,7 @@ class Retina(nn.Module):
         for size in self.sizes:
             f = size // self.patch_size
             by_map = (f > 1 and self.pool_name == "max" and not images.requires_grad
-                      and h * w < MAP_AREA * size * size)  # fmt: skip
+                      and h * w < self.map_area * size * size)  # fmt: skip
             read = self._from_map if by_map else self._gathered
             patches.append(read(images, row, col, size, f, scale))
         return torch.stack(patches, 1)
