@@ -346,3 +346,43 @@ def test_action_input_feeds_the_previous_action_to_the_core(core):
     fresh = plain.initial_state(2)
     assert plain.record_action(fresh, torch.tensor([0, 0])) is fresh
     assert len(fresh) == len(state) - 1
+
+
+@pytest.mark.parametrize("core", ["lstm", "gru", "rnn", "lnlstm"])
+@pytest.mark.parametrize("action_input", [False, True])
+@pytest.mark.parametrize("glimpses_per_step", [1, 2])
+def test_core_sequence_is_the_core_step_by_step(core, action_input, glimpses_per_step):
+    """What PPO's replay runs: the whole rollout through the core (fused for an LSTM or GRU without
+    the action input), against core_step, record_action and restart one step at a time: the same
+    outputs and gradients (to float rounding: the fused kernel batches the input's product over the
+    steps), with restarts inside the rollout and on its last step."""
+    torch.manual_seed(3)
+    model = RecurrentAttentionModel(5, patch_size=4, num_scales=2, hidden=16, core=core,
+                                    action_input=action_input)  # fmt: skip
+    steps, batch, g = 7, 3, glimpses_per_step
+    vectors = torch.randn(steps * g, batch, 16, requires_grad=True)
+    restart = torch.zeros(steps, batch, dtype=torch.bool)
+    restart[2, 1] = restart[3, 0] = restart[3, 2] = restart[6, 1] = True
+    actions = torch.randint(0, 5, (steps, batch))
+    start = tuple(torch.randn_like(s) for s in model.initial_state(batch))
+    fused = model.core_sequence(vectors, start, restart, actions, g)
+    state, outputs = start, []
+    for k in range(steps * g):
+        h, state = model.core_step(vectors[k], state)
+        outputs.append(h)
+        if (k + 1) % g == 0:
+            state = model.record_action(state, actions[k // g])
+            state = model.restart(restart[k // g], state, torch.zeros(batch, 2))[0]
+    stepped = torch.stack(outputs)
+    assert fused.shape == (steps * g, batch, 16)
+    torch.testing.assert_close(fused, stepped)
+    weights = torch.randn_like(fused)
+    grads = [torch.autograd.grad((out * weights).sum(), [vectors, *model.core.parameters()])
+             for out in (model.core_sequence(vectors, start, restart, actions, g), stepped)]  # fmt: skip
+    for a, b in zip(*grads, strict=True):
+        torch.testing.assert_close(a, b)
+    never = torch.zeros_like(restart)  # the restarts did change the outputs after them
+    assert not torch.equal(fused[3 * g], model.core_sequence(vectors, start, never, actions, g)[3 * g])
+    if action_input:
+        with pytest.raises(ValueError, match="needs the actions"):
+            model.core_sequence(vectors, start, restart)

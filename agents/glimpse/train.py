@@ -469,9 +469,10 @@ class GlimpseTrainer:
         the actions and of the locations sampled, action and location entropies, and baselines
         (for PPO's epochs).
 
-        Only the core runs step by step: the glimpse network encodes every glimpse of the rollout
-        in one batch before it, and the heads and distributions read every core output in one batch
-        after it (several times faster than replaying whole steps)."""
+        Only the core runs in sequence (:meth:`RecurrentAttentionModel.core_sequence`, fused for an
+        LSTM or GRU): the glimpse network encodes every glimpse of the rollout in one batch before
+        it, and the heads and distributions read every core output in one batch after it (several
+        times faster than replaying whole steps)."""
         g, b = self.cfg.glimpses_per_step, len(envs)
         steps = len(rows["action"])
         m = self.model
@@ -479,16 +480,9 @@ class GlimpseTrainer:
         looked = torch.stack(rows["looked"])[:, envs]
         vectors = m.glimpse.encode(patches.flatten(0, 1), looked.flatten(0, 1)).unflatten(0, (steps * g, b))
         state = tuple(s[envs] for s in start)
-        outputs = []
-        for t, action in enumerate(rows["action"]):
-            for k in range(t * g, (t + 1) * g):
-                h, state = m.core_step(vectors[k], state)
-                outputs.append(h)
-            state = m.record_action(state, action[envs])
-            restart = rows["restart"][t][envs]
-            if restart.any():
-                state = m.restart(restart, state, torch.zeros(b, 2))[0]
-        heads = m.heads_of(torch.stack(outputs).flatten(0, 1))  # (T*g*b, ...)
+        hs = m.core_sequence(vectors, state, torch.stack(rows["restart"])[:, envs],
+                             torch.stack(rows["action"])[:, envs], g)  # fmt: skip
+        heads = m.heads_of(hs.flatten(0, 1))  # (T*g*b, ...)
         sampled = torch.stack(rows["sampled"])[:, envs].flatten(0, 1)
         loc_logp, loc_entropy = (x.view(steps, g, b).sum(1) for x in m.location_log_prob(heads, sampled))
         last = {k: v.view(steps, g, b, *v.shape[1:])[:, -1] for k, v in heads.items()}  # acts on it
