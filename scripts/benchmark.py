@@ -275,7 +275,7 @@ class Glimpse:
 
 
 def run_glimpse(cfg: Glimpse) -> None:
-    from agents import glimpse_benchmark as gb
+    from agents.glimpse import benchmark as gb
 
     if "cost" in cfg.parts:
         rows = gb.forward_cost(batch=cfg.batch, repeats=cfg.repeats)
