@@ -162,6 +162,32 @@ def test_annealed_learning_rate_is_a_function_of_the_step(tmp_path):
     )
 
 
+def test_anneal_lr_turned_on_at_a_resume_decays_from_that_step(tmp_path):
+    update = 24 * 8
+    GlimpseTrainer(tiny(tmp_path, total_steps=2 * update, learning_rate=1e-3, anneal_lr=False)).run()
+    run = str(tmp_path / "run")
+    # two more updates' worth of steps at a falling rate: steps 3..6 of a decay from step 2 to 6
+    GlimpseTrainer(GlimpseConfig(resume=run, total_steps=6 * update, anneal_lr=True, progress=False),
+                   given={"total_steps", "anneal_lr"}).run()  # fmt: skip
+    assert read_json(tmp_path / "run" / "config.json")["anneal_from"] == 2 * update
+    # extending it again stretches the decay from the same start: steps 7..10 of 2..10
+    GlimpseTrainer(GlimpseConfig(resume=run, total_steps=10 * update, progress=False),
+                   given={"total_steps"}).run()  # fmt: skip
+    logged = EventAccumulator(run).Reload().Scalars("charts/learning_rate")
+    assert [e.value for e in logged] == pytest.approx(
+        [1e-3, 1e-3, 0.75e-3, 0.5e-3, 0.25e-3, 0.0, 3e-3 / 8, 2e-3 / 8, 1e-3 / 8, 0.0]
+    )
+    # a fresh run may hold the rate until a given step: constant to step 2, then 1/2 left at 3
+    GlimpseTrainer(tiny(tmp_path, "held", total_steps=4 * update, learning_rate=1e-3,
+                        anneal_from=2 * update)).run()  # fmt: skip
+    logged = EventAccumulator(str(tmp_path / "held")).Reload().Scalars("charts/learning_rate")
+    assert [e.value for e in logged] == pytest.approx([1e-3, 1e-3, 0.5e-3, 0.0])
+    for bad in ({"anneal_from": 5, "anneal_lr": False},
+                {"anneal_from": 4 * update, "total_steps": 4 * update}):
+        with pytest.raises(ValueError, match="--anneal-from starts the decay of --anneal-lr"):
+            tiny(tmp_path, "bad", **bad).validate()
+
+
 def test_resume_of_another_run_or_a_missing_one_is_refused(tmp_path):
     GlimpseTrainer(tiny(tmp_path, total_steps=24 * 8)).run()
     config = read_json(tmp_path / "run" / "config.json")

@@ -135,6 +135,11 @@ class GlimpseConfig:
     """Decay the learning rate linearly to zero at ``total_steps``, as CleanRL's PPO and the RL
     Zoo's Atari PPO preset do: the updates shrink as the policy settles. Extending a run with
     ``--resume --total-steps`` stretches the schedule (the rate is a function of the step)."""
+    anneal_from: int = 0
+    """With --anneal-lr: the step the decay starts from; the rate is constant before it. Resuming a
+    run that trained without --anneal-lr with the flag starts the decay at the step resumed from,
+    so a run that has plateaued spends the rest of its budget at a falling rate and keeps its Adam
+    moments, step count and logs (a fresh run from its weights, --init-from, would lose them)."""
     location_lr_scale: float = 0.1
     """The location head learns at this fraction of the learning rate. Adam moves every weight by
     about the learning rate per update whatever the gradient's noise, and the location's REINFORCE
@@ -270,10 +275,14 @@ class GlimpseConfig:
             raise ValueError(
                 f"gamma and gae_lambda must be in [0, 1], got {self.gamma} and {self.gae_lambda}"
             )
-        for name in ("heatmap_every", "threads", "keep_checkpoints"):
+        for name in ("heatmap_every", "threads", "keep_checkpoints", "anneal_from"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
+        if self.anneal_from and not (self.anneal_lr and self.anneal_from < self.total_steps):
+            raise ValueError(f"--anneal-from starts the decay of --anneal-lr, so it needs that flag "
+                             f"and a step before --total-steps ({self.total_steps:,}); got "
+                             f"{self.anneal_from:,} with anneal_lr={self.anneal_lr}")  # fmt: skip
         if self.minibatches > self.num_envs:
             raise ValueError(f"--minibatches splits the envs, so it must be at most --num-envs "
                              f"({self.num_envs}); got {self.minibatches}")  # fmt: skip
@@ -380,11 +389,15 @@ class GlimpseTrainer:
 
     def __init__(self, cfg: GlimpseConfig, callbacks: list[Callback] | None = None,
                  given: Collection[str] = ()) -> None:
-        resume_from = None
+        resume_from, decay_from_here = None, False
         if cfg.resume:
             resume_from, fields = resume_config(cfg, session=("progress", "threads"),
                                                 budget=("total_steps", "save_every", "log_every",
-                                                        "keep_checkpoints"), given=given)
+                                                        "keep_checkpoints", "anneal_lr", "anneal_from"),
+                                                given=given)  # fmt: skip
+            saved = read_json(Path(cfg.resume) / CONFIG)
+            decay_from_here = (fields.get("anneal_lr") and not saved.get("anneal_lr", True)
+                               and fields.get("anneal_from", 0) == saved.get("anneal_from", 0))  # fmt: skip
             cfg = GlimpseConfig(**fields)
         cfg.validate()
         self.cfg = cfg
@@ -429,6 +442,8 @@ class GlimpseTrainer:
         if resume_from is not None:
             restore_trainer(self._restore, resume_from)
             require_unfinished(cfg.resume, self.global_step, cfg.total_steps)
+            if decay_from_here:  # --anneal-lr turned on now: the decay starts at this step
+                cfg.anneal_from = self.global_step
         elif cfg.init_from:
             start = resolve_checkpoint(cfg.init_from)
             require_same_network(start, self.model.architecture(), self.game)
@@ -595,7 +610,8 @@ class GlimpseTrainer:
         ``start`` it began with); returns the logged statistics."""
         c = self.cfg
         if c.anneal_lr:  # a function of the step alone: a resumed run continues the same schedule
-            left = max(0.0, 1.0 - self.global_step / c.total_steps)
+            left = (c.total_steps - self.global_step) / (c.total_steps - c.anneal_from)
+            left = min(1.0, max(0.0, left))
             for group, base in zip(self.optimizer.param_groups, self.base_lrs, strict=True):
                 group["lr"] = base * left
         per_step = ("logp_a", "logp_l", "reward", "baseline", "mask", "done", "ent_a", "ent_l")
