@@ -3,6 +3,7 @@
 from envs.atari import AtariEnv, episode_ended, make_atari_env, make_vector_env
 from envs.catch import CatchEnv, CatchVectorEnv
 from envs.games import list_games, resolve_game
+from envs.groups import EnvGroups
 from envs.options import AtariOptions
 
 __all__ = [
@@ -10,6 +11,7 @@ __all__ = [
     "AtariOptions",
     "CatchEnv",
     "CatchVectorEnv",
+    "EnvGroups",
     "episode_ended",
     "list_games",
     "make_atari_env",

@@ -352,7 +352,8 @@ def run_pqn(cfg: Pqn) -> None:
     rows = [["DQN, defaults (8 envs, batch 32 every 4 steps)", f"{dqn['sps']:,.0f}", "1.00x", "",
              f"{dqn['peak_rss_mb']:,.0f}"]]  # fmt: skip
     for name, n, options in (("PQN, defaults (128 envs x 32 steps)", 128, {}),
-                             ("PQN, 128 envs, bf16 autocast", 128, {"bf16": True})):  # fmt: skip
+                             ("PQN, 128 envs, bf16 autocast", 128, {"bf16": True}),
+                             ("PQN, 128 envs, 2 env groups", 128, {"env_groups": 2})):  # fmt: skip
         r = in_fresh_process(pqn, cfg.game, cfg.steps, n, options, "cpu")
         rows.append(pqn_row(name, r, dqn["sps"]))
         print(" | ".join(rows[-1]), flush=True)
@@ -381,7 +382,11 @@ class PqnGpu:
 
 
 PQN_GPU_SETUPS = (("float32", {}), ("float32, CUDA graph", {"cuda_graph": True}),
+                  ("float32, CUDA graph, 2 env groups", {"cuda_graph": True, "env_groups": 2}),
+                  ("float32, 2 env groups", {"env_groups": 2}),
                   ("bf16 autocast, CUDA graph", {"bf16": True, "cuda_graph": True}))  # fmt: skip
+"""In the order a GPU window should measure them: scripts/gpu_window.sh trains with the fastest of
+the float32 setups (bf16 changes the numbers, not only the speed)."""
 
 
 def run_pqn_gpu(cfg: PqnGpu) -> None:

@@ -45,6 +45,8 @@ class Args:
     """Training seed."""
     cuda_graph: bool = False
     """Replay each minibatch update as a captured CUDA graph (train_pqn.py --cuda-graph)."""
+    env_groups: int = 1
+    """Act on one group of envs while the others are emulated (train_pqn.py --env-groups)."""
     progress: bool = True
     """Progress bars (--no-progress for logs that a machine reads back)."""
 
@@ -77,7 +79,8 @@ def main() -> None:
             PQNConfig(game=game, time_limit=limit, total_steps=args.total_steps, seed=args.seed,
                       num_envs=args.num_envs, rollout=args.rollout, device=args.device,
                       run_dir=str(Path(args.work_dir) / game), saliency_every=0,
-                      progress=args.progress, cuda_graph=args.cuda_graph)  # fmt: skip
+                      progress=args.progress, cuda_graph=args.cuda_graph,
+                      env_groups=args.env_groups)  # fmt: skip
             for game, limit in games
         ]
         for cfg in configs:  # every game's flags are checked before the first one trains

@@ -226,3 +226,32 @@ def test_options_defaults_match_ale_vector_env():
     params = inspect.signature(AtariVectorEnv.__init__).parameters
     for name, value in AtariOptions().as_dict().items():
         assert params[name].default == value, name
+
+
+def test_env_groups_are_the_games_of_one_vector_env():
+    """Two groups of 4, sent and received in turn, return what one vector env of 8 returns for the
+    same seed and actions, across life losses and NEXT_STEP reset steps (Breakout, random play)."""
+    from envs.groups import EnvGroups
+
+    opts = dict(life_loss_info=True, repeat_action_probability=0.25)
+    whole = make_vector_env("breakout", 8, seed=3, **opts)
+    groups = EnvGroups([make_vector_env("breakout", 4, seed=None, **opts) for _ in range(2)])
+    obs, info = whole.reset()
+    obs_g, info_g = groups.reset(seed=3)
+    assert np.array_equal(obs, obs_g) and np.array_equal(info["env_id"], info_g["env_id"])
+    rng = np.random.default_rng(0)
+    lives_lost = 0
+    for _ in range(300):
+        actions = rng.integers(0, 4, 8)
+        step = whole.step(actions)
+        for g, s in enumerate(groups.slices):  # what a trainer does: all sent, then received
+            groups.send(g, actions[s])
+        got = groups.merge([groups.recv(g) for g in range(len(groups))])
+        for a, b in zip(step[:4], got[:4], strict=True):
+            assert np.array_equal(a, b)
+        for key in step[4]:
+            assert np.array_equal(step[4][key], got[4][key]), key
+        lives_lost += int(step[2].sum())
+    assert lives_lost > 0  # the check crossed terminations and their reset steps
+    whole.close()
+    groups.close()

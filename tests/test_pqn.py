@@ -163,6 +163,27 @@ def test_captured_update_trains_as_the_eager_one(tmp_path, optimizer):
             assert torch.equal(graphed.optimizer.state[q][key], value), key
 
 
+def test_env_groups_play_and_train_as_one_vector_env(tmp_path):
+    """--env-groups 2 acts on one half of the Pong games while the other half is emulated: the
+    rollouts hold the same observations, actions and flags as with one group, and the weights
+    end as close as two batch sizes of one forward pass allow."""
+    def run(name: str, groups: int) -> PQNTrainer:
+        cfg = PQNConfig(game="pong", total_steps=512, num_envs=16, rollout=16, minibatches=4,
+                        env_groups=groups, save_every=10**6, saliency_every=0, progress=False,
+                        run_dir=str(tmp_path / name))  # fmt: skip
+        trainer = PQNTrainer(cfg)
+        trainer.run()
+        return trainer
+
+    one, two = run("one", 1), run("two", 2)
+    assert len(two.env) == 2 and two.global_step == one.global_step == 512
+    for key in ("obs", "actions", "rewards", "terminated", "cut", "valid"):
+        assert torch.equal(one.buffer[key], two.buffer[key]), key
+    assert one.buffer["actions"][-1].ne(one.buffer["actions"][-1, 0]).any()  # greedy, not constant
+    for k, v in one.q_network.state_dict().items():
+        torch.testing.assert_close(two.q_network.state_dict()[k], v)
+
+
 def test_optimizer_state_loads_into_the_session_s_implementation():
     """A checkpoint's optimizer loads its values, never how it runs: a fused Adam's state goes
     into a capturable one (a device lr tensor, which a CUDA graph reads, filled in place) and back."""
@@ -249,6 +270,8 @@ def test_pqn_checkpoint_through_the_analysis_scripts(pong_pqn, tmp_path):
         (["--max-grad-norm", "-1"], "--max-grad-norm must be > 0"),
         (["--game", "pongg"], "unknown game 'pongg'"),
         (["--cuda-graph", "--device", "cpu"], "--cuda-graph needs a CUDA device"),
+        (["--env-groups", "3"], "--env-groups 3 must divide --num-envs 128"),
+        (["--game", "catch", "--env-groups", "2"], "--env-groups must be 1 for catch"),
     ],
 )
 def test_bad_flags_are_one_line(flags, message, tmp_path):

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from envs import CatchVectorEnv, episode_ended, make_atari_env, make_vector_env, resolve_game
+from envs.groups import EnvGroups
 from envs.options import AtariOptions
 
 CATCH_ACTIONS = ["LEFT", "STAY", "RIGHT"]
@@ -64,13 +65,15 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def make_training_env(cfg: Any, seed: int) -> tuple[Any, AtariOptions | None, str]:
+def make_training_env(
+    cfg: Any, seed: int, num_envs: int | None = None
+) -> tuple[Any, AtariOptions | None, str]:
     """Vector env for training: (env, Atari options or None for Catch, game name). Atari rewards
-    stay unclipped so that logged returns are game scores; the trainers clip for the targets."""
+    stay unclipped so that logged returns are game scores; the trainers clip for the targets.
+    ``num_envs`` overrides ``cfg.num_envs`` (one group of :func:`make_env_groups`)."""
+    num_envs = cfg.num_envs if num_envs is None else num_envs
     if cfg.game.lower() == "catch":
-        env = CatchVectorEnv(
-            cfg.num_envs, stack_num=2, miss_reward=cfg.catch_miss_reward, seed=seed
-        )
+        env = CatchVectorEnv(num_envs, stack_num=2, miss_reward=cfg.catch_miss_reward, seed=seed)
         return env, None, "catch"
     options = AtariOptions(
         stack_num=cfg.stack_num,
@@ -79,7 +82,15 @@ def make_training_env(cfg: Any, seed: int) -> tuple[Any, AtariOptions | None, st
         life_loss_info=cfg.life_loss_info,
     )
     game = resolve_game(cfg.game)
-    return make_vector_env(game, cfg.num_envs, seed=seed, **options.as_dict()), options, game
+    return make_vector_env(game, num_envs, seed=seed, **options.as_dict()), options, game
+
+
+def make_env_groups(cfg: Any, seed: int, groups: int) -> tuple[EnvGroups, AtariOptions | None, str]:
+    """:func:`make_training_env`'s envs as ``groups`` vector envs of ``cfg.num_envs / groups``
+    (see ``envs.groups``), seeded so that they are the same games."""
+    size = cfg.num_envs // groups
+    made = [make_training_env(cfg, seed + g * size, size) for g in range(groups)]
+    return EnvGroups([env for env, _, _ in made]), made[0][1], made[0][2]
 
 
 def action_names(game: str, options: AtariOptions | None) -> list[str]:

@@ -47,7 +47,7 @@ from agents.common.training import (
     check_config_types,
     check_device,
     linear_schedule,
-    make_training_env,
+    make_env_groups,
     resolve_device,
 )
 from agents.qlearning.graphed import GraphedStep
@@ -136,6 +136,11 @@ class PQNConfig:
     """Capture the minibatch update (forward, backward, clipping, optimizer step) as one CUDA graph
     and replay it: on an H200 the update was bound by launching its small kernels one by one
     (docs/benchmarks.md). CUDA only; its speed has not been measured yet."""
+    env_groups: int = 1
+    """Split the envs into this many groups, each its own ALE vector env, and act on one group
+    while ALE's threads emulate the others (``envs.groups``): for a GPU machine with cores to
+    spare. The games and the exploration draws are those of one group (a forward pass over fewer
+    observations may round differently). Atari only."""
     threads: int = 0
     """Torch CPU threads (0: torch's default)."""
     log_every: int = 10_000
@@ -165,7 +170,7 @@ class PQNConfig:
         """Refuse bad values, one line each, before any environment or network is built."""
         check_config_types(self)
         positive = ("total_steps", "num_envs", "rollout", "epochs", "minibatches", "save_every",
-                    "log_every", "stack_num")  # fmt: skip
+                    "log_every", "stack_num", "env_groups")  # fmt: skip
         for name in positive:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -174,6 +179,11 @@ class PQNConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ValueError(f"--{name.replace('_', '-')} must be an integer >= 0, got {value!r}")
+        if self.num_envs % self.env_groups:
+            raise ValueError(f"--env-groups {self.env_groups} must divide --num-envs {self.num_envs}")
+        if self.env_groups > 1 and self.game.lower() == "catch":
+            raise ValueError("--env-groups must be 1 for catch: its games step in the trainer's own "
+                             "thread, so there is no emulation to overlap")
         if self.num_envs * self.rollout < self.minibatches:
             raise ValueError(
                 f"--minibatches {self.minibatches} exceeds the {self.num_envs * self.rollout} "
@@ -247,7 +257,7 @@ class PQNTrainer:
         resume_from = None
         if cfg.resume:
             resume_from, fields = resume_config(
-                cfg, session=("device", "progress", "time_limit", "threads", "cuda_graph"),
+                cfg, session=("device", "progress", "time_limit", "threads", "cuda_graph", "env_groups"),
                 budget=("total_steps", "save_every", "log_every", "keep_checkpoints"), given=given,
             )
             cfg = PQNConfig(**fields)
@@ -258,7 +268,7 @@ class PQNTrainer:
             torch.set_num_threads(cfg.threads)
         self.device = resolve_device(cfg.device)
         self.run_dir = Path(cfg.run_dir or self._default_run_dir())
-        self.env, self.env_options, self.game = make_training_env(cfg, cfg.seed)
+        self.env, self.env_options, self.game = make_env_groups(cfg, cfg.seed, cfg.env_groups)
         obs_shape = tuple(self.env.single_observation_space.shape)
         self.n_actions = int(self.env.single_action_space.n)
         self.action_names = action_names(self.game, self.env_options)
@@ -337,48 +347,71 @@ class PQNTrainer:
 
     # ---- acting -------------------------------------------------------------------------------
     @torch.no_grad()
-    def act(self, obs: torch.Tensor, epsilon: float) -> tuple[torch.Tensor, torch.Tensor]:
-        """Epsilon-greedy actions for a batch (one forward pass for all envs) and max_a Q."""
+    def act(self, obs: torch.Tensor, explore: torch.Tensor, random: torch.Tensor
+            ) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+        """Epsilon-greedy actions for a batch (one forward pass) and max_a Q: ``random`` where
+        ``explore`` is set, else greedy."""
         with self._autocast():
             q = self.q_network(self._layout(obs))["q"].float()
-        greedy = q.argmax(1)
-        n = len(obs)
-        explore = torch.rand(n, generator=self.generator, device=self.device) < epsilon
-        random = torch.randint(self.n_actions, (n,), generator=self.generator, device=self.device)
-        return torch.where(explore, random, greedy), q.max(1).values
+        return torch.where(explore, random, q.argmax(1)), q.max(1).values
 
     def collect(self, stop: StopFlag) -> int:
         """Play one rollout into ``self.buffer``; returns the steps per env played (fewer than
-        ``rollout`` only when a stop was requested)."""
-        c, b = self.cfg, self.buffer
+        ``rollout`` only when a stop was requested).
+
+        Each step acts on the env groups in turn and sends each its actions at once; a group's
+        results are received just before it acts again, so that acting on one group overlaps the
+        emulation of the others (with one group: act, step, act, step). The exploration draws are
+        made for all envs at once, so the number of groups changes no action."""
+        c, b, env = self.cfg, self.buffer, self.env
         epsilon = self.epsilon()
-        for t in range(c.rollout):
-            t0 = time.perf_counter()
-            obs = torch.from_numpy(self.obs).to(self.device, non_blocking=True)
-            b["obs"][t] = obs
-            actions, b["max_q"][t] = self.act(obs, epsilon)
-            b["actions"][t] = actions
-            actions_np = actions.cpu().numpy()
-            t1 = time.perf_counter()
-            valid = ~self.tracker.ended  # a reset step (NEXT_STEP autoreset) is no transition
-            next_obs, rewards, terminated, truncated, info = self.env.step(actions_np)
-            t2 = time.perf_counter()
-            clipped = np.clip(rewards, -1, 1) if c.reward_clipping else rewards
-            ended = self.tracker.update(rewards, terminated, truncated, info, self.writer,
-                                        self.global_step)  # fmt: skip
-            # the step's four rows cross to the device in one copy
-            rows = np.stack([valid, clipped, terminated, ended]).astype(np.float32)
-            rows_t = torch.from_numpy(rows).to(self.device, non_blocking=True)
-            b["valid"][t], b["rewards"][t], b["terminated"][t], b["cut"][t] = rows_t
-            self.obs = self.last_obs = next_obs
-            self.global_step += c.num_envs
-            self.seconds["act"] += t1 - t0
-            self.seconds["env"] += t2 - t1
-            for callback in self.callbacks:
-                callback(self, self.global_step)
-            if stop.requested:
-                return t + 1
-        return c.rollout
+        results: list[Any] = [None] * len(env)
+        steps = c.rollout
+        for t in range(c.rollout + 1):
+            last = t == c.rollout or (t > 0 and stop.requested)
+            if not last:
+                explore = torch.rand(c.num_envs, generator=self.generator, device=self.device) < epsilon
+                random = torch.randint(self.n_actions, (c.num_envs,), generator=self.generator,
+                                       device=self.device)  # fmt: skip
+            for g, s in enumerate(env.slices):
+                if t > 0:
+                    t0 = time.perf_counter()
+                    results[g] = env.recv(g)
+                    self.seconds["env"] += time.perf_counter() - t0
+                    if len(env) == 1:
+                        self.obs = results[g][0]
+                    else:
+                        self.obs[s] = results[g][0]
+                    if g == len(env) - 1:
+                        self._record(t - 1, env.merge(results))
+                if not last:
+                    t0 = time.perf_counter()
+                    obs = torch.from_numpy(self.obs[s]).to(self.device, non_blocking=True)
+                    b["obs"][t, s] = obs
+                    actions, b["max_q"][t, s] = self.act(obs, explore[s], random[s])
+                    b["actions"][t, s] = actions
+                    env.send(g, actions.cpu().numpy())
+                    self.seconds["act"] += time.perf_counter() - t0
+            if last:
+                steps = t
+                break
+        return steps
+
+    def _record(self, t: int, step: tuple[Any, ...]) -> None:
+        """Step ``t``'s rewards and flags into the buffer, once every group has returned it."""
+        _, rewards, terminated, truncated, info = step
+        valid = ~self.tracker.ended  # a reset step (NEXT_STEP autoreset) is no transition
+        clipped = np.clip(rewards, -1, 1) if self.cfg.reward_clipping else rewards
+        ended = self.tracker.update(rewards, terminated, truncated, info, self.writer, self.global_step)
+        # the step's four rows cross to the device in one copy
+        rows = np.stack([valid, clipped, terminated, ended]).astype(np.float32)
+        rows_t = torch.from_numpy(rows).to(self.device, non_blocking=True)
+        b = self.buffer
+        b["valid"][t], b["rewards"][t], b["terminated"][t], b["cut"][t] = rows_t
+        self.last_obs = self.obs
+        self.global_step += self.cfg.num_envs
+        for callback in self.callbacks:
+            callback(self, self.global_step)
 
     # ---- learning -----------------------------------------------------------------------------
     def learn(self, steps: int) -> dict[str, float]:
@@ -526,8 +559,8 @@ class PQNTrainer:
             "tracker": self.tracker.state(),
             "optimizer": opt_meta,
         }
-        if hasattr(self.env, "get_state"):
-            arrays, rngs = self.env.get_state()
+        if (games := self._restorable_env()) is not None:
+            arrays, rngs = games.get_state()
             tensors.update({f"env.{k}": torch.from_numpy(v) for k, v in arrays.items()})
             state["env_rngs"] = rngs
         files: dict[str, Any] = {
@@ -538,6 +571,11 @@ class PQNTrainer:
         }
         return write_checkpoint(self.run_dir, self.global_step, files, self.cfg.keep_checkpoints)
 
+    def _restorable_env(self) -> Any:
+        """The vector env whose games a checkpoint can hold (Catch, one group), or None."""
+        games = self.env.envs[0]
+        return games if len(self.env) == 1 and hasattr(games, "get_state") else None
+
     def _restore(self, ckpt: Path) -> None:
         require_same_network(ckpt, self.q_network.architecture(), self.game)
         load_state(self.q_network, read_tensors(ckpt / MODEL), ckpt / MODEL)
@@ -547,9 +585,9 @@ class PQNTrainer:
         torch.set_rng_state(tensors["rng.torch"])
         self.generator.set_state(tensors["rng.generator"])
         self.global_step, self.updates = state["global_step"], state["updates"]
-        if "env_rngs" in state and hasattr(self.env, "set_state"):
+        if "env_rngs" in state and (games := self._restorable_env()) is not None:
             arrays = {k[4:]: v.numpy() for k, v in tensors.items() if k.startswith("env.")}
-            self.env.set_state(arrays, state["env_rngs"])
+            games.set_state(arrays, state["env_rngs"])
             self.obs = tensors["obs"].numpy().copy()
             self.tracker.load(state["tracker"])
         else:  # ALE's vector env cannot be restored: the episodes in progress start afresh
