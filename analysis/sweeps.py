@@ -124,6 +124,36 @@ def window_returns(run_dir: str | Path, window: int) -> dict[str, float]:
             "last": float(means[-1])}  # fmt: skip
 
 
+def every_window(run_dir: str | Path, window: int, tags: list[str], since: int = 0) -> list[dict[str, float]]:
+    """Each window of ``window`` steps from ``since`` on: its first step and every tag's mean over
+    the points logged in it (NaN where a tag has none), for reading a long run's curve in numbers.
+    Windows in which no tag logged a point are left out."""
+    if window < 1:
+        raise ValueError(f"--window must be >= 1 step, got {window}")
+    means: dict[int, dict[str, float]] = {}
+    for tag in tags:
+        curve = [(s, v) for s, v in training_curve(run_dir, tag) if s >= since]
+        if not curve:
+            raise ValueError(f"{str(run_dir)!r} has no {tag} at or after step {since:,}")
+        steps = np.array([s for s, _ in curve], np.int64)
+        values = np.array([v for _, v in curve])
+        index = (steps - since) // window
+        for k in np.unique(index):
+            means.setdefault(int(k), {})[tag] = float(values[index == k].mean())
+    return [{"step": since + k * window, **{t: means[k].get(t, math.nan) for t in tags}}
+            for k in sorted(means)]  # fmt: skip
+
+
+def every_window_table(run_dir: str | Path, window: int, tags: list[str], since: int = 0) -> str:
+    """:func:`every_window` as a Markdown table, a row per window."""
+    def cell(v: float) -> str:
+        return "" if math.isnan(v) else f"{v:.2f}" if abs(v) >= 1 else f"{v:.3g}"
+
+    rows = [[f"{w['step']:,}", *(cell(w[t]) for t in tags)]
+            for w in every_window(run_dir, window, tags, since)]  # fmt: skip
+    return markdown_table(["window from step", *(f"mean {t}" for t in tags)], rows)
+
+
 def window_table(run_dirs: list[str], window: int) -> str:
     """:func:`window_returns` of each run as a Markdown table (docs/benchmarks.md's Breakout runs)."""
     rows = []

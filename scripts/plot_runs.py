@@ -7,6 +7,10 @@ seeds of one curve, drawn as their mean with a 95% band.
 
 --table also prints each run's mean return over its first window of --window steps, its best
 window and its last one, as a Markdown table (raw returns, not the figure's smoothed curve).
+--every-window prints every window instead, a table per run, with the mean of each --tags scalar:
+
+    python scripts/plot_runs.py --runs runs/a --every-window --window 200000 --since 7000000 \
+        --tags charts/episodic_return charts/learning_rate     # no --out: no figure
 """
 
 from __future__ import annotations
@@ -21,35 +25,50 @@ import tyro
 class Args:
     runs: list[str]
     """Run directories (any trainer's: DQN, PQN, glimpse)."""
-    out: str
-    """Output figure (.png)."""
+    out: str = ""
+    """Output figure (.png); empty draws none (then --table or --every-window is needed)."""
     labels: list[str] = field(default_factory=list)
     """One label per run (default: the run directory's name); a repeated label averages seeds."""
     smooth: float = 0.05
     """Trailing-mean window, as a fraction of each curve's points."""
     table: bool = False
     """Also print the first, best and last window's mean return of each run (Markdown)."""
+    every_window: bool = False
+    """Print every window of --window steps of each run (from --since), with each --tags mean."""
+    tags: list[str] = field(default_factory=lambda: ["charts/episodic_return"])
+    """Scalars that --every-window averages over each window (any tag the run logged)."""
+    since: int = 0
+    """First step of --every-window's first window."""
     window: int = 200_000
-    """Steps per window of --table."""
+    """Steps per window of --table and --every-window."""
 
 
 def main() -> None:
     args = tyro.cli(Args, description=__doc__)
-    from analysis.sweeps import load_runs, plot_curves, window_table
+    from analysis.sweeps import every_window_table, load_runs, plot_curves, window_table
     from analysis.video import check_output_file
 
     try:
         if not 0.0 < args.smooth <= 1.0:
             raise ValueError(f"--smooth must be in (0, 1], got {args.smooth}")
-        out = check_output_file(args.out, ".png")
+        if not (args.out or args.table or args.every_window):
+            raise ValueError("nothing to do: give --out FIGURE.png, --table or --every-window")
+        if args.since < 0:
+            raise ValueError(f"--since must be >= 0, got {args.since}")
+        out = check_output_file(args.out, ".png") if args.out else None
         trials = load_runs(args.runs, args.labels, args.smooth)
-        table = window_table(args.runs, args.window) if args.table else ""
-        plot_curves(trials, out)
+        tables = [window_table(args.runs, args.window)] if args.table else []
+        if args.every_window:
+            tables += [f"{run}\n\n{every_window_table(run, args.window, args.tags, args.since)}"
+                       for run in args.runs]  # fmt: skip
+        if out is not None:
+            plot_curves(trials, out)
     except ValueError as e:
         sys.exit(f"error: {e}")
-    if table:
-        print(table)
-    print(f"wrote {args.out}")
+    if tables:
+        print("\n\n".join(tables))
+    if out is not None:
+        print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ import pytest
 
 from agents.common.sweep import SweepSpec, check_address, parse_param, trial_name
 from analysis.sweeps import (
+    every_window,
     load_runs,
     load_trials,
     smooth,
@@ -215,6 +216,39 @@ def test_window_table_by_hand(tmp_path):
     assert "| run | steps | first 0.3k | best 0.3k | last 0.3k |" in done.stdout
     with pytest.raises(ValueError, match="has no charts/episodic_return yet"):
         window_returns(tmp_path, 300)
+
+
+def test_every_window_by_hand(tmp_path):
+    """Returns at steps 100..1000 and a second tag at 200, 400, ..., 1000: windows of 300 from step
+    200 hold 200-400, 500-700 and 800-1000; a tag with no point in a window is NaN; the script
+    prints the table without a figure and refuses a tag the run never logged in one line."""
+    write_trial(tmp_path, "w1", 1, {}, [1.0, 3.0, 10.0, 0.0, 2.0, 4.0, 6.0, 8.0, 5.0, 7.0])
+    run = tmp_path / "runs" / "w1"
+    (run / "config.json").write_text(json.dumps({"env": "breakout", "seed": 1}))
+    from torch.utils.tensorboard import SummaryWriter
+
+    with SummaryWriter(str(run)) as w:
+        for step in (200, 400, 1000):
+            w.add_scalar("charts/learning_rate", step / 1000, step)
+    rows = every_window(run, 300, ["charts/episodic_return", "charts/learning_rate"], since=200)
+    # returns: [3, 10, 0] -> 13/3, [2, 4, 6] -> 4, [8, 5, 7] -> 20/3; rates: [0.2, 0.4], -, [1.0]
+    assert [r["step"] for r in rows] == [200, 500, 800]
+    assert [r["charts/episodic_return"] for r in rows] == pytest.approx([13 / 3, 4.0, 20 / 3])
+    rates = [r["charts/learning_rate"] for r in rows]
+    assert rates[0] == pytest.approx(0.3) and np.isnan(rates[1]) and rates[2] == pytest.approx(1.0)
+    done = subprocess.run([sys.executable, "scripts/plot_runs.py", "--runs", str(run), "--every-window",
+                           "--window", "300", "--since", "200", "--tags", "charts/episodic_return",
+                           "charts/learning_rate"], cwd=ROOT, capture_output=True, text=True)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "| 200 | 4.33 | 0.3 |" in done.stdout and "| 500 | 4.00 |  |" in done.stdout
+    assert "wrote" not in done.stdout
+    for argv, message in ((["--tags", "losses/nope"], "has no losses/nope at or after step 0"),
+                          ([], None)):  # fmt: skip
+        done = subprocess.run([sys.executable, "scripts/plot_runs.py", "--runs", str(run),
+                               *(["--every-window", *argv] if message else [])], cwd=ROOT,
+                              capture_output=True, text=True)  # fmt: skip
+        assert done.returncode == 1 and done.stderr.strip().count("\n") == 0, done.stderr
+        assert (message or "nothing to do: give --out") in done.stderr
 
 
 # Ray's start and the trials share the cores with another test file under `make test` (one xdist

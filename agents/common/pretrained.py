@@ -39,14 +39,15 @@ EVAL = "eval.json"
 CURVE = "curve.csv"
 
 
-def training_curve(run_dir: str | Path) -> list[tuple[int, float]]:
-    """``charts/episodic_return`` of a run's TensorBoard events as (step, return) pairs."""
+def training_curve(run_dir: str | Path, tag: str = "charts/episodic_return") -> list[tuple[int, float]]:
+    """A scalar of a run's TensorBoard events (the game score by default) as (step, value) pairs;
+    empty if the run never logged it."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     events = EventAccumulator(str(run_dir), size_guidance={"scalars": 0}).Reload()
-    if "charts/episodic_return" not in events.Tags()["scalars"]:
+    if tag not in events.Tags()["scalars"]:
         return []
-    return [(int(e.step), float(e.value)) for e in events.Scalars("charts/episodic_return")]
+    return [(int(e.step), float(e.value)) for e in events.Scalars(tag)]
 
 
 def machine_name() -> str:
