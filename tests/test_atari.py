@@ -229,8 +229,9 @@ def test_options_defaults_match_ale_vector_env():
 
 
 def test_env_groups_are_the_games_of_one_vector_env():
-    """Two groups of 4, sent and received in turn, return what one vector env of 8 returns for the
-    same seed and actions, across life losses and NEXT_STEP reset steps (Breakout, random play)."""
+    """Two groups of 4, sent and received in turn (or stepped together), return what one vector env
+    of 8 returns for the same seed and actions, across life losses and NEXT_STEP reset steps
+    (Breakout, random play, sticky actions)."""
     from envs.groups import EnvGroups
 
     opts = dict(life_loss_info=True, repeat_action_probability=0.25)
@@ -241,12 +242,15 @@ def test_env_groups_are_the_games_of_one_vector_env():
     assert np.array_equal(obs, obs_g) and np.array_equal(info["env_id"], info_g["env_id"])
     rng = np.random.default_rng(0)
     lives_lost = 0
-    for _ in range(300):
+    for i in range(300):
         actions = rng.integers(0, 4, 8)
         step = whole.step(actions)
-        for g, s in enumerate(groups.slices):  # what a trainer does: all sent, then received
-            groups.send(g, actions[s])
-        got = groups.merge([groups.recv(g) for g in range(len(groups))])
+        if i % 2:
+            got = groups.step(actions)
+        else:  # what the PQN trainer does: each group sent, later received
+            for g, s in enumerate(groups.slices):
+                groups.send(g, actions[s])
+            got = groups.merge([groups.recv(g) for g in range(len(groups))])
         for a, b in zip(step[:4], got[:4], strict=True):
             assert np.array_equal(a, b)
         for key in step[4]:
