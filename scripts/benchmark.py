@@ -381,10 +381,10 @@ class PqnGpu:
     """Write the table into docs/benchmarks.md."""
 
 
-PQN_GPU_SETUPS = (("float32", {}), ("float32, CUDA graph", {"cuda_graph": True}),
-                  ("float32, CUDA graph, 2 env groups", {"cuda_graph": True, "env_groups": 2}),
+PQN_GPU_SETUPS = (("float32", {}), ("float32, CUDA graphs", {"cuda_graph": True}),
+                  ("float32, CUDA graphs, 2 env groups", {"cuda_graph": True, "env_groups": 2}),
                   ("float32, 2 env groups", {"env_groups": 2}),
-                  ("bf16 autocast, CUDA graph", {"bf16": True, "cuda_graph": True}))  # fmt: skip
+                  ("bf16 autocast, CUDA graphs", {"bf16": True, "cuda_graph": True}))  # fmt: skip
 """In the order a GPU window should measure them: scripts/gpu_window.sh trains with the fastest of
 the float32 setups (bf16 changes the numbers, not only the speed)."""
 

@@ -39,8 +39,8 @@ else
   flags=$("$PYTHON" - "$OUT/pqn_gpu.json" <<'PY' 2>/dev/null
 import json, sys
 r = json.load(open(sys.argv[1]))
-flags = {"float32": "", "float32, CUDA graph": "--cuda-graph",
-         "float32, CUDA graph, 2 env groups": "--cuda-graph --env-groups 2",
+flags = {"float32": "", "float32, CUDA graphs": "--cuda-graph",
+         "float32, CUDA graphs, 2 env groups": "--cuda-graph --env-groups 2",
          "float32, 2 env groups": "--env-groups 2"}
 sps = {f: r[f"128 envs, {k}"]["sps"] for k, f in flags.items() if "sps" in r.get(f"128 envs, {k}", {})}
 print(max(sps, key=sps.get) if sps else "")

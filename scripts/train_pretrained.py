@@ -44,7 +44,7 @@ class Args:
     seed: int = 1
     """Training seed."""
     cuda_graph: bool = False
-    """Replay each minibatch update as a captured CUDA graph (train_pqn.py --cuda-graph)."""
+    """Replay each minibatch update and acting pass as captured CUDA graphs (train_pqn.py --cuda-graph)."""
     env_groups: int = 1
     """Act on one group of envs while the others are emulated (train_pqn.py --env-groups)."""
     progress: bool = True

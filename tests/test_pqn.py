@@ -147,8 +147,9 @@ def test_resume_from_a_checkpoint_reaches_the_uninterrupted_weights(tmp_path):
 
 @pytest.mark.parametrize("optimizer", ["adam", "radam"])
 def test_captured_update_trains_as_the_eager_one(tmp_path, optimizer):
-    """--cuda-graph's update without the graph itself, which needs CUDA: the warm-up steps before
-    a capture are undone in place, and each replayed step is the eager step, so the weights and the
+    """--cuda-graph's update and acting pass without the graphs themselves, which need CUDA: the
+    warm-up steps before a capture are undone in place, each replayed step is the eager step, and
+    acting reads each observation through the graph's input tensor, so the weights and the
     optimizer's state end bitwise equal to an eager run's."""
     eager = PQNTrainer(small_catch(tmp_path, "eager", optimizer=optimizer))
     eager.run()
@@ -156,6 +157,7 @@ def test_captured_update_trains_as_the_eager_one(tmp_path, optimizer):
     graphed.cfg = dataclasses.replace(graphed.cfg, cuda_graph=True)  # on CPU: no capture
     graphed.run()
     assert graphed.graphed is not None and graphed.graphed.graph is None
+    assert graphed.graphed_act is not None and graphed.graphed_act.graph is None
     for k, v in eager.q_network.state_dict().items():
         assert torch.equal(graphed.q_network.state_dict()[k], v), k
     for p, q in zip(eager.q_network.parameters(), graphed.q_network.parameters(), strict=True):

@@ -85,6 +85,23 @@ def test_gpu_window_script_rehearses_on_cpu(tmp_path):
     assert not any("checkpoint" in n for n in names)
 
 
+def test_gpu_window_picks_among_the_benchmark_s_float32_setups():
+    """gpu_window.sh maps the benchmark's setup labels to training flags: every float32 setup of
+    benchmark.py pqn-gpu is there, with the flags of its options."""
+    import re
+
+    from scripts.benchmark import PQN_GPU_SETUPS
+
+    script = (ROOT / "scripts" / "gpu_window.sh").read_text()
+    mapping = dict(re.findall(r'"(float32[^"]*)": "([^"]*)"', script))
+    float32 = {label: options for label, options in PQN_GPU_SETUPS if not options.get("bf16")}
+    assert set(mapping) == set(float32)
+    for label, options in float32.items():
+        flags = (["--cuda-graph"] if options.get("cuda_graph") else []) + (
+            ["--env-groups", str(options["env_groups"])] if "env_groups" in options else [])
+        assert mapping[label].split() == flags, label
+
+
 def test_pack_agent_ships_a_glimpse_run_that_loads_plays_and_trains_on(tmp_path):
     """A run that needs more sessions than one ships with its optimizer state: the packed folder
     is a run directory that load_checkpoint and one_episode take, and a copy of it resumes at its

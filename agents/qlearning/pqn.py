@@ -50,7 +50,7 @@ from agents.common.training import (
     make_env_groups,
     resolve_device,
 )
-from agents.qlearning.graphed import GraphedStep
+from agents.qlearning.graphed import GraphedForward, GraphedStep
 from agents.qlearning.networks import build_q_network
 from envs import resolve_game
 
@@ -133,9 +133,9 @@ class PQNConfig:
     bf16: bool = False
     """bfloat16 autocast for the network passes (weights, targets and the loss stay float32)."""
     cuda_graph: bool = False
-    """Capture the minibatch update (forward, backward, clipping, optimizer step) as one CUDA graph
-    and replay it: on an H200 the update was bound by launching its small kernels one by one
-    (docs/benchmarks.md). CUDA only; its speed has not been measured yet."""
+    """Capture the minibatch update (forward, backward, clipping, optimizer step) and the acting
+    pass as CUDA graphs and replay them: on an H200 both were bound by launching their small
+    kernels one by one (docs/benchmarks.md). CUDA only; its speed has not been measured yet."""
     env_groups: int = 1
     """Split the envs into this many groups, each its own ALE vector env, and act on one group
     while ALE's threads emulate the others (``envs.groups``): for a GPU machine with cores to
@@ -297,6 +297,7 @@ class PQNTrainer:
         # per update: sums over its minibatches of the TD loss, Q(s, a), V and std A, on the device
         self.sums = torch.zeros(4, device=dev)
         self.graphed: GraphedStep | None = None  # the captured minibatch update (--cuda-graph)
+        self.graphed_act: GraphedForward | None = None  # and the captured acting pass
         self.obs: np.ndarray | None = None
         self.last_obs: np.ndarray | None = None  # for callbacks (SaliencyLogger reads it)
         self.writer: SummaryWriter | None = None
@@ -346,13 +347,21 @@ class PQNTrainer:
         return c.learning_rate * max(0.0, 1.0 - self.global_step / c.total_steps)
 
     # ---- acting -------------------------------------------------------------------------------
+    def _q(self, obs: torch.Tensor) -> torch.Tensor:
+        with self._autocast():
+            return self.q_network(self._layout(obs))["q"].float()
+
     @torch.no_grad()
     def act(self, obs: torch.Tensor, explore: torch.Tensor, random: torch.Tensor
             ) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
         """Epsilon-greedy actions for a batch (one forward pass) and max_a Q: ``random`` where
-        ``explore`` is set, else greedy."""
-        with self._autocast():
-            q = self.q_network(self._layout(obs))["q"].float()
+        ``explore`` is set, else greedy. With --cuda-graph the forward pass is a replayed graph."""
+        if self.cfg.cuda_graph:
+            if self.graphed_act is None:
+                self.graphed_act = GraphedForward(self._q, obs, capture=self.device.type == "cuda")
+            q = self.graphed_act(obs)
+        else:
+            q = self._q(obs)
         return torch.where(explore, random, q.argmax(1)), q.max(1).values
 
     def collect(self, stop: StopFlag) -> int:
@@ -419,9 +428,9 @@ class PQNTrainer:
         ``minibatches`` gradient steps on 0.5 (Q(s, a) - G)^2 over its valid transitions (a reset
         step of NEXT_STEP autoreset is not one)."""
         c, b = self.cfg, self.buffer
-        with torch.no_grad(), self._autocast():
+        with torch.no_grad():
             obs = torch.from_numpy(self.obs).to(self.device, non_blocking=True)
-            b["max_q"][steps] = self.q_network(self._layout(obs))["q"].float().max(1).values
+            b["max_q"][steps] = self._q(obs).max(1).values
         b["targets"][:steps] = q_lambda_targets(
             b["rewards"][:steps], b["terminated"][:steps], b["cut"][:steps],
             b["max_q"][1 : steps + 1], c.gamma, c.q_lambda,
