@@ -365,8 +365,8 @@ def run_pqn(cfg: Pqn) -> None:
 
 @dataclass
 class PqnGpu:
-    """PQN with --device cuda on Pong at several env counts, eager and with --cuda-graph, with where
-    the time goes."""
+    """PQN with --device cuda on Pong at several env counts, eager, with --cuda-graph and with
+    --env-groups 2, with where the time goes."""
 
     game: str = "pong"
     """Game to train on."""
