@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from agents.common.pretrained import training_curve
+from agents.common.pretrained import scalar_curves, training_curve
 from agents.common.sweep import TRIAL_FILE, variant_label
 from analysis.compare import mean_ci_dict
 from analysis.render import markdown_table, pyplot, save_figure
@@ -111,28 +111,27 @@ def window_returns(run_dir: str | Path, window: int) -> dict[str, float]:
     each the mean of the games that ended in it: the first window's, the best one's and the last
     one's (the table of a long run: where it started, its peak, where it is), with the last step
     logged. Windows in which no game ended are skipped."""
-    if window < 1:
-        raise ValueError(f"--window must be >= 1 step, got {window}")
+    tag = "charts/episodic_return"
     curve = training_curve(run_dir)
-    if not curve:
-        raise ValueError(f"{str(run_dir)!r} has no charts/episodic_return yet")
-    steps = np.array([s for s, _ in curve], np.int64)
-    returns = np.array([r for _, r in curve])
-    index = steps // window
-    means = [returns[index == k].mean() for k in np.unique(index)]
-    return {"steps": int(steps.max()), "first": float(means[0]), "best": float(max(means)),
-            "last": float(means[-1])}  # fmt: skip
+    means = [w[tag] for w in _window_means(run_dir, {tag: curve}, window, 0)]
+    return {"steps": max(s for s, _ in curve), "first": means[0], "best": max(means),
+            "last": means[-1]}  # fmt: skip
 
 
 def every_window(run_dir: str | Path, window: int, tags: list[str], since: int = 0) -> list[dict[str, float]]:
     """Each window of ``window`` steps from ``since`` on: its first step and every tag's mean over
     the points logged in it (NaN where a tag has none), for reading a long run's curve in numbers.
     Windows in which no tag logged a point are left out."""
+    return _window_means(run_dir, scalar_curves(run_dir, tags), window, since)
+
+
+def _window_means(run_dir: str | Path, curves: dict[str, list[tuple[int, float]]], window: int,
+                  since: int) -> list[dict[str, float]]:  # fmt: skip
     if window < 1:
         raise ValueError(f"--window must be >= 1 step, got {window}")
     means: dict[int, dict[str, float]] = {}
-    for tag in tags:
-        curve = [(s, v) for s, v in training_curve(run_dir, tag) if s >= since]
+    for tag, points in curves.items():
+        curve = [(s, v) for s, v in points if s >= since]
         if not curve:
             raise ValueError(f"{str(run_dir)!r} has no {tag} at or after step {since:,}")
         steps = np.array([s for s, _ in curve], np.int64)
@@ -140,7 +139,7 @@ def every_window(run_dir: str | Path, window: int, tags: list[str], since: int =
         index = (steps - since) // window
         for k in np.unique(index):
             means.setdefault(int(k), {})[tag] = float(values[index == k].mean())
-    return [{"step": since + k * window, **{t: means[k].get(t, math.nan) for t in tags}}
+    return [{"step": since + k * window, **{t: means[k].get(t, math.nan) for t in curves}}
             for k in sorted(means)]  # fmt: skip
 
 

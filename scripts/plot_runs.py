@@ -56,7 +56,7 @@ def main() -> None:
         if args.since < 0:
             raise ValueError(f"--since must be >= 0, got {args.since}")
         out = check_output_file(args.out, ".png") if args.out else None
-        trials = load_runs(args.runs, args.labels, args.smooth)
+        trials = load_runs(args.runs, args.labels, args.smooth) if out is not None else []
         tables = [window_table(args.runs, args.window)] if args.table else []
         if args.every_window:
             tables += [f"{run}\n\n{every_window_table(run, args.window, args.tags, args.since)}"

@@ -214,7 +214,7 @@ def test_window_table_by_hand(tmp_path):
                           capture_output=True, text=True)  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert "| run | steps | first 0.3k | best 0.3k | last 0.3k |" in done.stdout
-    with pytest.raises(ValueError, match="has no charts/episodic_return yet"):
+    with pytest.raises(ValueError, match="has no charts/episodic_return at or after step 0"):
         window_returns(tmp_path, 300)
 
 

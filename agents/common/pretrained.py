@@ -39,15 +39,20 @@ EVAL = "eval.json"
 CURVE = "curve.csv"
 
 
-def training_curve(run_dir: str | Path, tag: str = "charts/episodic_return") -> list[tuple[int, float]]:
-    """A scalar of a run's TensorBoard events (the game score by default) as (step, value) pairs;
-    empty if the run never logged it."""
+def scalar_curves(run_dir: str | Path, tags: list[str]) -> dict[str, list[tuple[int, float]]]:
+    """Scalars of a run's TensorBoard events, read once, as (step, value) pairs per tag; a tag the
+    run never logged gets an empty list."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     events = EventAccumulator(str(run_dir), size_guidance={"scalars": 0}).Reload()
-    if tag not in events.Tags()["scalars"]:
-        return []
-    return [(int(e.step), float(e.value)) for e in events.Scalars(tag)]
+    logged = set(events.Tags()["scalars"])
+    return {tag: [(int(e.step), float(e.value)) for e in events.Scalars(tag)] if tag in logged else []
+            for tag in tags}  # fmt: skip
+
+
+def training_curve(run_dir: str | Path) -> list[tuple[int, float]]:
+    """``charts/episodic_return`` (the game score) of a run's TensorBoard events."""
+    return scalar_curves(run_dir, ["charts/episodic_return"])["charts/episodic_return"]
 
 
 def machine_name() -> str:

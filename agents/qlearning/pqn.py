@@ -375,8 +375,8 @@ class PQNTrainer:
         c, b, env = self.cfg, self.buffer, self.env
         epsilon = self.epsilon()
         results: list[Any] = [None] * len(env)
-        steps = c.rollout
-        for t in range(c.rollout + 1):
+        t = 0
+        while True:
             last = t == c.rollout or (t > 0 and stop.requested)
             if not last:
                 explore = torch.rand(c.num_envs, generator=self.generator, device=self.device) < epsilon
@@ -402,9 +402,8 @@ class PQNTrainer:
                     env.send(g, actions.cpu().numpy())
                     self.seconds["act"] += time.perf_counter() - t0
             if last:
-                steps = t
-                break
-        return steps
+                return t
+            t += 1
 
     def _record(self, t: int, step: tuple[Any, ...]) -> None:
         """Step ``t``'s rewards and flags into the buffer, once every group has returned it."""
