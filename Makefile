@@ -20,14 +20,16 @@ install: $(STAMP)
 
 # The shipped Enduro agent (pretrained/enduro, trained on a GPU): its value/advantage saliency
 # video and the head report over 1,000 frames (about 30 s on 2 cores; the figures of
-# docs/saliency.md), then a short dueling DQN run on Pong (about 2 minutes) so that TensorBoard has a
-# run to show.
+# docs/saliency.md); the shipped Pong agent's saliency video (about 10 s); then a short dueling DQN
+# run on Pong (about 2 minutes) so that TensorBoard has a run to show.
 # The demo run is made anew each time: a training refuses a directory that already holds a run.
 demo: install
 	$(BIN)/python scripts/record_saliency.py --checkpoint pretrained/enduro --steps 600 \
 		--out demo/enduro_saliency.mp4
 	$(BIN)/python scripts/compare_heads.py --checkpoint pretrained/enduro --steps 1000 \
 		--out demo/enduro_report
+	$(BIN)/python scripts/record_saliency.py --checkpoint pretrained/pong --steps 600 \
+		--out demo/pong_saliency.mp4
 	rm -rf runs/demo_pong
 	$(BIN)/python scripts/train_dqn.py --game pong --total-steps 12000 --learning-starts 4000 \
 		--buffer-size 20000 --save-every 4000 --saliency-every 4000 --run-dir runs/demo_pong
