@@ -135,12 +135,13 @@ def sb3(game: str, num_envs: int) -> Setup:
                     num_envs)  # fmt: skip
 
 
-def ppo_rollout_rate(env, n_steps: int) -> dict[str, float]:
-    """Steps/s of SB3 PPO's ``collect_rollouts`` (policy forward, env step, rollout buffer) for one
-    rollout of ``n_steps`` per env, and the share of it spent inside the env's ``step``."""
+def ppo_rollout_rate(env, n_steps: int, device: str = "cpu") -> dict[str, float]:
+    """Steps/s of SB3 PPO's ``collect_rollouts`` (policy forward on ``device``, env step, rollout
+    buffer) for one rollout of ``n_steps`` per env, and the share of it spent inside the env's
+    ``step``."""
     from stable_baselines3 import PPO
 
-    model = PPO("CnnPolicy", env, n_steps=n_steps, seed=0, device="cpu")
+    model = PPO("CnnPolicy", env, n_steps=n_steps, seed=0, device=device)
     _, callback = model._setup_learn(n_steps * env.num_envs, None)
     callback.on_training_start({}, {})
     inner, in_env = model.env.step, [0.0]
@@ -159,10 +160,10 @@ def ppo_rollout_rate(env, n_steps: int) -> dict[str, float]:
     return {"rate": n_steps * env.num_envs / elapsed, "env_share": in_env[0] / elapsed}
 
 
-def benchmark_sb3_rollouts(game: str, num_envs: int, n_steps: int,
-                           repeats: int) -> dict[str, dict[str, float]]:  # fmt: skip
-    """PPO rollouts on our ``sb3_vec_env`` and on SB3's pipeline, alternated ``repeats`` times;
-    medians of each setup's rate and env share."""
+def benchmark_sb3_rollouts(game: str, num_envs: int, n_steps: int, repeats: int,
+                           device: str = "cpu") -> dict[str, dict[str, float]]:  # fmt: skip
+    """PPO rollouts (the policy on ``device``) on our ``sb3_vec_env`` and on SB3's pipeline,
+    alternated ``repeats`` times; medians of each setup's rate and env share."""
     from envs.sb3 import sb3_vec_env
 
     makers = {
@@ -172,7 +173,7 @@ def benchmark_sb3_rollouts(game: str, num_envs: int, n_steps: int,
     runs: dict[str, list[dict[str, float]]] = {name: [] for name in makers}
     for _ in range(repeats):
         for name, make in makers.items():
-            runs[name].append(ppo_rollout_rate(make(), n_steps))
+            runs[name].append(ppo_rollout_rate(make(), n_steps, device))
     return {name: {k: statistics.median(r[k] for r in rs) for k in ("rate", "env_share")}
             for name, rs in runs.items()}  # fmt: skip
 

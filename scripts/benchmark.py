@@ -435,22 +435,36 @@ class Sb3:
     """Steps per env of one rollout (PPO's default)."""
     repeats: int = 3
     """Rollouts per setup; medians are reported."""
+    device: str = "cpu"
+    """Device of PPO's policy: cpu, cuda or auto. On two cores the forward pass, the same for both
+    envs, caps the ratio (docs/benchmarks.md); a GPU takes it off the loop. A CUDA run writes its
+    own section, sb3_gpu, beside the CPU one."""
     write: bool = True
     """Write the table into docs/benchmarks.md."""
 
 
 def run_sb3(cfg: Sb3) -> None:
+    import torch
+
+    from agents.common.training import check_device, resolve_device
     from envs.benchmark import benchmark_sb3_rollouts
 
-    results = benchmark_sb3_rollouts(cfg.game, cfg.num_envs, cfg.n_steps, cfg.repeats)
+    try:
+        check_device(cfg.device)
+    except ValueError as e:
+        raise SystemExit(f"error: {e}") from None
+    device = resolve_device(cfg.device)
+    results = benchmark_sb3_rollouts(cfg.game, cfg.num_envs, cfg.n_steps, cfg.repeats, str(device))
     reference = results[next(k for k in results if k.startswith("SB3"))]["rate"]
     rows = [[cfg.game, name, f"{r['rate']:,.0f}", f"{r['rate'] / reference:.2f}x",
              f"{r['env_share']:.0%}"] for name, r in results.items()]  # fmt: skip
     table = markdown_table(["game", "env", "PPO rollout steps/s", "vs SB3", "time in env.step"],
                            rows)  # fmt: skip
+    if device.type == "cuda":
+        table = f"GPU: {torch.cuda.get_device_name(device)}\n\n{table}"
     print(table)
     if cfg.write:
-        write_section("sb3", table)
+        write_section("sb3_gpu" if device.type == "cuda" else "sb3", table)
 
 
 @dataclass

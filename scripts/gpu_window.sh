@@ -5,14 +5,15 @@
 # whichever float32 setup the benchmark measured fastest. Each game's archive is copied to $OUT as
 # soon as it exists, so a later failure or the command's limit loses nothing before it.
 # A game whose seconds are 0 is skipped. The defaults are what #10 still needs: its 5-minute Pong
-# (--time-limit 300); Enduro already ships (pretrained/enduro, from the first window).
-#   OUT=/tmp/out scripts/gpu_window.sh   # about 8 minutes with the defaults
+# (--time-limit 300); Enduro already ships (pretrained/enduro, from the first window). Last, with
+# what is left, #14's SB3 PPO rollouts with the policy on the GPU (benchmark.py sb3 --device cuda).
+#   OUT=/tmp/out scripts/gpu_window.sh   # about 9 minutes with the defaults
 # CPU rehearsal with tiny budgets (no GPU: --env-groups 2, no --cuda-graph and no benchmark):
 #   OUT=/tmp/out PONG=3 ENDURO=3 EXTRA="--num-envs 4 --rollout 8 --eval-episodes 1 --device cpu" scripts/gpu_window.sh
 set -uo pipefail
 export PYTHONUNBUFFERED=1
 : "${OUT:?set OUT to the folder that comes back}" "${PONG:=300}" "${ENDURO:=0}" "${TOTAL:=5000000}"
-: "${BENCH_STEPS:=60000}" "${BENCH_SECONDS:=130}" "${EXTRA:=}" "${WORK:=runs/pretrained}"
+: "${BENCH_STEPS:=60000}" "${BENCH_SECONDS:=130}" "${SB3_SECONDS:=75}" "${EXTRA:=}" "${WORK:=runs/pretrained}"
 : "${PYTHON:=python3}"  # the interpreter that has the project (a venv's, in the tests)
 mkdir -p "$OUT"
 log=$OUT/log.txt
@@ -62,4 +63,9 @@ done
 # the TensorBoard events of the runs, without their checkpoints
 tar -czf "$OUT"/runs.tar.gz --exclude='checkpoint*' -C "$(dirname "$WORK")" "$(basename "$WORK")"
 rm -rf "$scratch"
+if [ -n "$gpu" ] && [ "$SB3_SECONDS" != 0 ]; then
+  stage "sb3 benchmark with the policy on the GPU"
+  timeout "$SB3_SECONDS" "$PYTHON" scripts/benchmark.py sb3 --device cuda 2>&1 | tee -a "$log"
+  cp docs/benchmarks.md "$OUT"/benchmarks.md
+fi
 stage done

@@ -172,3 +172,20 @@ def test_unsupported_calls_say_what_is_there():
     with pytest.raises(AttributeError, match="only get_action_meanings"):
         env.env_method("clone_state")
     env.close()
+
+
+def test_sb3_benchmark_measures_both_envs_and_refuses_a_bad_device():
+    """benchmark.py sb3 at a tiny size times one PPO rollout on each env (the CPU path of the
+    --device flag a GPU window passes as cuda); a device torch cannot use is one line."""
+    tiny = ["--n-steps", "8", "--num-envs", "2", "--repeats", "1", "--no-write"]
+    done = subprocess.run([sys.executable, "scripts/benchmark.py", "sb3", *tiny], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    rows = [line for line in done.stdout.splitlines() if line.startswith("| pong |")]
+    assert [row.split(" | ")[1] for row in rows] == [
+        "ours, envs.sb3_vec_env x2", "SB3 make_atari_env + VecFrameStack x2"]  # fmt: skip
+    assert rows[1].split(" | ")[3] == "1.00x" and "GPU:" not in done.stdout
+    done = subprocess.run([sys.executable, "scripts/benchmark.py", "sb3", "--device", "tpu", *tiny],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert done.returncode != 0
+    assert done.stderr == "error: --device must be auto, cpu or cuda, got 'tpu'\n"
