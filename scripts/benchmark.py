@@ -366,7 +366,8 @@ def run_pqn(cfg: Pqn) -> None:
 @dataclass
 class PqnGpu:
     """PQN with --device cuda on Pong at several env counts, eager, with --cuda-graph and with
-    --env-groups 2, with where the time goes."""
+    --env-groups 2, with where the time goes: emulators, acting and learning, and within acting
+    the observations' copy to the GPU, measured apart after each run."""
 
     game: str = "pong"
     """Game to train on."""
@@ -406,16 +407,17 @@ def run_pqn_gpu(cfg: PqnGpu) -> None:
                 r = in_fresh_process(pqn, cfg.game, cfg.steps, n, options, "cuda")
             except Exception as e:  # noqa: BLE001 -- reported in the table and the JSON
                 results[f"{n} envs, {label}"] = {"error": f"{type(e).__name__}: {e}"}
-                rows.append([f"PQN, {n} envs, {label}", f"failed: {type(e).__name__}", "", ""])
+                rows.append([f"PQN, {n} envs, {label}", f"failed: {type(e).__name__}", "", "", ""])
             else:
                 results[f"{n} envs, {label}"] = r
                 row = pqn_row(f"PQN, {n} envs, {label}", r, None)
                 del row[2]  # no DQN in this run to compare with
-                rows.append(row)
+                rows.append([*row, f"{r['transfer_ms']:.2f} ms ({r['transfer_share']:.0%})"])
             if cfg.json:
                 Path(cfg.json).write_text(json.dumps(results, indent=2))
             print(" | ".join(rows[-1]), flush=True)
-    table = markdown_table([h for h in PQN_HEADER if h != "vs DQN"], rows)
+    header = [h for h in PQN_HEADER if h != "vs DQN"] + ["observations to GPU per step (share)"]
+    table = markdown_table(header, rows)
     gpu = torch.cuda.get_device_name(0)
     print(gpu, table, sep="\n")
     if cfg.write:

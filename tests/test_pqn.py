@@ -291,3 +291,33 @@ def test_pqn_learns_catch(tmp_path):
     trainer.run()
     net, _ = load_checkpoint(tmp_path / "run")
     assert greedy_catch_rate(net, episodes=100) >= 0.9
+
+
+def test_pqn_gpu_report_keeps_every_setup_and_the_transfer_column(monkeypatch, tmp_path, capsys):
+    """benchmark.py pqn-gpu runs only on a GPU window, so its report is checked here with the runs
+    faked: each setup's row carries the observations' transfer, a setup that fails keeps its
+    row (as many cells as the header) and its error in the JSON, and the JSON is written."""
+    import agents.qlearning.benchmark as qbench
+    from scripts.benchmark import PQN_GPU_SETUPS, PqnGpu, run_pqn_gpu
+
+    def fake_run(fn, game, steps, num_envs, options, device):
+        assert device == "cuda" and fn is qbench.run_pqn
+        if options.get("bf16"):
+            raise RuntimeError("capture failed")
+        return {"sps": 100.0 * num_envs, "peak_rss_mb": 900.0, "env_share": 0.3, "act_share": 0.2,
+                "learn_share": 0.5, "transfer_ms": 0.5, "transfer_share": 0.05}  # fmt: skip
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda *_: "Fake GPU")
+    monkeypatch.setattr(qbench, "in_fresh_process", fake_run)
+    report = tmp_path / "pqn_gpu.json"
+    run_pqn_gpu(PqnGpu(steps=1, num_envs=[64], json=str(report), write=False))
+    lines = capsys.readouterr().out.splitlines()
+    table = lines[lines.index("Fake GPU") + 1:]
+    assert table[0].endswith("| observations to GPU per step (share) |")
+    assert len(table) == 2 + len(PQN_GPU_SETUPS) and len({row.count("|") for row in table}) == 1
+    assert "| PQN, 64 envs, float32 | 6,400 | 30% / 20% / 50% | 900 | 0.50 ms (5%) |" in table
+    results = json.loads(report.read_text())
+    assert list(results) == [f"64 envs, {label}" for label, _ in PQN_GPU_SETUPS]
+    assert results["64 envs, bf16 autocast, CUDA graphs"] == {"error": "RuntimeError: capture failed"}
+    assert qbench.observation_transfer_ms(2, "cpu", repeats=3) > 0

@@ -85,9 +85,37 @@ def run_pqn(game: str, steps: int, num_envs: int, options: dict[str, Any],
         elapsed = time.perf_counter() - marks["t0"]
         spent = {k: trainer.seconds[k] - marks["seconds"][k] for k in trainer.seconds}
         total = sum(spent.values())
-        return {"sps": (trainer.global_step - marks["s0"]) / elapsed,
-                "peak_rss_mb": _peak_rss_mb(),
-                **{f"{k}_share": v / total for k, v in spent.items()}}  # fmt: skip
+        result = {"sps": (trainer.global_step - marks["s0"]) / elapsed,
+                  "peak_rss_mb": _peak_rss_mb(),
+                  **{f"{k}_share": v / total for k, v in spent.items()}}  # fmt: skip
+        if trainer.device.type != "cpu":  # on CPU the rollout's tensor is the numpy array itself
+            result["transfer_ms"] = observation_transfer_ms(num_envs, trainer.device)
+            # the share of a rollout step (num_envs / sps seconds) that the copy takes
+            result["transfer_share"] = result["transfer_ms"] / 1000 * result["sps"] / num_envs
+        return result
+
+
+def observation_transfer_ms(num_envs: int, device: Any, repeats: int = 50) -> float:
+    """Median milliseconds to move one rollout step's observations (``num_envs`` stacks of four
+    84x84 uint8 frames, in pageable numpy memory as the emulators return them) into a buffer on
+    ``device``, as PQN's rollout does, synchronised so that the copy has ended: the transfer part
+    of the act share, which the trainer's own clock cannot separate without syncing every step."""
+    import statistics
+
+    import torch
+
+    device = torch.device(device)
+    obs = np.random.default_rng(0).integers(0, 256, (num_envs, 4, 84, 84), dtype=np.uint8)
+    buffer = torch.empty(obs.shape, dtype=torch.uint8, device=device)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    times = []
+    for _ in range(repeats + 5):  # the first five warm the allocator and the copy engine
+        sync()
+        start = time.perf_counter()
+        buffer.copy_(torch.from_numpy(obs).to(device, non_blocking=True))
+        sync()
+        times.append(time.perf_counter() - start)
+    return 1000 * statistics.median(times[5:])
 
 
 def run_sb3(game: str, steps: int, learning_starts: int, buffer_size: int) -> dict[str, float]:
