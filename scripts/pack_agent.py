@@ -3,7 +3,8 @@
     python scripts/pack_agent.py --run runs/breakout_glimpse --out pretrained/breakout_glimpse \
         --sample --training-state
 
-The folder gets eval.json (the 30 episodes, the protocol, the machine, library versions) and
+The folder gets eval.json (the 30 episodes, the protocol, the machine, library versions, and the
+training's wall time summed over its sessions, read from the run's TensorBoard events) and
 curve.csv (the training's episodic returns). Without --training-state it holds the final weights
 in float32 and their config, as scripts/train_pretrained.py packs its GPU agents; with it, the run
 itself (its newest checkpoint with the optimizer's state, its config and TensorBoard events), so

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from agents.common.checkpoint import load_checkpoint
-from agents.common.pretrained import one_episode, unpack
+from agents.common.pretrained import one_episode, training_wall_time, unpack
 
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED = sorted(p.parent for p in (ROOT / "pretrained").glob("*/eval.json"))
@@ -27,6 +27,25 @@ def test_shipped_agent_scores_what_its_evaluation_says(folder):
     score, record = one_episode(folder)
     assert score >= record["mean"] - margin(record), (score, record["mean"])
     assert score >= FLOORS.get(folder.name, float("-inf"))
+
+
+def test_training_wall_time_sums_the_sessions_and_skips_the_pauses(tmp_path):
+    """Two sessions (a run resumed 1,000 s later writes a second events file): 100 s from the
+    first file's scalars, and 30 s from the second's up to the packed step; the 500 s its scalars
+    logged past that step and the pause between the sessions do not count."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    for session in ([(0, 1000.0), (10, 1040.0), (20, 1100.0)],
+                    [(20, 2100.0), (30, 2130.0), (40, 2630.0)]):  # fmt: skip
+        writer = SummaryWriter(str(tmp_path))
+        for step, wall in session:
+            writer.add_scalar("charts/SPS", 1.0, step, walltime=wall)
+            writer.add_scalar("losses/td_loss", 1.0, step, walltime=wall + 5.0)
+        writer.close()
+    assert len(list(tmp_path.glob("events.out.tfevents.*"))) == 2
+    assert training_wall_time(tmp_path, until_step=30) == pytest.approx((105.0 + 35.0, 2))
+    assert training_wall_time(tmp_path, until_step=0) == pytest.approx((5.0, 1))
+    assert training_wall_time(tmp_path / "nothing", until_step=30) == (0.0, 0)
 
 
 def test_train_pretrained_rehearsal_packs_a_loadable_agent(tmp_path):
@@ -131,6 +150,7 @@ def test_pack_agent_ships_a_glimpse_run_that_loads_plays_and_trains_on(tmp_path)
     record = json.loads((out / "eval.json").read_text())
     assert record["policy"] == "sample" and record["training"]["steps"] == 256
     assert record["training"]["seed"] == 1 and "--training-state" in record["training"]["command"]
+    assert record["training"]["sessions"] == 1 and record["training"]["wall_seconds"] >= 0
     assert list(csv.reader((out / "curve.csv").read_text().splitlines()))[0] == ["step", "episodic_return"]
     score, _ = one_episode(out)
     assert 0 <= score <= 864

@@ -50,6 +50,25 @@ def scalar_curves(run_dir: str | Path, tags: list[str]) -> dict[str, list[tuple[
             for tag in tags}  # fmt: skip
 
 
+def training_wall_time(run_dir: str | Path, until_step: int) -> tuple[float, int]:
+    """(seconds, sessions) a run trained up to ``until_step``, read from its TensorBoard events:
+    every session writes its own events file (a resume opens a new one), so each file's span from
+    its first to its last scalar at or before ``until_step`` is summed and the pauses between
+    sessions do not count. The seconds a session spends starting before its first scalar are
+    missed: the figure is a lower bound by that much. Runs packed long after they trained get
+    their wall time this way; a trainer that timed itself passes its own figure instead."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    seconds, sessions = 0.0, 0
+    for path in sorted(Path(run_dir).glob("events.out.tfevents.*")):
+        events = EventAccumulator(str(path), size_guidance={"scalars": 0}).Reload()
+        times = [e.wall_time for tag in events.Tags()["scalars"] for e in events.Scalars(tag)
+                 if e.step <= until_step]  # fmt: skip
+        if times:
+            seconds, sessions = seconds + max(times) - min(times), sessions + 1
+    return seconds, sessions
+
+
 def training_curve(run_dir: str | Path) -> list[tuple[int, float]]:
     """``charts/episodic_return`` (the game score) of a run's TensorBoard events."""
     return scalar_curves(run_dir, ["charts/episodic_return"])["charts/episodic_return"]
@@ -105,6 +124,9 @@ def pack_run(run_dir: str | Path, summary: dict[str, Any], out_dir: str | Path,
 
 def _write_record(out: Path, run_dir: str | Path, summary: dict[str, Any], training: dict[str, Any],
                   steps: int) -> None:  # fmt: skip
+    if "wall_seconds" not in training:
+        seconds, sessions = training_wall_time(run_dir, steps)
+        training = {**training, "wall_seconds": round(seconds, 1), "sessions": sessions}
     record = {**summary, "protocol": PROTOCOL, "training": {**training, "steps": steps,
               "machine": machine_name()}, "versions": versions()}  # fmt: skip
     (out / EVAL).write_text(json.dumps(record, indent=2))
