@@ -6,8 +6,11 @@
 # soon as it exists, so a later failure or the command's limit loses nothing before it.
 # A game whose seconds are 0 is skipped. The defaults are what #10 still needs: its 5-minute Pong
 # (--time-limit 300); Enduro already ships (pretrained/enduro, from the first window). Last, with
-# what is left, #14's SB3 PPO rollouts with the policy on the GPU (benchmark.py sb3 --device cuda).
-#   OUT=/tmp/out scripts/gpu_window.sh   # about 9 minutes with the defaults
+# what is left, #14's SB3 PPO rollouts with the policy on the GPU (benchmark.py sb3 --device cuda);
+# SB3 imports cloudpickle, which device-wheels.sh fetches only when asked (its image list lacks it):
+# ../shared/tools/device-wheels.sh cloudpickle.
+#   OUT=/tmp/out scripts/gpu_window.sh   # about 9 minutes with the defaults; install the wheels in
+#   a call of its own before it, so that this one fits a call's 10 minutes
 # CPU rehearsal with tiny budgets (no GPU: --env-groups 2, no --cuda-graph and no benchmark):
 #   OUT=/tmp/out PONG=3 ENDURO=3 EXTRA="--num-envs 4 --rollout 8 --eval-episodes 1 --device cpu" scripts/gpu_window.sh
 set -uo pipefail
