@@ -4,8 +4,9 @@
 
 For each GAME:SECONDS it trains the dueling network with PQN's Atari preset until the time limit
 (scripts/train_pqn.py --time-limit), evaluates the final checkpoint with the papers' protocol (30
-episodes), and packs the agent (model.safetensors in float32, config.json, eval.json, curve.csv) into
-OUT/GAME/ and OUT/GAME.tar.gz: one file per game to bring back. Unpack into pretrained/ with
+episodes) and the two before it (--eval-earlier), and packs the agent (model.safetensors in
+float32, config.json, eval.json, curve.csv) into OUT/GAME/ and OUT/GAME.tar.gz: one file per game
+to bring back. Unpack into pretrained/ with
 `tar -xzf OUT/GAME.tar.gz -C pretrained`. Rehearse on CPU with tiny budgets first, e.g.
 --games pong:2 --num-envs 4 --rollout 8 --eval-episodes 1.
 """
@@ -43,6 +44,13 @@ class Args:
     """'auto' (cuda if available), 'cpu' or 'cuda'."""
     seed: int = 1
     """Training seed."""
+    save_every: int = 500_000
+    """Steps between checkpoints (the preset's); the trainer keeps the newest three."""
+    eval_earlier: bool = True
+    """Also evaluate the run's earlier kept checkpoints with the same protocol, into eval.json's
+    training.earlier_checkpoints. A short run's final checkpoint can evaluate far below the one
+    before it (docs/benchmarks.md, "PQN learns Pong on two cores"); the agent packed is still the
+    final one, and these numbers say whether another should ship."""
     cuda_graph: bool = False
     """Replay each minibatch update and acting pass as captured CUDA graphs (train_pqn.py --cuda-graph)."""
     env_groups: int = 1
@@ -68,7 +76,7 @@ def parse_games(specs: list[str]) -> list[tuple[str, float]]:
 
 def main() -> None:
     args = tyro.cli(Args, description=__doc__)
-    from agents.common.checkpoint import CheckpointError
+    from agents.common.checkpoint import CheckpointError, read_json, resolve_checkpoint
     from agents.common.evaluate import evaluate_checkpoint
     from agents.common.pretrained import archive, pack_agent
     from agents.qlearning.pqn import PQNConfig, PQNTrainer
@@ -79,6 +87,7 @@ def main() -> None:
             PQNConfig(game=game, time_limit=limit, total_steps=args.total_steps, seed=args.seed,
                       num_envs=args.num_envs, rollout=args.rollout, device=args.device,
                       run_dir=str(Path(args.work_dir) / game), saliency_every=0,
+                      save_every=args.save_every,
                       progress=args.progress, cuda_graph=args.cuda_graph,
                       env_groups=args.env_groups)  # fmt: skip
             for game, limit in games
@@ -91,13 +100,25 @@ def main() -> None:
             trainer = PQNTrainer(cfg)
             trainer.run()
             wall = time.perf_counter() - start
-            summary = evaluate_checkpoint(cfg.run_dir, episodes=args.eval_episodes,
-                                          num_envs=args.eval_episodes,
-                                          device=str(trainer.device),
-                                          progress=args.progress)  # fmt: skip
+            final = resolve_checkpoint(cfg.run_dir)
+            earlier = sorted(p for p in final.parent.glob("step_*") if p != final)
+            summaries = {}
+            for ckpt in [final, *earlier] if args.eval_earlier else [final]:
+                summaries[ckpt] = evaluate_checkpoint(str(ckpt), episodes=args.eval_episodes,
+                                                      num_envs=args.eval_episodes,
+                                                      device=str(trainer.device),
+                                                      progress=args.progress)  # fmt: skip
+            summary = summaries.pop(final)
             training = {"command": shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]]),
                         "wall_seconds": round(wall, 1), "time_limit": cfg.time_limit,
                         "stopped_by": trainer.stopped_by or "budget", "seed": cfg.seed}  # fmt: skip
+            if args.eval_earlier:
+                training["earlier_checkpoints"] = [
+                    {"step": read_json(c / "config.json")["step"], "mean": s["mean"], "std": s["std"],
+                     "scores": s["scores"]} for c, s in summaries.items()]  # fmt: skip
+                for row in training["earlier_checkpoints"]:
+                    print(f"{trainer.game}, earlier checkpoint at {row['step']:,} steps: "
+                          f"{row['mean']:.1f} +- {row['std']:.1f}", flush=True)  # fmt: skip
             folder = pack_agent(cfg.run_dir, summary, Path(args.out) / trainer.game, training)
             print(f"{trainer.game}: {summary['mean']:.1f} +- {summary['std']:.1f} over "
                   f"{summary['episodes']} episodes after {trainer.global_step:,} steps in "

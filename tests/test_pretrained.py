@@ -49,10 +49,12 @@ def test_training_wall_time_sums_the_sessions_and_skips_the_pauses(tmp_path):
 
 
 def test_train_pretrained_rehearsal_packs_a_loadable_agent(tmp_path):
+    """Three rollouts of 32 steps, a checkpoint after each: the final one is packed, the two the
+    trainer kept before it are evaluated too (eval.json's training.earlier_checkpoints)."""
     r = subprocess.run(
-        [sys.executable, "scripts/train_pretrained.py", "--games", "pong:0.5", "--num-envs", "4",
-         "--rollout", "8", "--total-steps", "100000", "--eval-episodes", "1", "--device", "cpu",
-         "--work-dir", str(tmp_path / "runs"), "--out", str(tmp_path / "out")],
+        [sys.executable, "scripts/train_pretrained.py", "--games", "pong:600", "--num-envs", "4",
+         "--rollout", "8", "--total-steps", "96", "--save-every", "32", "--eval-episodes", "1",
+         "--device", "cpu", "--work-dir", str(tmp_path / "runs"), "--out", str(tmp_path / "out")],
         cwd=ROOT, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert r.returncode == 0, r.stderr
@@ -63,9 +65,13 @@ def test_train_pretrained_rehearsal_packs_a_loadable_agent(tmp_path):
     net, config = load_checkpoint(folder)
     assert config["agent"] == "pqn" and config["architecture"]["layer_norm"] is True
     record = json.loads((folder / "eval.json").read_text())
-    assert record["episodes"] == 1 and record["training"]["stopped_by"] == "time limit"
-    assert record["training"]["steps"] == config["step"] > 0
-    assert "train_pretrained.py --games pong:0.5" in record["training"]["command"]
+    assert record["episodes"] == 1 and record["training"]["stopped_by"] == "budget"
+    assert record["training"]["steps"] == config["step"] == 96
+    assert "train_pretrained.py --games pong:600" in record["training"]["command"]
+    earlier = record["training"]["earlier_checkpoints"]
+    assert [row["step"] for row in earlier] == [32, 64]
+    assert all(len(row["scores"]) == 1 and row["mean"] == row["scores"][0] for row in earlier)
+    assert "pong, earlier checkpoint at 64 steps: " in r.stdout
     rows = list(csv.reader((folder / "curve.csv").read_text().splitlines()))
     assert rows[0] == ["step", "episodic_return"]
     score, _ = one_episode(folder)  # the check the shipped agents pass runs on this one too
@@ -96,8 +102,10 @@ def test_gpu_window_script_rehearses_on_cpu(tmp_path):
     log = (out / "log.txt").read_text()
     assert "failed" not in log and "== done" in log and "step/s" not in log  # no progress bars
     assert "== enduro skipped (0 seconds)" in log
-    net, config = load_checkpoint(unpack(out / "pong.tar.gz", tmp_path / "unpacked"))
+    folder = unpack(out / "pong.tar.gz", tmp_path / "unpacked")
+    net, config = load_checkpoint(folder)
     assert config["game"] == "pong"
+    assert json.loads((folder / "eval.json").read_text())["training"]["stopped_by"] == "time limit"
     with tarfile.open(out / "runs.tar.gz") as tar:
         names = tar.getnames()
     assert any("pong/events.out.tfevents" in n for n in names)
