@@ -6,9 +6,8 @@ For each GAME:SECONDS it trains the dueling network with PQN's Atari preset unti
 (scripts/train_pqn.py --time-limit), evaluates the final checkpoint with the papers' protocol (30
 episodes) and the two before it (--eval-earlier), and packs the agent (model.safetensors in
 float32, config.json, eval.json, curve.csv) into OUT/GAME/ and OUT/GAME.tar.gz: one file per game
-to bring back. Unpack into pretrained/ with
-`tar -xzf OUT/GAME.tar.gz -C pretrained`. Rehearse on CPU with tiny budgets first, e.g.
---games pong:2 --num-envs 4 --rollout 8 --eval-episodes 1.
+to bring back. Unpack into pretrained/ with `tar -xzf OUT/GAME.tar.gz -C pretrained`. Rehearse on
+CPU with tiny budgets first, e.g. --games pong:2 --num-envs 4 --rollout 8 --eval-episodes 1.
 """
 
 from __future__ import annotations
@@ -45,7 +44,8 @@ class Args:
     seed: int = 1
     """Training seed."""
     save_every: int = 500_000
-    """Steps between checkpoints (the preset's); the trainer keeps the newest three."""
+    """Steps between checkpoints: half the preset's 1M, so that the two kept before the final one
+    (the trainer keeps three) are recent enough to ship instead."""
     eval_earlier: bool = True
     """Also evaluate the run's earlier kept checkpoints with the same protocol, into eval.json's
     training.earlier_checkpoints. A short run's final checkpoint can evaluate far below the one
