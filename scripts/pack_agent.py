@@ -25,7 +25,8 @@ import tyro
 @dataclass
 class Args:
     run: str
-    """Run directory to pack (its newest checkpoint)."""
+    """Run directory to pack (its newest checkpoint), or one of its checkpoints
+    (RUN/checkpoints/step_N, without --training-state): the record then covers the run up to it."""
     out: str
     """Folder of the shipped agent (replaced if it exists: a previous pack of the same run)."""
     episodes: int = 30

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from agents.common.checkpoint import load_checkpoint
-from agents.common.pretrained import one_episode, training_wall_time, unpack
+from agents.common.pretrained import one_episode, training_curve, training_wall_time, unpack
 
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED = sorted(p.parent for p in (ROOT / "pretrained").glob("*/eval.json"))
@@ -180,3 +180,28 @@ def test_pack_agent_ships_a_glimpse_run_that_loads_plays_and_trains_on(tmp_path)
                            "--out", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=60)
     missing = str(tmp_path / "none")
     assert done.returncode != 0 and done.stderr == f"error: checkpoint not found: {missing!r}\n"
+
+
+def test_pack_agent_ships_an_earlier_checkpoint_with_the_run_s_record_up_to_it(tmp_path):
+    """--run RUN/checkpoints/step_N packs that checkpoint (the one a short run should ship when its
+    final one evaluates worse): its step, and the curve and wall time of RUN's events up to N."""
+    run = tmp_path / "run"
+    done = subprocess.run([sys.executable, "scripts/train_pqn.py", "--game", "catch", "--num-envs", "8",
+                           "--rollout", "16", "--total-steps", "1536", "--save-every", "512",
+                           "--log-every", "128", "--saliency-every", "0", "--run-dir", str(run),
+                           "--no-progress"], cwd=ROOT, capture_output=True, text=True,
+                          timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    ckpt = run / "checkpoints" / "step_000000001024"
+    out = tmp_path / "shipped"
+    done = subprocess.run([sys.executable, "scripts/pack_agent.py", "--run", str(ckpt), "--out",
+                           str(out), "--episodes", "2", "--num-envs", "2", "--no-progress"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert load_checkpoint(out)[1]["step"] == 1024
+    record = json.loads((out / "eval.json").read_text())
+    assert record["training"]["steps"] == 1024 and record["training"]["sessions"] == 1
+    rows = list(csv.reader((out / "curve.csv").read_text().splitlines()))[1:]
+    full = [step for step, _ in training_curve(run)]
+    assert rows and max(int(step) for step, _ in rows) <= 1024 < max(full)
+    assert len(rows) == sum(step <= 1024 for step in full)

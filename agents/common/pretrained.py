@@ -85,8 +85,12 @@ def pack_agent(run_dir: str | Path, summary: dict[str, Any], out_dir: str | Path
                training: dict[str, Any]) -> Path:  # fmt: skip
     """Copy a run's final checkpoint into ``out_dir`` as a shipped agent: the weights in float32,
     its config, ``eval.json`` (``summary`` of :func:`agents.common.evaluate.evaluate_checkpoint` plus
-    ``training``: command, wall time, ...) and ``curve.csv``. Returns ``out_dir``."""
+    ``training``: command, wall time, ...) and ``curve.csv``. ``run_dir`` may name one of a run's
+    checkpoints instead (an earlier one that evaluates better): its record then comes from the
+    run's events up to that checkpoint's step. Returns ``out_dir``."""
     ckpt = resolve_checkpoint(run_dir)
+    if ckpt.parent.name == "checkpoints":  # RUN/checkpoints/step_N: the events live in RUN
+        run_dir = ckpt.parent.parent
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     weights = {k: v.float().contiguous() for k, v in read_tensors(ckpt / MODEL).items()}
@@ -133,7 +137,7 @@ def _write_record(out: Path, run_dir: str | Path, summary: dict[str, Any], train
     with open(out / CURVE, "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["step", "episodic_return"])
-        writer.writerows(training_curve(run_dir))
+        writer.writerows((step, score) for step, score in training_curve(run_dir) if step <= steps)
 
 
 def archive(folder: str | Path) -> Path:
