@@ -10,7 +10,8 @@
 # what is left, #14's SB3 PPO rollouts with the policy on the GPU (benchmark.py sb3 --device cuda);
 # SB3 imports cloudpickle, which device-wheels.sh fetches only when asked (its image list lacks it):
 # ../shared/tools/device-wheels.sh cloudpickle.
-#   OUT=/tmp/out scripts/gpu_window.sh   # at most LIMIT=590 s: the SB3 stage takes what is left.
+#   OUT=/tmp/out scripts/gpu_window.sh   # about 9 minutes; of the call's LIMIT=590 s, the SB3 stage
+#   takes only what the stages before it leave.
 #   Install the wheels in a call of its own before it, so that this one fits a call's 10 minutes.
 # CPU rehearsal with tiny budgets (no GPU: --env-groups 2, no --cuda-graph and no benchmark):
 #   OUT=/tmp/out PONG=3 ENDURO=3 EXTRA="--num-envs 4 --rollout 8 --eval-episodes 1 --device cpu" scripts/gpu_window.sh

@@ -76,7 +76,7 @@ def parse_games(specs: list[str]) -> list[tuple[str, float]]:
 
 def main() -> None:
     args = tyro.cli(Args, description=__doc__)
-    from agents.common.checkpoint import CheckpointError, read_json, resolve_checkpoint
+    from agents.common.checkpoint import CONFIG, CheckpointError, read_json, resolve_checkpoint
     from agents.common.evaluate import evaluate_checkpoint
     from agents.common.pretrained import archive, pack_agent
     from agents.qlearning.pqn import PQNConfig, PQNTrainer
@@ -114,7 +114,7 @@ def main() -> None:
                         "stopped_by": trainer.stopped_by or "budget", "seed": cfg.seed}  # fmt: skip
             if args.eval_earlier:
                 training["earlier_checkpoints"] = [
-                    {"step": read_json(c / "config.json")["step"], "mean": s["mean"], "std": s["std"],
+                    {"step": read_json(c / CONFIG)["step"], "mean": s["mean"], "std": s["std"],
                      "scores": s["scores"]} for c, s in summaries.items()]  # fmt: skip
                 for row in training["earlier_checkpoints"]:
                     print(f"{trainer.game}, earlier checkpoint at {row['step']:,} steps: "
