@@ -78,7 +78,7 @@ def main() -> None:
     args = tyro.cli(Args, description=__doc__)
     from agents.common.checkpoint import CONFIG, CheckpointError, read_json, resolve_checkpoint
     from agents.common.evaluate import evaluate_checkpoint
-    from agents.common.pretrained import archive, pack_agent
+    from agents.common.pretrained import archive, pack_agent, weights_digest
     from agents.qlearning.pqn import PQNConfig, PQNTrainer
 
     try:
@@ -114,11 +114,13 @@ def main() -> None:
                         "stopped_by": trainer.stopped_by or "budget", "seed": cfg.seed}  # fmt: skip
             if args.eval_earlier:
                 training["earlier_checkpoints"] = [
-                    {"step": read_json(c / CONFIG)["step"], "mean": s["mean"], "std": s["std"],
+                    {"step": read_json(c / CONFIG)["step"], "checkpoint": c.name,
+                     "weights_sha256": weights_digest(c), "mean": s["mean"], "std": s["std"],
                      "scores": s["scores"]} for c, s in summaries.items()]  # fmt: skip
                 for row in training["earlier_checkpoints"]:
                     print(f"{trainer.game}, earlier checkpoint at {row['step']:,} steps: "
-                          f"{row['mean']:.1f} +- {row['std']:.1f}", flush=True)  # fmt: skip
+                          f"{row['mean']:.1f} +- {row['std']:.1f} ({cfg.run_dir}/checkpoints/"
+                          f"{row['checkpoint']})", flush=True)  # fmt: skip
             folder = pack_agent(cfg.run_dir, summary, Path(args.out) / trainer.game, training)
             print(f"{trainer.game}: {summary['mean']:.1f} +- {summary['std']:.1f} over "
                   f"{summary['episodes']} episodes after {trainer.global_step:,} steps in "

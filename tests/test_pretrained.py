@@ -9,7 +9,13 @@ from pathlib import Path
 import pytest
 
 from agents.common.checkpoint import load_checkpoint
-from agents.common.pretrained import one_episode, training_curve, training_wall_time, unpack
+from agents.common.pretrained import (
+    one_episode,
+    training_curve,
+    training_wall_time,
+    unpack,
+    weights_digest,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED = sorted(p.parent for p in (ROOT / "pretrained").glob("*/eval.json"))
@@ -27,6 +33,13 @@ def test_shipped_agent_scores_what_its_evaluation_says(folder):
     score, record = one_episode(folder)
     assert score >= record["mean"] - margin(record), (score, record["mean"])
     assert score >= FLOORS.get(folder.name, float("-inf"))
+
+
+@pytest.mark.parametrize("folder", SHIPPED, ids=[p.name for p in SHIPPED])
+def test_shipped_agent_s_record_names_its_weights(folder):
+    """The evaluation in eval.json was played by the weights beside it, byte for byte."""
+    record = json.loads((folder / "eval.json").read_text())
+    assert record["weights_sha256"] == weights_digest(folder)
 
 
 def test_training_wall_time_sums_the_sessions_and_skips_the_pauses(tmp_path):
@@ -68,10 +81,16 @@ def test_train_pretrained_rehearsal_packs_a_loadable_agent(tmp_path):
     assert record["episodes"] == 1 and record["training"]["stopped_by"] == "budget"
     assert record["training"]["steps"] == config["step"] == 96
     assert "train_pretrained.py --games pong:600" in record["training"]["command"]
+    assert record["weights_sha256"] == weights_digest(folder)
     earlier = record["training"]["earlier_checkpoints"]
     assert [row["step"] for row in earlier] == [32, 64]
+    ckpts = tmp_path / "runs" / "pong" / "checkpoints"
+    assert [row["weights_sha256"] for row in earlier] == [
+        weights_digest(ckpts / row["checkpoint"]) for row in earlier]  # fmt: skip
+    assert len({row["weights_sha256"] for row in earlier} | {weights_digest(ckpts.parent)}) == 3
     assert all(len(row["scores"]) == 1 and row["mean"] == row["scores"][0] for row in earlier)
     assert "pong, earlier checkpoint at 64 steps: " in r.stdout
+    assert f"({tmp_path / 'runs' / 'pong'}/checkpoints/step_000000000064)" in r.stdout
     rows = list(csv.reader((folder / "curve.csv").read_text().splitlines()))
     assert rows[0] == ["step", "episodic_return"]
     score, _ = one_episode(folder)  # the check the shipped agents pass runs on this one too
@@ -201,6 +220,7 @@ def test_pack_agent_ships_an_earlier_checkpoint_with_the_run_s_record_up_to_it(t
     assert load_checkpoint(out)[1]["step"] == 1024
     record = json.loads((out / "eval.json").read_text())
     assert record["training"]["steps"] == 1024 and record["training"]["sessions"] == 1
+    assert record["weights_sha256"] == weights_digest(out) != weights_digest(run)
     rows = list(csv.reader((out / "curve.csv").read_text().splitlines()))[1:]
     full = [step for step, _ in training_curve(run)]
     assert rows and max(int(step) for step, _ in rows) <= 1024 < max(full)

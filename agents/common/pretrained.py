@@ -4,8 +4,9 @@ folder (and one archive) per agent.
 
 A shipped agent is an ordinary checkpoint (``model.safetensors`` in float32 + ``config.json``, so
 ``load_checkpoint``, ``evaluate.py`` and every analysis script take it) with two more files:
-``eval.json`` (the evaluation, its protocol and command, the machine, the training's wall time and
-steps, library versions) and ``curve.csv`` (the training's episodic returns against steps).
+``eval.json`` (the evaluation, its protocol and command, the SHA-256 of the weights it played,
+the machine, the training's wall time and steps, library versions) and ``curve.csv`` (the
+training's episodic returns against steps).
 An agent whose training goes on in a later session ships as a run directory instead
 (:func:`pack_run`): its newest checkpoint with the optimizer's state, the run's config and its
 TensorBoard events, so that a copy of it resumes exactly (``--resume``).
@@ -14,6 +15,7 @@ TensorBoard events, so that a copy of it resumes exactly (``--resume``).
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import platform
 import shutil
@@ -67,6 +69,13 @@ def training_wall_time(run_dir: str | Path, until_step: int) -> tuple[float, int
         if times:
             seconds, sessions = seconds + max(times) - min(times), sessions + 1
     return seconds, sessions
+
+
+def weights_digest(checkpoint: str | Path) -> str:
+    """SHA-256 of a checkpoint's ``model.safetensors`` (run, checkpoint or agent folder): a record
+    names the exact weights its evaluation played, so that a later re-pack or a checkpoint chosen
+    by hand cannot pass off one file's score as another's."""
+    return hashlib.sha256((resolve_checkpoint(checkpoint) / MODEL).read_bytes()).hexdigest()
 
 
 def training_curve(run_dir: str | Path) -> list[tuple[int, float]]:
@@ -131,8 +140,9 @@ def _write_record(out: Path, run_dir: str | Path, summary: dict[str, Any], train
     if "wall_seconds" not in training:
         seconds, sessions = training_wall_time(run_dir, steps)
         training = {**training, "wall_seconds": round(seconds, 1), "sessions": sessions}
-    record = {**summary, "protocol": PROTOCOL, "training": {**training, "steps": steps,
-              "machine": machine_name()}, "versions": versions()}  # fmt: skip
+    record = {**summary, "protocol": PROTOCOL, "weights_sha256": weights_digest(out),
+              "training": {**training, "steps": steps, "machine": machine_name()},
+              "versions": versions()}  # fmt: skip
     (out / EVAL).write_text(json.dumps(record, indent=2))
     with open(out / CURVE, "w", newline="") as f:
         writer = csv.writer(f)
