@@ -150,17 +150,15 @@ def test_annealed_learning_rate_is_a_function_of_the_step(tmp_path):
 
     first.update = spy
     first.run()
-    # update k's rollout began at step (k - 1) * update of 4 * update: 1 - (k - 1)/4 of each
-    # group's rate left, so the first update runs at the full rate and none at zero
-    expected = [[1e-3 * f, 1e-4 * f] for f in (1.0, 0.75, 0.5, 0.25)]
+    # update k runs at global_step k * update of 4 * update: 1 - k/4 of each group's rate left
+    expected = [[1e-3 * f, 1e-4 * f] for f in (0.75, 0.5, 0.25, 0.0)]
     assert np.allclose(seen, expected)
-    # resuming with a longer budget stretches the schedule: rollouts from steps 4..7 of 8 leave
-    # 4/8 .. 1/8
+    # resuming with a longer budget stretches the schedule: steps 5..8 of 8 leave 3/8 .. 0
     GlimpseTrainer(GlimpseConfig(resume=str(tmp_path / "run"), total_steps=8 * update,
                                  progress=False)).run()  # fmt: skip
     logged = EventAccumulator(str(tmp_path / "run")).Reload().Scalars("charts/learning_rate")
     assert [e.value for e in logged] == pytest.approx(
-        [1e-3 * k / 8 for k in (8, 6, 4, 2, 4, 3, 2, 1)]
+        [1e-3 * k / 8 for k in (6, 4, 2, 0, 3, 2, 1, 0)]
     )
 
 
@@ -168,22 +166,22 @@ def test_anneal_lr_turned_on_at_a_resume_decays_from_that_step(tmp_path):
     update = 24 * 8
     GlimpseTrainer(tiny(tmp_path, total_steps=2 * update, learning_rate=1e-3, anneal_lr=False)).run()
     run = str(tmp_path / "run")
-    # four more updates at a falling rate: rollouts from steps 2..5 of a decay from step 2 to 6
+    # two more updates' worth of steps at a falling rate: steps 3..6 of a decay from step 2 to 6
     GlimpseTrainer(GlimpseConfig(resume=run, total_steps=6 * update, anneal_lr=True, progress=False),
                    given={"total_steps", "anneal_lr"}).run()  # fmt: skip
     assert read_json(tmp_path / "run" / "config.json")["anneal_from"] == 2 * update
-    # extending it again stretches the decay from the same start: rollouts from 6..9 of 2..10
+    # extending it again stretches the decay from the same start: steps 7..10 of 2..10
     GlimpseTrainer(GlimpseConfig(resume=run, total_steps=10 * update, progress=False),
                    given={"total_steps"}).run()  # fmt: skip
     logged = EventAccumulator(run).Reload().Scalars("charts/learning_rate")
     assert [e.value for e in logged] == pytest.approx(
-        [1e-3, 1e-3, 1e-3, 0.75e-3, 0.5e-3, 0.25e-3, 4e-3 / 8, 3e-3 / 8, 2e-3 / 8, 1e-3 / 8]
+        [1e-3, 1e-3, 0.75e-3, 0.5e-3, 0.25e-3, 0.0, 3e-3 / 8, 2e-3 / 8, 1e-3 / 8, 0.0]
     )
-    # a fresh run may hold the rate until a given step: constant to step 2, then 1/2 left from 3
+    # a fresh run may hold the rate until a given step: constant to step 2, then 1/2 left at 3
     GlimpseTrainer(tiny(tmp_path, "held", total_steps=4 * update, learning_rate=1e-3,
                         anneal_from=2 * update)).run()  # fmt: skip
     logged = EventAccumulator(str(tmp_path / "held")).Reload().Scalars("charts/learning_rate")
-    assert [e.value for e in logged] == pytest.approx([1e-3, 1e-3, 1e-3, 0.5e-3])
+    assert [e.value for e in logged] == pytest.approx([1e-3, 1e-3, 0.5e-3, 0.0])
     for bad in ({"anneal_from": 5, "anneal_lr": False},
                 {"anneal_from": 4 * update, "total_steps": 4 * update}):
         with pytest.raises(ValueError, match="--anneal-from starts the decay of --anneal-lr"):

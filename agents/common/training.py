@@ -51,14 +51,6 @@ def linear_schedule(start: float, end: float, duration: float, t: float) -> floa
     return start + (end - start) * min(1.0, t / duration)
 
 
-def linear_decay(rate: float, step: int, end: int, start: int = 0) -> float:
-    """``rate`` held until ``start``, then decayed linearly to zero at ``end``, for the update whose
-    rollout began at ``step``: the first update runs at the full rate and the last at one update's
-    share of it, none at zero (CleanRL's PPO anneals per iteration this way; purejaxql's optax
-    schedule starts its count at 0). A function of the step alone, so a resumed run continues it."""
-    return rate * min(1.0, max(0.0, (end - step) / (end - start)))
-
-
 def check_device(name: str) -> None:
     """One-line refusal of a device string torch cannot use here."""
     if name not in DEVICES and not name.startswith("cuda:"):

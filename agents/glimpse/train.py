@@ -41,7 +41,7 @@ from agents.common.checkpoint import (
     write_checkpoint,
 )
 from agents.common.evaluate import FireAfterLifeLoss
-from agents.common.training import EpisodeTracker, action_names, check_config_types, linear_decay
+from agents.common.training import EpisodeTracker, action_names, check_config_types
 from agents.glimpse import (
     GlimpsePolicy,
     RecurrentAttentionModel,
@@ -609,10 +609,11 @@ class GlimpseTrainer:
         """One REINFORCE step on a rollout, or PPO's epochs over it (replayed from the core state
         ``start`` it began with); returns the logged statistics."""
         c = self.cfg
-        if c.anneal_lr:
-            began = self.global_step - len(rows["mask"]) * c.num_envs  # the rollout's first step
+        if c.anneal_lr:  # a function of the step alone: a resumed run continues the same schedule
+            left = (c.total_steps - self.global_step) / (c.total_steps - c.anneal_from)
+            left = min(1.0, max(0.0, left))
             for group, base in zip(self.optimizer.param_groups, self.base_lrs, strict=True):
-                group["lr"] = linear_decay(base, began, c.total_steps, c.anneal_from)
+                group["lr"] = base * left
         per_step = ("logp_a", "logp_l", "reward", "baseline", "mask", "done", "ent_a", "ent_l")
         t = {k: torch.stack(rows[k]) for k in per_step}
         mask = t["mask"].float()

@@ -46,7 +46,6 @@ from agents.common.training import (
     action_names,
     check_config_types,
     check_device,
-    linear_decay,
     linear_schedule,
     make_env_groups,
     resolve_device,
@@ -341,10 +340,11 @@ class PQNTrainer:
             c.start_e, c.end_e, c.exploration_fraction * c.total_steps, self.global_step
         )
 
-    def learning_rate(self, step: int) -> float:
-        """The rate of the update whose rollout began at ``step``."""
+    def learning_rate(self) -> float:
         c = self.cfg
-        return linear_decay(c.learning_rate, step, c.total_steps) if c.anneal_lr else c.learning_rate
+        if not c.anneal_lr:
+            return c.learning_rate
+        return c.learning_rate * max(0.0, 1.0 - self.global_step / c.total_steps)
 
     # ---- acting -------------------------------------------------------------------------------
     def _q(self, obs: torch.Tensor) -> torch.Tensor:
@@ -437,7 +437,7 @@ class PQNTrainer:
         size = steps * c.num_envs
         flat = {k: b[k][:steps].reshape(size, *b[k].shape[2:])
                 for k in ("obs", "actions", "targets", "valid")}  # fmt: skip
-        lr = self.learning_rate(self.global_step - steps * c.num_envs)
+        lr = self.learning_rate()
         for group in self.optimizer.param_groups:
             if torch.is_tensor(group["lr"]):
                 group["lr"].fill_(lr)
