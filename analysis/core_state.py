@@ -193,8 +193,7 @@ def action_information(probs: torch.Tensor) -> float:
 def core_state_over_training(run: str | os.PathLike[str], steps: int = 300,
                              seed: int = 7) -> list[CoreStats]:  # fmt: skip
     """:func:`core_state_stats` at every checkpoint of a glimpse run, oldest first."""
-    from agents.common.checkpoint import load_checkpoint
-    from analysis.over_training import run_checkpoints
+    from agents.common.checkpoint import load_checkpoint, run_checkpoints
 
     rows = []
     for step, path in run_checkpoints(run):

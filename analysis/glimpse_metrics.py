@@ -97,8 +97,7 @@ def gaze_over_training(run: str | os.PathLike[str], episodes: int = 200,
     """Each checkpoint of ``run`` (a Catch glimpse run; ``--keep-checkpoints 0`` keeps them all)
     plays the same ``episodes`` greedy episodes: does the gaze learn to follow the ball, and does
     catching come with it or before it?"""
-    from agents.common.checkpoint import load_checkpoint
-    from analysis.over_training import run_checkpoints
+    from agents.common.checkpoint import load_checkpoint, run_checkpoints
 
     steps, caught, hits = [], [], []
     for step, path in run_checkpoints(run):

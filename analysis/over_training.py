@@ -8,34 +8,17 @@ competent agent reaches; every checkpoint is then asked about those same frames.
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from agents.common.checkpoint import CheckpointError, load_checkpoint
+from agents.common.checkpoint import load_checkpoint, run_checkpoints
 from analysis.compare import pearson, spearman, top_iou
 from analysis.playback import check_q_agent, head_pair, play
 from analysis.saliency import attribute, check_method
 
 AGREEMENT = {"pearson": pearson, "spearman": spearman, "top5_iou": top_iou}
-
-
-def run_checkpoints(run: str | os.PathLike[str]) -> list[tuple[int, Path]]:
-    """``(step, directory)`` of every complete checkpoint of a run, oldest first."""
-    root = Path(run)
-    if not root.is_dir():
-        raise CheckpointError(f"run directory not found: {str(run)!r}")
-    found = []
-    for p in (root / "checkpoints").glob("step_*"):
-        m = re.fullmatch(r"step_(\d+)", p.name)
-        if m and p.is_dir():
-            found.append((int(m.group(1)), p))
-    if not found:
-        raise CheckpointError(f"{str(run)!r} has no checkpoints (expected checkpoints/step_*); train "
-                              "with --keep-checkpoints 0 to keep every one for this")  # fmt: skip
-    return sorted(found)
 
 
 @dataclass

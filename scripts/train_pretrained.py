@@ -76,7 +76,13 @@ def parse_games(specs: list[str]) -> list[tuple[str, float]]:
 
 def main() -> None:
     args = tyro.cli(Args, description=__doc__)
-    from agents.common.checkpoint import CONFIG, CheckpointError, read_json, resolve_checkpoint
+    from agents.common.checkpoint import (
+        CONFIG,
+        CheckpointError,
+        read_json,
+        resolve_checkpoint,
+        run_checkpoints,
+    )
     from agents.common.evaluate import evaluate_checkpoint
     from agents.common.pretrained import archive, pack_agent, weights_digest
     from agents.qlearning.pqn import PQNConfig, PQNTrainer
@@ -101,7 +107,7 @@ def main() -> None:
             trainer.run()
             wall = time.perf_counter() - start
             final = resolve_checkpoint(cfg.run_dir)
-            earlier = sorted(p for p in final.parent.glob("step_*") if p != final)
+            earlier = [p for _, p in run_checkpoints(cfg.run_dir) if p != final]
             summaries = {}
             for ckpt in [final, *earlier] if args.eval_earlier else [final]:
                 summaries[ckpt] = evaluate_checkpoint(str(ckpt), episodes=args.eval_episodes,

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from agents.common.checkpoint import load_checkpoint
 from agents.common.pretrained import (
@@ -95,6 +96,22 @@ def test_train_pretrained_rehearsal_packs_a_loadable_agent(tmp_path):
     assert rows[0] == ["step", "episodic_return"]
     score, _ = one_episode(folder)  # the check the shipped agents pass runs on this one too
     assert -21 <= score <= 21
+
+
+def test_run_checkpoints_skip_what_a_killed_write_left(tmp_path):
+    """A checkpoint write killed midway leaves checkpoints/step_N.tmp: train_pretrained.py must not
+    evaluate it as an earlier checkpoint, and the trainers must not count it among those kept."""
+    from agents.common.checkpoint import run_checkpoints, write_checkpoint
+
+    weights = {"w": torch.zeros(2)}
+    for step in (32, 64, 96, 128):
+        write_checkpoint(tmp_path, step, {"model.safetensors": weights}, keep=3)
+    stale = tmp_path / "checkpoints" / "step_000000000160.tmp"
+    stale.mkdir()
+    assert [step for step, _ in run_checkpoints(tmp_path)] == [64, 96, 128]
+    write_checkpoint(tmp_path, 192, {"model.safetensors": weights}, keep=3)
+    assert [p.name for _, p in run_checkpoints(tmp_path)] == [
+        "step_000000000096", "step_000000000128", "step_000000000192"]  # fmt: skip
 
 
 def test_bad_games_spec_is_one_line(tmp_path):
@@ -220,7 +237,8 @@ def test_pack_agent_ships_an_earlier_checkpoint_with_the_run_s_record_up_to_it(t
     assert load_checkpoint(out)[1]["step"] == 1024
     record = json.loads((out / "eval.json").read_text())
     assert record["training"]["steps"] == 1024 and record["training"]["sessions"] == 1
-    assert record["weights_sha256"] == weights_digest(out) != weights_digest(run)
+    # the packed file is the checkpoint's, byte for byte (float32 already), not the final one's
+    assert record["weights_sha256"] == weights_digest(out) == weights_digest(ckpt) != weights_digest(run)
     rows = list(csv.reader((out / "curve.csv").read_text().splitlines()))[1:]
     full = [step for step, _ in training_curve(run)]
     assert rows and max(int(step) for step, _ in rows) <= 1024 < max(full)

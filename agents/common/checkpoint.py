@@ -24,6 +24,7 @@ import contextlib
 import dataclasses
 import json
 import os
+import re
 import shutil
 import signal
 from collections.abc import Collection
@@ -86,7 +87,7 @@ def write_checkpoint(
         raise CheckpointError(
             f"cannot write checkpoint to {str(root)!r}: {e.strerror or e}"
         ) from None
-    old = sorted(p for p in root.glob("step_*") if p.is_dir() and not p.name.endswith(".tmp"))
+    old = [p for _, p in run_checkpoints(run_dir)]
     for p in old[:-keep] if keep > 0 else []:
         if p == final:  # never the checkpoint that `latest` names
             continue
@@ -299,6 +300,24 @@ def resume_config(cfg: Any, session: tuple[str, ...], budget: tuple[str, ...],
                 )
             out[name] = value
     return ckpt, {**out, "resume": run_dir, "run_dir": run_dir}
+
+
+def run_checkpoints(run: str | os.PathLike[str]) -> list[tuple[int, Path]]:
+    """``(step, directory)`` of every complete checkpoint of a run, oldest first: the
+    ``step_N.tmp`` that a write killed midway leaves behind is not one. What keeps, prunes, or
+    evaluates a run's checkpoints lists them here."""
+    root = Path(run)
+    if not root.is_dir():
+        raise CheckpointError(f"run directory not found: {str(run)!r}")
+    found = []
+    for p in (root / "checkpoints").glob("step_*"):
+        m = re.fullmatch(r"step_(\d+)", p.name)
+        if m and p.is_dir():
+            found.append((int(m.group(1)), p))
+    if not found:
+        raise CheckpointError(f"{str(run)!r} has no checkpoints (expected checkpoints/step_*); train "
+                              "with --keep-checkpoints 0 to keep every one for this")  # fmt: skip
+    return sorted(found)
 
 
 def resolve_checkpoint(path: str | os.PathLike[str]) -> Path:
