@@ -258,7 +258,7 @@ def load_agent(checkpoint: str, game: str | None = None) -> tuple[Any, Any, dict
 
         net, config = load_checkpoint(checkpoint)
         return net, lambda n: GlimpsePolicy.for_checkpoint(net, config, n), config
-    net, config = load_policy(checkpoint, game)
+    net, config = load_policy(checkpoint, None if ours else game)  # ours record their game
     head = action_head(net, obs_shape(net, config))
     return net, lambda n: (lambda obs: net(obs)[head].argmax(1).cpu().numpy()), config
 

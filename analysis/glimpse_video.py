@@ -150,6 +150,15 @@ def record_glimpses(model: RecurrentAttentionModel, config: dict[str, Any], out:
     return out, played
 
 
+def check_jacobian_head(model: RecurrentAttentionModel, head: str) -> None:
+    """One line, before anything is played, for a head the agent does not have."""
+    with torch.no_grad():
+        heads = model.heads_of(torch.zeros(1, model.action_head.in_features))
+    if head not in heads:
+        raise ValueError(f"--jacobian-head {head!r} is not a head of this agent; it has: "
+                         f"{', '.join(heads)}")  # fmt: skip
+
+
 def episode_jacobian(model: RecurrentAttentionModel, played: list[GlimpseStep], head: str = "action_logits",
                      max_steps: int = 200):  # fmt: skip
     """The sequential Jacobian of the first recorded episode (at most ``max_steps`` core steps)

@@ -57,7 +57,11 @@ def load_policy(checkpoint: str | None, game: str | None) -> tuple[nn.Module, di
                              f"{n_game}: it was trained on another game or action set")  # fmt: skip
         return net, {**config, "agent": "sb3", "game": resolve_game(game), "env_options": {}}
     check_q_agent(checkpoint)
-    return load_checkpoint(Path(checkpoint))
+    net, config = load_checkpoint(Path(checkpoint))
+    if game is not None:
+        raise ValueError(f"--game applies to SB3 zips and random networks only; this checkpoint is "
+                         f"a {config['game']!r} {config['agent']}, which records its game")  # fmt: skip
+    return net, config
 
 
 def obs_shape(net: nn.Module, config: dict[str, Any]) -> tuple[int, ...]:

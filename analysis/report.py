@@ -210,6 +210,10 @@ def _plot_checks(report: dict[str, Any], out: Path) -> list[Path]:
     return [*paths, save_figure(fig, out / "fidelity.png")]
 
 
+# what write_report puts in its folder, report.json first (what marks a folder as a report's)
+REPORT_FILES = ("report.json", "report.png", "report.html", "sanity_*.png", "fidelity.png", "clip.webm")
+
+
 def write_report(
     report: dict[str, Any], out_dir: str | os.PathLike[str], title: str = ""
 ) -> list[Path]:

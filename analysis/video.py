@@ -6,6 +6,7 @@ video is complete, so a crash or Ctrl-C never leaves a truncated file that looks
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 from types import TracebackType
@@ -27,11 +28,25 @@ def check_output_file(path: str | os.PathLike[str], suffix: str | None = None) -
     return path
 
 
-def check_output_dir(folder: str | os.PathLike[str]) -> Path:
-    """Create ``folder`` and prove that a file can be written in it (then removed)."""
+_CREATED: list[Path] = []  # folders the output checks made, newest last (remove_created_dirs)
+
+
+def check_output_dir(folder: str | os.PathLike[str], writes: tuple[str, ...] = ()) -> Path:
+    """Create ``folder`` and prove that a file can be written in it (then removed). ``writes``:
+    the names (glob patterns) of the files the command will write there, the first its marker:
+    a folder that holds one of them without the marker holds someone else's file of that name,
+    which the command would overwrite, so it is refused. The folders made are remembered, so that
+    a command refused later leaves none of them behind (:func:`remove_created_dirs`)."""
     folder = Path(folder)
+    if writes and folder.is_dir() and not (folder / writes[0]).exists():
+        clash = sorted(p.name for pattern in writes for p in folder.glob(pattern))
+        if clash:
+            raise ValueError(f"{str(folder)!r} holds {', '.join(clash[:3])}, which this command did "
+                             "not write and would overwrite; give another folder")  # fmt: skip
+    missing = [p for p in (folder, *folder.parents) if not p.exists()]
     try:
         folder.mkdir(parents=True, exist_ok=True)
+        _CREATED.extend(reversed(missing))
         probe = folder / f".write-probe-{os.getpid()}"
         probe.write_bytes(b"")
         probe.unlink()
@@ -40,17 +55,38 @@ def check_output_dir(folder: str | os.PathLike[str]) -> Path:
     return folder
 
 
+def remove_created_dirs() -> None:
+    """Remove the folders that :func:`check_output_dir` made, where they are still empty: a
+    refused or interrupted command leaves no folder behind."""
+    while _CREATED:
+        with contextlib.suppress(OSError):
+            _CREATED.pop().rmdir()
+
+
 def check_writable(path: str | os.PathLike[str]) -> Path:
     """A video output path that can be written (see :func:`check_output_file`)."""
     return check_output_file(path, ".mp4")
 
 
-def check_video_options(fps: float, height: int) -> None:
-    """One line for a frame rate or a panel height that cannot make a video."""
-    if not fps > 0:
-        raise ValueError(f"--fps must be > 0, got {fps}")
-    if height < 1:
-        raise ValueError(f"--height must be >= 1 pixel, got {height}")
+# frame rates that ffmpeg's MP4 muxer takes: 1e-6 and 1e12 frames/s are refused by it (measured)
+FPS_RANGE = (0.01, 1000.0)
+# a 4K panel: a video is several panels wide, and libx264 refuses frames over 16,384 pixels a side
+MAX_HEIGHT = 2160
+
+
+def check_video_options(fps: float, height: int, panels: float = 3.0) -> None:
+    """One line for a frame rate or a panel height that cannot make a video, or whose frames (about
+    ``panels`` panels of 210x160 upscaled to ``height``, each in a few working copies) would not
+    fit in memory."""
+    from agents.common.resources import require_memory
+
+    lo, hi = FPS_RANGE
+    if not lo <= fps <= hi:
+        raise ValueError(f"--fps must be in [{lo:g}, {hi:,.0f}] frames per second, got {fps:g}")
+    if not 1 <= height <= MAX_HEIGHT:
+        raise ValueError(f"--height must be in [1, {MAX_HEIGHT}] pixels, got {height}")
+    frame = round(panels * height * height * 160 / 210) * 3
+    require_memory({"a video frame": (8 * frame, "--height")})
 
 
 class VideoWriter:

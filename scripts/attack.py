@@ -10,12 +10,9 @@ attacks are compared on one plot, each kind of agent with its 95% interval over 
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 
-import tyro
-
-from scripts.cli import signals_end_cleanly
+from scripts.cli import fail, parse_args, signals_end_cleanly
 
 
 @dataclass
@@ -45,13 +42,14 @@ class Args:
 
 
 def main() -> None:
-    args = tyro.cli(Args, description=__doc__)
+    args = parse_args(Args, __doc__)
     import json
     from pathlib import Path
 
     from agents.common.checkpoint import CheckpointError
     from analysis.adversarial import (
         check_attack,
+        load_agent,
         plot_robustness,
         robustness,
         summarise,
@@ -65,6 +63,9 @@ def main() -> None:
         if args.episodes < 1 or args.num_envs < 1 or args.pgd_steps < 1:
             raise ValueError(f"--episodes, --num-envs and --pgd-steps must be >= 1, got "
                              f"{args.episodes}, {args.num_envs} and {args.pgd_steps}")  # fmt: skip
+        zips = [c for c in (*args.checkpoint, args.transfer_from or "") if c.endswith(".zip")]
+        if args.game is not None and not zips:
+            raise ValueError("--game applies to SB3 zips only; our checkpoints record their game")
         if args.pgd_step_size is not None and not args.pgd_step_size > 0:
             raise ValueError(f"--pgd-step-size must be > 0, got {args.pgd_step_size}")
         if args.transfer_from is not None:
@@ -72,8 +73,10 @@ def main() -> None:
                 raise ValueError("--transfer-from crafts FGSM or PGD on another agent; noise needs "
                                  "no source")  # fmt: skip
             transfer_source(args.transfer_from, args.game)
+        for ckpt in args.checkpoint:  # every agent loads before the first is attacked
+            load_agent(ckpt, args.game)
         epsilons = sorted(set(args.epsilons))
-        out = check_output_dir(args.out)
+        out = check_output_dir(args.out, writes=("robustness.json", "robustness.png"))
         runs = []
         common = dict(episodes=args.episodes, game=args.game, steps=args.pgd_steps,
                       step_size=args.pgd_step_size, seed=args.seed, num_envs=args.num_envs)  # fmt: skip
@@ -89,7 +92,7 @@ def main() -> None:
             (out / "robustness.json").write_text(json.dumps(report, indent=2))
             plot_robustness(summary, out / "robustness.png", f"{runs[0]['game']}: robustness")
     except (ValueError, CheckpointError, OSError) as e:
-        sys.exit(f"error: {e}")
+        fail(e)
     for attack, groups in summary.items():
         for label, rows in groups.items():
             key = "catch_rate" if "catch_rate" in rows[0] else "mean_return"

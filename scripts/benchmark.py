@@ -503,22 +503,23 @@ def run_scaling(cfg: Scaling) -> None:
         write_section("scaling", table)
 
 
+SUBCOMMANDS = {"envs": Envs, "dqn": Dqn, "dqn-gpu": DqnGpu, "pqn": Pqn, "pqn-gpu": PqnGpu,
+               "saliency": Saliency, "glimpse": Glimpse, "attack": Attack, "sb3": Sb3,
+               "scaling": Scaling}  # fmt: skip
+
+
 def main() -> None:
     cfg = tyro.extras.subcommand_cli_from_dict(
-        {
-            "envs": Annotated[Envs, tyro.conf.arg(help=Envs.__doc__)],
-            "dqn": Annotated[Dqn, tyro.conf.arg(help=Dqn.__doc__)],
-            "dqn-gpu": Annotated[DqnGpu, tyro.conf.arg(help=DqnGpu.__doc__)],
-            "pqn": Annotated[Pqn, tyro.conf.arg(help=Pqn.__doc__)],
-            "pqn-gpu": Annotated[PqnGpu, tyro.conf.arg(help=PqnGpu.__doc__)],
-            "saliency": Annotated[Saliency, tyro.conf.arg(help=Saliency.__doc__)],
-            "glimpse": Annotated[Glimpse, tyro.conf.arg(help=Glimpse.__doc__)],
-            "attack": Annotated[Attack, tyro.conf.arg(help=Attack.__doc__)],
-            "sb3": Annotated[Sb3, tyro.conf.arg(help=Sb3.__doc__)],
-            "scaling": Annotated[Scaling, tyro.conf.arg(help=Scaling.__doc__)],
-        },
+        {name: Annotated[cls, tyro.conf.arg(help=cls.__doc__)] for name, cls in SUBCOMMANDS.items()},
         description=__doc__,
     )
+    from agents.common.training import check_config_types
+
+    try:  # every flag's kind and finiteness, as for the other scripts (scripts.cli.parse_args)
+        check_config_types(cfg)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
     runners = {Envs: run_envs, Dqn: run_dqn, DqnGpu: run_dqn_gpu, Pqn: run_pqn, PqnGpu: run_pqn_gpu,
                Saliency: run_saliency, Glimpse: run_glimpse, Attack: run_attack,
                Sb3: run_sb3, Scaling: run_scaling}  # fmt: skip

@@ -1,14 +1,70 @@
-"""What the command-line scripts share: the preset a --game picks, how a training reports its end,
-and signals that end a script in one line, with nothing partial left behind."""
+"""What the command-line scripts share: parsing with the checks every flag gets, the preset a
+--game picks, how a training reports its end, one-line errors and warnings, and signals that end a
+script in one line, with nothing partial left behind."""
 
 from __future__ import annotations
 
 import contextlib
 import signal
 import sys
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+_show_warning = warnings.showwarning
+
+
+def _one_line_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                      file: Any = None, line: str | None = None) -> None:  # fmt: skip
+    """The library's warnings for users (a damaged ``latest`` passed over, say) as one line,
+    ``warning: ...``; any other warning as Python shows it."""
+    from agents.common.checkpoint import CheckpointWarning
+
+    if issubclass(category, CheckpointWarning):
+        print(f"warning: {message}", file=sys.stderr)
+    else:
+        _show_warning(message, category, filename, lineno, file, line)
+
+
+warnings.showwarning = _one_line_warning
+
+
+def parse_args(cls: type[T], description: str | None) -> T:
+    """``tyro.cli(cls)``, then the checks every script's flags get before any work, the same as the
+    trainers' configs (``check_config_types``: the kind of every value, and every float finite):
+    one line and exit code 2 otherwise."""
+    import tyro
+
+    from agents.common.training import check_config_types
+
+    args = tyro.cli(cls, description=description)
+    try:
+        check_config_types(args)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+    return args
+
+
+def fail(error: BaseException) -> None:
+    """End a script on a refused input: one line, exit code 1, and no folder left behind that its
+    output checks created (``analysis.video.remove_created_dirs``)."""
+    from analysis.video import remove_created_dirs
+
+    remove_created_dirs()
+    sys.exit(f"error: {error}")
+
+
+def not_applicable(argv: list[str], flags: dict[str, str]) -> None:
+    """Refuse by name a flag given on the command line that does nothing here (``flags``: field
+    name -> why it does not apply), instead of ignoring it."""
+    given = flags_given(argv)
+    for name, why in flags.items():
+        if name in given:
+            raise ValueError(f"--{name.replace('_', '-')} {why}")
 
 
 def game_named(argv: list[str], flag: str = "--game") -> str:
@@ -78,6 +134,9 @@ def signals_end_cleanly() -> Iterator[None]:
     try:
         yield
     except KeyboardInterrupt:
+        from analysis.video import remove_created_dirs
+
+        remove_created_dirs()
         sig = received[0] if received else signal.SIGINT
         print(f"interrupted by {signal.Signals(sig).name}; no partial output was kept",
               file=sys.stderr)  # fmt: skip

@@ -13,9 +13,7 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass
 
-import tyro
-
-from scripts.cli import signals_end_cleanly
+from scripts.cli import fail, not_applicable, parse_args, signals_end_cleanly
 
 
 @dataclass
@@ -42,21 +40,20 @@ class Args:
 
 
 def main() -> None:
-    args = tyro.cli(Args, description=__doc__)
-    from pathlib import Path
-
+    args = parse_args(Args, __doc__)
     from agents.common.checkpoint import CheckpointError
     from analysis.playback import load_policy
-    from analysis.report import build_report, collect, regions_for, write_report
+    from analysis.report import REPORT_FILES, build_report, collect, regions_for, write_report
     from analysis.saliency import check_method
     from analysis.video import check_output_dir
 
-    created = not Path(args.out).exists()
     try:
         if args.episodes < 1:
             raise ValueError(f"--episodes must be >= 1, got {args.episodes}")
         if args.steps is not None and args.steps < 1:
             raise ValueError(f"--steps must be >= 1, got {args.steps}")
+        if args.steps is not None:
+            not_applicable(sys.argv[1:], {"episodes": "and --steps exclude each other: give one"})
         if args.probe_frames < 2:
             raise ValueError(f"--probe-frames must be >= 2, got {args.probe_frames}")
         if args.clip < 0:
@@ -65,7 +62,7 @@ def main() -> None:
             raise ValueError("--method needs at least one method")
         for m in args.method:
             check_method(m)
-        check_output_dir(args.out)
+        check_output_dir(args.out, writes=REPORT_FILES)
         net, config = load_policy(args.checkpoint, args.game)
         with signals_end_cleanly():
             episodes = None if args.steps else args.episodes
@@ -77,9 +74,7 @@ def main() -> None:
             title = f"{config['game']}: {heads[0]} vs {heads[1]}"
             paths = write_report(report, args.out, title=title)
     except (ValueError, CheckpointError, OSError) as e:
-        if created and Path(args.out).is_dir() and not any(Path(args.out).iterdir()):
-            Path(args.out).rmdir()  # the folder made to probe the output: leave nothing behind
-        sys.exit(f"error: {e}")
+        fail(e)
     s = report["per_frame_summary"]
     print(f"{report['frames']} frames; Pearson {s['pearson']['mean']:.3f}, top-5% IoU "
           f"{s['top5_iou']['mean']:.3f}, centre distance {s['centre_distance']['mean']:.1f} px")  # fmt: skip

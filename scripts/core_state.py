@@ -9,12 +9,9 @@ paddle it will land, and does the policy move the paddle there?
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 
-import tyro
-
-from scripts.cli import signals_end_cleanly
+from scripts.cli import fail, parse_args, signals_end_cleanly
 
 
 @dataclass
@@ -28,7 +25,7 @@ class Args:
 
 
 def main() -> None:
-    args = tyro.cli(Args, description=__doc__)
+    args = parse_args(Args, __doc__)
     from agents.common.checkpoint import CheckpointError
     from analysis.core_state import core_state_over_training, markdown
 
@@ -38,7 +35,7 @@ def main() -> None:
         with signals_end_cleanly():
             rows = core_state_over_training(args.run, args.steps, args.seed)
     except (ValueError, CheckpointError, OSError) as e:
-        sys.exit(f"error: {e}")
+        fail(e)
     print(markdown(rows))
 
 

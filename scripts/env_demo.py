@@ -8,9 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import tyro
-
-from scripts.cli import signals_end_cleanly
+from scripts.cli import parse_args, signals_end_cleanly
 
 
 @dataclass
@@ -26,7 +24,7 @@ class Args:
 
 
 def main() -> None:
-    args = tyro.cli(Args, description=__doc__)
+    args = parse_args(Args, __doc__)
     from analysis.video import record_random_play
 
     try:

@@ -6,10 +6,9 @@ python scripts/evaluate.py --checkpoint runs/pong__dueling_dqn__1__1700000000 --
 from __future__ import annotations
 
 import json
-import sys
 from dataclasses import dataclass
 
-import tyro
+from scripts.cli import fail, parse_args
 
 
 @dataclass
@@ -36,7 +35,7 @@ class Args:
 
 
 def main() -> None:
-    args = tyro.cli(Args, description=__doc__)
+    args = parse_args(Args, __doc__)
     from agents.common.checkpoint import CheckpointError, load_checkpoint
     from agents.common.evaluate import evaluate_network
     from agents.common.training import check_device, resolve_device
@@ -62,7 +61,7 @@ def main() -> None:
 
             summary["gaze_hit_rate"] = gaze_hit_rate(network, config, args.episodes, args.seed)[0]
     except (CheckpointError, ValueError) as e:
-        sys.exit(f"error: {e}")
+        fail(e)
     hns = summary["human_normalized"]
     hns_text = f", human-normalised {hns:.1%}" if hns is not None else ""
     print(

@@ -10,12 +10,9 @@ Runs keep their 3 newest checkpoints; train with --keep-checkpoints 0 to keep th
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 
-import tyro
-
-from scripts.cli import signals_end_cleanly
+from scripts.cli import fail, parse_args, signals_end_cleanly
 
 
 @dataclass
@@ -33,7 +30,7 @@ class Args:
 
 
 def main() -> None:
-    args = tyro.cli(Args, description=__doc__)
+    args = parse_args(Args, __doc__)
     from agents.common.checkpoint import CheckpointError
     from analysis.glimpse_metrics import gaze_over_training, plot_gaze
     from analysis.video import check_output_file
@@ -47,7 +44,7 @@ def main() -> None:
             curve = gaze_over_training(args.run, args.episodes, args.seed)
             path = plot_gaze(curve, args.out, args.shown)
     except (ValueError, CheckpointError, OSError) as e:
-        sys.exit(f"error: {e}")
+        fail(e)
     for step, caught, hits in zip(curve.steps, curve.caught, curve.hits, strict=True):
         print(f"step {step:>12,}: caught {caught:.2f}, gaze hit rate {hits:.2f}")
     print(f"wrote {path}")

@@ -19,7 +19,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-import tyro
+from scripts.cli import fail, parse_args
 
 
 @dataclass
@@ -28,7 +28,9 @@ class Args:
     """Run directory to pack (its newest checkpoint), or one of its checkpoints
     (RUN/checkpoints/step_N, without --training-state): the record then covers the run up to it."""
     out: str
-    """Folder of the shipped agent (replaced if it exists: a previous pack of the same run)."""
+    """Folder of the shipped agent: a new or empty folder, or an earlier pack, which is replaced
+    whole once the new one is complete. Anything else (the run, a folder holding it, another
+    run, a folder with other files) is refused before the evaluation."""
     episodes: int = 30
     """Evaluation episodes (the papers' 30), the envs playing equal shares."""
     num_envs: int = 8
@@ -44,15 +46,16 @@ class Args:
 
 
 def main() -> None:
-    args = tyro.cli(Args, description=__doc__)
+    args = parse_args(Args, __doc__)
     from agents.common.checkpoint import CheckpointError, load_checkpoint
     from agents.common.evaluate import evaluate_network
-    from agents.common.pretrained import pack_agent, pack_run
+    from agents.common.pretrained import check_pack, pack_agent, pack_run
 
     try:
         if args.episodes < 1 or args.num_envs < 1:
             raise ValueError(f"--episodes and --num-envs must be >= 1, got {args.episodes} and "
                              f"{args.num_envs}")  # fmt: skip
+        check_pack(args.run, args.out, args.training_state)
         network, config = load_checkpoint(args.run)
         summary = evaluate_network(network, config, sample=args.sample, episodes=args.episodes,
                                    num_envs=args.num_envs, seed=args.seed,
@@ -62,7 +65,7 @@ def main() -> None:
         pack = pack_run if args.training_state else pack_agent
         folder = pack(args.run, summary, args.out, training)
     except (CheckpointError, ValueError, OSError) as e:
-        sys.exit(f"error: {e}")
+        fail(e)
     print(f"{summary['game']}: {summary['mean']:.2f} +- {summary['std']:.2f} over "
           f"{summary['episodes']} episodes ({summary['policy']} policy) after {config['step']:,} "
           f"steps -> {folder}")  # fmt: skip

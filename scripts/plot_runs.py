@@ -18,7 +18,7 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass, field
 
-import tyro
+from scripts.cli import fail, not_applicable, parse_args
 
 
 @dataclass
@@ -44,7 +44,7 @@ class Args:
 
 
 def main() -> None:
-    args = tyro.cli(Args, description=__doc__)
+    args = parse_args(Args, __doc__)
     from analysis.sweeps import every_window_table, load_runs, plot_curves, window_table
     from analysis.video import check_output_file
 
@@ -55,6 +55,14 @@ def main() -> None:
             raise ValueError("nothing to do: give --out FIGURE.png, --table or --every-window")
         if args.since < 0:
             raise ValueError(f"--since must be >= 0, got {args.since}")
+        not_applicable(sys.argv[1:], {
+            **({} if args.every_window else {"tags": "applies to --every-window only",
+                                             "since": "applies to --every-window only"}),
+            **({} if args.out else {"labels": "names the figure's curves: give --out too",
+                                    "smooth": "smooths the figure's curves: give --out too"}),
+            **({} if args.table or args.every_window else {
+                "window": "applies to --table and --every-window only"}),
+        })  # fmt: skip
         out = check_output_file(args.out, ".png") if args.out else None
         trials = load_runs(args.runs, args.labels, args.smooth) if out is not None else []
         tables = [window_table(args.runs, args.window)] if args.table else []
@@ -64,7 +72,7 @@ def main() -> None:
         if out is not None:
             plot_curves(trials, out)
     except ValueError as e:
-        sys.exit(f"error: {e}")
+        fail(e)
     if tables:
         print("\n\n".join(tables))
     if out is not None:

@@ -13,9 +13,8 @@ import sys
 from dataclasses import dataclass
 
 import numpy as np
-import tyro
 
-from scripts.cli import signals_end_cleanly
+from scripts.cli import fail, not_applicable, parse_args, signals_end_cleanly
 
 
 @dataclass
@@ -46,20 +45,29 @@ class Args:
 
 
 def main() -> None:
-    args = tyro.cli(Args, description=__doc__)
+    args = parse_args(Args, __doc__)
     from agents.common.checkpoint import CheckpointError
-    from analysis.glimpse_video import episode_jacobian, load_glimpse_agent, record_glimpses
+    from analysis.glimpse_video import (
+        check_jacobian_head,
+        episode_jacobian,
+        load_glimpse_agent,
+        record_glimpses,
+    )
     from analysis.video import check_output_file, check_video_options, check_writable
 
     steps = args.steps if args.steps is not None or args.episodes is not None else 200
     try:
-        check_video_options(args.fps, args.height)
+        check_video_options(args.fps, args.height, panels=2)
         if args.trail < 0:
             raise ValueError(f"--trail must be >= 0, got {args.trail}")
+        if not args.jacobian:
+            not_applicable(sys.argv[1:], {"jacobian_head": "applies to --jacobian only"})
         check_writable(args.out)
         if args.jacobian:
             check_output_file(args.jacobian, ".png")
         model, config = load_glimpse_agent(args.checkpoint)
+        if args.jacobian:
+            check_jacobian_head(model, args.jacobian_head)
         with signals_end_cleanly():
             path, played = record_glimpses(
                 model, config, args.out, steps=steps, episodes=args.episodes, seed=args.seed,
@@ -73,7 +81,7 @@ def main() -> None:
             print(f"wrote {args.jacobian}: memory span median {float(np.median(spans)):g} steps, "
                   f"max {int(spans.max())} over {len(spans)} steps")  # fmt: skip
     except (ValueError, CheckpointError) as e:
-        sys.exit(f"error: {e}")
+        fail(e)
 
 
 if __name__ == "__main__":

@@ -11,9 +11,7 @@ import sys
 import warnings
 from dataclasses import dataclass
 
-import tyro
-
-from scripts.cli import signals_end_cleanly
+from scripts.cli import fail, parse_args, signals_end_cleanly
 
 
 @dataclass
@@ -44,7 +42,7 @@ class Args:
 
 
 def main() -> None:
-    args = tyro.cli(Args, description=__doc__)
+    args = parse_args(Args, __doc__)
     from agents.common.checkpoint import CheckpointError
     from analysis.playback import load_policy
     from analysis.saliency import check_method
@@ -74,7 +72,7 @@ def main() -> None:
                 height=args.height, method=args.method,
             )  # fmt: skip
     except (ValueError, CheckpointError) as e:
-        sys.exit(f"error: {e}")
+        fail(e)
     print(f"wrote {path}")
 
 

@@ -10,12 +10,9 @@ Runs keep their 3 newest checkpoints; train with --keep-checkpoints 0 to keep th
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 
-import tyro
-
-from scripts.cli import signals_end_cleanly
+from scripts.cli import fail, parse_args, signals_end_cleanly
 
 
 @dataclass
@@ -38,7 +35,7 @@ class Args:
 
 
 def main() -> None:
-    args = tyro.cli(Args, description=__doc__)
+    args = parse_args(Args, __doc__)
     from pathlib import Path
 
     from agents.common.checkpoint import CheckpointError
@@ -56,7 +53,7 @@ def main() -> None:
             if args.tensorboard:
                 log_over_training(result, Path(args.run) / "saliency_over_training")
     except (ValueError, CheckpointError, OSError) as e:
-        sys.exit(f"error: {e}")
+        fail(e)
     first, last = (float(result.agreement["spearman"][i].mean()) for i in (0, -1))
     print(f"{len(result.steps)} checkpoints; {result.heads[0]} vs {result.heads[1]} Spearman "
           f"{first:.3f} at step {result.steps[0]:,} -> {last:.3f} at step {result.steps[-1]:,}")  # fmt: skip

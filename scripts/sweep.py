@@ -21,6 +21,7 @@ from typing import Annotated, Any
 import tyro
 
 from agents.common.sweep import SWEEP_FILE, SweepSpec
+from scripts.cli import fail, parse_args
 
 
 @dataclass
@@ -41,7 +42,7 @@ class Args(SweepSpec):
 
 
 def main() -> None:
-    args = tyro.cli(Args, description=__doc__)
+    args = parse_args(Args, __doc__)
     from pathlib import Path
 
     from agents.common.checkpoint import CheckpointError
@@ -70,7 +71,7 @@ def main() -> None:
         outcome = run_sweep(spec, sweep_dir, resume=bool(args.resume), address=args.address,
                             num_cpus=args.num_cpus or None, callbacks=training_callbacks)  # fmt: skip
     except (ValueError, CheckpointError) as e:
-        sys.exit(f"error: {e}")
+        fail(e)
     for line in outcome.errors:
         print(f"trial failed: {line}", file=sys.stderr)
     try:

@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import tyro
+from scripts.cli import fail, parse_args
 
 
 @dataclass
@@ -75,7 +75,7 @@ def parse_games(specs: list[str]) -> list[tuple[str, float]]:
 
 
 def main() -> None:
-    args = tyro.cli(Args, description=__doc__)
+    args = parse_args(Args, __doc__)
     from agents.common.checkpoint import (
         CONFIG,
         CheckpointError,
@@ -84,8 +84,9 @@ def main() -> None:
         run_checkpoints,
     )
     from agents.common.evaluate import evaluate_checkpoint
-    from agents.common.pretrained import archive, pack_agent, weights_digest
+    from agents.common.pretrained import archive, check_pack_target, pack_agent, weights_digest
     from agents.qlearning.pqn import PQNConfig, PQNTrainer
+    from envs import resolve_game
 
     try:
         games = parse_games(args.games)
@@ -98,8 +99,10 @@ def main() -> None:
                       env_groups=args.env_groups)  # fmt: skip
             for game, limit in games
         ]
-        for cfg in configs:  # every game's flags are checked before the first one trains
+        for cfg in configs:  # every game's flags and folders are checked before the first trains
             cfg.validate()
+            name = "catch" if cfg.game.lower() == "catch" else resolve_game(cfg.game)
+            check_pack_target(cfg.run_dir, Path(args.out) / name)
         Path(args.out).mkdir(parents=True, exist_ok=True)
         for cfg in configs:
             start = time.perf_counter()
@@ -132,7 +135,7 @@ def main() -> None:
                   f"{summary['episodes']} episodes after {trainer.global_step:,} steps in "
                   f"{wall / 60:.1f} min -> {archive(folder)}", flush=True)  # fmt: skip
     except (ValueError, CheckpointError, OSError) as e:
-        sys.exit(f"error: {e}")
+        fail(e)
 
 
 if __name__ == "__main__":

@@ -257,8 +257,8 @@ def test_pqn_checkpoint_through_the_analysis_scripts(pong_pqn, tmp_path):
     r = script("scripts/record_saliency.py", "--checkpoint", str(pong_pqn), "--steps", "12",
                "--out", str(tmp_path / "v.mp4"))  # fmt: skip
     assert r.returncode == 0 and (tmp_path / "v.mp4").stat().st_size > 0, r.stderr
-    r = script("scripts/compare_heads.py", "--checkpoint", str(pong_pqn), "--episodes", "1",
-               "--steps", "16", "--out", str(tmp_path / "report"))  # fmt: skip
+    r = script("scripts/compare_heads.py", "--checkpoint", str(pong_pqn), "--steps", "16", "--out",
+               str(tmp_path / "report"))  # fmt: skip
     assert r.returncode == 0, r.stderr
     assert json.loads((tmp_path / "report" / "report.json").read_text())
 

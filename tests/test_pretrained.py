@@ -211,7 +211,7 @@ def test_pack_agent_ships_a_glimpse_run_that_loads_plays_and_trains_on(tmp_path)
         "config.json", "curve.csv", "eval.json", "model.safetensors"]  # fmt: skip
     assert json.loads((tmp_path / "flat" / "eval.json").read_text())["policy"] == "greedy"
     done = pack("--out", str(run / "inside"), "--training-state")
-    assert done.returncode != 0 and done.stderr.count("\n") == 1 and "is the run" in done.stderr
+    assert done.returncode != 0 and done.stderr.count("\n") == 1 and "is inside the run" in done.stderr
     done = subprocess.run([sys.executable, "scripts/pack_agent.py", "--run", str(tmp_path / "none"),
                            "--out", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=60)
     missing = str(tmp_path / "none")

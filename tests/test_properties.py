@@ -57,3 +57,72 @@ def test_damaged_checkpoint_files_give_checkpoint_error(good_checkpoint, tmp_pat
     except CheckpointError:
         return
     assert damaged == data or which == "config.json" and json.loads(damaged) == json.loads(data)
+
+
+def _float_flags() -> list[tuple[str, list[str], str, list[str]]]:
+    """(script, the arguments its required fields need, flag, the tokens of a non-finite value)
+    for every float field of every script's flags: the trainers' configs, each script's Args and
+    each benchmark subcommand."""
+    import importlib
+    import pkgutil
+    import typing
+
+    import scripts
+    from scripts.benchmark import SUBCOMMANDS
+
+    def flags_of(cls):
+        hints = typing.get_type_hints(cls)
+        required = []
+        for f in dataclasses.fields(cls):
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                required += [f"--{f.name.replace('_', '-')}", "x"]  # a path or a name: never read
+        for f in dataclasses.fields(cls):
+            kind = hints[f.name]
+            args = typing.get_args(kind)
+            if kind is float or (float in args and type(None) in args):
+                yield required, f"--{f.name.replace('_', '-')}", []
+            elif typing.get_origin(kind) in (tuple, list) and float in args:
+                yield required, f"--{f.name.replace('_', '-')}", ["1"]
+
+    cases = []
+    for trainer, cls in (("train_dqn", DQNConfig), ("train_pqn", PQNConfig),
+                         ("train_glimpse", GlimpseConfig)):  # fmt: skip
+        cases += [(trainer, req, flag, lead) for req, flag, lead in flags_of(cls)]
+    for info in pkgutil.iter_modules(scripts.__path__):
+        module = importlib.import_module(f"scripts.{info.name}")
+        if hasattr(module, "Args"):
+            cases += [(info.name, req, flag, lead) for req, flag, lead in flags_of(module.Args)]
+    for sub, cls in SUBCOMMANDS.items():
+        cases += [("benchmark", [sub, *req], flag, lead) for req, flag, lead in flags_of(cls)]
+    return cases
+
+
+FLOAT_FLAGS = _float_flags()
+
+
+def test_the_float_flags_are_found():
+    """The collection above misses nothing obvious (a wrong type test would silently test none)."""
+    found = {(script, flag) for script, _, flag, _ in FLOAT_FLAGS}
+    assert {("train_dqn", "--learning-rate"), ("train_glimpse", "--entropy-coef"),
+            ("record_saliency", "--fps"), ("attack", "--epsilons"), ("attack", "--pgd-step-size"),
+            ("train_pqn", "--time-limit"), ("benchmark", "--seconds")} <= found  # fmt: skip
+    assert len(FLOAT_FLAGS) >= 45
+
+
+@pytest.mark.parametrize("value", ["inf", "nan"])
+@pytest.mark.parametrize("script, required, flag, lead", FLOAT_FLAGS,
+                         ids=[f"{s}{f}" for s, _, f, _ in FLOAT_FLAGS])  # fmt: skip
+def test_every_float_flag_of_every_script_refuses_inf_and_nan(script, required, flag, lead, value,
+                                                              monkeypatch, capsys, tmp_path):  # fmt: skip
+    """Run each script's main in-process on the non-finite value: it ends with one line naming the
+    flag, before any work (nothing is written: the working directory stays empty)."""
+    import importlib
+    import sys
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", [f"{script}.py", *required, flag, *lead, value])
+    with pytest.raises(SystemExit) as exit_:
+        importlib.import_module(f"scripts.{script}").main()
+    message = exit_.value.code if isinstance(exit_.value.code, str) else capsys.readouterr().err
+    assert message.strip() == f"error: {flag} must be a finite number, got {value}", message
+    assert not list(tmp_path.iterdir())

@@ -1,6 +1,7 @@
 """Nothing lost: a run directory cannot be clobbered by a new run or a second writer, a resume
 keeps the run's own budget, a finished run says so, and exit codes tell how a training ended."""
 
+import dataclasses
 import os
 import signal
 import subprocess
@@ -280,15 +281,15 @@ def test_damaged_or_mismatched_sb3_models_are_one_line(tmp_path):
     "args, message",
     [
         (["scripts/record_saliency.py", "--game", "pong", "--out", "{tmp}/v.mp4", "--height", "0"],
-         "--height must be >= 1"),
+         "--height must be in [1, 2160] pixels"),
         (["scripts/record_saliency.py", "--game", "pong", "--out", "{tmp}/v.mp4", "--fps", "-5"],
-         "--fps must be > 0"),
+         "--fps must be in [0.01, 1,000]"),
         (["scripts/record_saliency.py", "--game", "pong", "--out", "/proc/x.mp4"],
          "cannot write to '/proc'"),
         (["scripts/record_glimpses.py", "--checkpoint", "{tmp}/none", "--out", "{tmp}/g.mp4",
           "--trail", "-1"], "--trail must be >= 0"),
         (["scripts/record_glimpses.py", "--checkpoint", "{tmp}/none", "--out", "{tmp}/g.mp4",
-          "--fps", "0"], "--fps must be > 0"),
+          "--fps", "0"], "--fps must be in [0.01, 1,000]"),
         (["scripts/record_glimpses.py", "--checkpoint", "{tmp}/none", "--out", "{tmp}/g.mp4",
           "--jacobian", "/proc/j.png"], "cannot write to '/proc'"),
         (["scripts/compare_heads.py", "--checkpoint", "{tmp}/none", "--out", "/proc/report"],
@@ -328,3 +329,362 @@ def test_a_signal_during_a_video_leaves_no_partial_file(sig, code, tmp_path):
     assert proc.returncode == code
     assert f"interrupted by {sig.name}" in err and "Traceback" not in err, err
     assert not list(tmp_path.glob("*.mp4"))
+
+
+# ---- the bad-input probe: its cases, numbered as in docs/reliability.md --------------------------
+
+def _run(*args: str, timeout: int = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=timeout)  # fmt: skip
+
+
+def _one_line(done: subprocess.CompletedProcess, message: str) -> None:
+    assert done.returncode != 0, done.stdout
+    assert done.stderr.startswith("error: ") and message in done.stderr, done.stderr
+    assert done.stderr.count("\n") == 1, done.stderr
+
+
+def _tree(folder: Path) -> dict[str, bytes]:
+    """Every file under ``folder`` with its bytes: what "untouched" is checked against."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def catch_run(tmp_path_factory) -> Path:
+    run = tmp_path_factory.mktemp("probe") / "run"
+    TRAINERS["pqn"](run).run()
+    return run
+
+
+@pytest.fixture
+def run_copy(catch_run, tmp_path) -> Path:
+    import shutil
+
+    shutil.copytree(catch_run, tmp_path / "run")
+    return tmp_path / "run"
+
+
+def _pack(run: Path, out: Path, *flags: str) -> subprocess.CompletedProcess:
+    return _run("scripts/pack_agent.py", "--run", str(run), "--out", str(out), "--episodes", "1",
+                "--num-envs", "1", "--no-progress", *flags)  # fmt: skip
+
+
+@pytest.mark.parametrize("flags", [(), ("--training-state",)], ids=["agent", "training-state"])
+def test_probe_01_pack_out_another_run_is_refused_and_the_run_still_resumes(flags, run_copy, tmp_path):
+    import shutil
+
+    other = tmp_path / "other"
+    shutil.copytree(run_copy, other)
+    before = _tree(other)
+    _one_line(_pack(run_copy, other, *flags), f"--out {str(other)!r} is a run directory")
+    assert _tree(other) == before
+    resumed = PQNTrainer(PQNConfig(resume=str(other), total_steps=320, progress=False))
+    assert resumed.global_step == 256
+
+
+@pytest.mark.parametrize("flags", [(), ("--training-state",)], ids=["agent", "training-state"])
+def test_probe_02_pack_out_the_run_being_packed_is_refused(flags, run_copy):
+    before = _tree(run_copy)
+    _one_line(_pack(run_copy, run_copy, *flags), "is the run being packed")
+    assert _tree(run_copy) == before
+
+
+@pytest.mark.parametrize("flags", [(), ("--training-state",)], ids=["agent", "training-state"])
+def test_probe_03_pack_out_a_folder_that_holds_the_run_is_refused(flags, run_copy, tmp_path):
+    before = _tree(tmp_path)
+    _one_line(_pack(run_copy, tmp_path, *flags), "holds the run being packed")
+    _one_line(_pack(run_copy / "checkpoints", tmp_path / "x", *flags), "is not a checkpoint")
+    _one_line(_pack(run_copy, run_copy / "checkpoints" / "x", *flags), "is inside the run")
+    assert _tree(tmp_path) == before and not (tmp_path / "x").exists()
+
+
+@pytest.mark.parametrize("flags", [(), ("--training-state",)], ids=["agent", "training-state"])
+def test_probe_04_pack_out_a_users_folder_is_refused_and_nothing_is_touched(flags, run_copy, tmp_path):
+    mine = tmp_path / "mine"
+    (mine / "sub").mkdir(parents=True)
+    (mine / "notes.txt").write_text("mine")
+    (mine / "sub" / "eval.json").write_text("{}")
+    _one_line(_pack(run_copy, mine, *flags), "holds files that are not a packed agent's (notes.txt, sub)")
+    assert _tree(mine) == {"notes.txt": b"mine", "sub/eval.json": b"{}"}
+    (mine / "eval.json").write_text("{}")  # an eval.json beside other files is no packed agent
+    _one_line(_pack(run_copy, mine, *flags), "holds files that are not a packed agent's")
+    (tmp_path / "file").write_text("x")
+    _one_line(_pack(run_copy, tmp_path / "file", *flags), "exists and is not a folder")
+
+
+def test_probe_05_an_earlier_pack_is_replaced_whole_and_an_empty_folder_taken(run_copy, tmp_path):
+    from agents.common.checkpoint import load_checkpoint
+    from agents.common.pretrained import is_packed_agent
+
+    out = tmp_path / "agent"
+    out.mkdir()  # an empty folder is taken
+    done = _pack(run_copy, out)
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["config.json", "curve.csv", "eval.json",
+                                                      "model.safetensors"]  # fmt: skip
+    done = _pack(run_copy, out, "--training-state")  # the flat pack is replaced by the run's
+    assert done.returncode == 0, done.stderr
+    assert not (out / "model.safetensors").exists() and (out / "checkpoints" / "latest").exists()
+    assert is_packed_agent(out) and load_checkpoint(out)[1]["step"] == 256
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["agent", "run"]  # no hidden folder left
+
+
+@pytest.mark.parametrize("folder", sorted(p.name for p in (ROOT / "pretrained").iterdir() if p.is_dir()))
+def test_probe_05_the_shipped_agents_are_packed_agents_that_a_pack_may_replace(folder):
+    from agents.common.pretrained import is_packed_agent
+
+    assert is_packed_agent(ROOT / "pretrained" / folder)
+
+
+@pytest.mark.parametrize("when", ["writing", "swapping"])
+def test_probe_06_a_pack_killed_with_sigkill_leaves_the_earlier_agent_intact(when, run_copy, tmp_path):
+    """kill -9 while the new agent's files are written, or just before it takes the old one's place:
+    the old agent is byte for byte what it was, and the next pack removes the killed one's hidden
+    folder and replaces the agent."""
+    out = tmp_path / "agent"
+    assert _pack(run_copy, out).returncode == 0
+    before = _tree(out)
+    code = f"""
+import os, signal
+import agents.common.pretrained as p
+def kill(*args, **kwargs):
+    os.kill(os.getpid(), signal.SIGKILL)
+if {when!r} == "writing":
+    p.save_file = kill
+else:
+    p._exchange = kill
+p.pack_agent({str(run_copy)!r}, {{"game": "catch", "mean": 1.0}}, {str(out)!r}, {{"command": "t"}})
+"""
+    done = _run("-c", code)
+    assert done.returncode == -signal.SIGKILL, done.stderr
+    assert _tree(out) == before
+    assert [p.name for p in tmp_path.glob(".agent.packing-*")]  # what the kill left ...
+    done = _pack(run_copy, out, "--training-state")
+    assert done.returncode == 0, done.stderr
+    assert not list(tmp_path.glob(".agent.*"))  # ... is cleaned up by the next pack
+    assert (out / "checkpoints").is_dir() and not (out / "model.safetensors").exists()
+
+
+def test_probe_06_a_failed_pack_leaves_the_earlier_agent_and_no_folder(run_copy, tmp_path, monkeypatch):
+    import agents.common.pretrained as pretrained
+
+    out = tmp_path / "agent"
+    pretrained.pack_agent(run_copy, {"mean": 1.0}, out, {"command": "t"})
+    before = _tree(out)
+
+    def disk_full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(pretrained, "save_file", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        pretrained.pack_agent(run_copy, {"mean": 2.0}, out, {"command": "t"})
+    assert _tree(out) == before and sorted(p.name for p in tmp_path.iterdir()) == ["agent", "run"]
+
+
+def test_probe_06_folders_swap_atomically(tmp_path):
+    from agents.common.pretrained import _exchange
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    (tmp_path / "a" / "new").write_text("")
+    (tmp_path / "b" / "old").write_text("")
+    _exchange(tmp_path / "a", tmp_path / "b")
+    assert [p.name for p in (tmp_path / "b").iterdir()] == ["new"]
+    assert [p.name for p in (tmp_path / "a").iterdir()] == ["old"]
+
+
+@pytest.mark.parametrize("kind, flag, value", [
+    ("dqn", "--learning-rate", "inf"), ("pqn", "--learning-rate", "inf"),
+    ("glimpse", "--learning-rate", "inf"), ("glimpse", "--entropy-coef", "nan"),
+    ("dqn", "--gamma", "nan"), ("pqn", "--max-grad-norm", "inf")])  # fmt: skip
+def test_probe_07_non_finite_values_are_refused_before_any_work(kind, flag, value, tmp_path):
+    game = ["--env", "catch"] if kind == "glimpse" else ["--game", "catch"]
+    done = _run(f"scripts/train_{kind}.py", *game, flag, value, "--run-dir", str(tmp_path / "run"))
+    _one_line(done, f"{flag} must be a finite number, got {value}")
+    assert not (tmp_path / "run").exists()
+
+
+def test_probe_08_dqn_hidden_below_zero_is_one_line(tmp_path):
+    _one_line(_run("scripts/train_dqn.py", "--game", "catch", "--hidden", "-1", "--run-dir",
+                   str(tmp_path / "run")), "--hidden must be >= 0, got -1")  # fmt: skip
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("args, flag", [
+    (["scripts/train_dqn.py", "--game", "pong", "--num-envs", "100000000"], "--num-envs"),
+    (["scripts/train_pqn.py", "--game", "pong", "--num-envs", "100000000"], "--num-envs"),
+    (["scripts/train_dqn.py", "--game", "pong", "--buffer-size", "100000000000"], "--buffer-size"),
+    (["scripts/train_pqn.py", "--game", "pong", "--rollout", "10000000"], "--rollout"),
+    (["scripts/train_glimpse.py", "--env", "pong", "--num-envs", "100000000"], "--num-envs"),
+])  # fmt: skip
+def test_probe_09_sizes_are_checked_against_the_memory_before_anything_is_allocated(args, flag, tmp_path):
+    done = _run(*args, "--run-dir", str(tmp_path / "run"), timeout=60)
+    _one_line(done, "of memory")
+    assert "available; lower" in done.stderr and flag in done.stderr.split("lower")[1]
+    assert not (tmp_path / "run").exists()
+
+
+def test_probe_09_the_estimates_count_what_the_arrays_hold():
+    """Hand-computed: PQN's Atari rollout is 32 x 128 transitions of 4 x 84 x 84 bytes plus an
+    action and six floats; DQN's replay 1M slots of one 84 x 84 frame and 8 bytes."""
+    from agents.common.resources import ENV_BYTES
+
+    pqn = PQNConfig().memory_needed()
+    assert pqn["the rollout"][0] == 32 * 128 * (4 * 84 * 84 + 8 + 24)
+    assert pqn["the envs"][0] == 128 * ENV_BYTES
+    dqn = DQNConfig().memory_needed()
+    assert dqn["the replay memory"][0] == 1_000_000 * (84 * 84 + 8)
+    assert DQNConfig(prioritized=True).memory_needed()["the replay memory"][0] == 1_000_000 * (84 * 84 + 24)
+    PQNConfig().validate()  # the presets fit this machine
+    DQNConfig().validate()
+
+
+def test_probe_09_an_evaluation_checks_its_envs_memory_first():
+    from agents.common.evaluate import evaluate
+
+    with pytest.raises(ValueError, match="lower --num-envs"):
+        evaluate(lambda obs: None, {"game": "pong", "env_options": {}}, episodes=10**8,
+                 num_envs=10**8)  # fmt: skip
+
+
+@pytest.mark.parametrize("script", ["record_saliency", "record_glimpses"])
+@pytest.mark.parametrize("fps, message", [("inf", "--fps must be a finite number, got inf"),
+                                          ("1e12", "--fps must be in [0.01, 1,000]"),
+                                          ("1e-6", "--fps must be in [0.01, 1,000]")])  # fmt: skip
+def test_probe_10_11_frame_rates_ffmpeg_cannot_write_are_one_line(script, fps, message, tmp_path):
+    source = ["--game", "pong"] if script == "record_saliency" else ["--checkpoint", str(tmp_path)]
+    done = _run(f"scripts/{script}.py", *source, "--out", str(tmp_path / "v" / "v.mp4"), "--fps", fps)
+    _one_line(done, message)
+    assert not (tmp_path / "v").exists()
+
+
+def test_probe_12_game_given_with_our_checkpoint_is_refused_by_name(catch_run, tmp_path):
+    expected = "--game applies to SB3 zips and random networks only; this checkpoint is a 'catch' pqn"
+    done = _run("scripts/record_saliency.py", "--checkpoint", str(catch_run), "--game", "pong",
+                "--steps", "5", "--out", str(tmp_path / "out" / "v.mp4"))  # fmt: skip
+    _one_line(done, expected)
+    done = _run("scripts/compare_heads.py", "--checkpoint", str(catch_run), "--game", "pong",
+                "--steps", "5", "--out", str(tmp_path / "out"))  # fmt: skip
+    _one_line(done, expected)
+    done = _run("scripts/attack.py", "--checkpoint", str(catch_run), "--game", "pong",
+                "--out", str(tmp_path / "out"))  # fmt: skip
+    _one_line(done, "--game applies to SB3 zips only")
+    assert not (tmp_path / "out").exists()
+
+
+def test_probe_13_resume_of_a_run_still_before_its_first_checkpoint(tmp_path):
+    """The trainer still running: its lock names a live process, and the resume says so, as it does
+    once checkpoints exist. The trainer gone: the run has nothing to resume from, said plainly."""
+    import json
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps(dataclasses.asdict(PQNConfig.catch())))
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        (run / "lock").write_text(str(sleeper.pid))
+        with pytest.raises(CheckpointError, match=f"is being trained by process {sleeper.pid}; wait"):
+            PQNTrainer(PQNConfig(resume=str(run), progress=False))
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    with pytest.raises(CheckpointError, match="has no checkpoint to resume from: its training stopped "
+                                              "before the first save"):  # fmt: skip
+        PQNTrainer(PQNConfig(resume=str(run), progress=False))
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--tags", "charts/sps", "--table"], "--tags applies to --every-window only"),
+    (["--since", "5", "--table"], "--since applies to --every-window only"),
+    (["--labels", "a", "--table"], "--labels names the figure's curves: give --out too"),
+    (["--smooth", "0.2", "--every-window"], "--smooth smooths the figure's curves: give --out too"),
+    (["--window", "10", "--out", "{tmp}/c.png"], "--window applies to --table and --every-window"),
+])  # fmt: skip
+def test_probe_14_plot_runs_refuses_flags_that_would_do_nothing(flags, message, catch_run, tmp_path):
+    flags = [f.replace("{tmp}", str(tmp_path)) for f in flags]
+    _one_line(_run("scripts/plot_runs.py", "--runs", str(catch_run), *flags), message)
+    assert not list(tmp_path.iterdir())
+
+
+def test_probe_14_compare_heads_refuses_episodes_beside_steps(catch_run, tmp_path):
+    done = _run("scripts/compare_heads.py", "--checkpoint", str(catch_run), "--steps", "5",
+                "--episodes", "2", "--out", str(tmp_path / "r"))  # fmt: skip
+    _one_line(done, "--episodes and --steps exclude each other: give one")
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.fixture(scope="module")
+def glimpse_run(tmp_path_factory) -> Path:
+    run = tmp_path_factory.mktemp("glimpse") / "run"
+    TRAINERS["glimpse"](run).run()
+    return run
+
+
+def test_probe_15_an_unknown_jacobian_head_is_refused_before_the_video(glimpse_run, tmp_path):
+    done = _run("scripts/record_glimpses.py", "--checkpoint", str(glimpse_run), "--steps", "5",
+                "--out", str(tmp_path / "v" / "g.mp4"), "--jacobian", str(tmp_path / "v" / "j.png"),
+                "--jacobian-head", "nosuch")  # fmt: skip
+    _one_line(done, "--jacobian-head 'nosuch' is not a head of this agent; it has: action_logits")
+    assert not (tmp_path / "v").exists()
+    done = _run("scripts/record_glimpses.py", "--checkpoint", str(glimpse_run), "--steps", "5",
+                "--out", str(tmp_path / "v" / "g.mp4"), "--jacobian-head", "baseline")  # fmt: skip
+    _one_line(done, "--jacobian-head applies to --jacobian only")
+
+
+def test_probe_16_a_refused_command_leaves_no_folder_behind(catch_run, tmp_path):
+    out = tmp_path / "a" / "b"
+    done = _run("scripts/attack.py", "--checkpoint", str(catch_run), str(tmp_path / "none"),
+                "--out", str(out))  # fmt: skip
+    _one_line(done, "checkpoint not found")
+    done = _run("scripts/compare_heads.py", "--checkpoint", str(tmp_path / "none"), "--out", str(out))
+    _one_line(done, "checkpoint not found")
+    done = _run("scripts/evaluate.py", "--checkpoint", str(tmp_path / "none"), "--json-out",
+                str(out / "e.json"))  # fmt: skip
+    _one_line(done, "checkpoint not found")
+    assert not list(tmp_path.iterdir())
+
+
+def test_probe_16_a_report_never_overwrites_a_file_it_did_not_write(catch_run, tmp_path):
+    (tmp_path / "fidelity.png").write_text("a user's figure")
+    done = _run("scripts/compare_heads.py", "--checkpoint", str(catch_run), "--out", str(tmp_path))
+    _one_line(done, "holds fidelity.png, which this command did not write and would overwrite")
+    (tmp_path / "robustness.png").write_text("a user's figure")
+    done = _run("scripts/attack.py", "--checkpoint", str(catch_run), "--out", str(tmp_path))
+    _one_line(done, "holds robustness.png, which this command did not write")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fidelity.png", "robustness.png"]
+
+
+@pytest.mark.parametrize("damage", ["garbage", "missing step", "empty", "deleted"])
+def test_probe_17_a_damaged_latest_falls_back_to_the_newest_complete_checkpoint(damage, run_copy):
+    from agents.common.checkpoint import CheckpointWarning, load_checkpoint
+
+    latest = run_copy / "checkpoints" / "latest"
+    if damage == "deleted":
+        latest.unlink()
+    else:
+        latest.write_bytes({"garbage": b"\xff\xfe\x00junk", "missing step": b"step_000000000999",
+                            "empty": b""}[damage])  # fmt: skip
+    with pytest.warns(CheckpointWarning, match="using the newest complete checkpoint, step_000000000256"):
+        assert load_checkpoint(run_copy)[1]["step"] == 256
+    with pytest.warns(CheckpointWarning):
+        trainer = PQNTrainer(PQNConfig(resume=str(run_copy), total_steps=320, progress=False))
+    assert trainer.global_step == 256
+    trainer.run()
+    assert latest.read_text() == "step_000000000320"  # the next checkpoint mends it
+
+
+def test_probe_17_the_fallback_is_said_in_one_line_and_without_checkpoints_refused(run_copy):
+    import shutil
+
+    (run_copy / "checkpoints" / "latest").write_text("nonsense")
+    done = _run("scripts/evaluate.py", "--checkpoint", str(run_copy), "--episodes", "1",
+                "--num-envs", "1")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    warnings = [line for line in done.stderr.splitlines() if line.startswith("warning:")]
+    assert warnings == [f"warning: {str(run_copy / 'checkpoints' / 'latest')!r} names 'nonsense', "
+                        "which is not a complete checkpoint; using the newest complete checkpoint, "
+                        "step_000000000256"]  # fmt: skip
+    for step in (run_copy / "checkpoints").glob("step_*"):
+        shutil.rmtree(step)
+    _one_line(_run("scripts/evaluate.py", "--checkpoint", str(run_copy)),
+              "has no complete step_N checkpoint to fall back on")

@@ -27,6 +27,7 @@ import os
 import re
 import shutil
 import signal
+import warnings
 from collections.abc import Collection
 from pathlib import Path
 from typing import Any
@@ -42,6 +43,11 @@ FORMAT_VERSION = 1
 
 class CheckpointError(ValueError):
     """A checkpoint that cannot be used; the message says why in one line."""
+
+
+class CheckpointWarning(UserWarning):
+    """Something about a run that a user should know, said in one line (the scripts print it as
+    ``warning: ...``): a damaged ``latest`` passed over for the newest complete checkpoint."""
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -120,12 +126,7 @@ class RunLock:
             try:
                 fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
             except FileExistsError:
-                holder = self._holder()
-                if holder is not None and holder != os.getpid() and _alive(holder):
-                    raise CheckpointError(
-                        f"{str(self.path.parent)!r} is being trained by process {holder}; wait for "
-                        "it to finish or stop it first"
-                    ) from None
+                self.refuse_if_held()
                 with contextlib.suppress(FileNotFoundError):
                     self.path.unlink()  # stale: its process is gone
                 continue
@@ -133,6 +134,16 @@ class RunLock:
                 f.write(str(os.getpid()))
             return self
         raise CheckpointError(f"cannot take the lock {str(self.path)!r}: another process races for it")
+
+    def refuse_if_held(self) -> None:
+        """One line if another live process holds the run: a second writer, or a resume of a run
+        that is still training (before its first checkpoint as after it)."""
+        holder = self._holder()
+        if holder is not None and holder != os.getpid() and process_alive(holder):
+            raise CheckpointError(
+                f"{str(self.path.parent)!r} is being trained by process {holder}; wait for it to "
+                "finish or stop it first"
+            ) from None
 
     def _holder(self) -> int | None:
         try:
@@ -146,7 +157,8 @@ class RunLock:
                 self.path.unlink()
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether a process of this id exists (a lock's or a pack's holder)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -263,8 +275,15 @@ def resume_config(cfg: Any, session: tuple[str, ...], budget: tuple[str, ...],
     refused by name: it cannot change in the middle of a run. A saved config with unknown keys or
     values of the wrong type is refused in one line too."""
     run_dir = cfg.resume
-    ckpt = resolve_checkpoint(run_dir)
+    if Path(run_dir).is_dir():
+        RunLock(Path(run_dir)).refuse_if_held()
     saved_path = Path(run_dir) / CONFIG
+    if Path(run_dir).is_dir() and saved_path.exists() and not _step_dirs(Path(run_dir)):
+        raise CheckpointError(
+            f"{run_dir!r} has no checkpoint to resume from: its training stopped before the first "
+            "save; start it again with a new --run-dir"
+        )
+    ckpt = resolve_checkpoint(run_dir)
     if not saved_path.exists():
         raise CheckpointError(f"{run_dir!r} is not a run directory (no {CONFIG})")
     saved = read_json(saved_path)
@@ -309,15 +328,51 @@ def run_checkpoints(run: str | os.PathLike[str]) -> list[tuple[int, Path]]:
     root = Path(run)
     if not root.is_dir():
         raise CheckpointError(f"run directory not found: {str(run)!r}")
-    found = []
-    for p in (root / "checkpoints").glob("step_*"):
-        m = re.fullmatch(r"step_(\d+)", p.name)
-        if m and p.is_dir():
-            found.append((int(m.group(1)), p))
+    found = _step_dirs(root)
     if not found:
         raise CheckpointError(f"{str(run)!r} has no checkpoints (expected checkpoints/step_*); train "
                               "with --keep-checkpoints 0 to keep every one for this")  # fmt: skip
+    return found
+
+
+def _step_dirs(run: Path) -> list[tuple[int, Path]]:
+    found = []
+    for p in (run / "checkpoints").glob("step_*"):
+        m = re.fullmatch(r"step_(\d+)", p.name)
+        if m and p.is_dir():
+            found.append((int(m.group(1)), p))
     return sorted(found)
+
+
+def _is_checkpoint(p: Path) -> bool:
+    return (p / MODEL).is_file() and (p / CONFIG).is_file()
+
+
+def newest_checkpoint(run: Path) -> Path:
+    """The checkpoint that ``checkpoints/latest`` names or, when ``latest`` is missing, unreadable
+    or names no complete checkpoint, the newest complete ``step_N`` beside it, with a
+    :class:`CheckpointWarning` that says so: one damaged file never makes a run unusable."""
+    root = run / "checkpoints"
+    latest = root / "latest"
+    try:
+        name = latest.read_text().strip()
+    except FileNotFoundError:
+        problem = "is missing"
+    except (OSError, UnicodeDecodeError):
+        problem = "cannot be read"
+    else:
+        if re.fullmatch(r"step_\d+", name) and _is_checkpoint(root / name):
+            return root / name
+        problem = f"names {name[:40]!r}, which is not a complete checkpoint"
+    complete = [p for _, p in _step_dirs(run) if _is_checkpoint(p)]
+    if not complete:
+        if problem == "is missing":
+            raise CheckpointError(f"run directory {str(run)!r} has no complete checkpoint yet")
+        raise CheckpointError(f"{str(latest)!r} {problem}, and {str(run)!r} has no complete "
+                              "step_N checkpoint to fall back on")  # fmt: skip
+    warnings.warn(f"{str(latest)!r} {problem}; using the newest complete checkpoint, "
+                  f"{complete[-1].name}", CheckpointWarning, stacklevel=3)  # fmt: skip
+    return complete[-1]
 
 
 def resolve_checkpoint(path: str | os.PathLike[str]) -> Path:
@@ -333,10 +388,7 @@ def resolve_checkpoint(path: str | os.PathLike[str]) -> Path:
             )
         p = p.parent
     if (p / "checkpoints").is_dir():
-        latest = p / "checkpoints" / "latest"
-        if not latest.exists():
-            raise CheckpointError(f"run directory {str(p)!r} has no complete checkpoint yet")
-        p = p / "checkpoints" / latest.read_text().strip()
+        p = newest_checkpoint(p)
     if not (p / MODEL).exists() or not (p / CONFIG).exists():
         raise CheckpointError(f"{str(p)!r} is not a checkpoint: it lacks {MODEL} or {CONFIG}")
     return p

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from agents.common.resources import emulator_bytes, require_memory
 from agents.common.scores import human_normalized
 from envs import CatchVectorEnv, make_vector_env
 from envs.catch import catch_options
@@ -108,6 +109,8 @@ def evaluate(
     if episodes < 1:
         raise ValueError(f"episodes must be >= 1, got {episodes}")
     num_envs = max(1, min(num_envs, episodes))
+    frame = (24, 24) if config["game"] == "catch" else (210, 160)
+    require_memory({"the envs": (emulator_bytes(config["game"], num_envs, frame), "--num-envs")})
     quota = np.full(num_envs, episodes // num_envs)
     quota[: episodes % num_envs] += 1
     env = make_eval_env(config, num_envs, seed, noop_max)

@@ -15,11 +15,14 @@ TensorBoard events, so that a copy of it resumes exactly (``--resume``).
 from __future__ import annotations
 
 import csv
+import glob
 import hashlib
 import json
+import os
 import platform
 import shutil
 import tarfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +32,7 @@ from safetensors.torch import save_file
 from agents.common.checkpoint import (
     CONFIG,
     MODEL,
+    process_alive,
     read_json,
     read_tensors,
     resolve_checkpoint,
@@ -39,6 +43,7 @@ PROTOCOL = "up to 30 no-op starts, epsilon 0.001, 108,000-frame cap (Wang et al.
 
 EVAL = "eval.json"
 CURVE = "curve.csv"
+AGENT_FILES = (MODEL, CONFIG, EVAL, CURVE)
 
 
 def scalar_curves(run_dir: str | Path, tags: list[str]) -> dict[str, list[tuple[int, float]]]:
@@ -96,18 +101,19 @@ def pack_agent(run_dir: str | Path, summary: dict[str, Any], out_dir: str | Path
     its config, ``eval.json`` (``summary`` of :func:`agents.common.evaluate.evaluate_checkpoint` plus
     ``training``: command, wall time, ...) and ``curve.csv``. ``run_dir`` may name one of a run's
     checkpoints instead (an earlier one that evaluates better): its record then comes from the
-    run's events up to that checkpoint's step. Returns ``out_dir``."""
+    run's events up to that checkpoint's step. ``out_dir`` is written as :func:`write_agent_folder`
+    writes it (never over anything but an earlier pack). Returns ``out_dir``."""
     ckpt = resolve_checkpoint(run_dir)
-    if ckpt.parent.name == "checkpoints":  # RUN/checkpoints/step_N: the events live in RUN
-        run_dir = ckpt.parent.parent
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    weights = {k: v.float().contiguous() for k, v in read_tensors(ckpt / MODEL).items()}
-    save_file(weights, out / MODEL)
-    config = read_json(ckpt / CONFIG)
-    (out / CONFIG).write_text(json.dumps(config, indent=2, sort_keys=True))
-    _write_record(out, run_dir, summary, training, config["step"])
-    return out
+    run = run_of(ckpt)
+
+    def fill(folder: Path) -> None:
+        weights = {k: v.float().contiguous() for k, v in read_tensors(ckpt / MODEL).items()}
+        save_file(weights, folder / MODEL)
+        config = read_json(ckpt / CONFIG)
+        (folder / CONFIG).write_text(json.dumps(config, indent=2, sort_keys=True))
+        _write_record(folder, run, summary, training, config["step"])
+
+    return write_agent_folder(run, out_dir, fill)
 
 
 def pack_run(run_dir: str | Path, summary: dict[str, Any], out_dir: str | Path,
@@ -117,22 +123,148 @@ def pack_run(run_dir: str | Path, summary: dict[str, Any], out_dir: str | Path,
     :func:`pack_agent`'s ``eval.json`` and ``curve.csv``. ``load_checkpoint`` reads it as any run
     directory; a copy of it continues the run with ``--resume`` (older checkpoints are left
     out). Returns ``out_dir``."""
+    run, ckpt = _run_and_newest(run_dir)
+
+    def fill(folder: Path) -> None:
+        (folder / "checkpoints").mkdir()
+        shutil.copytree(ckpt, folder / "checkpoints" / ckpt.name)
+        (folder / "checkpoints" / "latest").write_text(ckpt.name)
+        shutil.copy2(run / CONFIG, folder / CONFIG)
+        for events in sorted(run.glob("events.out.tfevents.*")):
+            shutil.copy2(events, folder / events.name)
+        _write_record(folder, run, summary, training, read_json(ckpt / CONFIG)["step"])
+
+    return write_agent_folder(run, out_dir, fill)
+
+
+def _run_and_newest(run_dir: str | Path) -> tuple[Path, Path]:
     run, ckpt = Path(run_dir), resolve_checkpoint(run_dir)
     if ckpt.parent != run / "checkpoints":
         raise ValueError(f"{str(run)!r} is not a run directory with checkpoints/: give the run")
+    return run, ckpt
+
+
+def check_pack(run: str | Path, out: str | Path, training_state: bool) -> None:
+    """Every refusal of a pack, before the evaluation that precedes it: the source (a run or one
+    of its checkpoints; a run for ``training_state``) and the target (:func:`check_pack_target`)."""
+    ckpt = _run_and_newest(run)[1] if training_state else resolve_checkpoint(run)
+    check_pack_target(run_of(ckpt), out)
+
+
+def run_of(checkpoint: Path) -> Path:
+    """The run a checkpoint directory belongs to (``RUN/checkpoints/step_N`` -> ``RUN``), or the
+    folder itself (a run, a packed agent)."""
+    return checkpoint.parent.parent if checkpoint.parent.name == "checkpoints" else checkpoint
+
+
+def is_packed_agent(folder: Path) -> bool:
+    """Whether ``folder`` holds a packed agent and nothing else: its ``eval.json``, and only the
+    files :func:`pack_agent` or :func:`pack_run` write (weights and config, or the config, the
+    events and one checkpoint). A run trained on inside it (a lock, more checkpoints) is not."""
+    if not (folder / EVAL).is_file():
+        return False
+    for entry in folder.iterdir():
+        if entry.name == "checkpoints" and entry.is_dir():
+            inside = {p.name for p in entry.iterdir()}
+            steps = [p for p in entry.iterdir() if p.name.startswith("step_")]
+            if inside != {"latest", *(p.name for p in steps)} or len(steps) != 1:
+                return False
+            if not steps[0].is_dir() or any(not f.is_file() for f in steps[0].iterdir()):
+                return False
+        elif not entry.is_file() or not (entry.name in AGENT_FILES
+                                         or entry.name.startswith("events.out.tfevents.")):  # fmt: skip
+            return False
+    return True
+
+
+def check_pack_target(run: str | Path, out: str | Path) -> None:
+    """Refuse, in one line and before any work, an ``--out`` whose replacement would lose data: the
+    run being packed, a folder that holds it or lies inside it, another run directory, or a folder
+    with files that are not a packed agent's. An absent or empty folder, or an earlier pack (of
+    any agent), is fine: :func:`write_agent_folder` replaces only those."""
+    run_r, out_p = Path(run).resolve(), Path(out)
+    out_r = out_p.resolve()
+    name = str(out_p)
+    if out_r == run_r:
+        raise ValueError(f"--out {name!r} is the run being packed; give a new folder")
+    if out_r in run_r.parents:
+        raise ValueError(f"--out {name!r} holds the run being packed ({str(run)!r}): replacing it "
+                         "would delete the run; give a new folder")  # fmt: skip
+    if run_r in out_r.parents:
+        raise ValueError(f"--out {name!r} is inside the run being packed ({str(run)!r}); give a "
+                         "folder outside it")  # fmt: skip
+    if not out_p.exists() and not out_p.is_symlink():
+        return
+    if not out_p.is_dir() or out_p.is_symlink():
+        raise ValueError(f"--out {name!r} exists and is not a folder; give a new folder")
+    entries = sorted(p.name for p in out_p.iterdir())
+    if not entries or is_packed_agent(out_p):
+        return
+    if (out_p / CONFIG).exists() and ((out_p / "checkpoints").exists() or (out_p / "lock").exists()):
+        raise ValueError(f"--out {name!r} is a run directory: packing would overwrite its "
+                         f"{CONFIG} and break its --resume; give a new folder")  # fmt: skip
+    shown = ", ".join(entries[:3]) + (f" and {len(entries) - 3} more" if len(entries) > 3 else "")
+    raise ValueError(f"--out {name!r} holds files that are not a packed agent's ({shown}); give a "
+                     "new folder, or an earlier pack to replace")  # fmt: skip
+
+
+def write_agent_folder(run: Path, out_dir: str | Path, fill: Callable[[Path], None]) -> Path:
+    """Write a packed agent as a whole or not at all: :func:`check_pack_target` first, then
+    ``fill`` writes into a fresh hidden folder beside ``out_dir`` (``.NAME.packing-PID``), which
+    then takes the place of ``out_dir`` in one atomic exchange (renameat2's RENAME_EXCHANGE;
+    where the file system lacks it, two renames). A pack that fails or is killed leaves the
+    earlier agent as it was; the hidden folder a kill -9 leaves is removed by the next pack."""
     out = Path(out_dir)
-    if out.resolve() == run.resolve() or run.resolve() in out.resolve().parents:
-        raise ValueError(f"--out {str(out)!r} is the run {str(run)!r} or inside it: pack elsewhere")
-    if out.exists():  # a previous session's copy of the run: replaced whole, never mixed
-        shutil.rmtree(out)
-    (out / "checkpoints").mkdir(parents=True)
-    shutil.copytree(ckpt, out / "checkpoints" / ckpt.name)
-    (out / "checkpoints" / "latest").write_text(ckpt.name)
-    shutil.copy2(run / CONFIG, out / CONFIG)
-    for events in sorted(run.glob("events.out.tfevents.*")):
-        shutil.copy2(events, out / events.name)
-    _write_record(out, run, summary, training, read_json(ckpt / CONFIG)["step"])
+    check_pack_target(run, out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_packs(out)
+    tmp = out.with_name(f".{out.name}.packing-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        fill(tmp)
+        if out.exists():
+            _exchange(tmp, out)  # tmp now holds the earlier agent
+            shutil.rmtree(tmp)
+        else:
+            os.rename(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     return out
+
+
+def _exchange(a: Path, b: Path) -> None:
+    """Swap two folders atomically (Linux's renameat2 with RENAME_EXCHANGE), or, where that is not
+    to be had, by two renames with the old folder kept aside until the new one is in place."""
+    import ctypes
+    import errno
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    renameat2 = getattr(libc, "renameat2", None)
+    if renameat2 is not None:
+        at_fdcwd, rename_exchange = -100, 2
+        if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
+            return
+        if ctypes.get_errno() not in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+            raise OSError(ctypes.get_errno(), f"cannot replace {str(b)!r}: {os.strerror(ctypes.get_errno())}")
+    aside = b.with_name(f".{b.name}.replaced-{os.getpid()}")
+    os.rename(b, aside)
+    os.rename(a, b)
+    os.rename(aside, a)
+
+
+def _remove_stale_packs(out: Path) -> None:
+    """Remove the hidden folders of packs into ``out`` whose process is gone (killed midway); an
+    earlier agent set aside by an interrupted two-rename replacement goes back into place."""
+    for stale in sorted(out.parent.glob(f".{glob.escape(out.name)}.*-*")):
+        kind, _, pid = stale.name.rpartition("-")
+        if not pid.isdigit() or process_alive(int(pid)) or not kind.endswith((".packing", ".replaced")):
+            continue
+        if kind.endswith(".replaced") and not out.exists():
+            os.rename(stale, out)
+        else:
+            shutil.rmtree(stale, ignore_errors=True)
 
 
 def _write_record(out: Path, run_dir: str | Path, summary: dict[str, Any], training: dict[str, Any],

@@ -41,6 +41,7 @@ from agents.common.checkpoint import (
     write_checkpoint,
 )
 from agents.common.evaluate import FireAfterLifeLoss
+from agents.common.resources import emulator_bytes, require_memory
 from agents.common.training import EpisodeTracker, action_names, check_config_types
 from agents.glimpse import (
     GlimpsePolicy,
@@ -324,6 +325,23 @@ class GlimpseConfig:
                     f" of the {size}x{size} screen; use fewer --num-scales, a smaller --patch-size "
                     f"or a larger --catch-size"
                 )
+        require_memory(self.memory_needed())
+
+    def memory_needed(self) -> dict[str, tuple[int, str]]:
+        """The large allocations of a run and the flags that size them (see
+        ``agents.common.resources``): the emulators; for every glimpse of a rollout its patches
+        (recorded, replayed and their gradients) and the networks' activations; the retina's
+        widest crop of every env's frame at each step."""
+        catch = self.env.lower() == "catch"
+        channels = 1 if catch else self.frame_stack
+        frame = (self.catch_size,) * 2 if catch else (210, 160)
+        glimpses = self.rollout * self.num_envs * self.glimpses_per_step
+        patches = self.num_scales * channels * self.patch_size**2 * 4
+        return {"the envs": (emulator_bytes(self.env, self.num_envs, frame), "--num-envs"),
+                "the rollout's glimpses": (glimpses * (3 * patches + 16 * self.hidden * 4),
+                                           "--num-envs, --rollout or --patch-size"),
+                "the retina's crops": (self.num_envs * channels * self.widest_patch()**2 * 4,
+                                       "--num-envs or --patch-size")}  # fmt: skip
 
 
 def make_glimpse_env(cfg: GlimpseConfig, seed: int) -> tuple[Any, AtariOptions | None, str]:

@@ -39,6 +39,7 @@ from agents.common.checkpoint import (
     resume_config,
     write_checkpoint,
 )
+from agents.common.resources import cnn_pass_bytes, emulator_bytes, require_memory
 from agents.common.training import (
     EpisodeTracker,
     action_names,
@@ -173,7 +174,7 @@ class DQNConfig:
                 raise ValueError(
                     f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}"
                 )
-        for name in ("saliency_every", "keep_checkpoints"):
+        for name in ("saliency_every", "keep_checkpoints", "hidden"):
             if getattr(self, name) < 0:
                 raise ValueError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(self, name)}")
         if self.learning_starts < 0:
@@ -187,9 +188,29 @@ class DQNConfig:
                      "repeat_action_probability"):  # fmt: skip
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"--{name.replace('_', '-')} must be in [0, 1], got {getattr(self, name)}")
+        require_memory(self.memory_needed())
+        if self.buffer_size // self.num_envs <= self.stack_num + self.n_step:
+            raise ValueError(f"--buffer-size {self.buffer_size} leaves each of the {self.num_envs} "
+                             f"envs fewer slots than a stacked observation and its {self.n_step}-step "
+                             f"return need ({self.stack_num + self.n_step + 1}); raise --buffer-size "
+                             "or lower --num-envs")  # fmt: skip
         check_device(self.device)
         if self.game.lower() != "catch":
             resolve_game(self.game)
+
+    def memory_needed(self) -> dict[str, tuple[int, str]]:
+        """The large allocations of a run and the flags that size them (see
+        ``agents.common.resources``): the emulators, the replay memory (a frame, an action, a
+        reward and three flags per slot; the priority tree), one acting pass over the envs and one
+        update over a batch (s and s')."""
+        frame = (24, 24) if self.game.lower() == "catch" else (84, 84)
+        stack = 2 if self.game.lower() == "catch" else self.stack_num
+        slot = frame[0] * frame[1] + 1 + 4 + 3 + (16 if self.prioritized else 0)
+        return {"the envs": (emulator_bytes(self.game, self.num_envs, frame), "--num-envs"),
+                "the replay memory": (self.buffer_size * slot, "--buffer-size"),
+                "acting": (cnn_pass_bytes(self.num_envs, (stack, *frame), False), "--num-envs"),
+                "an update": (cnn_pass_bytes(2 * self.batch_size, (stack, *frame), True),
+                              "--batch-size")}  # fmt: skip
 
 
 def td_targets(

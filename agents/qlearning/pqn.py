@@ -41,6 +41,7 @@ from agents.common.checkpoint import (
     resume_config,
     write_checkpoint,
 )
+from agents.common.resources import cnn_pass_bytes, emulator_bytes, require_memory
 from agents.common.training import (
     EpisodeTracker,
     action_names,
@@ -207,6 +208,22 @@ class PQNConfig:
         check_device(self.device)
         if self.game.lower() != "catch":
             resolve_game(self.game)
+        require_memory(self.memory_needed())
+
+    def memory_needed(self) -> dict[str, tuple[int, str]]:
+        """The large allocations of a run and the flags that size them (see
+        ``agents.common.resources``): the emulators, the rollout (uint8 observations, an action
+        and six floats per transition), one acting pass over the envs and one minibatch update."""
+        catch = self.game.lower() == "catch"
+        obs = (2, 24, 24) if catch else (self.stack_num, 84, 84)
+        transitions = self.rollout * self.num_envs
+        minibatch = -(-transitions // self.minibatches)
+        return {"the envs": (emulator_bytes(self.game, self.num_envs, obs[1:]), "--num-envs"),
+                "the rollout": (transitions * (obs[0] * obs[1] * obs[2] + 8 + 6 * 4),
+                                "--num-envs or --rollout"),
+                "acting": (cnn_pass_bytes(self.num_envs, obs, False), "--num-envs"),
+                "a minibatch": (cnn_pass_bytes(minibatch, obs, True),
+                                "--num-envs or --rollout, or raise --minibatches")}  # fmt: skip
 
 
 def q_lambda_targets(
