@@ -470,6 +470,54 @@ def run_sb3(cfg: Sb3) -> None:
 
 
 @dataclass
+class Learner:
+    """Where PQN's learner spends an update on Pong, by operator, float32 beside bf16 autocast: the
+    profile, the FLOPs and the rate achieved against a large matmul's on the same cores."""
+
+    game: str = "pong"
+    """Game whose rollout is learnt from."""
+    repeats: int = 3
+    """Timed updates per precision (the median is reported)."""
+    write: bool = True
+    """Write the table into docs/benchmarks.md."""
+
+
+def run_learner(cfg: Learner) -> None:
+    import torch
+
+    from agents.qlearning.benchmark import in_fresh_process, learner_profile, matmul_peak_gflops
+
+    runs = {name: in_fresh_process(learner_profile, cfg.game, bf16, cfg.repeats)
+            for name, bf16 in (("float32", False), ("bf16 autocast", True))}  # fmt: skip
+    peaks = {"float32": in_fresh_process(matmul_peak_gflops, torch.float32),
+             "bf16 autocast": in_fresh_process(matmul_peak_gflops, torch.bfloat16)}  # fmt: skip
+    names = sorted({k for r in runs.values() for k in r["categories"]},
+                   key=lambda k: -runs["float32"]["categories"].get(k, 0.0))  # fmt: skip
+    rows = []
+    for k in [*names, "Python and waiting (wall minus operators)"]:
+        cells = [k]
+        for r in runs.values():
+            ms = r["categories"].get(k, r["profiled_ms"] - sum(r["categories"].values()))
+            cells += [f"{ms:,.0f}", f"{ms / r['profiled_ms']:.0%}"]
+        rows.append(cells)
+    walls = [c for r in runs.values() for c in (f"**{r['profiled_ms']:,.0f}**", "100%")]
+    rows.append(["**the profiled update (wall)**", *walls])
+    table = markdown_table(["where the time goes (ms in one profiled update)", "float32", "share",
+                            "bf16 autocast", "share"], rows)  # fmt: skip
+    summary = markdown_table(
+        ["precision", "ms per update", "GFLOP per update", "achieved GFLOP/s", "matmul peak GFLOP/s",
+         "of peak", "learner alone: env steps/s", "peak RSS (MB)"],
+        [[name, f"{r['ms_per_update']:,.0f}", f"{r['flops'] / 1e9:,.1f}", f"{r['gflops']:,.0f}",
+          f"{peaks[name]:,.0f}", f"{r['gflops'] / peaks[name]:.1%}",
+          f"{r['transitions'] / r['ms_per_update'] * 1000:,.0f}", f"{r['peak_rss_mb']:,.0f}"]
+         for name, r in runs.items()],
+    )  # fmt: skip
+    print(table, summary, sep="\n\n")
+    if cfg.write:
+        write_section("learner", f"{table}\n\n{summary}")
+
+
+@dataclass
 class Scaling:
     """Env steps/s of one actor process against what one DQN or PQN learner alone consumes: what
     distributed acting (Ape-X style) could gain on this machine (docs/scaling.md)."""
@@ -505,7 +553,7 @@ def run_scaling(cfg: Scaling) -> None:
 
 SUBCOMMANDS = {"envs": Envs, "dqn": Dqn, "dqn-gpu": DqnGpu, "pqn": Pqn, "pqn-gpu": PqnGpu,
                "saliency": Saliency, "glimpse": Glimpse, "attack": Attack, "sb3": Sb3,
-               "scaling": Scaling}  # fmt: skip
+               "scaling": Scaling, "learner": Learner}  # fmt: skip
 
 
 def main() -> None:
@@ -522,7 +570,7 @@ def main() -> None:
         sys.exit(2)
     runners = {Envs: run_envs, Dqn: run_dqn, DqnGpu: run_dqn_gpu, Pqn: run_pqn, PqnGpu: run_pqn_gpu,
                Saliency: run_saliency, Glimpse: run_glimpse, Attack: run_attack,
-               Sb3: run_sb3, Scaling: run_scaling}  # fmt: skip
+               Sb3: run_sb3, Scaling: run_scaling, Learner: run_learner}  # fmt: skip
     runners[type(cfg)](cfg)
 
 

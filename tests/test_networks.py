@@ -74,3 +74,39 @@ def test_rebuild_from_architecture_and_errors():
         DuelingQNetwork(3, input_shape=(20, 20))
     with pytest.raises(ValueError, match="aggregation"):
         DuelingQNetwork(3, aggregation="median")
+
+
+def test_flop_count_of_the_dueling_network_is_the_hand_computed_one():
+    """The learner benchmark's achieved GFLOP/s rests on torch's FlopCounterMode: on one 84x84
+    observation it counts 2 x the multiply-adds of the Nature convolutions (32 8x8/4 to 20x20,
+    64 4x4/2 to 9x9, 64 3x3/1 to 7x7) and the two 512-unit streams."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    macs = (32 * 20 * 20 * 4 * 8 * 8 + 64 * 9 * 9 * 32 * 4 * 4 + 64 * 7 * 7 * 64 * 3 * 3
+            + 2 * 3136 * 512 + 512 * 1 + 512 * 6)  # fmt: skip
+    net = DuelingQNetwork(6)  # outside the counter: building it runs the torso once
+    with FlopCounterMode(display=False) as counter:
+        net(torch.zeros(1, 4, 84, 84, dtype=torch.uint8))
+    assert counter.get_total_flops() == 2 * macs == 21_904_384
+
+
+def test_learner_profile_categories_hold_every_operator_once():
+    """The optimizer's operators count under "optimizer" whatever they are, convolutions under
+    their own rows, and the categories add up to the profile's self time."""
+    from torch.profiler import ProfilerActivity, profile
+
+    from agents.qlearning.benchmark import op_categories
+
+    net = DuelingQNetwork(6)
+    opt = torch.optim.Adam(net.parameters())
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        net(torch.zeros(2, 4, 84, 84, dtype=torch.uint8))["q"].sum().backward()
+        opt.step()
+    events = prof.events()
+    cats = op_categories(events)
+    assert {"conv forward", "conv backward", "linear (matmul)", "optimizer"} <= set(cats)
+    total = sum(e.self_cpu_time_total for e in events if not e.name.startswith("Optimizer.")) / 1000
+    assert sum(cats.values()) == pytest.approx(total)
+    in_step = [e for e in events
+               if e.cpu_parent is not None and e.cpu_parent.name.startswith("Optimizer.step")]
+    assert in_step and cats["optimizer"] >= sum(e.self_cpu_time_total for e in in_step) / 1000

@@ -270,3 +270,91 @@ def ingest_rates(game: str, seconds: float = 10.0, device: str = "cpu") -> dict[
         pqn.writer.close()
         pqn.env.close()
     return out
+
+
+# operator name -> what it does in a PQN update; the rest of a category's time is in "other ops"
+LEARNER_CATEGORIES = {
+    "aten::mkldnn_convolution": "conv forward", "aten::convolution_backward": "conv backward",
+    "aten::mm": "linear (matmul)", "aten::addmm": "linear (matmul)",
+    "aten::native_layer_norm": "LayerNorm", "aten::native_layer_norm_backward": "LayerNorm",
+    "aten::index": "minibatch gather", "aten::copy_": "dtype and layout copies",
+    "aten::div": "input scaling (/255)", "aten::threshold_backward": "ReLU",
+    "aten::relu": "ReLU", "aten::clamp_min": "ReLU",
+    "aten::linalg_vector_norm": "gradient clipping",
+}  # fmt: skip
+
+
+def op_categories(events: Any) -> dict[str, float]:
+    """Self CPU milliseconds of a profile's operators by :data:`LEARNER_CATEGORIES`; everything
+    that runs inside an optimizer step counts as "optimizer", whatever the operator."""
+    out: dict[str, float] = {}
+    for e in events:
+        if e.name.startswith("Optimizer."):
+            continue
+        parent, in_optimizer = e.cpu_parent, False
+        while parent is not None and not in_optimizer:
+            in_optimizer = parent.name.startswith("Optimizer.step")
+            parent = parent.cpu_parent
+        key = "optimizer" if in_optimizer else LEARNER_CATEGORIES.get(e.name, "other ops")
+        out[key] = out.get(key, 0.0) + e.self_cpu_time_total / 1000
+    return out
+
+
+def matmul_peak_gflops(dtype: Any, size: int = 2048, seconds: float = 2.0) -> float:
+    """GFLOP/s of a large square matmul on every core: what the cores reach at ``dtype`` (AMX
+    tiles for bfloat16 where oneDNN finds them, AVX-512 for float32), the ceiling a learner's
+    achieved rate is read against."""
+    import torch
+
+    a = torch.randn(size, size).to(dtype)
+    b = torch.randn(size, size).to(dtype)
+    return _timed(lambda: a @ b, seconds) * 2 * size**3 / 1e9
+
+
+def learner_profile(game: str = "pong", bf16: bool = False, repeats: int = 3) -> dict[str, Any]:
+    """Where PQN's learner spends an update (2 epochs x 32 minibatches of a 128 x 32 rollout, the
+    Atari preset): wall milliseconds per update (median of ``repeats``), the operators' self time
+    by category in one profiled update (torch.profiler, whose own cost lengthens that update: its
+    wall time is returned beside), the FLOPs of an update (torch's FlopCounterMode: convolutions
+    and matmuls, forward and backward) and the rate achieved, on a real rollout."""
+    import statistics
+    import tempfile
+
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+    from torch.utils.flop_counter import FlopCounterMode
+    from torch.utils.tensorboard import SummaryWriter
+
+    from agents.common.checkpoint import StopFlag
+    from agents.qlearning.pqn import PQNConfig, PQNTrainer
+
+    torch.set_num_threads(os.cpu_count() or 1)
+    with tempfile.TemporaryDirectory() as tmp:
+        pqn = PQNTrainer(PQNConfig(game=game, run_dir=f"{tmp}/pqn", device="cpu", progress=False,
+                                   bf16=bf16))  # fmt: skip
+        pqn.writer = SummaryWriter(f"{tmp}/events")
+        pqn.obs, _ = pqn.env.reset(seed=0)
+        stop = StopFlag()
+        try:
+            steps = pqn.collect(stop)
+        finally:
+            stop.restore()
+        pqn.learn(steps)  # warm-up: oneDNN's kernels chosen, the optimizer's state made
+        walls = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            pqn.learn(steps)
+            walls.append((time.perf_counter() - t0) * 1000)
+        with FlopCounterMode(display=False) as counter:
+            pqn.learn(steps)
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            t0 = time.perf_counter()
+            pqn.learn(steps)
+            profiled = (time.perf_counter() - t0) * 1000
+        pqn.writer.close()
+        pqn.env.close()
+    wall = statistics.median(walls)
+    flops = counter.get_total_flops()
+    return {"ms_per_update": wall, "profiled_ms": profiled, "categories": op_categories(prof.events()),
+            "flops": flops, "gflops": flops / wall / 1e6, "transitions": steps * pqn.cfg.num_envs,
+            "peak_rss_mb": _peak_rss_mb()}  # fmt: skip
