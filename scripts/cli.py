@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 
 _show_warning = warnings.showwarning
+_said: set[str] = set()
 
 
 def _one_line_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
@@ -24,7 +25,9 @@ def _one_line_warning(message: Warning | str, category: type[Warning], filename:
     from agents.common.checkpoint import CheckpointWarning
 
     if issubclass(category, CheckpointWarning):
-        print(f"warning: {message}", file=sys.stderr)
+        if str(message) not in _said:  # the same run resolved several times: said once
+            _said.add(str(message))
+            print(f"warning: {message}", file=sys.stderr)
     else:
         _show_warning(message, category, filename, lineno, file, line)
 

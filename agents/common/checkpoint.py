@@ -278,7 +278,7 @@ def resume_config(cfg: Any, session: tuple[str, ...], budget: tuple[str, ...],
     if Path(run_dir).is_dir():
         RunLock(Path(run_dir)).refuse_if_held()
     saved_path = Path(run_dir) / CONFIG
-    if Path(run_dir).is_dir() and saved_path.exists() and not _step_dirs(Path(run_dir)):
+    if Path(run_dir).is_dir() and saved_path.exists() and not complete_checkpoints(Path(run_dir)):
         raise CheckpointError(
             f"{run_dir!r} has no checkpoint to resume from: its training stopped before the first "
             "save; start it again with a new --run-dir"
@@ -348,6 +348,12 @@ def _is_checkpoint(p: Path) -> bool:
     return (p / MODEL).is_file() and (p / CONFIG).is_file()
 
 
+def complete_checkpoints(run: Path) -> list[Path]:
+    """A run's ``step_N`` directories that hold their weights and config, oldest first (none for
+    a run stopped before its first save), whatever ``latest`` says."""
+    return [p for _, p in _step_dirs(Path(run)) if _is_checkpoint(p)]
+
+
 def newest_checkpoint(run: Path) -> Path:
     """The checkpoint that ``checkpoints/latest`` names or, when ``latest`` is missing, unreadable
     or names no complete checkpoint, the newest complete ``step_N`` beside it, with a
@@ -364,7 +370,7 @@ def newest_checkpoint(run: Path) -> Path:
         if re.fullmatch(r"step_\d+", name) and _is_checkpoint(root / name):
             return root / name
         problem = f"names {name[:40]!r}, which is not a complete checkpoint"
-    complete = [p for _, p in _step_dirs(run) if _is_checkpoint(p)]
+    complete = complete_checkpoints(run)
     if not complete:
         if problem == "is missing":
             raise CheckpointError(f"run directory {str(run)!r} has no complete checkpoint yet")

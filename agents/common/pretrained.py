@@ -214,8 +214,8 @@ def write_agent_folder(run: Path, out_dir: str | Path, fill: Callable[[Path], No
     then takes the place of ``out_dir`` in one atomic exchange (renameat2's RENAME_EXCHANGE;
     where the file system lacks it, two renames). A pack that fails or is killed leaves the
     earlier agent as it was; the hidden folder a kill -9 leaves is removed by the next pack."""
-    out = Path(out_dir)
-    check_pack_target(run, out)
+    check_pack_target(run, out_dir)
+    out = Path(out_dir).resolve()  # a hidden sibling needs a name: '.' has none
     out.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale_packs(out)
     tmp = out.with_name(f".{out.name}.packing-{os.getpid()}")
@@ -231,7 +231,7 @@ def write_agent_folder(run: Path, out_dir: str | Path, fill: Callable[[Path], No
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return out
+    return Path(out_dir)
 
 
 def _exchange(a: Path, b: Path) -> None:

@@ -284,7 +284,7 @@ def run_trial(config: dict[str, Any], spec: dict[str, Any], sweep_dir: str,
     the trainer's extra callbacks from its config (the script's analysis, such as saliency)."""
     import torch
 
-    from agents.common.checkpoint import resolve_checkpoint
+    from agents.common.checkpoint import complete_checkpoints, resolve_checkpoint
 
     sweep = SweepSpec(**spec)
     kind = TRAINERS[sweep.trainer]
@@ -293,7 +293,7 @@ def run_trial(config: dict[str, Any], spec: dict[str, Any], sweep_dir: str,
     run_dir = Path(sweep_dir) / "runs" / trial_name(sweep, game, index, seed)
     torch.set_num_threads(max(1, int(sweep.cpus_per_trial)))
     cfg = kind.preset(game, seed=seed, progress=False, run_dir=str(run_dir), **variant)
-    if (run_dir / "checkpoints" / "latest").exists():
+    if run_dir.is_dir() and complete_checkpoints(run_dir):  # even with a damaged latest
         done = read_json(resolve_checkpoint(run_dir) / "trainer.json")["global_step"]
         saved = read_json(run_dir / "config.json")["total_steps"]
         cfg = kind.config_class()(resume=str(run_dir), progress=False)
