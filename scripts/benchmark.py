@@ -115,7 +115,7 @@ def run_dqn(cfg: Dqn) -> None:
     setups = [
         ("ours, dueling, 1 env", 1, {"overlap": False}),
         ("ours, dueling, 8 envs", 8, {}),
-        ("ours, dueling, 8 envs, bf16 autocast", 8, {"bf16": True}),
+        ("ours, dueling, 8 envs, bf16 autocast", 8, {"precision": "bf16"}),
         ("ours, single stream 512 (SB3's size), 8 envs", 8, {"network": "single", "hidden": 512}),
     ]
     rows = [
@@ -173,7 +173,7 @@ def run_dqn_gpu(cfg: DqnGpu) -> None:
         raise SystemExit("error: dqn-gpu needs a CUDA device; torch sees none")
     rows = []
     for n in cfg.num_envs:
-        for device, options in (("cuda", {}), ("cuda", {"bf16": True})):
+        for device, options in (("cuda", {}), ("cuda", {"precision": "bf16"})):
             r = in_fresh_process(
                 run_ours,
                 cfg.game,
@@ -352,7 +352,7 @@ def run_pqn(cfg: Pqn) -> None:
     rows = [["DQN, defaults (8 envs, batch 32 every 4 steps)", f"{dqn['sps']:,.0f}", "1.00x", "",
              f"{dqn['peak_rss_mb']:,.0f}"]]  # fmt: skip
     for name, n, options in (("PQN, defaults (128 envs x 32 steps)", 128, {}),
-                             ("PQN, 128 envs, bf16 autocast", 128, {"bf16": True}),
+                             ("PQN, 128 envs, bf16 autocast", 128, {"precision": "bf16"}),
                              ("PQN, 128 envs, 2 env groups", 128, {"env_groups": 2})):  # fmt: skip
         r = in_fresh_process(pqn, cfg.game, cfg.steps, n, options, "cpu")
         rows.append(pqn_row(name, r, dqn["sps"]))
@@ -385,7 +385,7 @@ class PqnGpu:
 PQN_GPU_SETUPS = (("float32", {}), ("float32, CUDA graphs", {"cuda_graph": True}),
                   ("float32, CUDA graphs, 2 env groups", {"cuda_graph": True, "env_groups": 2}),
                   ("float32, 2 env groups", {"env_groups": 2}),
-                  ("bf16 autocast, CUDA graphs", {"bf16": True, "cuda_graph": True}))  # fmt: skip
+                  ("bf16 autocast, CUDA graphs", {"precision": "bf16", "cuda_graph": True}))  # fmt: skip
 """In the order a GPU window should measure them: scripts/gpu_window.sh trains with the fastest of
 the float32 setups (bf16 changes the numbers, not only the speed)."""
 
@@ -487,8 +487,8 @@ def run_learner(cfg: Learner) -> None:
 
     from agents.qlearning.benchmark import in_fresh_process, learner_profile, matmul_peak_gflops
 
-    runs = {name: in_fresh_process(learner_profile, cfg.game, bf16, cfg.repeats)
-            for name, bf16 in (("float32", False), ("bf16 autocast", True))}  # fmt: skip
+    runs = {name: in_fresh_process(learner_profile, cfg.game, precision, cfg.repeats)
+            for name, precision in (("float32", "fp32"), ("bf16 autocast", "bf16"))}  # fmt: skip
     peaks = {"float32": in_fresh_process(matmul_peak_gflops, torch.float32),
              "bf16 autocast": in_fresh_process(matmul_peak_gflops, torch.bfloat16)}  # fmt: skip
     names = sorted({k for r in runs.values() for k in r["categories"]},

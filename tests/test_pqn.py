@@ -302,7 +302,7 @@ def test_pqn_gpu_report_keeps_every_setup_and_the_transfer_column(monkeypatch, t
 
     def fake_run(fn, game, steps, num_envs, options, device):
         assert device == "cuda" and fn is qbench.run_pqn
-        if options.get("bf16"):
+        if options.get("precision") == "bf16":
             raise RuntimeError("capture failed")
         return {"sps": 100.0 * num_envs, "peak_rss_mb": 900.0, "env_share": 0.3, "act_share": 0.2,
                 "learn_share": 0.5, "transfer_ms": 0.5, "transfer_share": 0.05}  # fmt: skip

@@ -157,7 +157,7 @@ def test_gpu_window_picks_among_the_benchmark_s_float32_setups():
 
     script = (ROOT / "scripts" / "gpu_window.sh").read_text()
     mapping = dict(re.findall(r'"(float32[^"]*)": "([^"]*)"', script))
-    float32 = {label: options for label, options in PQN_GPU_SETUPS if not options.get("bf16")}
+    float32 = {label: options for label, options in PQN_GPU_SETUPS if options.get("precision") != "bf16"}
     assert set(mapping) == set(float32)
     for label, options in float32.items():
         flags = (["--cuda-graph"] if options.get("cuda_graph") else []) + (

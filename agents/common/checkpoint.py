@@ -39,6 +39,10 @@ from safetensors.torch import load_file, save_file
 MODEL = "model.safetensors"
 CONFIG = "config.json"
 FORMAT_VERSION = 1
+# config fields renamed since runs were saved with them: old name -> (new name, value's mapping)
+RENAMED: dict[str, tuple[str, Any]] = {
+    "bf16": ("precision", lambda on: "bf16" if on else "fp32"),
+}
 
 
 class CheckpointError(ValueError):
@@ -288,6 +292,9 @@ def resume_config(cfg: Any, session: tuple[str, ...], budget: tuple[str, ...],
         raise CheckpointError(f"{run_dir!r} is not a run directory (no {CONFIG})")
     saved = read_json(saved_path)
     fields = {f.name: f for f in dataclasses.fields(cfg)}
+    for old, (new, convert) in RENAMED.items():  # a run saved before a field's rename
+        if old in saved and old not in fields and new in fields and new not in saved:
+            saved[new] = convert(saved.pop(old))
     unknown = sorted(set(saved) - set(fields))
     if unknown:
         raise CheckpointError(

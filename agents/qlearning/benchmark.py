@@ -311,7 +311,7 @@ def matmul_peak_gflops(dtype: Any, size: int = 2048, seconds: float = 2.0) -> fl
     return _timed(lambda: a @ b, seconds) * 2 * size**3 / 1e9
 
 
-def learner_profile(game: str = "pong", bf16: bool = False, repeats: int = 3) -> dict[str, Any]:
+def learner_profile(game: str = "pong", precision: str = "fp32", repeats: int = 3) -> dict[str, Any]:
     """Where PQN's learner spends an update (2 epochs x 32 minibatches of a 128 x 32 rollout, the
     Atari preset): wall milliseconds per update (median of ``repeats``), the operators' self time
     by category in one profiled update (torch.profiler, whose own cost lengthens that update: its
@@ -331,7 +331,7 @@ def learner_profile(game: str = "pong", bf16: bool = False, repeats: int = 3) ->
     torch.set_num_threads(os.cpu_count() or 1)
     with tempfile.TemporaryDirectory() as tmp:
         pqn = PQNTrainer(PQNConfig(game=game, run_dir=f"{tmp}/pqn", device="cpu", progress=False,
-                                   bf16=bf16))  # fmt: skip
+                                   precision=precision))  # fmt: skip
         pqn.writer = SummaryWriter(f"{tmp}/events")
         pqn.obs, _ = pqn.env.reset(seed=0)
         stop = StopFlag()

@@ -44,10 +44,11 @@ from agents.common.training import (
     EpisodeTracker,
     action_names,
     check_config_types,
-    check_device,
     linear_schedule,
     make_training_env,
     resolve_device,
+    resolve_precision,
+    with_resolved_precision,
 )
 from agents.qlearning.networks import QNetwork, build_q_network
 from agents.qlearning.replay import FrameReplayBuffer
@@ -134,9 +135,10 @@ class DQNConfig:
     """'auto' (cuda if available), 'cpu' or 'cuda'."""
     channels_last: bool = True
     """channels_last memory format for the convolutions (faster on CPU, measured)."""
-    bf16: bool = False
-    """bfloat16 autocast for the network passes (faster on CPUs with AVX-512 BF16 or AMX and on
-    GPUs; weights, targets and the loss stay float32)."""
+    precision: Literal["fp32", "bf16", "auto"] = "fp32"
+    """Arithmetic of the network passes: fp32; bf16 (autocast: convolutions and matmuls in bfloat16;
+    weights, optimizer state, LayerNorm, targets, loss and checkpoints stay float32); auto (bf16 on
+    CUDA and on CPUs with AVX-512 BF16 or AMX, else fp32). A resumed run keeps its own."""
     overlap: bool = True
     """Learn while ALE's C++ threads step the emulators (send/recv), instead of in turn."""
     log_every: int = 1_000
@@ -194,7 +196,7 @@ class DQNConfig:
                              f"envs fewer slots than a stacked observation and its {self.n_step}-step "
                              f"return need ({self.stack_num + self.n_step + 1}); raise --buffer-size "
                              "or lower --num-envs")  # fmt: skip
-        check_device(self.device)
+        resolve_precision(self.precision, self.device)  # bf16 where it cannot run: one line
         if self.game.lower() != "catch":
             resolve_game(self.game)
 
@@ -249,6 +251,7 @@ class DQNTrainer:
     def __init__(self, cfg: DQNConfig, callbacks: list[Callback] | None = None,
                  given: Collection[str] = ()) -> None:
         resume_from = None
+        cfg = with_resolved_precision(cfg)
         if cfg.resume:
             resume_from, fields = resume_config(cfg, session=("device", "progress"),
                                                 budget=("total_steps", "save_every", "log_every",
@@ -320,7 +323,8 @@ class DQNTrainer:
         return np.where(explore, self.rng.integers(self.n_actions, size=len(obs)), greedy)
 
     def _autocast(self) -> torch.autocast:
-        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cfg.bf16)
+        bf16 = self.cfg.precision == "bf16"
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=bf16)
 
     def _tensor(self, array: np.ndarray) -> torch.Tensor:
         t = torch.from_numpy(array).to(self.device, non_blocking=True)

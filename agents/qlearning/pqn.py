@@ -46,10 +46,11 @@ from agents.common.training import (
     EpisodeTracker,
     action_names,
     check_config_types,
-    check_device,
     linear_schedule,
     make_env_groups,
     resolve_device,
+    resolve_precision,
+    with_resolved_precision,
 )
 from agents.qlearning.graphed import GraphedForward, GraphedStep
 from agents.qlearning.networks import build_q_network
@@ -131,8 +132,10 @@ class PQNConfig:
     channels_last: bool = True
     """channels_last memory format for the convolutions (faster on CPU and on GPUs with tensor
     cores, measured for the DQN)."""
-    bf16: bool = False
-    """bfloat16 autocast for the network passes (weights, targets and the loss stay float32)."""
+    precision: Literal["fp32", "bf16", "auto"] = "fp32"
+    """Arithmetic of the network passes: fp32; bf16 (autocast: convolutions and matmuls in bfloat16;
+    weights, optimizer state, LayerNorm, targets, loss and checkpoints stay float32); auto (bf16 on
+    CUDA and on CPUs with AVX-512 BF16 or AMX, else fp32). A resumed run keeps its own."""
     cuda_graph: bool = False
     """Capture the minibatch update (forward, backward, clipping, optimizer step) and the acting
     pass as CUDA graphs and replay them: on an H200 both were bound by launching their small
@@ -205,7 +208,7 @@ class PQNConfig:
             raise ValueError(f"--time-limit must be >= 0 seconds, got {self.time_limit}")
         if self.cuda_graph and (device := resolve_device(self.device)).type != "cuda":
             raise ValueError(f"--cuda-graph needs a CUDA device (--device cuda), got {device}")
-        check_device(self.device)
+        resolve_precision(self.precision, self.device)  # checks the device too
         if self.game.lower() != "catch":
             resolve_game(self.game)
         require_memory(self.memory_needed())
@@ -272,6 +275,7 @@ class PQNTrainer:
     def __init__(self, cfg: PQNConfig, callbacks: list[Callback] | None = None,
                  given: Collection[str] = ()) -> None:
         resume_from = None
+        cfg = with_resolved_precision(cfg)
         if cfg.resume:
             resume_from, fields = resume_config(
                 cfg, session=("device", "progress", "time_limit", "threads", "cuda_graph", "env_groups"),
@@ -344,7 +348,7 @@ class PQNTrainer:
 
     def _autocast(self) -> torch.autocast:
         # a captured graph must not keep autocast's cache of cast weights (torch.cuda.graphs' notes)
-        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cfg.bf16,
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cfg.precision == "bf16",
                               cache_enabled=not self.cfg.cuda_graph)  # fmt: skip
 
     def _layout(self, t: torch.Tensor) -> torch.Tensor:
