@@ -219,6 +219,24 @@ def _timed(work: Any, seconds: float) -> float:
     return calls / elapsed
 
 
+def pqn_with_a_rollout(cfg: Any, events: str) -> tuple[Any, int]:
+    """A PQN trainer (not run) that has played one rollout into its buffer, logging to ``events``:
+    a learner measured on the data it would learn from. Returns it and the rollout's steps."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    from agents.common.checkpoint import StopFlag
+    from agents.qlearning.pqn import PQNTrainer
+
+    pqn = PQNTrainer(cfg)
+    pqn.writer = SummaryWriter(events)
+    pqn.obs, _ = pqn.env.reset(seed=0)
+    stop = StopFlag()
+    try:
+        return pqn, pqn.collect(stop)
+    finally:
+        stop.restore()
+
+
 def ingest_rates(game: str, seconds: float = 10.0, device: str = "cpu") -> dict[str, float]:
     """What splitting a trainer into actors and a learner (Ape-X, Horgan et al. 2018) would gain
     here: the env steps/s one actor process produces (8 envs and batched epsilon-greedy acting with
@@ -228,11 +246,9 @@ def ingest_rates(game: str, seconds: float = 10.0, device: str = "cpu") -> dict[
     import tempfile
 
     import torch
-    from torch.utils.tensorboard import SummaryWriter
 
-    from agents.common.checkpoint import StopFlag
     from agents.qlearning.dqn import DQNConfig, DQNTrainer
-    from agents.qlearning.pqn import PQNConfig, PQNTrainer
+    from agents.qlearning.pqn import PQNConfig
 
     out: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -257,14 +273,8 @@ def ingest_rates(game: str, seconds: float = 10.0, device: str = "cpu") -> dict[
         out["dqn_learner_steps_per_s"] = out["dqn_updates_per_s"] * dqn.cfg.batch_size / samples_per_step
         dqn.env.close()
 
-        pqn = PQNTrainer(PQNConfig(game=game, run_dir=f"{tmp}/pqn", device=device, progress=False))
-        pqn.writer = SummaryWriter(f"{tmp}/pqn_events")
-        pqn.obs, _ = pqn.env.reset(seed=0)
-        stop = StopFlag()
-        try:
-            steps = pqn.collect(stop)
-        finally:
-            stop.restore()
+        pqn, steps = pqn_with_a_rollout(PQNConfig(game=game, run_dir=f"{tmp}/pqn", device=device,
+                                                  progress=False), f"{tmp}/pqn_events")  # fmt: skip
         rollout = steps * pqn.cfg.num_envs
         out["pqn_learner_steps_per_s"] = _timed(lambda: pqn.learn(steps), seconds) * rollout
         pqn.writer.close()
@@ -311,7 +321,8 @@ def matmul_peak_gflops(dtype: Any, size: int = 2048, seconds: float = 2.0) -> fl
     return _timed(lambda: a @ b, seconds) * 2 * size**3 / 1e9
 
 
-def learner_profile(game: str = "pong", precision: str = "fp32", repeats: int = 3) -> dict[str, Any]:
+def learner_profile(game: str = "pong", precision: str = "fp32", repeats: int = 3,
+                    num_envs: int = 128) -> dict[str, Any]:  # fmt: skip
     """Where PQN's learner spends an update (2 epochs x 32 minibatches of a 128 x 32 rollout, the
     Atari preset): wall milliseconds per update (median of ``repeats``), the operators' self time
     by category in one profiled update (torch.profiler, whose own cost lengthens that update: its
@@ -323,22 +334,14 @@ def learner_profile(game: str = "pong", precision: str = "fp32", repeats: int = 
     import torch
     from torch.profiler import ProfilerActivity, profile
     from torch.utils.flop_counter import FlopCounterMode
-    from torch.utils.tensorboard import SummaryWriter
 
-    from agents.common.checkpoint import StopFlag
-    from agents.qlearning.pqn import PQNConfig, PQNTrainer
+    from agents.qlearning.pqn import PQNConfig
 
     torch.set_num_threads(os.cpu_count() or 1)
     with tempfile.TemporaryDirectory() as tmp:
-        pqn = PQNTrainer(PQNConfig(game=game, run_dir=f"{tmp}/pqn", device="cpu", progress=False,
-                                   precision=precision))  # fmt: skip
-        pqn.writer = SummaryWriter(f"{tmp}/events")
-        pqn.obs, _ = pqn.env.reset(seed=0)
-        stop = StopFlag()
-        try:
-            steps = pqn.collect(stop)
-        finally:
-            stop.restore()
+        pqn, steps = pqn_with_a_rollout(PQNConfig(game=game, run_dir=f"{tmp}/pqn", device="cpu",
+                                                  progress=False, precision=precision,
+                                                  num_envs=num_envs), f"{tmp}/events")  # fmt: skip
         pqn.learn(steps)  # warm-up: oneDNN's kernels chosen, the optimizer's state made
         walls = []
         for _ in range(repeats):
