@@ -10,7 +10,7 @@ import sys
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 T = TypeVar("T")
 
@@ -52,7 +52,7 @@ def parse_args(cls: type[T], description: str | None) -> T:
     return args
 
 
-def fail(error: BaseException) -> None:
+def fail(error: BaseException) -> NoReturn:
     """End a script on a refused input: one line, exit code 1, and no folder left behind that its
     output checks created (``analysis.video.remove_created_dirs``)."""
     from analysis.video import remove_created_dirs

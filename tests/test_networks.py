@@ -113,15 +113,15 @@ def test_learner_profile_categories_hold_every_operator_once():
 
 
 def test_learner_profile_counts_an_updates_flops_on_a_real_rollout():
-    """8 envs x 32 steps, 2 epochs of 32 minibatches: every transition is learnt from twice
+    """4 envs x 4 steps, 2 epochs of 2 minibatches: every transition is learnt from twice
     (forward, and a backward of twice its FLOPs less conv1's input gradient, which nothing needs),
-    and the targets take one forward pass over the 8 last observations."""
+    and the targets take one forward pass over the 4 last observations."""
     from agents.qlearning.benchmark import learner_profile
 
-    r = learner_profile("pong", "fp32", repeats=1, num_envs=8)
+    r = learner_profile("pong", "fp32", repeats=1, num_envs=4, rollout=4, minibatches=2)
     forward, conv1 = 21_904_384, 2 * 32 * 20 * 20 * 4 * 8 * 8
-    assert r["transitions"] == 256
-    assert r["flops"] == 2 * 256 * (3 * forward - conv1) + 8 * forward
+    assert r["transitions"] == 16
+    assert r["flops"] == 2 * 16 * (3 * forward - conv1) + 4 * forward
     assert r["ms_per_update"] > 0 and r["gflops"] > 0
     assert {"conv forward", "conv backward", "optimizer"} <= set(r["categories"])
     assert sum(r["categories"].values()) <= r["profiled_ms"] * 1.5  # the profile's own update

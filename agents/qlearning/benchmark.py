@@ -322,7 +322,7 @@ def matmul_peak_gflops(dtype: Any, size: int = 2048, seconds: float = 2.0) -> fl
 
 
 def learner_profile(game: str = "pong", precision: str = "fp32", repeats: int = 3,
-                    num_envs: int = 128) -> dict[str, Any]:  # fmt: skip
+                    **preset: Any) -> dict[str, Any]:  # fmt: skip
     """Where PQN's learner spends an update (2 epochs x 32 minibatches of a 128 x 32 rollout, the
     Atari preset): wall milliseconds per update (median of ``repeats``), the operators' self time
     by category in one profiled update (torch.profiler, whose own cost lengthens that update: its
@@ -340,8 +340,8 @@ def learner_profile(game: str = "pong", precision: str = "fp32", repeats: int = 
     torch.set_num_threads(os.cpu_count() or 1)
     with tempfile.TemporaryDirectory() as tmp:
         pqn, steps = pqn_with_a_rollout(PQNConfig(game=game, run_dir=f"{tmp}/pqn", device="cpu",
-                                                  progress=False, precision=precision,
-                                                  num_envs=num_envs), f"{tmp}/events")  # fmt: skip
+                                                  progress=False, precision=precision, **preset),
+                                        f"{tmp}/events")  # fmt: skip
         pqn.learn(steps)  # warm-up: oneDNN's kernels chosen, the optimizer's state made
         walls = []
         for _ in range(repeats):
