@@ -551,14 +551,17 @@ def run_scaling(cfg: Scaling) -> None:
         write_section("scaling", table)
 
 
-SUBCOMMANDS = {"envs": Envs, "dqn": Dqn, "dqn-gpu": DqnGpu, "pqn": Pqn, "pqn-gpu": PqnGpu,
-               "saliency": Saliency, "glimpse": Glimpse, "attack": Attack, "sb3": Sb3,
-               "scaling": Scaling, "learner": Learner}  # fmt: skip
+SUBCOMMANDS = {"envs": (Envs, run_envs), "dqn": (Dqn, run_dqn), "dqn-gpu": (DqnGpu, run_dqn_gpu),
+               "pqn": (Pqn, run_pqn), "pqn-gpu": (PqnGpu, run_pqn_gpu),
+               "saliency": (Saliency, run_saliency), "glimpse": (Glimpse, run_glimpse),
+               "attack": (Attack, run_attack), "sb3": (Sb3, run_sb3),
+               "scaling": (Scaling, run_scaling), "learner": (Learner, run_learner)}  # fmt: skip
+"""Each subcommand's flags and the function that runs it."""
 
 
 def main() -> None:
     cfg = tyro.extras.subcommand_cli_from_dict(
-        {name: Annotated[cls, tyro.conf.arg(help=cls.__doc__)] for name, cls in SUBCOMMANDS.items()},
+        {name: Annotated[cls, tyro.conf.arg(help=cls.__doc__)] for name, (cls, _) in SUBCOMMANDS.items()},
         description=__doc__,
     )
     from agents.common.training import check_config_types
@@ -568,10 +571,7 @@ def main() -> None:
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
-    runners = {Envs: run_envs, Dqn: run_dqn, DqnGpu: run_dqn_gpu, Pqn: run_pqn, PqnGpu: run_pqn_gpu,
-               Saliency: run_saliency, Glimpse: run_glimpse, Attack: run_attack,
-               Sb3: run_sb3, Scaling: run_scaling, Learner: run_learner}  # fmt: skip
-    runners[type(cfg)](cfg)
+    dict(SUBCOMMANDS.values())[type(cfg)](cfg)
 
 
 if __name__ == "__main__":

@@ -92,7 +92,7 @@ def _float_flags() -> list[tuple[str, list[str], str, list[str]]]:
         module = importlib.import_module(f"scripts.{info.name}")
         if hasattr(module, "Args"):
             cases += [(info.name, req, flag, lead) for req, flag, lead in flags_of(module.Args)]
-    for sub, cls in SUBCOMMANDS.items():
+    for sub, (cls, _) in SUBCOMMANDS.items():
         cases += [("benchmark", [sub, *req], flag, lead) for req, flag, lead in flags_of(cls)]
     return cases
 

@@ -547,9 +547,11 @@ def test_probe_09_sizes_are_checked_against_the_memory_before_anything_is_alloca
     assert not (tmp_path / "run").exists()
 
 
-def test_probe_09_the_estimates_count_what_the_arrays_hold():
+def test_probe_09_the_estimates_count_what_the_arrays_hold(monkeypatch):
     """Hand-computed: PQN's Atari rollout is 32 x 128 transitions of 4 x 84 x 84 bytes plus an
-    action and six floats; DQN's replay 1M slots of one 84 x 84 frame and 8 bytes."""
+    action and six floats; DQN's replay 1M slots of one 84 x 84 frame and 8 bytes. The presets fit
+    a 24 GiB machine; on one with 4 GiB free the DQN's replay is what to lower."""
+    import agents.common.resources as resources
     from agents.common.resources import ENV_BYTES
 
     pqn = PQNConfig().memory_needed()
@@ -558,8 +560,14 @@ def test_probe_09_the_estimates_count_what_the_arrays_hold():
     dqn = DQNConfig().memory_needed()
     assert dqn["the replay memory"][0] == 1_000_000 * (84 * 84 + 8)
     assert DQNConfig(prioritized=True).memory_needed()["the replay memory"][0] == 1_000_000 * (84 * 84 + 24)
-    PQNConfig().validate()  # the presets fit this machine
+    monkeypatch.setattr(resources, "available_memory", lambda: 24 * 2**30)
+    PQNConfig().validate()
     DQNConfig().validate()
+    monkeypatch.setattr(resources, "available_memory", lambda: 4 * 2**30)
+    refused = r"\(the replay memory: 6\.6 GiB\) and this machine has 4\.0 GiB available; lower --buffer-size"
+    with pytest.raises(ValueError, match=refused):
+        DQNConfig().validate()
+    PQNConfig().validate()  # PQN's 0.4 GiB still fits
 
 
 def test_probe_09_an_evaluation_checks_its_envs_memory_first():
