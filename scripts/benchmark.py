@@ -551,11 +551,49 @@ def run_scaling(cfg: Scaling) -> None:
         write_section("scaling", table)
 
 
+@dataclass
+class Parity:
+    """Whether bf16 learns as fast per step as float32: the PQN and DQN Catch presets, each seed at
+    both precisions, their greedy catch rates (200 episodes) side by side."""
+
+    seeds: int = 3
+    """Seeds per trainer and precision (1, 2, ...)."""
+    algos: tuple[Literal["pqn", "dqn"], ...] = ("pqn", "dqn")
+    """Trainers to compare (pqn, dqn)."""
+    write: bool = True
+    """Write the table into docs/benchmarks.md."""
+
+
+def run_parity(cfg: Parity) -> None:
+    from agents.qlearning.benchmark import catch_parity_run, in_fresh_process
+
+    rows, results = [], {}
+    for algo in cfg.algos:
+        for precision in ("fp32", "bf16"):
+            runs = [in_fresh_process(catch_parity_run, algo, seed, precision)
+                    for seed in range(1, cfg.seeds + 1)]  # fmt: skip
+            rates = [r["catch_rate"] for r in runs]
+            results[algo, precision] = sum(rates) / len(rates)
+            rows.append([algo.upper(), precision, " / ".join(f"{r:.3f}" for r in rates),
+                         f"{results[algo, precision]:.3f}",
+                         f"{sum(r['seconds'] for r in runs) / len(runs):,.0f}",
+                         f"{max(r['peak_rss_mb'] for r in runs):,.0f}"])  # fmt: skip
+            print(" | ".join(rows[-1]), flush=True)
+    table = markdown_table(["trainer", "precision", "catch rate per seed", "mean",
+                            "seconds per run", "peak RSS (MB)"], rows)  # fmt: skip
+    gaps = [f"{algo.upper()}: {results[algo, 'bf16'] - results[algo, 'fp32']:+.3f}" for algo in cfg.algos]
+    body = f"{table}\n\nbf16 minus float32, mean catch rate: {'; '.join(gaps)}.\n"
+    print(body)
+    if cfg.write:
+        write_section("precision-parity", body)
+
+
 SUBCOMMANDS = {"envs": (Envs, run_envs), "dqn": (Dqn, run_dqn), "dqn-gpu": (DqnGpu, run_dqn_gpu),
                "pqn": (Pqn, run_pqn), "pqn-gpu": (PqnGpu, run_pqn_gpu),
                "saliency": (Saliency, run_saliency), "glimpse": (Glimpse, run_glimpse),
                "attack": (Attack, run_attack), "sb3": (Sb3, run_sb3),
-               "scaling": (Scaling, run_scaling), "learner": (Learner, run_learner)}  # fmt: skip
+               "scaling": (Scaling, run_scaling), "learner": (Learner, run_learner),
+               "parity": (Parity, run_parity)}  # fmt: skip
 """Each subcommand's flags and the function that runs it."""
 
 

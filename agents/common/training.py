@@ -12,7 +12,6 @@ import dataclasses
 import math
 import types
 import typing
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -24,7 +23,6 @@ from envs.options import AtariOptions
 
 CATCH_ACTIONS = ["LEFT", "STAY", "RIGHT"]
 DEVICES = ("auto", "cpu", "cuda")
-PRECISIONS = ("fp32", "bf16", "auto")
 
 
 def check_config_types(cfg: Any) -> None:
@@ -74,40 +72,6 @@ def linear_schedule(start: float, end: float, duration: float, t: float) -> floa
     if duration <= 0:
         return end
     return start + (end - start) * min(1.0, t / duration)
-
-
-def cpu_supports_bf16() -> bool:
-    """Whether this CPU runs bfloat16 natively, AVX-512 BF16 or the AMX tiles (the flags Linux
-    lists in /proc/cpuinfo), where oneDNN's bfloat16 convolutions and matmuls beat float32's."""
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    flags = next((line.split(":", 1)[1].split() for line in text.splitlines()
-                  if line.startswith("flags")), [])  # fmt: skip
-    return bool({"avx512_bf16", "amx_bf16"} & set(flags))
-
-
-def resolve_precision(precision: str, device: str) -> str:
-    """``fp32`` or ``bf16``, what ``--precision`` means on ``device``: ``auto`` is bf16 on a CUDA
-    device or a CPU that runs it natively (:func:`cpu_supports_bf16`) and fp32 elsewhere; bf16
-    asked where it cannot run natively is one line, not a slow emulation."""
-    if precision not in PRECISIONS:
-        raise ValueError(f"--precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
-    check_device(device)
-    native = resolve_device(device).type == "cuda" or cpu_supports_bf16()
-    if precision == "auto":
-        return "bf16" if native else "fp32"
-    if precision == "bf16" and not native:
-        raise ValueError("--precision bf16 needs a CPU with AVX-512 BF16 or AMX, or a CUDA device, "
-                         "and this CPU has neither; use --precision fp32 (auto picks it here)")  # fmt: skip
-    return precision
-
-
-def with_resolved_precision(cfg: Any) -> Any:
-    """``cfg`` with ``auto`` replaced by the precision this machine runs, so that the run's
-    config.json records what it trained with and a resume elsewhere keeps it."""
-    return dataclasses.replace(cfg, precision=resolve_precision(cfg.precision, cfg.device))
 
 
 def check_device(name: str) -> None:

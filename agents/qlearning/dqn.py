@@ -39,7 +39,18 @@ from agents.common.checkpoint import (
     resume_config,
     write_checkpoint,
 )
-from agents.common.resources import cnn_pass_bytes, emulator_bytes, require_memory
+from agents.common.precision import (
+    bf16_copy_for,
+    gradient_step,
+    resolve_precision,
+    with_resolved_precision,
+)
+from agents.common.resources import (
+    cnn_pass_bytes,
+    emulator_bytes,
+    keep_freed_memory,
+    require_memory,
+)
 from agents.common.training import (
     EpisodeTracker,
     action_names,
@@ -47,8 +58,6 @@ from agents.common.training import (
     linear_schedule,
     make_training_env,
     resolve_device,
-    resolve_precision,
-    with_resolved_precision,
 )
 from agents.qlearning.networks import QNetwork, build_q_network
 from agents.qlearning.replay import FrameReplayBuffer
@@ -274,6 +283,12 @@ class DQNTrainer:
             self.target_network.to(memory_format=torch.channels_last)
         self.target_network.load_state_dict(self.q_network.state_dict())
         self.target_network.requires_grad_(False)
+        # bf16 on a CPU: the passes run on bfloat16 copies, the output layers float32 (Q, targets)
+        self.bf16_copy, self.target_copy = (
+            bf16_copy_for(net, cfg.precision, self.device, keep_float=net.layer_groups()[-1][1])
+            for net in (self.q_network, self.target_network))  # fmt: skip
+        self.online = self.bf16_copy.net if self.bf16_copy else self.q_network
+        self.target = self.target_copy.net if self.target_copy else self.target_network
         # fused: one kernel for the whole update (same maths), measured ~20% faster per step on CPU
         self.optimizer = torch.optim.Adam(
             self.q_network.parameters(), lr=cfg.learning_rate, eps=cfg.adam_eps, fused=True
@@ -299,6 +314,11 @@ class DQNTrainer:
         if resume_from is not None:
             restore_trainer(self._restore, resume_from)
             require_unfinished(cfg.resume, self.global_step, cfg.total_steps)
+        for weights in (self.bf16_copy, self.target_copy):
+            if weights:
+                weights.refresh()
+        if self.device.type == "cpu":
+            keep_freed_memory()
         self.writer: SummaryWriter | None = None
         self.last_obs: np.ndarray | None = None
 
@@ -317,14 +337,14 @@ class DQNTrainer:
     def act(self, obs: np.ndarray, epsilon: float) -> np.ndarray:
         """Epsilon-greedy actions for a batch of observations, one forward pass for all envs."""
         with self._autocast():
-            q = self.q_network(self._tensor(obs))["q"]
+            q = self.online(self._tensor(obs))["q"]
         greedy = q.argmax(1).cpu().numpy()
         explore = self.rng.random(len(obs)) < epsilon
         return np.where(explore, self.rng.integers(self.n_actions, size=len(obs)), greedy)
 
     def _autocast(self) -> torch.autocast:
-        bf16 = self.cfg.precision == "bf16"
-        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=bf16)
+        on = self.cfg.precision == "bf16" and self.device.type == "cuda"  # a CPU runs the bf16 copies
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=on)
 
     def _tensor(self, array: np.ndarray) -> torch.Tensor:
         t = torch.from_numpy(array).to(self.device, non_blocking=True)
@@ -345,20 +365,17 @@ class DQNTrainer:
             for k in ("actions", "returns", "dones", "discounts", "weights")
         }
         with torch.no_grad(), self._autocast():
-            target_next = self.target_network(next_obs)["q"].float()
-            online_next = self.q_network(next_obs)["q"].float() if c.double else target_next
+            target_next = self.target(next_obs)["q"].float()
+            online_next = self.online(next_obs)["q"].float() if c.double else target_next
             target = td_targets(
                 online_next, target_next, t["returns"], t["dones"], t["discounts"], c.double
             )
         with self._autocast():
-            heads = {k: v.float() for k, v in self.q_network(obs).items()}
+            heads = {k: v.float() for k, v in self.online(obs).items()}
         q_taken = heads["q"].gather(1, t["actions"][:, None]).squeeze(1)
         per_sample = F.smooth_l1_loss(q_taken, target, reduction="none")  # Huber (Mnih et al. 2015)
         loss = (t["weights"] * per_sample).mean()
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(self.q_network.parameters(), c.max_grad_norm)
-        self.optimizer.step()
+        gradient_step(loss, self.q_network, self.optimizer, c.max_grad_norm, self.bf16_copy)
         if self.replay.prioritized:
             self.replay.update_priorities(b.indices, (q_taken - target).detach().cpu().numpy())
         self.updates += 1
@@ -401,6 +418,8 @@ class DQNTrainer:
                     if since_target >= c.target_update:
                         since_target = 0
                         self.target_network.load_state_dict(self.q_network.state_dict())
+                        if self.target_copy:
+                            self.target_copy.refresh()
                 else:
                     since_train = 0
                 step = self.env.recv() if overlap else self.env.step(actions)

@@ -94,7 +94,8 @@ class QNetwork(nn.Module):
                 f"observation must have shape (batch, {', '.join(map(str, expected))}), "
                 f"got {tuple(obs.shape)}"
             )
-        x = obs.float() / 255.0 if obs.dtype == torch.uint8 else obs
+        dtype = self.torso[0].weight.dtype  # bfloat16 for a network cast to it
+        x = obs.to(dtype) / 255.0 if obs.dtype == torch.uint8 else obs
         if not x.is_floating_point():
             raise ValueError(f"observation must be uint8 or float, got {obs.dtype}")
         return self.torso(x)

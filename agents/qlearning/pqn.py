@@ -41,7 +41,19 @@ from agents.common.checkpoint import (
     resume_config,
     write_checkpoint,
 )
-from agents.common.resources import cnn_pass_bytes, emulator_bytes, require_memory
+from agents.common.optim import FusedRAdam
+from agents.common.precision import (
+    bf16_copy_for,
+    gradient_step,
+    resolve_precision,
+    with_resolved_precision,
+)
+from agents.common.resources import (
+    cnn_pass_bytes,
+    emulator_bytes,
+    keep_freed_memory,
+    require_memory,
+)
 from agents.common.training import (
     EpisodeTracker,
     action_names,
@@ -49,8 +61,6 @@ from agents.common.training import (
     linear_schedule,
     make_env_groups,
     resolve_device,
-    resolve_precision,
-    with_resolved_precision,
 )
 from agents.qlearning.graphed import GraphedForward, GraphedStep
 from agents.qlearning.networks import build_q_network
@@ -297,6 +307,10 @@ class PQNTrainer:
         self.q_network = build_q_network(cfg, self.n_actions, obs_shape).to(self.device)
         if cfg.channels_last:
             self.q_network.to(memory_format=torch.channels_last)
+        # bf16 on a CPU: the passes run on a bfloat16 copy, the output layers float32 (Q, targets)
+        self.bf16_copy = bf16_copy_for(self.q_network, cfg.precision, self.device,
+                                       keep_float=self.q_network.layer_groups()[-1][1])  # fmt: skip
+        self.online = self.bf16_copy.net if self.bf16_copy else self.q_network
         self.optimizer = self._make_optimizer()
         # one generator for exploration and minibatches, on the device: saved with checkpoints
         self.generator = torch.Generator(self.device).manual_seed(cfg.seed)
@@ -329,26 +343,36 @@ class PQNTrainer:
         if resume_from is not None:
             restore_trainer(self._restore, resume_from)
             require_unfinished(cfg.resume, self.global_step, cfg.total_steps)
+        if self.bf16_copy:
+            self.bf16_copy.refresh()
+        if self.device.type == "cpu":
+            keep_freed_memory()
 
     def _make_optimizer(self) -> torch.optim.Optimizer:
-        """RAdam (foreach) or fused Adam; with --cuda-graph both keep their step counts and their
-        learning rate on the device (capturable), so that a replayed graph sees them change."""
-        c = self.cfg
-        opt = torch.optim.RAdam if c.optimizer == "radam" else torch.optim.Adam
+        """RAdam or Adam on the float32 weights. On a CPU, RAdam runs fused Adam's kernel
+        (agents.common.optim) and Adam is the fused one; on CUDA RAdam is foreach. With
+        --cuda-graph both keep their step counts and their learning rate on the device
+        (capturable), so that a replayed graph sees them change."""
+        c, params = self.cfg, self.q_network.parameters()
         if c.cuda_graph:
-            lr: float | torch.Tensor = torch.tensor(c.learning_rate, device=self.device)
-            options = {"foreach": True, "capturable": True}
-        else:
-            lr, options = c.learning_rate, {"foreach": True} if c.optimizer == "radam" else {"fused": True}
-        return opt(self.q_network.parameters(), lr=lr, **options)
+            lr = torch.tensor(c.learning_rate, device=self.device)
+            opt = torch.optim.RAdam if c.optimizer == "radam" else torch.optim.Adam
+            return opt(params, lr=lr, foreach=True, capturable=True)
+        if c.optimizer == "adam":
+            return torch.optim.Adam(params, lr=c.learning_rate, fused=True)
+        if self.device.type == "cpu":
+            return FusedRAdam(params, lr=c.learning_rate)
+        return torch.optim.RAdam(params, lr=c.learning_rate, foreach=True)
 
     def _default_run_dir(self) -> str:
         game = "catch" if self.cfg.game.lower() == "catch" else resolve_game(self.cfg.game)
         return f"runs/{game}__{self.cfg.exp_name}__{self.cfg.seed}__{int(time.time())}"
 
     def _autocast(self) -> torch.autocast:
-        # a captured graph must not keep autocast's cache of cast weights (torch.cuda.graphs' notes)
-        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cfg.precision == "bf16",
+        # bf16 on CUDA; a captured graph must not keep autocast's cache of cast weights
+        # (torch.cuda.graphs' notes)
+        on = self.cfg.precision == "bf16" and self.device.type == "cuda"
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=on,
                               cache_enabled=not self.cfg.cuda_graph)  # fmt: skip
 
     def _layout(self, t: torch.Tensor) -> torch.Tensor:
@@ -370,7 +394,7 @@ class PQNTrainer:
     # ---- acting -------------------------------------------------------------------------------
     def _q(self, obs: torch.Tensor) -> torch.Tensor:
         with self._autocast():
-            return self.q_network(self._layout(obs))["q"].float()
+            return self.online(self._layout(obs))["q"].float()
 
     @torch.no_grad()
     def act(self, obs: torch.Tensor, explore: torch.Tensor, random: torch.Tensor
@@ -491,14 +515,11 @@ class PQNTrainer:
         rollout; returns its TD loss, mean Q(s, a), mean V and mean std of A (zeros without the
         dueling streams). Only device work and no host sync: it can be captured as a CUDA graph."""
         with self._autocast():
-            heads = self.q_network(self._layout(flat["obs"][idx]))
+            heads = self.online(self._layout(flat["obs"][idx]))
         q_taken = heads["q"].float().gather(1, flat["actions"][idx, None]).squeeze(1)
         mask = flat["valid"][idx]
         loss = 0.5 * ((q_taken - flat["targets"][idx]).square() * mask).sum() / mask.sum().clamp_min(1)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(self.q_network.parameters(), self.cfg.max_grad_norm)
-        self.optimizer.step()
+        gradient_step(loss, self.q_network, self.optimizer, self.cfg.max_grad_norm, self.bf16_copy)
         if "value" in heads:  # the dueling streams
             value = heads["value"].detach().float().mean()
             adv_std = heads["advantage"].detach().float().std(1).mean()
