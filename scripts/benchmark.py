@@ -114,8 +114,8 @@ def run_dqn(cfg: Dqn) -> None:
     sb3 = in_fresh_process(run_sb3, *common)
     setups = [
         ("ours, dueling, 1 env", 1, {"overlap": False}),
-        ("ours, dueling, 8 envs", 8, {}),
-        ("ours, dueling, 8 envs, bf16 autocast", 8, {"precision": "bf16"}),
+        ("ours, dueling, 8 envs, --precision fp32", 8, {"precision": "fp32"}),
+        ("ours, dueling, 8 envs, --precision bf16", 8, {"precision": "bf16"}),
         ("ours, single stream 512 (SB3's size), 8 envs", 8, {"network": "single", "hidden": 512}),
     ]
     rows = [
@@ -319,12 +319,15 @@ def run_glimpse(cfg: Glimpse) -> None:
 
 @dataclass
 class Pqn:
-    """PQN against the DQN trainer on Pong, both at their defaults, steps/s with learning."""
+    """PQN on Pong at each precision against the DQN trainer at its defaults, steps/s with
+    learning, the setups alternated and each median of its repeats."""
 
     game: str = "pong"
     """Game to train on."""
     steps: int = 16_384
-    """Timed PQN environment steps (after one warm-up rollout)."""
+    """Timed PQN environment steps per run (after one warm-up rollout)."""
+    repeats: int = 3
+    """Runs per PQN setup, alternated (the median is reported)."""
     dqn_steps: int = 4_000
     """Timed DQN environment steps after learning starts."""
     dqn_learning_starts: int = 4_000
@@ -343,21 +346,35 @@ PQN_HEADER = ["trainer", "env steps/s with learning", "vs DQN", "env / act / lea
               "peak RSS (MB)"]  # fmt: skip
 
 
+PQN_SETUPS = (("PQN, --precision fp32", {"precision": "fp32"}),
+              ("PQN, --precision bf16", {"precision": "bf16"}),
+              ("PQN, --precision bf16, 2 env groups", {"precision": "bf16", "env_groups": 2}))  # fmt: skip
+
+
 def run_pqn(cfg: Pqn) -> None:
+    import statistics
+
     from agents.qlearning.benchmark import in_fresh_process, run_ours
     from agents.qlearning.benchmark import run_pqn as pqn
 
     dqn = in_fresh_process(run_ours, cfg.game, cfg.dqn_steps, cfg.dqn_learning_starts, 100_000, 8,
                            {}, "cpu")  # fmt: skip
-    rows = [["DQN, defaults (8 envs, batch 32 every 4 steps)", f"{dqn['sps']:,.0f}", "1.00x", "",
-             f"{dqn['peak_rss_mb']:,.0f}"]]  # fmt: skip
-    for name, n, options in (("PQN, defaults (128 envs x 32 steps)", 128, {}),
-                             ("PQN, 128 envs, bf16 autocast", 128, {"precision": "bf16"}),
-                             ("PQN, 128 envs, 2 env groups", 128, {"env_groups": 2})):  # fmt: skip
-        r = in_fresh_process(pqn, cfg.game, cfg.steps, n, options, "cpu")
-        rows.append(pqn_row(name, r, dqn["sps"]))
-        print(" | ".join(rows[-1]), flush=True)
-    table = markdown_table(PQN_HEADER, rows)
+    runs: dict[str, list[dict[str, float]]] = {name: [] for name, _ in PQN_SETUPS}
+    for _ in range(cfg.repeats):
+        for name, options in PQN_SETUPS:
+            runs[name].append(in_fresh_process(pqn, cfg.game, cfg.steps, 128, options, "cpu"))
+            print(name, f"{runs[name][-1]['sps']:,.0f} steps/s", flush=True)
+    rows = [["DQN, defaults (8 envs, batch 32 every 4 steps)", f"{dqn['sps']:,.0f}", "1.00x", "", "",
+             "", f"{dqn['peak_rss_mb']:,.0f}"]]  # fmt: skip
+    fp32 = statistics.median(r["sps"] for r in runs[PQN_SETUPS[0][0]])
+    for name, rs in runs.items():
+        median = sorted(rs, key=lambda r: r["sps"])[len(rs) // 2]
+        row = pqn_row(name, {**median, "peak_rss_mb": max(r["peak_rss_mb"] for r in rs)}, dqn["sps"])
+        ceiling = f"{median['sps'] / median['env_share']:,.0f}" if median["env_share"] > 0.02 else ""
+        rows.append([*row[:3], f"{median['sps'] / fp32:.2f}x", row[3], ceiling, row[4]])
+    table = markdown_table(["trainer", "env steps/s with learning", "vs DQN", "vs PQN fp32",
+                            "env / act / learn", "emulators alone: steps/s", "peak RSS (MB)"],
+                           rows)  # fmt: skip
     print(table)
     if cfg.write:
         write_section("pqn", table)
@@ -471,7 +488,7 @@ def run_sb3(cfg: Sb3) -> None:
 
 @dataclass
 class Learner:
-    """Where PQN's learner spends an update on Pong, by operator, float32 beside bf16 autocast: the
+    """Where PQN's learner spends an update on Pong, by operator, float32 beside bf16: the
     profile, the FLOPs and the rate achieved against a large matmul's on the same cores."""
 
     game: str = "pong"
@@ -488,9 +505,9 @@ def run_learner(cfg: Learner) -> None:
     from agents.qlearning.benchmark import in_fresh_process, learner_profile, matmul_peak_gflops
 
     runs = {name: in_fresh_process(learner_profile, cfg.game, precision, cfg.repeats)
-            for name, precision in (("float32", "fp32"), ("bf16 autocast", "bf16"))}  # fmt: skip
+            for name, precision in (("float32", "fp32"), ("bf16", "bf16"))}  # fmt: skip
     peaks = {"float32": in_fresh_process(matmul_peak_gflops, torch.float32),
-             "bf16 autocast": in_fresh_process(matmul_peak_gflops, torch.bfloat16)}  # fmt: skip
+             "bf16": in_fresh_process(matmul_peak_gflops, torch.bfloat16)}  # fmt: skip
     names = sorted({k for r in runs.values() for k in r["categories"]},
                    key=lambda k: -runs["float32"]["categories"].get(k, 0.0))  # fmt: skip
     rows = []
@@ -503,7 +520,7 @@ def run_learner(cfg: Learner) -> None:
     walls = [c for r in runs.values() for c in (f"**{r['profiled_ms']:,.0f}**", "100%")]
     rows.append(["**the profiled update (wall)**", *walls])
     table = markdown_table(["where the time goes (ms in one profiled update)", "float32", "share",
-                            "bf16 autocast", "share"], rows)  # fmt: skip
+                            "bf16", "share"], rows)  # fmt: skip
     summary = markdown_table(
         ["precision", "ms per update", "GFLOP per update", "achieved GFLOP/s", "matmul peak GFLOP/s",
          "of peak", "learner alone: env steps/s", "peak RSS (MB)"],
@@ -585,7 +602,7 @@ def run_parity(cfg: Parity) -> None:
     body = f"{table}\n\nbf16 minus float32, mean catch rate: {'; '.join(gaps)}.\n"
     print(body)
     if cfg.write:
-        write_section("precision-parity", body)
+        write_section("precision-parity-" + "-".join(cfg.algos), body)
 
 
 SUBCOMMANDS = {"envs": (Envs, run_envs), "dqn": (Dqn, run_dqn), "dqn-gpu": (DqnGpu, run_dqn_gpu),
