@@ -63,7 +63,7 @@ for spec in "pong:$PONG" "enduro:$ENDURO"; do
   if [ "${spec#*:}" = 0 ]; then stage "$game skipped (0 seconds)"; continue; fi
   stage "$game"
   py scripts/train_pretrained.py --out "$scratch/packed" --work-dir "$WORK" --games "$spec" \
-    --total-steps "$TOTAL" --no-progress $EXTRA $flags \
+    --total-steps "$TOTAL" --no-progress --precision fp32 $EXTRA $flags \
     && cp "$scratch/packed/$game.tar.gz" "$OUT"/ || stage "$game failed"
 done
 # the TensorBoard events of the runs, without their checkpoints

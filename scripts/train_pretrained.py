@@ -17,6 +17,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 from scripts.cli import fail, parse_args
 
@@ -55,6 +56,9 @@ class Args:
     """Replay each minibatch update and acting pass as captured CUDA graphs (train_pqn.py --cuda-graph)."""
     env_groups: int = 1
     """Act on one group of envs while the others are emulated (train_pqn.py --env-groups)."""
+    precision: Literal["fp32", "bf16", "auto"] = "auto"
+    """Arithmetic of the network passes (train_pqn.py --precision): auto is bf16 on CUDA and on CPUs
+    with AVX-512 BF16 or AMX, fp32 elsewhere."""
     progress: bool = True
     """Progress bars (--no-progress for logs that a machine reads back)."""
 
@@ -96,7 +100,7 @@ def main() -> None:
                       run_dir=str(Path(args.work_dir) / game), saliency_every=0,
                       save_every=args.save_every,
                       progress=args.progress, cuda_graph=args.cuda_graph,
-                      env_groups=args.env_groups)  # fmt: skip
+                      env_groups=args.env_groups, precision=args.precision)  # fmt: skip
             for game, limit in games
         ]
         for cfg in configs:  # every game's flags and folders are checked before the first trains

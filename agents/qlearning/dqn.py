@@ -145,8 +145,9 @@ class DQNConfig:
     channels_last: bool = True
     """channels_last memory format for the convolutions (faster on CPU, measured)."""
     precision: Literal["fp32", "bf16", "auto"] = "fp32"
-    """Arithmetic of the network passes: fp32; bf16 (autocast: convolutions and matmuls in bfloat16;
-    weights, optimizer state, LayerNorm, targets, loss and checkpoints stay float32); auto (bf16 on
+    """Arithmetic of the network passes: fp32; bf16 (convolutions and matmuls in bfloat16: on a CPU
+    on a bfloat16 copy of the weights, on CUDA under autocast; the weights the optimizer steps, its
+    state, LayerNorm, the output layers, targets, loss and checkpoints stay float32); auto (bf16 on
     CUDA and on CPUs with AVX-512 BF16 or AMX, else fp32). A resumed run keeps its own."""
     overlap: bool = True
     """Learn while ALE's C++ threads step the emulators (send/recv), instead of in turn."""
