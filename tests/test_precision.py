@@ -146,6 +146,10 @@ def test_a_bf16_run_records_it_keeps_float32_weights_and_its_precision_on_resume
                    given={"precision"})  # fmt: skip
     resumed = PQNTrainer(PQNConfig(resume=str(run), total_steps=512, progress=False))
     assert resumed.cfg.precision == "bf16"  # no flag: the run's own
+    resumed.env.close()
+    auto = PQNTrainer(PQNConfig(resume=str(run), precision="auto", total_steps=512, progress=False),
+                      given={"precision"})  # fmt: skip
+    assert auto.cfg.precision == "bf16"  # --precision auto: what auto runs here, the run's own
 
 
 def test_a_run_saved_with_the_earlier_bf16_flag_resumes(tmp_path):

@@ -261,12 +261,14 @@ class DQNTrainer:
     def __init__(self, cfg: DQNConfig, callbacks: list[Callback] | None = None,
                  given: Collection[str] = ()) -> None:
         resume_from = None
-        cfg = with_resolved_precision(cfg)
+        if "precision" in given:  # --precision auto on a resume means what auto runs here
+            cfg = with_resolved_precision(cfg)
         if cfg.resume:
             resume_from, fields = resume_config(cfg, session=("device", "progress"),
                                                 budget=("total_steps", "save_every", "log_every",
                                                         "keep_checkpoints"), given=given)
             cfg = DQNConfig(**fields)
+        cfg = with_resolved_precision(cfg)  # what config.json records: the precision that ran
         cfg.validate()
         self.cfg = cfg
         self.callbacks = list(callbacks or [])

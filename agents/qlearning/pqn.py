@@ -288,13 +288,15 @@ class PQNTrainer:
     def __init__(self, cfg: PQNConfig, callbacks: list[Callback] | None = None,
                  given: Collection[str] = ()) -> None:
         resume_from = None
-        cfg = with_resolved_precision(cfg)
+        if "precision" in given:  # --precision auto on a resume means what auto runs here
+            cfg = with_resolved_precision(cfg)
         if cfg.resume:
             resume_from, fields = resume_config(
                 cfg, session=("device", "progress", "time_limit", "threads", "cuda_graph", "env_groups"),
                 budget=("total_steps", "save_every", "log_every", "keep_checkpoints"), given=given,
             )
             cfg = PQNConfig(**fields)
+        cfg = with_resolved_precision(cfg)  # what config.json records: the precision that ran
         cfg.validate()
         self.cfg = cfg
         self.callbacks = list(callbacks or [])
