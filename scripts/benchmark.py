@@ -173,7 +173,7 @@ def run_dqn_gpu(cfg: DqnGpu) -> None:
         raise SystemExit("error: dqn-gpu needs a CUDA device; torch sees none")
     rows = []
     for n in cfg.num_envs:
-        for device, options in (("cuda", {}), ("cuda", {"precision": "bf16"})):
+        for device, options in (("cuda", {"precision": "fp32"}), ("cuda", {"precision": "bf16"})):
             r = in_fresh_process(
                 run_ours,
                 cfg.game,
@@ -184,7 +184,7 @@ def run_dqn_gpu(cfg: DqnGpu) -> None:
                 options,
                 device,
             )
-            label = device + (", bf16 autocast" if options else "")
+            label = device + (", bf16 autocast" if options["precision"] == "bf16" else "")
             rows.append([str(n), label, f"{r['sps']:.0f}", f"{r['peak_rss_mb']:,.0f}"])
             print(" | ".join(rows[-1]), flush=True)
     table = markdown_table(

@@ -41,7 +41,7 @@ from agents.common.checkpoint import (
     write_checkpoint,
 )
 from agents.common.evaluate import FireAfterLifeLoss
-from agents.common.resources import emulator_bytes, require_memory
+from agents.common.resources import emulator_bytes, keep_freed_memory, require_memory
 from agents.common.training import EpisodeTracker, action_names, check_config_types
 from agents.glimpse import (
     GlimpsePolicy,
@@ -422,6 +422,7 @@ class GlimpseTrainer:
         self.callbacks = list(callbacks or [])
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
+        keep_freed_memory()  # the rollout's patches and activations reused, not faulted in again
         torch.manual_seed(cfg.seed)
         self.env, self.env_options, self.game = make_glimpse_env(cfg, cfg.seed)
         shape = self.env.single_observation_space.shape  # (1, H, W)
@@ -440,10 +441,10 @@ class GlimpseTrainer:
         location = list(self.model.location_head.parameters())
         rest = [p for p in self.model.parameters() if all(p is not q for q in location)]
         self.base_lrs = [cfg.learning_rate, cfg.learning_rate * cfg.location_lr_scale]
-        self.optimizer = torch.optim.Adam([
+        self.optimizer = torch.optim.Adam([  # fused: one pass over the weights, the same maths
             {"params": rest, "lr": self.base_lrs[0]},
             {"params": location, "lr": self.base_lrs[1]},
-        ])  # fmt: skip
+        ], fused=True)  # fmt: skip
         self.run_dir = Path(
             cfg.run_dir or f"runs/{self.game}__glimpse__{cfg.seed}__{int(time.time())}"
         )
