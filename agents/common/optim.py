@@ -4,7 +4,8 @@ PQN's optimizer is RAdam (Liu et al. 2020, "On the Variance of the Adaptive Lear
 Beyond", Algorithm 2; purejaxql uses ``optax.radam``). PyTorch has a fused kernel for Adam on CPU
 and CUDA but none for RAdam, whose ``foreach`` version walks the 3.3M weights of the dueling
 network a dozen times per step: 12.9 ms of a minibatch update here, where fused Adam takes 4.3 ms
-(docs/benchmarks.md). Once its variance is tractable (rho_t > 5, from the sixth step with
+(measured here on 2 cores, median of 30 steps; the optimizer is then 4-6% of an update in
+docs/benchmarks.md). Once its variance is tractable (rho_t > 5, from the sixth step with
 beta2 = 0.999), an RAdam step *is* an Adam step with a rescaled learning rate and epsilon:
 
     RAdam:  p -= lr * r_t * m_t / (1 - b1^t) * sqrt(1 - b2^t) / (sqrt(v_t) + eps)

@@ -110,8 +110,7 @@ class Bf16Copy:
 def bf16_copy_for(network: nn.Module, precision: str, device: torch.device,
                   keep_float: Iterable[nn.Module] = ()) -> Bf16Copy | None:  # fmt: skip
     """The :class:`Bf16Copy` that runs ``network``'s passes for ``--precision bf16`` on a CPU, or
-    None: float32, or CUDA, where bf16 is autocast (its tensor cores take float32 weights cast
-    once per kernel, at no measurable cost)."""
+    None: float32, or CUDA, where bf16 is autocast (the copy has not been measured on a GPU)."""
     if precision == "bf16" and device.type == "cpu":
         return Bf16Copy(network, keep_float)
     return None

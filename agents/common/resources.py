@@ -78,7 +78,8 @@ def keep_freed_memory() -> bool:
     of handing it back to the kernel and faulting it in again, zeroed, page by page: a minibatch
     update of the dueling network allocates and frees tens of megabytes of activations, and with
     glibc's defaults each update took 2,800 page faults in float32 and 4,700 under autocast (none
-    with this setting), which cost 8-16% of the update here (docs/benchmarks.md). Peak memory is
+    with this setting), which cost 8-16% of the update here (measured in two processes; a test in
+    tests/test_precision.py holds the fault counts). Peak memory is
     unchanged; what was freed stays in the process for reuse. Returns whether it applied (glibc
     only: elsewhere this does nothing)."""
     import ctypes
