@@ -6,9 +6,10 @@
 The folder gets eval.json (the 30 episodes, the protocol, the machine, library versions, and the
 training's wall time summed over its sessions, read from the run's TensorBoard events) and
 curve.csv (the training's episodic returns). Without --training-state it holds the final weights
-in float32 and their config, as scripts/train_pretrained.py packs its GPU agents; with it, the run
-itself (its newest checkpoint with the optimizer's state, its config and TensorBoard events), so
-that a run that needs more sessions than one ships what it has learnt and goes on later:
+(float32, or --dtype float16 at half the size) and their config, as scripts/train_pretrained.py
+packs its GPU agents; with it, the run itself (its newest checkpoint with the optimizer's state,
+its config and TensorBoard events), so that a run that needs more sessions than one ships what
+it has learnt and goes on later:
 `cp -r pretrained/NAME runs/NAME && python scripts/train_glimpse.py --resume runs/NAME`.
 """
 
@@ -41,6 +42,10 @@ class Args:
     """Glimpse agents: score the sampled policy, as in training (evaluate.py --sample)."""
     training_state: bool = False
     """Ship the run with its optimizer state so that it can resume (see above)."""
+    dtype: str = "float32"
+    """How the weights are stored: float32, or float16 or bfloat16 at half the size (what the zoo
+    uses to fit pretrained/'s 120 MB). The evaluation plays the rounded weights, which load as
+    float32 in every script. Not with --training-state."""
     progress: bool = True
     """Progress bar of the evaluation."""
 
@@ -49,21 +54,24 @@ def main() -> None:
     args = parse_args(Args, __doc__)
     from agents.common.checkpoint import CheckpointError, load_checkpoint
     from agents.common.evaluate import evaluate_network
-    from agents.common.pretrained import check_pack, pack_agent, pack_run
+    from agents.common.pretrained import check_pack, pack_agent, pack_run, round_weights
 
     try:
         if args.episodes < 1 or args.num_envs < 1:
             raise ValueError(f"--episodes and --num-envs must be >= 1, got {args.episodes} and "
                              f"{args.num_envs}")  # fmt: skip
-        check_pack(args.run, args.out, args.training_state)
+        check_pack(args.run, args.out, args.training_state, args.dtype)
         network, config = load_checkpoint(args.run)
+        round_weights(network, args.dtype)
         summary = evaluate_network(network, config, sample=args.sample, episodes=args.episodes,
                                    num_envs=args.num_envs, seed=args.seed,
                                    progress=args.progress)  # fmt: skip
         training = {"command": shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]]),
                     "seed": config["train_config"].get("seed")}  # fmt: skip
-        pack = pack_run if args.training_state else pack_agent
-        folder = pack(args.run, summary, args.out, training)
+        if args.training_state:
+            folder = pack_run(args.run, summary, args.out, training)
+        else:
+            folder = pack_agent(args.run, summary, args.out, training, args.dtype)
     except (CheckpointError, ValueError, OSError) as e:
         fail(e)
     print(f"{summary['game']}: {summary['mean']:.2f} +- {summary['std']:.2f} over "

@@ -2,6 +2,7 @@
 keeps the run's own budget, a finished run says so, and exit codes tell how a training ended."""
 
 import dataclasses
+import json
 import os
 import signal
 import subprocess
@@ -10,8 +11,15 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
-from agents.common.checkpoint import CheckpointError, RunLock, resolve_checkpoint
+from agents.common.checkpoint import (
+    CheckpointError,
+    RunLock,
+    load_checkpoint,
+    read_tensors,
+    resolve_checkpoint,
+)
 from agents.glimpse.train import GlimpseConfig, GlimpseTrainer
 from agents.qlearning.dqn import DQNConfig, DQNTrainer
 from agents.qlearning.pqn import PQNConfig, PQNTrainer
@@ -125,7 +133,6 @@ print(env.step(np.array([0, 1]))[0].shape)  # still usable
 def test_a_checkpoint_whose_actions_do_not_match_its_game_is_refused(tmp_path):
     import json
 
-    from agents.common.checkpoint import load_checkpoint
 
     TRAINERS["pqn"](tmp_path / "run").run()
     ckpt = resolve_checkpoint(tmp_path / "run")
@@ -214,7 +221,6 @@ PQNTrainer(PQNConfig(resume={str(run)!r}, total_steps=512, progress=False)).run(
     r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, timeout=120)
     assert r.returncode == -signal.SIGKILL
     assert list((run / "checkpoints").glob("*.tmp"))  # the half-written checkpoint is there ...
-    from agents.common.checkpoint import load_checkpoint
 
     net, config = load_checkpoint(run)  # ... and ignored: latest still names the last whole one
     assert config["step"] == 256
@@ -436,7 +442,6 @@ def test_probe_04_pack_out_a_users_folder_is_refused_and_nothing_is_touched(flag
 
 
 def test_probe_05_an_earlier_pack_is_replaced_whole_and_an_empty_folder_taken(run_copy, tmp_path):
-    from agents.common.checkpoint import load_checkpoint
     from agents.common.pretrained import is_packed_agent
 
     out = tmp_path / "agent"
@@ -719,3 +724,57 @@ def test_probe_17_the_fallback_is_said_in_one_line_and_without_checkpoints_refus
         shutil.rmtree(step)
     _one_line(_run("scripts/evaluate.py", "--checkpoint", str(run_copy)),
               "has no complete step_N checkpoint to fall back on")
+
+
+def test_probe_18_a_pack_of_another_game_an_unfinished_checkpoint_or_over_budget_is_refused(
+        run_copy, tmp_path):  # fmt: skip
+    """Each refusal is one line before the evaluation, and nothing is written."""
+    import shutil
+
+    shelf = tmp_path / "pretrained"
+    (shelf / "pong").mkdir(parents=True)
+    _one_line(_pack(run_copy, shelf / "pong"), "is not a folder of 'catch': in pretrained/ an "
+              "agent's folder is its game's name ('catch' or 'catch_VARIANT')")  # fmt: skip
+    enduro = tmp_path / "agent"
+    assert _pack(run_copy, enduro).returncode == 0
+    config = json.loads((enduro / "config.json").read_text())
+    (enduro / "config.json").write_text(json.dumps({**config, "game": "enduro"}))
+    before = _tree(enduro)
+    _one_line(_pack(run_copy, enduro), "holds the agent of 'enduro', and this run plays 'catch'")
+    assert _tree(enduro) == before
+    newest = run_copy / "checkpoints" / (run_copy / "checkpoints" / "latest").read_text()
+    unfinished = newest.with_name(newest.name + ".tmp")
+    shutil.copytree(newest, unfinished)
+    _one_line(_pack(unfinished, tmp_path / "x"), "is an unfinished checkpoint")
+    with open(shelf / "pong" / "model.safetensors", "wb") as f:  # sparse: no disk, 119.9 MB
+        f.truncate(int(119.9 * 2**20))
+    for flags in [(), ("--training-state",)]:
+        _one_line(_pack(run_copy, shelf / "catch", *flags), "over its 120 MB budget")
+    _one_line(_pack(run_copy, tmp_path / "y", "--training-state", "--dtype", "float16"),
+              "a run shipped with --training-state keeps its float32 weights")  # fmt: skip
+    _one_line(_pack(run_copy, tmp_path / "y", "--dtype", "int8"), "--dtype must be one of float32")
+    assert sorted(p.name for p in shelf.iterdir()) == ["pong"]
+    assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_a_pack_at_half_precision_ships_the_weights_its_evaluation_played(dtype, run_copy, tmp_path):
+    """The file holds the weights at half the size; they load as float32, equal to the run's
+    weights rounded (what the evaluation before the pack played), and the record names them."""
+    from agents.common.pretrained import round_weights, weights_digest
+
+    out = tmp_path / "agent"
+    assert _pack(run_copy, out, "--dtype", dtype).returncode == 0
+    stored = read_tensors(out / "model.safetensors")
+    assert {t.dtype for t in stored.values()} == {getattr(torch, dtype)}
+    full = resolve_checkpoint(run_copy) / "model.safetensors"
+    assert (out / "model.safetensors").stat().st_size < 0.55 * full.stat().st_size
+    loaded, _ = load_checkpoint(out)
+    original, _ = load_checkpoint(run_copy)
+    rounded = round_weights(load_checkpoint(run_copy)[0], dtype)
+    for name, w in loaded.state_dict().items():
+        assert w.dtype == torch.float32 and torch.equal(w, rounded.state_dict()[name])
+    assert any(not torch.equal(w, original.state_dict()[k]) for k, w in loaded.state_dict().items())
+    record = json.loads((out / "eval.json").read_text())
+    assert record["weights_sha256"] == weights_digest(out)
+    assert record["training"]["weights_dtype"] == dtype

@@ -2,8 +2,9 @@
 over several CPU sessions (the glimpse agent), evaluated with the papers' protocol, and packed one
 folder (and one archive) per agent.
 
-A shipped agent is an ordinary checkpoint (``model.safetensors`` in float32 + ``config.json``, so
-``load_checkpoint``, ``evaluate.py`` and every analysis script take it) with two more files:
+A shipped agent is an ordinary checkpoint (``model.safetensors``, float32 or stored at half
+precision and loaded as float32, + ``config.json``, so ``load_checkpoint``, ``evaluate.py`` and
+every analysis script take it) with two more files:
 ``eval.json`` (the evaluation, its protocol and command, the SHA-256 of the weights it played,
 the machine, the training's wall time and steps, library versions) and ``curve.csv`` (the
 training's episodic returns against steps).
@@ -20,6 +21,7 @@ import hashlib
 import json
 import os
 import platform
+import re
 import shutil
 import tarfile
 from collections.abc import Callable
@@ -40,6 +42,9 @@ from agents.common.checkpoint import (
 )
 
 PROTOCOL = "up to 30 no-op starts, epsilon 0.001, 108,000-frame cap (Wang et al. 2016, Section 4.1)"
+
+PRETRAINED_BUDGET_MB = 120  # pretrained/ in all: the shipped agents and the zoo
+STORAGE_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 EVAL = "eval.json"
 CURVE = "curve.csv"
@@ -96,22 +101,27 @@ def machine_name() -> str:
 
 
 def pack_agent(run_dir: str | Path, summary: dict[str, Any], out_dir: str | Path,
-               training: dict[str, Any]) -> Path:  # fmt: skip
-    """Copy a run's final checkpoint into ``out_dir`` as a shipped agent: the weights in float32,
-    its config, ``eval.json`` (``summary`` of :func:`agents.common.evaluate.evaluate_checkpoint` plus
-    ``training``: command, wall time, ...) and ``curve.csv``. ``run_dir`` may name one of a run's
-    checkpoints instead (an earlier one that evaluates better): its record then comes from the
-    run's events up to that checkpoint's step. ``out_dir`` is written as :func:`write_agent_folder`
-    writes it (never over anything but an earlier pack). Returns ``out_dir``."""
+               training: dict[str, Any], dtype: str = "float32") -> Path:  # fmt: skip
+    """Copy a run's final checkpoint into ``out_dir`` as a shipped agent: the weights (stored as
+    ``dtype``: float16 or bfloat16 halve the file and load as float32, and ``summary`` must then
+    be the evaluation of :func:`round_weights`' network), its config, ``eval.json`` (``summary``
+    of :func:`agents.common.evaluate.evaluate_checkpoint` plus ``training``: command, wall time,
+    ...) and ``curve.csv``. ``run_dir`` may name one of a run's checkpoints instead (an earlier
+    one that evaluates better): its record then comes from the run's events up to that
+    checkpoint's step. ``out_dir`` is written as :func:`write_agent_folder` writes it (never over
+    anything but an earlier pack). Returns ``out_dir``."""
     ckpt = resolve_checkpoint(run_dir)
     run = run_of(ckpt)
 
     def fill(folder: Path) -> None:
-        weights = {k: v.float().contiguous() for k, v in read_tensors(ckpt / MODEL).items()}
+        stored = STORAGE_DTYPES[dtype]
+        weights = {k: (v.to(stored) if v.is_floating_point() else v).contiguous()
+                   for k, v in read_tensors(ckpt / MODEL).items()}  # fmt: skip
         save_file(weights, folder / MODEL)
         config = read_json(ckpt / CONFIG)
         (folder / CONFIG).write_text(json.dumps(config, indent=2, sort_keys=True))
-        _write_record(folder, run, summary, training, config["step"])
+        _write_record(folder, run, summary, {**training, "weights_dtype": dtype}, config["step"])
+        check_pack_size(out_dir, _size(folder))
 
     return write_agent_folder(run, out_dir, fill)
 
@@ -133,6 +143,7 @@ def pack_run(run_dir: str | Path, summary: dict[str, Any], out_dir: str | Path,
         for events in sorted(run.glob("events.out.tfevents.*")):
             shutil.copy2(events, folder / events.name)
         _write_record(folder, run, summary, training, read_json(ckpt / CONFIG)["step"])
+        check_pack_size(out_dir, _size(folder))
 
     return write_agent_folder(run, out_dir, fill)
 
@@ -144,11 +155,83 @@ def _run_and_newest(run_dir: str | Path) -> tuple[Path, Path]:
     return run, ckpt
 
 
-def check_pack(run: str | Path, out: str | Path, training_state: bool) -> None:
+def check_pack(run: str | Path, out: str | Path, training_state: bool,
+               dtype: str = "float32") -> None:  # fmt: skip
     """Every refusal of a pack, before the evaluation that precedes it: the source (a run or one
-    of its checkpoints; a run for ``training_state``) and the target (:func:`check_pack_target`)."""
+    of its complete checkpoints; a run for ``training_state``), the target
+    (:func:`check_pack_target`), the game (:func:`check_pack_game`) and the size
+    (:func:`check_pack_size`, with the weights' size once stored as ``dtype``)."""
+    if dtype not in STORAGE_DTYPES:
+        raise ValueError(f"--dtype must be one of {', '.join(STORAGE_DTYPES)}, got {dtype!r}")
+    if training_state and dtype != "float32":
+        raise ValueError(f"--dtype {dtype} packs the weights alone; a run shipped with "
+                         "--training-state keeps its float32 weights and optimizer state to "
+                         "train on")  # fmt: skip
+    if re.fullmatch(r"step_\d+\.tmp", Path(run).name):
+        raise ValueError(f"--run {str(run)!r} is an unfinished checkpoint (a save that did not "
+                         "complete); give the run or one of its complete checkpoints")  # fmt: skip
     ckpt = _run_and_newest(run)[1] if training_state else resolve_checkpoint(run)
     check_pack_target(run_of(ckpt), out)
+    check_pack_game(read_json(ckpt / CONFIG)["game"], out)
+    if training_state:
+        size = _size(ckpt) + sum(_size(p) for p in run_of(ckpt).glob("events.out.tfevents.*"))
+    else:
+        itemsize = STORAGE_DTYPES[dtype].itemsize
+        size = sum(t.numel() * itemsize for t in read_tensors(ckpt / MODEL).values())
+    check_pack_size(out, size)
+
+
+def check_pack_game(game: str, out: str | Path) -> None:
+    """Refuse to write one game's agent where another's belongs: over an earlier pack of another
+    game, or, in a ``pretrained/`` folder, under a name that is not the game's (``GAME`` or
+    ``GAME_VARIANT``, as ``breakout_glimpse``), which is how the tests and docs find each agent."""
+    out_p = Path(out)
+    if (out_p / CONFIG).is_file() and is_packed_agent(out_p):
+        held = read_json(out_p / CONFIG).get("game")
+        if held != game:
+            raise ValueError(f"--out {str(out)!r} holds the agent of {held!r}, and this run plays "
+                             f"{game!r}: give the folder of {game!r} (packing would replace "
+                             f"{held!r}'s agent)")  # fmt: skip
+    name, shelf = out_p.resolve().name, out_p.resolve().parent.name
+    if shelf == "pretrained" and name != game and not name.startswith(f"{game}_"):
+        raise ValueError(f"--out {str(out)!r} is not a folder of {game!r}: in pretrained/ an "
+                         f"agent's folder is its game's name ({game!r} or "
+                         f"{game + '_VARIANT'!r})")  # fmt: skip
+
+
+def check_pack_size(out: str | Path, size: int) -> None:
+    """Refuse a pack of ``size`` bytes that would take the ``pretrained/`` folder holding ``out``
+    over :data:`PRETRAINED_BUDGET_MB` (the agent it replaces is not counted); a folder elsewhere
+    has no budget. Checked before the evaluation and again on the written pack."""
+    parent = Path(out).resolve().parent
+    if parent.name != "pretrained" or not parent.is_dir():
+        return
+    others = sum(_size(p) for p in parent.iterdir()
+                 if p.name != Path(out).resolve().name and not p.name.startswith("."))  # fmt: skip
+    total = others + size
+    if total > PRETRAINED_BUDGET_MB * 2**20:
+        raise ValueError(f"packing {str(out)!r} ({size / 2**20:.1f} MB) would take "
+                         f"{str(parent)!r} to {total / 2**20:.1f} MB, over its "
+                         f"{PRETRAINED_BUDGET_MB} MB budget; store the weights with --dtype "
+                         "float16 or bfloat16, or remove an agent first")  # fmt: skip
+
+
+def _size(path: Path) -> int:
+    """Bytes of a file, or of every file under a folder."""
+    if path.is_file():
+        return path.stat().st_size
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def round_weights(network: torch.nn.Module, dtype: str) -> torch.nn.Module:
+    """``network`` with every weight rounded to ``dtype`` and back, in place: the float32 values
+    that the weights stored as ``dtype`` load as, so that an evaluation before the pack plays
+    exactly what ships."""
+    with torch.no_grad():
+        for t in network.state_dict().values():
+            if t.is_floating_point():
+                t.copy_(t.to(STORAGE_DTYPES[dtype]))
+    return network
 
 
 def run_of(checkpoint: Path) -> Path:
