@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import importlib
+import io
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -26,3 +32,22 @@ def rng():
     import numpy as np
 
     return np.random.default_rng(12345)
+
+
+def call_script(script: str, *args: str) -> subprocess.CompletedProcess:
+    """A script's ``main`` run in this process on ``args`` (a refusal before any work, where a
+    fresh interpreter would only add its start-up): its exit code and what it wrote to stderr,
+    the line Python prints for ``sys.exit("error: ...")`` included."""
+    module = importlib.import_module(f"scripts.{Path(script).stem}")
+    err, argv = io.StringIO(), sys.argv
+    sys.argv = [script, *args]
+    code: int | str | None = 0
+    try:
+        with contextlib.redirect_stderr(err):
+            module.main()
+    except SystemExit as e:
+        code = e.code
+    finally:
+        sys.argv = argv
+    text = err.getvalue() + (f"{code}\n" if isinstance(code, str) else "")
+    return subprocess.CompletedProcess(args, 1 if isinstance(code, str) else code or 0, "", text)

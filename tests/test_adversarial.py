@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import call_script
 from torch import nn
 
 from analysis.adversarial import (
@@ -186,8 +187,8 @@ def test_attack_script_compares_agents_with_transfer(runs, tmp_path):
 def test_attack_bad_input_is_one_line(args, message, runs, tmp_path):
     args = [a.format(dqn=runs / "dqn", glimpse=runs / "glimpse") for a in args]
     target = runs / ("glimpse" if "--transfer-from" in args else "dqn")
-    r = script("scripts/attack.py", "--checkpoint", str(target), "--episodes", "2", *args,
-               "--out", str(tmp_path / "o"), timeout=120)  # fmt: skip
+    r = call_script("scripts/attack.py", "--checkpoint", str(target), "--episodes", "2", *args,
+                    "--out", str(tmp_path / "o"))  # fmt: skip
     assert r.returncode != 0
     lines = [line for line in r.stderr.strip().splitlines() if line]
     assert len(lines) == 1 and message in lines[0], r.stderr

@@ -8,6 +8,7 @@ from pathlib import Path
 import imageio.v3 as iio
 import numpy as np
 import pytest
+from conftest import call_script
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from agents.qlearning.dqn import DQNConfig, DQNTrainer
@@ -113,7 +114,7 @@ def test_compare_heads_report(pong_checkpoint, tmp_path):
 def test_record_saliency_bad_input_is_one_line(args, message, tmp_path):
     (tmp_path / "file").write_text("")
     (tmp_path / "bad.zip").write_bytes(b"junk")
-    r = script("scripts/record_saliency.py", *[a.format(tmp=tmp_path) for a in args], timeout=120)
+    r = call_script("scripts/record_saliency.py", *[a.format(tmp=tmp_path) for a in args])
     assert r.returncode != 0
     lines = [line for line in r.stderr.strip().splitlines() if line]
     assert len(lines) == 1 and message in lines[0], r.stderr
@@ -226,7 +227,7 @@ def test_saliency_over_training_figure_and_tensorboard(catch_run, tmp_path):
 def test_saliency_checks_bad_input_is_one_line(command, message, catch_run, glimpse_run, tmp_path):
     (tmp_path / "empty").mkdir()
     args = [a.format(tmp=tmp_path, run=catch_run, glimpse=glimpse_run) for a in command]
-    r = script(*args, timeout=120)
+    r = call_script(*args)
     assert r.returncode != 0
     lines = [line for line in r.stderr.strip().splitlines() if line]
     assert len(lines) == 1 and message in lines[0], r.stderr

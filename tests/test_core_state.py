@@ -4,6 +4,7 @@ import math
 
 import pytest
 import torch
+from conftest import call_script
 
 from agents.glimpse import RecurrentAttentionModel
 from analysis.core_state import core_state_stats, markdown
@@ -53,13 +54,9 @@ def test_action_information_by_hand():
 
 
 def test_cli_refusals_are_one_line(tmp_path):
-    import subprocess
-    import sys
-
     for args, message in [(["--run", str(tmp_path / "nope")], "run directory not found"),
                           (["--run", str(tmp_path), "--steps", "0"], "--steps must be >= 1")]:  # fmt: skip
-        out = subprocess.run([sys.executable, "scripts/core_state.py", *args], capture_output=True,
-                             text=True, timeout=120)  # fmt: skip
+        out = call_script("scripts/core_state.py", *args)
         assert out.returncode != 0 and message in out.stderr and len(out.stderr.strip().splitlines()) == 1
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import call_script
 
 from agents.common.checkpoint import load_checkpoint
 from agents.common.evaluate import evaluate_checkpoint
@@ -141,8 +142,7 @@ def test_unknown_preset_and_a_bad_foveal_flag_are_one_line(tmp_path):
         (["--preset", "tiny"], "unknown --preset 'tiny'; choose one of default, foveal"),
         (["--preset", "foveal", "--num-scales", "4"], "--preset foveal needs a retina that sees at most"),
     ]:  # fmt: skip
-        done = subprocess.run([sys.executable, "scripts/train_glimpse.py", *args, "--run-dir",
-                               str(tmp_path / "r")], cwd=ROOT, capture_output=True, text=True)  # fmt: skip
+        done = call_script("scripts/train_glimpse.py", *args, "--run-dir", str(tmp_path / "r"))
         assert done.returncode == 1 and message in done.stderr, done.stderr
         assert len(done.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "r").exists()

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import call_script
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from torch.utils.tensorboard import SummaryWriter
 
@@ -281,7 +282,7 @@ def test_pqn_checkpoint_through_the_analysis_scripts(pong_pqn, tmp_path):
     ],
 )
 def test_bad_flags_are_one_line(flags, message, tmp_path):
-    r = script("scripts/train_pqn.py", *flags, "--run-dir", str(tmp_path / "r"), timeout=60)
+    r = call_script("scripts/train_pqn.py", *flags, "--run-dir", str(tmp_path / "r"))
     assert r.returncode != 0 and message in r.stderr
     assert r.stderr.strip().count("\n") == 0, r.stderr
     assert not (tmp_path / "r").exists()

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import call_script
 
 from agents.common.checkpoint import (
     CheckpointError,
@@ -344,29 +345,6 @@ def _run(*args: str, timeout: int = 120) -> subprocess.CompletedProcess:
                           timeout=timeout)  # fmt: skip
 
 
-def _call(script: str, *args: str) -> subprocess.CompletedProcess:
-    """A script's ``main`` run in this process on ``args`` (a refusal before any work, where a
-    fresh interpreter would only add its start-up): its exit code and what it wrote to stderr,
-    the line Python prints for ``sys.exit("error: ...")`` included."""
-    import contextlib
-    import importlib
-    import io
-
-    module = importlib.import_module(f"scripts.{Path(script).stem}")
-    err, argv = io.StringIO(), sys.argv
-    sys.argv = [script, *args]
-    code: int | str | None = 0
-    try:
-        with contextlib.redirect_stderr(err):
-            module.main()
-    except SystemExit as e:
-        code = e.code
-    finally:
-        sys.argv = argv
-    text = err.getvalue() + (f"{code}\n" if isinstance(code, str) else "")
-    return subprocess.CompletedProcess(args, 1 if isinstance(code, str) else code or 0, "", text)
-
-
 def _one_line(done: subprocess.CompletedProcess, message: str) -> None:
     assert done.returncode != 0, done.stdout
     assert done.stderr.startswith("error: ") and message in done.stderr, done.stderr
@@ -394,7 +372,7 @@ def run_copy(catch_run, tmp_path) -> Path:
 
 
 def _pack(run: Path, out: Path, *flags: str) -> subprocess.CompletedProcess:
-    return _call("scripts/pack_agent.py", "--run", str(run), "--out", str(out), "--episodes", "1",
+    return call_script("scripts/pack_agent.py", "--run", str(run), "--out", str(out), "--episodes", "1",
                  "--num-envs", "1", "--no-progress", *flags)  # fmt: skip
 
 
@@ -527,13 +505,13 @@ def test_probe_06_folders_swap_atomically(tmp_path):
     ("dqn", "--gamma", "nan"), ("pqn", "--max-grad-norm", "inf")])  # fmt: skip
 def test_probe_07_non_finite_values_are_refused_before_any_work(kind, flag, value, tmp_path):
     game = ["--env", "catch"] if kind == "glimpse" else ["--game", "catch"]
-    done = _call(f"scripts/train_{kind}.py", *game, flag, value, "--run-dir", str(tmp_path / "run"))
+    done = call_script(f"scripts/train_{kind}.py", *game, flag, value, "--run-dir", str(tmp_path / "run"))
     _one_line(done, f"{flag} must be a finite number, got {value}")
     assert not (tmp_path / "run").exists()
 
 
 def test_probe_08_dqn_hidden_below_zero_is_one_line(tmp_path):
-    _one_line(_call("scripts/train_dqn.py", "--game", "catch", "--hidden", "-1", "--run-dir",
+    _one_line(call_script("scripts/train_dqn.py", "--game", "catch", "--hidden", "-1", "--run-dir",
                    str(tmp_path / "run")), "--hidden must be >= 0, got -1")  # fmt: skip
     assert not (tmp_path / "run").exists()
 
@@ -546,7 +524,7 @@ def test_probe_08_dqn_hidden_below_zero_is_one_line(tmp_path):
     (["scripts/train_glimpse.py", "--env", "pong", "--num-envs", "100000000"], "--num-envs"),
 ])  # fmt: skip
 def test_probe_09_sizes_are_checked_against_the_memory_before_anything_is_allocated(args, flag, tmp_path):
-    done = _call(*args, "--run-dir", str(tmp_path / "run"))
+    done = call_script(*args, "--run-dir", str(tmp_path / "run"))
     _one_line(done, "of memory")
     assert "available; lower" in done.stderr and flag in done.stderr.split("lower")[1]
     assert not (tmp_path / "run").exists()
@@ -589,20 +567,20 @@ def test_probe_09_an_evaluation_checks_its_envs_memory_first():
                                           ("1e-6", "--fps must be in [0.01, 1,000]")])  # fmt: skip
 def test_probe_10_11_frame_rates_ffmpeg_cannot_write_are_one_line(script, fps, message, tmp_path):
     source = ["--game", "pong"] if script == "record_saliency" else ["--checkpoint", str(tmp_path)]
-    done = _call(f"scripts/{script}.py", *source, "--out", str(tmp_path / "v" / "v.mp4"), "--fps", fps)
+    done = call_script(f"scripts/{script}.py", *source, "--out", str(tmp_path / "v" / "v.mp4"), "--fps", fps)
     _one_line(done, message)
     assert not (tmp_path / "v").exists()
 
 
 def test_probe_12_game_given_with_our_checkpoint_is_refused_by_name(catch_run, tmp_path):
     expected = "--game applies to SB3 zips and random networks only; this checkpoint is a 'catch' pqn"
-    done = _call("scripts/record_saliency.py", "--checkpoint", str(catch_run), "--game", "pong",
+    done = call_script("scripts/record_saliency.py", "--checkpoint", str(catch_run), "--game", "pong",
                 "--steps", "5", "--out", str(tmp_path / "out" / "v.mp4"))  # fmt: skip
     _one_line(done, expected)
-    done = _call("scripts/compare_heads.py", "--checkpoint", str(catch_run), "--game", "pong",
+    done = call_script("scripts/compare_heads.py", "--checkpoint", str(catch_run), "--game", "pong",
                 "--steps", "5", "--out", str(tmp_path / "out"))  # fmt: skip
     _one_line(done, expected)
-    done = _call("scripts/attack.py", "--checkpoint", str(catch_run), "--game", "pong",
+    done = call_script("scripts/attack.py", "--checkpoint", str(catch_run), "--game", "pong",
                 "--out", str(tmp_path / "out"))  # fmt: skip
     _one_line(done, "--game applies to SB3 zips only")
     assert not (tmp_path / "out").exists()
@@ -638,12 +616,12 @@ def test_probe_13_resume_of_a_run_still_before_its_first_checkpoint(tmp_path):
 ])  # fmt: skip
 def test_probe_14_plot_runs_refuses_flags_that_would_do_nothing(flags, message, catch_run, tmp_path):
     flags = [f.replace("{tmp}", str(tmp_path)) for f in flags]
-    _one_line(_call("scripts/plot_runs.py", "--runs", str(catch_run), *flags), message)
+    _one_line(call_script("scripts/plot_runs.py", "--runs", str(catch_run), *flags), message)
     assert not list(tmp_path.iterdir())
 
 
 def test_probe_14_compare_heads_refuses_episodes_beside_steps(catch_run, tmp_path):
-    done = _call("scripts/compare_heads.py", "--checkpoint", str(catch_run), "--steps", "5",
+    done = call_script("scripts/compare_heads.py", "--checkpoint", str(catch_run), "--steps", "5",
                 "--episodes", "2", "--out", str(tmp_path / "r"))  # fmt: skip
     _one_line(done, "--episodes and --steps exclude each other: give one")
     assert not (tmp_path / "r").exists()
@@ -657,24 +635,24 @@ def glimpse_run(tmp_path_factory) -> Path:
 
 
 def test_probe_15_an_unknown_jacobian_head_is_refused_before_the_video(glimpse_run, tmp_path):
-    done = _call("scripts/record_glimpses.py", "--checkpoint", str(glimpse_run), "--steps", "5",
+    done = call_script("scripts/record_glimpses.py", "--checkpoint", str(glimpse_run), "--steps", "5",
                 "--out", str(tmp_path / "v" / "g.mp4"), "--jacobian", str(tmp_path / "v" / "j.png"),
                 "--jacobian-head", "nosuch")  # fmt: skip
     _one_line(done, "--jacobian-head 'nosuch' is not a head of this agent; it has: action_logits")
     assert not (tmp_path / "v").exists()
-    done = _call("scripts/record_glimpses.py", "--checkpoint", str(glimpse_run), "--steps", "5",
+    done = call_script("scripts/record_glimpses.py", "--checkpoint", str(glimpse_run), "--steps", "5",
                 "--out", str(tmp_path / "v" / "g.mp4"), "--jacobian-head", "baseline")  # fmt: skip
     _one_line(done, "--jacobian-head applies to --jacobian only")
 
 
 def test_probe_16_a_refused_command_leaves_no_folder_behind(catch_run, tmp_path):
     out = tmp_path / "a" / "b"
-    done = _call("scripts/attack.py", "--checkpoint", str(catch_run), str(tmp_path / "none"),
+    done = call_script("scripts/attack.py", "--checkpoint", str(catch_run), str(tmp_path / "none"),
                 "--out", str(out))  # fmt: skip
     _one_line(done, "checkpoint not found")
-    done = _call("scripts/compare_heads.py", "--checkpoint", str(tmp_path / "none"), "--out", str(out))
+    done = call_script("scripts/compare_heads.py", "--checkpoint", str(tmp_path / "none"), "--out", str(out))
     _one_line(done, "checkpoint not found")
-    done = _call("scripts/evaluate.py", "--checkpoint", str(tmp_path / "none"), "--json-out",
+    done = call_script("scripts/evaluate.py", "--checkpoint", str(tmp_path / "none"), "--json-out",
                 str(out / "e.json"))  # fmt: skip
     _one_line(done, "checkpoint not found")
     assert not list(tmp_path.iterdir())
@@ -682,10 +660,10 @@ def test_probe_16_a_refused_command_leaves_no_folder_behind(catch_run, tmp_path)
 
 def test_probe_16_a_report_never_overwrites_a_file_it_did_not_write(catch_run, tmp_path):
     (tmp_path / "fidelity.png").write_text("a user's figure")
-    done = _call("scripts/compare_heads.py", "--checkpoint", str(catch_run), "--out", str(tmp_path))
+    done = call_script("scripts/compare_heads.py", "--checkpoint", str(catch_run), "--out", str(tmp_path))
     _one_line(done, "holds fidelity.png, which this command did not write and would overwrite")
     (tmp_path / "robustness.png").write_text("a user's figure")
-    done = _call("scripts/attack.py", "--checkpoint", str(catch_run), "--out", str(tmp_path))
+    done = call_script("scripts/attack.py", "--checkpoint", str(catch_run), "--out", str(tmp_path))
     _one_line(done, "holds robustness.png, which this command did not write")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["fidelity.png", "robustness.png"]
 
