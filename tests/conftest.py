@@ -20,6 +20,14 @@ WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
 THREADS = 1 if WORKERS > 1 else min(2, os.cpu_count() or 1)
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Files with a ``slow`` test first, in their own order: `make test` hands whole files to its
+    workers in this order (``--dist loadfile``), so the learning tests start at once, one per
+    worker, and the short files fill in around them instead of one long file ending the run."""
+    slow = {item.path for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.path not in slow)  # a stable sort: the rest keep their order
+
+
 @pytest.fixture(autouse=True)
 def torch_threads():
     """Every test starts with the same thread count, whatever an earlier one set (a sweep trial,

@@ -348,19 +348,20 @@ def test_pong_pipeline_trains_resumes_evaluates_and_records(tmp_path):
 
 @pytest.mark.slow
 def test_glimpse_agent_learns_catch(tmp_path):
-    """Catch's recipe (patch 6 with 3 scales, 128 envs, Adam 4e-3 decaying to zero) on half the
-    default budget, 8M steps (about 5 minutes on two cores), seed 1: at least 0.75 of 100 greedy
-    episodes. At 8M steps seeds 0-3 ended at 0.82-0.95, so the bound holds whichever trajectory a
-    change of numerics puts the run on; the untrained agent catches 0.04-0.08 and a paddle that
-    ignores the screen about 2/24."""
-    cfg = GlimpseConfig(run_dir=str(tmp_path / "run"), total_steps=8_000_000, progress=False,
+    """Catch's recipe (patch 6 with 3 scales, 128 envs, Adam 4e-3 decaying to zero) on a quarter
+    of the default budget, 4M steps (about 4 minutes on one core), seed 1: at least 0.25 of 100
+    greedy episodes, three times what an agent that ignores the screen catches (the untrained
+    agent 0.04-0.08, a still paddle about 2/24). At 4M steps seeds 0-3 ended at 0.78, 0.39, 0.44
+    and 0.45, so the bound holds whichever trajectory a change of numerics puts the run on; the
+    whole budget's results (0.82-0.95 at 8M) are in docs/benchmarks.md."""
+    cfg = GlimpseConfig(run_dir=str(tmp_path / "run"), total_steps=4_000_000, progress=False,
                         heatmap_every=0, save_every=10**9)  # fmt: skip
     assert (cfg.patch_size, cfg.num_scales, cfg.seed) == (6, 3, 1)
     trainer = GlimpseTrainer(cfg)
     untrained = glimpse_catch_rate(trainer.model, episodes=100)
     trainer.run()
     learned = glimpse_catch_rate(trainer.model, episodes=100)
-    assert untrained < 0.12 and learned >= 0.75, (untrained, learned)
+    assert untrained < 0.12 and learned >= 0.25, (untrained, learned)
 
 
 @pytest.mark.parametrize("action_input", [False, True])
