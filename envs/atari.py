@@ -74,6 +74,8 @@ class AtariEnv(gym.Env[np.ndarray, np.int64]):
         h, w = self.ale.getScreenDims()
         channels = () if o.grayscale else (3,)
         self._raw = [np.zeros((h, w, *channels), np.uint8) for _ in range(2)]
+        self._ram = [np.zeros(128, np.uint8) for _ in range(2)]  # the RAM of each _raw frame
+        self._pooled = 1  # how many of them the newest observation frame pooled
         self._stack = np.zeros((o.stack_num, o.img_height, o.img_width, *channels), np.uint8)
         self._stack_idx = 0
         self.observation_space = gym.spaces.Box(0, 255, self._stack.shape, np.uint8)
@@ -133,7 +135,9 @@ class AtariEnv(gym.Env[np.ndarray, np.int64]):
         self._stack[:] = 0
         self._stack_idx = 0
         self._grab(self._raw[0])
+        self._ram[0][:] = self.ale.getRAM()
         self._raw[1][:] = 0
+        self._pooled = 1
         self._push_frame()
         self._elapsed = 0
         self._lives = self.ale.lives()
@@ -160,6 +164,8 @@ class AtariEnv(gym.Env[np.ndarray, np.int64]):
                 break
             if skip <= 2:
                 self._grab(self._raw[skip - 1])
+                self._ram[skip - 1][:] = self.ale.getRAM()
+        self._pooled = 2 if self.options.maxpool else 1
         self._push_frame()
         self._lives = self.ale.lives()
         if o.reward_clipping:
@@ -167,6 +173,12 @@ class AtariEnv(gym.Env[np.ndarray, np.int64]):
         terminated = game_over or ((o.life_loss_info or o.episodic_life) and life_lost)
         truncated = self._elapsed >= o.max_num_frames_per_episode and not terminated
         return self._observation(), float(reward), terminated, truncated, self._info()
+
+    def pooled_ram(self) -> list[np.ndarray]:
+        """The RAM at each frame that the newest observation frame was made of (the last frame,
+        and with ``maxpool`` the one before it), so that what is read from RAM
+        (:mod:`analysis.objects`) matches what the observation shows."""
+        return [r.copy() for r in self._ram[: self._pooled]]
 
     def rgb_frame(self) -> np.ndarray:
         """The current 210x160x3 game screen, on which analysis draws saliency."""

@@ -1,0 +1,161 @@
+"""Objects read from RAM land on the objects' own pixels of the real screen, across points, lost
+lives and resets; the object-level measures of a map agree with hand-computed values."""
+
+import numpy as np
+import pytest
+
+from analysis.objects import (
+    Box,
+    boxes,
+    breakout_bricks,
+    class_masks,
+    enrichment,
+    mass_share,
+    pointing_hit,
+)
+from envs.atari import AtariEnv
+
+PONG = {"ball": (236, 236, 236), "player": (92, 186, 92), "enemy": (213, 130, 74)}
+BREAKOUT_RED = (200, 72, 72)  # the paddle's, the ball's and the top row's colour
+BREAKOUT_ROWS = [(200, 72, 72), (198, 108, 58), (180, 122, 48), (162, 162, 42), (72, 160, 72),
+                 (66, 72, 200)]  # fmt: skip
+
+
+def _pixels(screen: np.ndarray, b: Box) -> np.ndarray:
+    return screen[b.y : b.y + b.h, b.x : b.x + b.w].reshape(-1, 3)
+
+
+def _has(screen: np.ndarray, b: Box, colour: tuple[int, int, int]) -> bool:
+    return bool((_pixels(screen, b) == colour).all(1).any())
+
+
+def _play(game: str, steps: int, fire_every: int = 0, seed: int = 0):
+    """(screen, the last frame's RAM, pooled RAMs, lives) of a random game, with resets."""
+    env = AtariEnv(game, seed=seed, noop_max=0, repeat_action_probability=0.0)
+    rng = np.random.default_rng(seed)
+    env.reset()
+    n = env.action_space.n
+    for t in range(steps):
+        action = 1 if fire_every and t % fire_every == 0 else int(rng.integers(n))
+        _, _, terminated, truncated, info = env.step(action)
+        yield env.rgb_frame(), env.pooled_ram(), info["lives"]
+        if terminated or truncated:
+            env.reset()
+    env.close()
+
+
+def test_pong_boxes_hold_their_objects_and_the_ball_s_pixels_are_in_its_box():
+    """Each object's box holds its colour, and the ball's pixels lie in its box, on all but 1% of
+    frames (measured over 1,500 steps: 2 ball boxes empty as the ball leaves the court's right
+    edge, one paddle drawn 15 rows from its RAM position, 13 of 1,868 balls drawn a few rows
+    off); the score boxes hold digits in the players' colours."""
+    seen = {k: 0 for k in PONG}
+    empty = {k: 0 for k in PONG}
+    lit_frames = outside = 0
+    for screen, rams, _ in _play("pong", 1500):
+        found = boxes("pong", rams[0])  # the last frame's RAM against the last frame's screen
+        for b in found:
+            if b.cls in PONG:
+                empty[b.cls] += not _has(screen, b, PONG[b.cls])
+                seen[b.cls] += 1
+            else:
+                digits = _pixels(screen, b)
+                assert ((digits == PONG["player"]).all(1) | (digits == PONG["enemy"]).all(1)).any()
+        ball = np.zeros(screen.shape[:2], bool)
+        for b in found:
+            if b.cls == "ball":
+                ball[b.y : b.y + b.h, b.x : b.x + b.w] = True
+        lit = (screen[34:194] == PONG["ball"]).all(-1)  # ball-white pixels inside the court
+        lit_frames += lit.any()
+        outside += (lit & ~ball[34:194]).any()
+    assert min(seen.values()) > 300, seen  # every object was checked, the ball in play often
+    assert all(empty[k] <= 0.01 * seen[k] for k in PONG), (empty, seen)
+    assert outside <= 0.01 * lit_frames, (outside, lit_frames)
+
+
+def test_breakout_boxes_hold_their_objects_across_lost_lives_and_resets():
+    """The paddle's and the ball's boxes hold their colour on all but 1% of frames, and every
+    cell of the wall holds its row's colour where RAM has a brick, black where it has none."""
+    lives, checked_bricks = set(), 0
+    seen, empty = {"paddle": 0, "ball": 0}, {"paddle": 0, "ball": 0}
+    for screen, rams, life in _play("breakout", 1500, fire_every=8):
+        lives.add(life)
+        found = boxes("breakout", rams[0])
+        for b in found:
+            if b.cls in seen:
+                empty[b.cls] += not _has(screen, b, BREAKOUT_RED)
+                seen[b.cls] += 1
+        grid = breakout_bricks(rams[0])
+        ball = [b for b in found if b.cls == "ball"]
+        for row in range(6):
+            for col in range(18):
+                cell = Box("bricks", 8 + 8 * col, 57 + 6 * row, 8, 6)
+                if any(abs(b.x - cell.x) < 10 and abs(b.y - cell.y) < 10 for b in ball):
+                    continue  # the ball may cross the cell
+                pixels = _pixels(screen, cell)
+                if grid[row, col]:
+                    assert (pixels == BREAKOUT_ROWS[row]).all(1).mean() > 0.9, (row, col)
+                else:
+                    assert (pixels == 0).all(1).mean() > 0.9, (row, col)
+                checked_bricks += 1
+        assert sum(b.cls == "bricks" for b in found) == grid.sum()
+    assert len(lives) >= 3 and seen["ball"] > 100, (lives, seen)  # lives lost; the ball in play
+    assert all(empty[k] <= 0.01 * seen[k] for k in seen), (empty, seen)
+    assert checked_bricks > 100_000
+
+
+def test_pooled_ram_is_what_the_newest_observation_frame_pooled():
+    env = AtariEnv("pong", seed=0, noop_max=0)
+    env.reset()
+    assert len(env.pooled_ram()) == 1
+    env.step(0)
+    rams = env.pooled_ram()
+    assert len(rams) == 2 and all(r.shape == (128,) and r.dtype == np.uint8 for r in rams)
+    assert np.array_equal(rams[0], env.ale.getRAM())  # the last frame's
+    env.close()
+    no_pool = AtariEnv("pong", seed=0, noop_max=0, maxpool=False)
+    no_pool.reset()
+    no_pool.step(0)
+    assert len(no_pool.pooled_ram()) == 1
+    no_pool.close()
+
+
+def test_boxes_of_pooled_frames_are_their_union_clipped_to_the_screen():
+    ram_a, ram_b = np.zeros(128, np.uint8), np.zeros(128, np.uint8)
+    ram_a[[49, 54, 51]] = [60, 100, 100]  # ball at x 11, y 85; player paddle at y 87
+    ram_b[[49, 54, 51]] = [62, 104, 100]
+    found = boxes("pong", [ram_a, ram_b])
+    assert [b for b in found if b.cls == "ball"] == [Box("ball", 11, 85, 2, 5), Box("ball", 13, 89, 2, 5)]
+    ram_a[51] = 40  # the paddle mostly behind the top wall: rows 34 to 41 show
+    assert [b for b in boxes("pong", ram_a) if b.cls == "player"] == [Box("player", 140, 34, 4, 8)]
+
+
+def test_class_masks_cover_the_cells_a_box_overlaps():
+    masks = class_masks("pong", [Box("ball", 80, 105, 2, 4)])
+    # rows [105, 109) of 210 -> [42.0, 43.6) of 84: cells 42 and 43; columns [80, 82) of 160 ->
+    # [42.0, 43.05): cells 42 and 43 (cell 43 starts at column 81.9)
+    assert set(masks) == {"ball", "player", "enemy", "score"}
+    assert [(int(r), int(c)) for r, c in zip(*np.nonzero(masks["ball"]), strict=True)] == [
+        (42, 42), (42, 43), (43, 42), (43, 43)]  # fmt: skip
+    masks = class_masks("pong", [Box("ball", 80, 105, 1, 4)])  # [80, 81) -> [42.0, 42.5): one column
+    assert [(int(r), int(c)) for r, c in zip(*np.nonzero(masks["ball"]), strict=True)] == [(42, 42), (43, 42)]
+    assert not masks["player"].any()
+
+
+def test_mass_share_enrichment_and_pointing_by_hand():
+    saliency = np.zeros((4, 4))
+    saliency[0, 0], saliency[3, 3] = 3.0, -1.0  # signs do not matter: the mass is |map|
+    mask = np.zeros((4, 4), bool)
+    mask[0, :2] = True  # 2 of 16 cells
+    assert mass_share(saliency, mask) == pytest.approx(0.75)
+    assert enrichment(saliency, mask) == pytest.approx(0.75 / (2 / 16))
+    assert pointing_hit(saliency, mask) and not pointing_hit(saliency, ~mask)
+    assert mass_share(np.zeros((4, 4)), mask) == 0.0 and not pointing_hit(np.zeros((4, 4)), mask)
+    assert np.isnan(enrichment(saliency, np.zeros((4, 4), bool)))  # the object is not on screen
+    even = np.ones((4, 4))
+    assert enrichment(even, mask) == pytest.approx(1.0)
+
+
+def test_a_game_without_object_tables_is_one_line():
+    with pytest.raises(ValueError, match="no object tables for 'enduro'; games with objects: pong, breakout"):
+        boxes("enduro", np.zeros(128, np.uint8))
