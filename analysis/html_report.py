@@ -71,6 +71,31 @@ def _comparison(report: dict[str, Any]) -> str:
     return out
 
 
+def _objects(report: dict[str, Any]) -> str:
+    """Per method, head and object class: the mass share, the enrichment and the pointing game."""
+    if "objects" not in report:
+        return ""
+    out = ("<h2>Where the heads look among the game's objects</h2><p class=\"note\">Objects read "
+           "from the emulator's RAM (OCAtari's tables), each class's cells on the observation grid "
+           "over the stacked frames. Share: the map's mass on the class (relevance mass accuracy, "
+           "Arras et al. 2022); enrichment: that share over the class's share of the screen (1 for "
+           "a map spread evenly); pointing: how often the map's maximum is on the class (Zhang et "
+           "al. 2018). 95% intervals by batch means.</p>")
+    for m, o in report["objects"].items():
+        rows = []
+        for h, per in o["heads"].items():
+            for c, r in per["classes"].items():
+                rows.append([html.escape(f"{h} / {c}"), _ci(r["mass_share"]),
+                             _ci(r["enrichment"]) if r["enrichment"] else "not on screen",
+                             _ci(r["pointing"]) if r["pointing"] else "not on screen"])  # fmt: skip
+        for pair, per in o["differences"].items():
+            for c, d in per.items():
+                rows.append([html.escape(f"{pair} / {c}"), _ci(d), "", ""])
+        out += f"<h3>{html.escape(m)}</h3>" + _table(["head / object", "share", "enrichment", "pointing"],
+                                                      rows)  # fmt: skip
+    return out
+
+
 def _sanity(report: dict[str, Any], out_dir: Path) -> str:
     parts = []
     for m, summary in report["sanity"].items():
@@ -119,6 +144,7 @@ Intervals are normal-approximation 95% confidence intervals of the mean over fra
 <h2>Where the {html.escape(a)} and the {html.escape(b)} look</h2>
 {_img(out_dir / "report.png", "head comparison")}
 {_comparison(report)}
+{_objects(report)}
 <h2>Sanity check: cascading parameter randomisation</h2>
 <p class="note">Adebayo et al. 2018: the layers are re-initialised from the output down, and each
 stage's maps are compared with the trained network's. A map that still resembles the trained one

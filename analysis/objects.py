@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -106,6 +107,18 @@ def boxes(game: str, rams: np.ndarray | Sequence[np.ndarray]) -> list[Box]:
     return out
 
 
+def stacked_boxes(found: Sequence[Sequence[Box]], episodes: Sequence[int], stack: int) -> list[list[Box]]:
+    """Per step, the boxes of every frame its observation stacks: step t's and those of the
+    ``stack - 1`` steps before it in the same episode (the frames before an episode's start are
+    blank). A map summed over the stack is then measured against where each object was in any of
+    the frames it saw."""
+    out = []
+    for t in range(len(found)):
+        steps = [u for u in range(max(0, t - stack + 1), t + 1) if episodes[u] == episodes[t]]
+        out.append([b for u in steps for b in found[u]])
+    return out
+
+
 def class_masks(game: str, found: Sequence[Box], shape: tuple[int, int] = (84, 84),
                 screen: tuple[int, int] = (210, 160)) -> dict[str, np.ndarray]:  # fmt: skip
     """A (H, W) bool mask per object class on an observation's grid of ``shape``: every cell that
@@ -141,3 +154,49 @@ def pointing_hit(saliency: np.ndarray, mask: np.ndarray) -> bool:
     count as a hit when any of the tied maxima does."""
     s = np.abs(np.asarray(saliency))
     return bool(mask[s == s.max()].any()) if s.max() > 0 else False
+
+
+def object_report(game: str, heads: Sequence[str], maps: dict[str, np.ndarray],
+                  found: Sequence[Sequence[Box]]) -> dict[str, Any]:  # fmt: skip
+    """Where each head's maps fall among the game's objects, over an episode's frames.
+
+    ``maps`` holds each head's (T, H, W) maps on the observation's grid and ``found`` each
+    frame's boxes (:func:`boxes`). Per head and class: the mass share, the enrichment (over the
+    frames where the class is on screen) and the pointing game's hit rate; per class the paired
+    difference of the first head's share minus the second's; intervals by batch means, since
+    consecutive frames are correlated (:func:`analysis.compare.batch_means_ci`)."""
+    from analysis.compare import mean_ci_dict
+
+    classes = CLASSES[game]
+    shape = next(iter(maps.values())).shape[1:]
+    masks = [class_masks(game, f, shape) for f in found]
+    area = {c: np.array([m[c].mean() for m in masks]) for c in classes}
+    shares: dict[str, dict[str, np.ndarray]] = {}
+    per_head: dict[str, Any] = {}
+    for h in heads:
+        frames = maps[h]
+        shares[h] = {c: np.array([mass_share(s, m[c]) for s, m in zip(frames, masks, strict=True)])
+                     for c in classes}  # fmt: skip
+        rows: dict[str, Any] = {}
+        for c in classes:
+            present = area[c] > 0
+            enrich = shares[h][c][present] / area[c][present]
+            hits = np.array([pointing_hit(s, m[c]) for s, m in zip(frames, masks, strict=True)])
+            rows[c] = {"mass_share": mean_ci_dict(shares[h][c], series=True),
+                       "enrichment": mean_ci_dict(enrich, series=True) if present.sum() > 1 else None,
+                       "pointing": mean_ci_dict(hits[present].astype(np.float64), series=True)
+                       if present.sum() > 1 else None,
+                       "frames_on_screen": int(present.sum())}  # fmt: skip
+        anywhere = np.array([pointing_hit(s, np.any([m[c] for c in classes], 0))
+                             for s, m in zip(frames, masks, strict=True)])  # fmt: skip
+        per_head[h] = {"classes": rows, "pointing_any_object": mean_ci_dict(anywhere.astype(np.float64),
+                                                                            series=True)}  # fmt: skip
+    a, b = heads[0], heads[1]
+    return {
+        "game": game,
+        "classes": list(classes),
+        "area_share": {c: float(area[c].mean()) for c in classes},
+        "heads": per_head,
+        "differences": {f"{a} - {b}": {c: mean_ci_dict(shares[a][c] - shares[b][c], series=True)
+                                       for c in classes}},  # fmt: skip
+    }

@@ -26,6 +26,7 @@ class Step:
     action: int
     heads: dict[str, np.ndarray]
     score: float  # the episode's raw score so far
+    ram: list[np.ndarray] | None = None  # the RAM of the frames obs's newest frame pooled (Atari)
 
 
 def load_policy(checkpoint: str | None, game: str | None) -> tuple[nn.Module, dict[str, Any]]:
@@ -144,8 +145,9 @@ def play(
         action = int(greedy_action(heads)[0])
         if rng.random() < epsilon:
             action = int(rng.integers(env.action_space.n))
+        ram = env.pooled_ram() if hasattr(env, "pooled_ram") else None
         yield Step(t, episode, env.rgb_frame(), obs, action,
-                   {k: v[0].cpu().numpy() for k, v in heads.items()}, score)  # fmt: skip
+                   {k: v[0].cpu().numpy() for k, v in heads.items()}, score, ram)  # fmt: skip
         obs, reward, terminated, truncated, _ = env.step(action)
         score += reward
         t += 1

@@ -16,6 +16,9 @@ from torch import nn
 
 from analysis.compare import REGION_PRESETS, Box, compare_maps, mean_ci_dict, spearman, stack_shares
 from analysis.fidelity import deletion_curve, insertion_curve, plot_fidelity
+from analysis.objects import GAMES as OBJECT_GAMES
+from analysis.objects import Box as ObjectBox
+from analysis.objects import boxes, object_report, stacked_boxes
 from analysis.playback import head_pair, play
 from analysis.saliency import attribute, check_method, to_frame
 from analysis.sanity import plot_randomization, randomization_test
@@ -31,6 +34,8 @@ class Collected:
     screens: list[np.ndarray]
     maps: dict[str, dict[str, np.ndarray]]
     frame_shape: tuple[int, int]  # the game screen's: 210x160 on Atari, the observation's on Catch
+    game: str = ""
+    objects: list[list[ObjectBox]] | None = None  # each step's objects, for a game with RAM tables
 
 
 def collect(net: nn.Module, config: dict[str, Any], episodes: int | None, seed: int = 0,
@@ -46,8 +51,14 @@ def collect(net: nn.Module, config: dict[str, Any], episodes: int | None, seed: 
     screens: list[np.ndarray] = []
     heads: tuple[str, ...] = ()
     frame_shape = (210, 160)
+    game = config.get("game", "")
+    objects: list[list[ObjectBox]] | None = [] if game in OBJECT_GAMES else None
+    episode_of: list[int] = []  # each kept step's episode
     for step in tqdm(play(net, config, steps=steps, episodes=episodes, seed=seed),
                      desc="playing", unit="step", disable=not progress):  # fmt: skip
+        if objects is not None and step.ram is not None:
+            objects.append(boxes(game, step.ram))
+            episode_of.append(step.episode)
         if not heads:
             heads = head_pair(list(step.heads))
             if len(heads) < 2:
@@ -69,7 +80,9 @@ def collect(net: nn.Module, config: dict[str, Any], episodes: int | None, seed: 
                     parts.append(r.combined if r.per_frame is None else r.per_frame)
                     bar.update(len(parts[-1]))
                 maps[m][h] = np.concatenate(parts)
-    return Collected(heads, all_obs, screens, maps, frame_shape)
+    if objects:  # the maps sum over the stacked frames: each object wherever those frames had it
+        objects = stacked_boxes(objects, episode_of, all_obs.shape[1])
+    return Collected(heads, all_obs, screens, maps, frame_shape, game, objects or None)
 
 
 def _combined(maps: np.ndarray) -> np.ndarray:
@@ -147,6 +160,10 @@ def build_report(net: nn.Module, collected: Collected, regions: dict[str, Box], 
     report["methods"] = {m: {k: v for k, v in r.items() if not k.startswith("_") and k != "series"}
                          for m, r in per_method.items()}  # fmt: skip
     report["method_agreement"] = method_agreement(collected)
+    if collected.objects:  # where each head looks among the game's objects (analysis.objects)
+        report["objects"] = {m: object_report(collected.game, collected.heads,
+                                              {h: _combined(collected.maps[m][h]) for h in collected.heads},
+                                              collected.objects) for m in methods}  # fmt: skip
     idx = np.unique(np.linspace(0, len(collected.obs) - 1, min(probe, len(collected.obs))).round())
     idx = idx.astype(np.int64)
     probe_obs = collected.obs[idx]

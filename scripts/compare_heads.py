@@ -81,6 +81,11 @@ def main() -> None:
     for region, d in report["region_differences"].items():
         print(f"share {region}: {d['mean']:+.3f} [{d['ci_low']:+.3f}, {d['ci_high']:+.3f}] "
               "(95% CI, batch means)")
+    for m, objects in report.get("objects", {}).items():  # where the heads look among the objects
+        for h, per in objects["heads"].items():
+            shown = ", ".join(f"{c} {r['enrichment']['mean']:.1f}x" for c, r in per["classes"].items()
+                              if r["enrichment"])  # fmt: skip
+            print(f"{m} {h}: mass over each object's share of the screen: {shown}")
     for m, survives in ((m, r["survives_full_randomisation"]) for m, r in report["sanity"].items()):
         for h, flag in survives.items():
             if flag:

@@ -151,6 +151,12 @@ def test_compare_heads_methods_checks_and_html(pong_checkpoint, tmp_path):
     curves = report["fidelity"]["jacobian"]["advantage"]
     assert set(curves) == {"deletion", "insertion"} and curves["deletion"]["auc_salient"] >= 0
     assert report["probe_frames"] == [0, 13, 26, 39]
+    # where each head looks among Pong's objects, per method (analysis.objects)
+    objects = report["objects"]["gradient_x_input"]
+    assert objects["classes"] == ["ball", "player", "enemy", "score"]
+    assert set(objects["heads"]) == {"value", "advantage"} and "value - advantage" in objects["differences"]
+    score = objects["heads"]["value"]["classes"]["score"]
+    assert score["frames_on_screen"] == 40 and 0 <= score["mass_share"]["mean"] <= 1
     page = (out / "report.html").read_text()
     # self-contained: every figure and the clip inline, nothing fetched
     assert page.count("data:image/png;base64,") == 4 and "data:video/webm;base64," in page

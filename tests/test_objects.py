@@ -11,7 +11,9 @@ from analysis.objects import (
     class_masks,
     enrichment,
     mass_share,
+    object_report,
     pointing_hit,
+    stacked_boxes,
 )
 from envs.atari import AtariEnv
 
@@ -159,3 +161,31 @@ def test_mass_share_enrichment_and_pointing_by_hand():
 def test_a_game_without_object_tables_is_one_line():
     with pytest.raises(ValueError, match="no object tables for 'enduro'; games with objects: pong, breakout"):
         boxes("enduro", np.zeros(128, np.uint8))
+
+
+def test_stacked_boxes_take_each_stacked_frame_s_objects_within_the_episode():
+    a, b, c = Box("ball", 0, 0, 1, 1), Box("ball", 10, 0, 1, 1), Box("ball", 20, 0, 1, 1)
+    found = stacked_boxes([[a], [b], [c], [a]], episodes=[0, 0, 1, 1], stack=3)
+    assert found == [[a], [a, b], [c], [c, a]]  # step 2 starts an episode: the frames behind it are blank
+
+
+def test_object_report_measures_each_head_by_hand():
+    """Head v puts all its mass on the ball's cells, head a spreads it evenly: v's share of the
+    ball is 1, a's the ball's area; v points at the ball on every frame, a (a flat map's maxima are
+    every cell) too; the paired difference is v's share minus a's."""
+    found = [[Box("ball", 80, 105, 2, 4)]] * 6
+    mask = class_masks("pong", found[0])["ball"]
+    v = np.where(mask, 1.0, 0.0)[None].repeat(6, 0)
+    a = np.ones((6, 84, 84))
+    report = object_report("pong", ("v", "a"), {"v": v, "a": a}, found)
+    area = mask.mean()
+    assert report["area_share"]["ball"] == pytest.approx(area) and report["area_share"]["player"] == 0
+    ball_v, ball_a = report["heads"]["v"]["classes"]["ball"], report["heads"]["a"]["classes"]["ball"]
+    assert ball_v["mass_share"]["mean"] == pytest.approx(1.0)
+    assert ball_v["enrichment"]["mean"] == pytest.approx(1 / area)
+    assert ball_a["mass_share"]["mean"] == pytest.approx(area)
+    assert ball_a["enrichment"]["mean"] == pytest.approx(1)
+    assert ball_v["pointing"]["mean"] == 1.0 and ball_v["frames_on_screen"] == 6
+    assert report["heads"]["v"]["classes"]["player"]["enrichment"] is None  # never on screen
+    assert report["differences"]["v - a"]["ball"]["mean"] == pytest.approx(1 - area)
+    assert report["heads"]["v"]["pointing_any_object"]["mean"] == 1.0
