@@ -40,8 +40,10 @@ lint: install
 
 # One worker per core (pytest-xdist), a test file per worker at a time: the three learning tests
 # (DQN, PQN and glimpse on Catch, most of the suite's time) run side by side instead of in turn.
+# Whole files to each worker, in the order tests/conftest.py sets (the learning tests' files first),
+# not xdist's default of the files with the most tests first.
 test: lint
-	$(BIN)/python -m pytest -n auto --dist loadfile
+	$(BIN)/python -m pytest -n auto --dist loadfile --no-loadscope-reorder
 
 benchmark: install
 	$(BIN)/python scripts/benchmark.py envs

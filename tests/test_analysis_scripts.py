@@ -76,16 +76,13 @@ def test_record_saliency_random_network_warns(tmp_path):
 
 
 def test_compare_heads_report(pong_checkpoint, tmp_path):
-    r = script(
-        "scripts/compare_heads.py",
-        "--checkpoint",
-        str(pong_checkpoint),
-        "--out",
-        str(tmp_path / "rep"),
-    )
+    """120 steps of Pong (a whole episode, the default, is Catch's test below: Pong's last
+    thousands of frames)."""
+    r = script("scripts/compare_heads.py", "--checkpoint", str(pong_checkpoint), "--steps", "120",
+               "--out", str(tmp_path / "rep"))  # fmt: skip
     assert r.returncode == 0, r.stderr
     report = json.loads((tmp_path / "rep" / "report.json").read_text())
-    assert report["heads"] == ["value", "advantage"] and report["frames"] > 100
+    assert report["heads"] == ["value", "advantage"] and report["frames"] == 120
     assert set(report["regions"]) >= {"value/left_paddle", "advantage/score"}
     assert len(report["stack_shares"]["value"]) == 4
     assert iio.imread(tmp_path / "rep" / "report.png").shape[2] in (3, 4)
@@ -127,11 +124,12 @@ def test_catch_agents_get_videos_and_reports_at_their_own_size(catch_run, tmp_pa
     assert r.returncode == 0, r.stderr
     video = iio.imread(tmp_path / "c.mp4")
     assert video.shape[0] == 12 and video.shape[2] == 3 * 96  # 24x24 screens, 4x
-    r = script("scripts/compare_heads.py", "--checkpoint", str(catch_run), "--steps", "30",
+    r = script("scripts/compare_heads.py", "--checkpoint", str(catch_run), "--episodes", "2",
                "--probe-frames", "4", "--clip", "5", "--out", str(tmp_path / "rep"))  # fmt: skip
     assert r.returncode == 0, r.stderr
     report = json.loads((tmp_path / "rep" / "report.json").read_text())
-    assert report["frames"] == 30 and report["regions"] == {}
+    assert report["frames"] == 46 and report["regions"] == {}  # two whole episodes of 23 steps
+    assert "objects" not in report  # Catch has no RAM tables
     assert 0 <= report["mean_maps"]["centre_a"][0] < 24  # on the 24x24 screen, not 210x160
 
 
