@@ -180,7 +180,8 @@ def object_report(game: str, heads: Sequence[str], maps: dict[str, np.ndarray],
         rows: dict[str, Any] = {}
         for c in classes:
             present = area[c] > 0
-            enrich = shares[h][c][present] / area[c][present]
+            enrich = np.array([enrichment(s, m[c]) for s, m, on in zip(frames, masks, present, strict=True)
+                               if on])  # fmt: skip
             hits = np.array([pointing_hit(s, m[c]) for s, m in zip(frames, masks, strict=True)])
             rows[c] = {"mass_share": mean_ci_dict(shares[h][c], series=True),
                        "enrichment": mean_ci_dict(enrich, series=True) if present.sum() > 1 else None,

@@ -141,9 +141,9 @@ def test_unwritable_run_dir_is_one_line(tmp_path):
 def test_dueling_dqn_learns_catch(tmp_path):
     """The CI learning test: >= 0.8 catch rate over 100 greedy episodes, fixed seed. The Catch
     preset on 48k of its 80k steps, with a gradient step every 4 env steps instead of 2 and
-    channels_last (a gradient step 1.4 times faster on the 2-core AMD EPYC): 0.94 caught (0.88
-    without channels_last, a second trajectory; the whole preset catches 1.00), at float32,
-    pinned here (bf16's learning is the parity benchmark's)."""
+    channels_last (the network's forward and backward pass 1.4 times faster on the 2-core AMD
+    EPYC, batch 32): 0.94 caught (0.88 without channels_last, a second trajectory; the whole
+    preset catches 1.00), at float32, pinned here (bf16's learning is the parity benchmark's)."""
     torch.manual_seed(0)
     trainer = DQNTrainer(DQNConfig.catch(run_dir=str(tmp_path / "run"), progress=False, seed=1,
                                          total_steps=48_000, train_freq=4, precision="fp32",

@@ -134,7 +134,6 @@ print(env.step(np.array([0, 1]))[0].shape)  # still usable
 def test_a_checkpoint_whose_actions_do_not_match_its_game_is_refused(tmp_path):
     import json
 
-
     TRAINERS["pqn"](tmp_path / "run").run()
     ckpt = resolve_checkpoint(tmp_path / "run")
     config = json.loads((ckpt / "config.json").read_text())
@@ -373,7 +372,7 @@ def run_copy(catch_run, tmp_path) -> Path:
 
 def _pack(run: Path, out: Path, *flags: str) -> subprocess.CompletedProcess:
     return call_script("scripts/pack_agent.py", "--run", str(run), "--out", str(out), "--episodes", "1",
-                 "--num-envs", "1", "--no-progress", *flags)  # fmt: skip
+                       "--num-envs", "1", "--no-progress", *flags)  # fmt: skip
 
 
 @pytest.mark.parametrize("flags", [(), ("--training-state",)], ids=["agent", "training-state"])
@@ -512,7 +511,7 @@ def test_probe_07_non_finite_values_are_refused_before_any_work(kind, flag, valu
 
 def test_probe_08_dqn_hidden_below_zero_is_one_line(tmp_path):
     _one_line(call_script("scripts/train_dqn.py", "--game", "catch", "--hidden", "-1", "--run-dir",
-                   str(tmp_path / "run")), "--hidden must be >= 0, got -1")  # fmt: skip
+                         str(tmp_path / "run")), "--hidden must be >= 0, got -1")  # fmt: skip
     assert not (tmp_path / "run").exists()
 
 
@@ -575,13 +574,13 @@ def test_probe_10_11_frame_rates_ffmpeg_cannot_write_are_one_line(script, fps, m
 def test_probe_12_game_given_with_our_checkpoint_is_refused_by_name(catch_run, tmp_path):
     expected = "--game applies to SB3 zips and random networks only; this checkpoint is a 'catch' pqn"
     done = call_script("scripts/record_saliency.py", "--checkpoint", str(catch_run), "--game", "pong",
-                "--steps", "5", "--out", str(tmp_path / "out" / "v.mp4"))  # fmt: skip
+                      "--steps", "5", "--out", str(tmp_path / "out" / "v.mp4"))  # fmt: skip
     _one_line(done, expected)
     done = call_script("scripts/compare_heads.py", "--checkpoint", str(catch_run), "--game", "pong",
-                "--steps", "5", "--out", str(tmp_path / "out"))  # fmt: skip
+                      "--steps", "5", "--out", str(tmp_path / "out"))  # fmt: skip
     _one_line(done, expected)
     done = call_script("scripts/attack.py", "--checkpoint", str(catch_run), "--game", "pong",
-                "--out", str(tmp_path / "out"))  # fmt: skip
+                      "--out", str(tmp_path / "out"))  # fmt: skip
     _one_line(done, "--game applies to SB3 zips only")
     assert not (tmp_path / "out").exists()
 
@@ -622,7 +621,7 @@ def test_probe_14_plot_runs_refuses_flags_that_would_do_nothing(flags, message, 
 
 def test_probe_14_compare_heads_refuses_episodes_beside_steps(catch_run, tmp_path):
     done = call_script("scripts/compare_heads.py", "--checkpoint", str(catch_run), "--steps", "5",
-                "--episodes", "2", "--out", str(tmp_path / "r"))  # fmt: skip
+                      "--episodes", "2", "--out", str(tmp_path / "r"))  # fmt: skip
     _one_line(done, "--episodes and --steps exclude each other: give one")
     assert not (tmp_path / "r").exists()
 
@@ -636,24 +635,24 @@ def glimpse_run(tmp_path_factory) -> Path:
 
 def test_probe_15_an_unknown_jacobian_head_is_refused_before_the_video(glimpse_run, tmp_path):
     done = call_script("scripts/record_glimpses.py", "--checkpoint", str(glimpse_run), "--steps", "5",
-                "--out", str(tmp_path / "v" / "g.mp4"), "--jacobian", str(tmp_path / "v" / "j.png"),
-                "--jacobian-head", "nosuch")  # fmt: skip
+                      "--out", str(tmp_path / "v" / "g.mp4"), "--jacobian", str(tmp_path / "v" / "j.png"),
+                      "--jacobian-head", "nosuch")  # fmt: skip
     _one_line(done, "--jacobian-head 'nosuch' is not a head of this agent; it has: action_logits")
     assert not (tmp_path / "v").exists()
     done = call_script("scripts/record_glimpses.py", "--checkpoint", str(glimpse_run), "--steps", "5",
-                "--out", str(tmp_path / "v" / "g.mp4"), "--jacobian-head", "baseline")  # fmt: skip
+                      "--out", str(tmp_path / "v" / "g.mp4"), "--jacobian-head", "baseline")  # fmt: skip
     _one_line(done, "--jacobian-head applies to --jacobian only")
 
 
 def test_probe_16_a_refused_command_leaves_no_folder_behind(catch_run, tmp_path):
     out = tmp_path / "a" / "b"
     done = call_script("scripts/attack.py", "--checkpoint", str(catch_run), str(tmp_path / "none"),
-                "--out", str(out))  # fmt: skip
+                      "--out", str(out))  # fmt: skip
     _one_line(done, "checkpoint not found")
     done = call_script("scripts/compare_heads.py", "--checkpoint", str(tmp_path / "none"), "--out", str(out))
     _one_line(done, "checkpoint not found")
     done = call_script("scripts/evaluate.py", "--checkpoint", str(tmp_path / "none"), "--json-out",
-                str(out / "e.json"))  # fmt: skip
+                      str(out / "e.json"))  # fmt: skip
     _one_line(done, "checkpoint not found")
     assert not list(tmp_path.iterdir())
 
@@ -738,8 +737,10 @@ def test_probe_18_a_pack_of_another_game_an_unfinished_checkpoint_or_over_budget
 @pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
 def test_a_pack_at_half_precision_ships_the_weights_its_evaluation_played(dtype, run_copy, tmp_path):
     """The file holds the weights at half the size; they load as float32, equal to the run's
-    weights rounded (what the evaluation before the pack played), and the record names them."""
-    from agents.common.pretrained import round_weights, weights_digest
+    weights rounded (what the evaluation before the pack played), and the record names them. The
+    size checked before the evaluation is read off the file's header, and a truncated file is
+    one line there."""
+    from agents.common.pretrained import _stored_size, round_weights, weights_digest
 
     out = tmp_path / "agent"
     assert _pack(run_copy, out, "--dtype", dtype).returncode == 0
@@ -747,6 +748,9 @@ def test_a_pack_at_half_precision_ships_the_weights_its_evaluation_played(dtype,
     assert {t.dtype for t in stored.values()} == {getattr(torch, dtype)}
     full = resolve_checkpoint(run_copy) / "model.safetensors"
     assert (out / "model.safetensors").stat().st_size < 0.55 * full.stat().st_size
+    # the size checked before the evaluation: the stored values, read off the run's header
+    estimate = _stored_size(full, getattr(torch, dtype))
+    assert 0 < (out / "model.safetensors").stat().st_size - estimate < 4096  # the header
     loaded, _ = load_checkpoint(out)
     original, _ = load_checkpoint(run_copy)
     rounded = round_weights(load_checkpoint(run_copy)[0], dtype)
@@ -756,3 +760,5 @@ def test_a_pack_at_half_precision_ships_the_weights_its_evaluation_played(dtype,
     record = json.loads((out / "eval.json").read_text())
     assert record["weights_sha256"] == weights_digest(out)
     assert record["training"]["weights_dtype"] == dtype
+    full.write_bytes(full.read_bytes()[:100])  # truncated
+    _one_line(_pack(run_copy, tmp_path / "other", "--dtype", dtype), "damaged or truncated tensor file")

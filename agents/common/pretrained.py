@@ -34,6 +34,7 @@ from safetensors.torch import save_file
 from agents.common.checkpoint import (
     CONFIG,
     MODEL,
+    CheckpointError,
     process_alive,
     read_json,
     read_tensors,
@@ -176,8 +177,7 @@ def check_pack(run: str | Path, out: str | Path, training_state: bool,
     if training_state:
         size = _size(ckpt) + sum(_size(p) for p in run_of(ckpt).glob("events.out.tfevents.*"))
     else:
-        itemsize = STORAGE_DTYPES[dtype].itemsize
-        size = sum(t.numel() * itemsize for t in read_tensors(ckpt / MODEL).values())
+        size = _stored_size(ckpt / MODEL, STORAGE_DTYPES[dtype])
     check_pack_size(out, size)
 
 
@@ -214,6 +214,21 @@ def check_pack_size(out: str | Path, size: int) -> None:
                          f"{str(parent)!r} to {total / 2**20:.1f} MB, over its "
                          f"{PRETRAINED_BUDGET_MB} MB budget; store the weights with --dtype "
                          "float16 or bfloat16, or remove an agent first")  # fmt: skip
+
+
+def _stored_size(path: Path, dtype: torch.dtype) -> int:
+    """Bytes of a tensor file's values once stored as ``dtype``, read off its header (no tensor
+    is loaded): the size a pack checks before it evaluates."""
+    from math import prod
+
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(path, "pt") as f:
+            return sum(prod(f.get_slice(k).get_shape()) * dtype.itemsize
+                       for k in f.keys())  # noqa: SIM118 (safe_open is not iterable)
+    except (SafetensorError, OSError) as e:  # as read_tensors says it
+        raise CheckpointError(f"damaged or truncated tensor file {str(path)!r}: {e}") from None
 
 
 def _size(path: Path) -> int:
