@@ -266,8 +266,12 @@ class Glimpse:
     """Steps between the learning curve's evaluations (200 greedy episodes each)."""
     pong_steps: int = 100_000
     """Budget of the Pong run (0: skip)."""
-    parts: list[Literal["cost", "catch", "pong"]] = field(
-        default_factory=lambda: ["cost", "catch", "pong"]
+    precision_steps: int = 65_536
+    """Length of each run of the precision comparison on Pong (fp32 against bf16)."""
+    precision_repeats: int = 3
+    """Runs per precision in that comparison, alternated (the median is reported)."""
+    parts: list[Literal["cost", "catch", "pong", "precision"]] = field(
+        default_factory=lambda: ["cost", "catch", "pong", "precision"]
     )
     """Which measurements to run."""
     write: bool = True
@@ -315,6 +319,17 @@ def run_glimpse(cfg: Glimpse) -> None:
         print(table)
         if cfg.write:
             write_section("glimpse_pong", table)
+    if "precision" in cfg.parts:
+        r = gb.pong_precision(cfg.precision_steps, cfg.precision_repeats)
+        table = markdown_table(
+            ["--precision", "training steps/s on Pong", "vs fp32", "peak RSS (MB)"],
+            [[p, f"{v['sps']:,.0f}", f"{v['sps'] / r['fp32']['sps']:.2f}x", f"{v['rss_mb']:,.0f}"]
+             for p, v in r.items()],
+        )  # fmt: skip
+        print(table)
+        if cfg.write:
+            write_section("glimpse_precision", f"{cfg.precision_steps:,} steps a run, median of "
+                                               f"{cfg.precision_repeats}.\n\n{table}")  # fmt: skip
 
 
 @dataclass

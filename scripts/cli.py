@@ -99,7 +99,7 @@ def train(make_trainer: Callable[[], Any]) -> None:
         print(f"run directory: {trainer.run_dir}")
         if hasattr(trainer.cfg, "precision"):
             print(f"precision: {trainer.cfg.precision}"
-                  + (" (bfloat16 autocast; float32 weights and checkpoints)"
+                  + (" (bfloat16 passes; float32 weights, optimizer and checkpoints)"
                      if trainer.cfg.precision == "bf16" else ""))  # fmt: skip
         if trainer.cfg.resume:  # what this resume honours from the command line, said once
             print(f"resuming at step {trainer.global_step:,} of {trainer.cfg.total_steps:,} "

@@ -40,26 +40,28 @@ def cpu_supports_bf16() -> bool:
     return bool({"avx512_bf16", "amx_bf16"} & set(flags))
 
 
-def resolve_precision(precision: str, device: str) -> str:
+def resolve_precision(precision: str, device: str, auto_bf16: bool = True) -> str:
     """``fp32`` or ``bf16``, what ``--precision`` means on ``device``: ``auto`` is bf16 on a CUDA
-    device or a CPU that runs it natively (:func:`cpu_supports_bf16`) and fp32 elsewhere; bf16
+    device or a CPU that runs it natively (:func:`cpu_supports_bf16`) and fp32 elsewhere, or fp32
+    everywhere for a trainer whose passes bf16 did not make faster (``auto_bf16=False``); bf16
     asked where it cannot run natively is one line, not a slow emulation."""
     if precision not in PRECISIONS:
         raise ValueError(f"--precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     check_device(device)
     native = resolve_device(device).type == "cuda" or cpu_supports_bf16()
     if precision == "auto":
-        return "bf16" if native else "fp32"
+        return "bf16" if native and auto_bf16 else "fp32"
     if precision == "bf16" and not native:
         raise ValueError("--precision bf16 needs a CPU with AVX-512 BF16 or AMX, or a CUDA device, "
                          "and this CPU has neither; use --precision fp32 (auto picks it here)")  # fmt: skip
     return precision
 
 
-def with_resolved_precision(cfg: Any) -> Any:
+def with_resolved_precision(cfg: Any, auto_bf16: bool = True) -> Any:
     """``cfg`` with ``auto`` replaced by the precision this machine runs, so that the run's
     config.json records what it trained with and a resume elsewhere keeps it."""
-    return dataclasses.replace(cfg, precision=resolve_precision(cfg.precision, cfg.device))
+    device = getattr(cfg, "device", "cpu")
+    return dataclasses.replace(cfg, precision=resolve_precision(cfg.precision, device, auto_bf16))
 
 
 def _to_float(module: nn.Module, args: tuple[Any, ...]) -> tuple[Any, ...]:

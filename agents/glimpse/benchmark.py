@@ -122,6 +122,32 @@ def learning_curve(total_steps: int, eval_every: int, seed: int = 1, episodes: i
     return curve
 
 
+def _pong_training(precision: str, total_steps: int, seed: int) -> dict[str, float]:
+    from agents.glimpse.train import GlimpseConfig, GlimpseTrainer
+    from agents.qlearning.benchmark import _peak_rss_mb
+
+    with tempfile.TemporaryDirectory() as tmp:
+        trainer = GlimpseTrainer(GlimpseConfig.atari(seed=seed, total_steps=total_steps, run_dir=tmp,
+                                                     precision=precision, progress=False,
+                                                     save_every=10**12))  # fmt: skip
+        start = time.perf_counter()
+        trainer.run()
+        return {"sps": trainer.global_step / (time.perf_counter() - start), "rss_mb": _peak_rss_mb()}
+
+
+def pong_precision(total_steps: int, repeats: int = 3, seed: int = 1) -> dict[str, dict[str, float]]:
+    """Training steps/s and peak RSS of the glimpse agent's Atari preset on Pong at each
+    ``--precision``, each run ``total_steps`` long in a fresh process (its own peak RSS), the
+    precisions alternated ``repeats`` times; the median run of each."""
+    from agents.qlearning.benchmark import in_fresh_process
+
+    runs: dict[str, list[dict[str, float]]] = {"fp32": [], "bf16": []}
+    for _ in range(repeats):
+        for precision, results in runs.items():
+            results.append(in_fresh_process(_pong_training, precision, total_steps, seed))
+    return {p: sorted(rs, key=lambda r: r["sps"])[len(rs) // 2] for p, rs in runs.items()}
+
+
 def pong_budget(total_steps: int, episodes: int = 3, seed: int = 1) -> dict[str, float]:
     """Train the glimpse agent on Pong (Atari defaults) for ``total_steps``; return steps/s and the
     evaluation return beside a uniformly random policy's under the same protocol."""

@@ -41,6 +41,7 @@ from agents.common.checkpoint import (
     write_checkpoint,
 )
 from agents.common.evaluate import FireAfterLifeLoss
+from agents.common.precision import resolve_precision, with_resolved_precision
 from agents.common.resources import emulator_bytes, keep_freed_memory, require_memory
 from agents.common.training import EpisodeTracker, action_names, check_config_types
 from agents.glimpse import (
@@ -208,6 +209,13 @@ class GlimpseConfig:
     """Environment steps between TensorBoard scalar logs."""
     heatmap_every: int = 250_000
     """Environment steps between heat-map images of where glimpses landed (0: never)."""
+    precision: Literal["fp32", "bf16", "auto"] = "auto"
+    """Arithmetic of the network passes: fp32, or bf16 (the glimpse network's and the core's
+    matmuls under bfloat16 autocast; the weights Adam steps and its state, the heads and their
+    distributions, the loss and the checkpoints stay float32). auto is fp32: at this agent's sizes
+    (16 envs, a 256-unit core) bf16 made PPO's replays faster but acting slower, and Pong trained
+    no faster (docs/benchmarks.md). bf16 needs a CPU with AVX-512 BF16 or AMX. A resumed run keeps
+    its own."""
     threads: int = 0
     """Torch CPU threads (0: torch's default)."""
     progress: bool = True
@@ -272,6 +280,7 @@ class GlimpseConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+        resolve_precision(self.precision, "cpu")
         if not 0.0 <= self.gamma <= 1.0 or not 0.0 <= self.gae_lambda <= 1.0:
             raise ValueError(
                 f"gamma and gae_lambda must be in [0, 1], got {self.gamma} and {self.gae_lambda}"
@@ -408,6 +417,8 @@ class GlimpseTrainer:
     def __init__(self, cfg: GlimpseConfig, callbacks: list[Callback] | None = None,
                  given: Collection[str] = ()) -> None:
         resume_from, decay_from_here = None, False
+        if "precision" in given:  # --precision auto on a resume means what auto runs here
+            cfg = with_resolved_precision(cfg, auto_bf16=False)
         if cfg.resume:
             resume_from, fields = resume_config(cfg, session=("progress", "threads"),
                                                 budget=("total_steps", "save_every", "log_every",
@@ -417,6 +428,7 @@ class GlimpseTrainer:
             decay_from_here = (fields.get("anneal_lr") and not saved.get("anneal_lr", True)
                                and fields.get("anneal_from", 0) == saved.get("anneal_from", 0))  # fmt: skip
             cfg = GlimpseConfig(**fields)
+        cfg = with_resolved_precision(cfg, auto_bf16=False)  # config.json: the precision that ran
         cfg.validate()
         self.cfg = cfg
         self.callbacks = list(callbacks or [])
@@ -467,6 +479,10 @@ class GlimpseTrainer:
             start = resolve_checkpoint(cfg.init_from)
             require_same_network(start, self.model.architecture(), self.game)
             load_state(self.model, read_tensors(start / MODEL), start / MODEL)
+
+    def _autocast(self) -> torch.autocast:
+        """bf16 autocast for --precision bf16 (the heads run float32 inside it: model.heads_of)."""
+        return torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.cfg.precision == "bf16")
 
     # ---- acting -------------------------------------------------------------------------------
     def act(self, images: torch.Tensor, loc: torch.Tensor, state: tuple[torch.Tensor, ...],
@@ -561,7 +577,7 @@ class GlimpseTrainer:
                 start = state
                 for _ in range(c.rollout):
                     images = torch.from_numpy(obs)  # uint8: the retina converts only its patches
-                    with torch.set_grad_enabled(not ppo):
+                    with torch.set_grad_enabled(not ppo), self._autocast():
                         action, logp_a, logp_l, ent_a, ent_l, baseline, loc, state = self.act(
                             images, loc, state, rows if ppo else None
                         )
@@ -588,7 +604,7 @@ class GlimpseTrainer:
                     fire.observe(info, now_ended)  # term is a life's end under life_loss_info
                     self.global_step += n
                     bar.update(n)
-                with torch.no_grad():  # the baseline after the rollout, for a cut episode
+                with torch.no_grad(), self._autocast():  # the baseline, for a cut episode
                     heads, _ = self.model(torch.from_numpy(obs), loc, state)
                 stats = self.update(rows, heads["baseline"], start)
                 state = tuple(s.detach() for s in state)  # truncated back-propagation through time
@@ -648,7 +664,8 @@ class GlimpseTrainer:
             for _ in range(c.epochs):
                 order = torch.randperm(c.num_envs) if c.minibatches > 1 else torch.arange(c.num_envs)
                 for envs in order.chunk(c.minibatches):
-                    played = self.replay(start, rows, envs)
+                    with self._autocast():
+                        played = self.replay(start, rows, envs)
                     old = {k: t[k][:, envs] for k in ("logp_a", "logp_l")}
                     stats = self._step(played, targets[:, envs], mask[:, envs], adv[:, envs], old)
         self.updates += 1
