@@ -24,16 +24,16 @@ install: $(STAMP)
 # run on Pong (about 2 minutes) so that TensorBoard has a run to show.
 # The demo run is made anew each time: a training refuses a directory that already holds a run.
 demo: install
-	$(BIN)/python scripts/record_saliency.py --checkpoint pretrained/enduro --steps 600 \
+	$(BIN)/attn saliency --checkpoint pretrained/enduro --steps 600 \
 		--out demo/enduro_saliency.mp4
-	$(BIN)/python scripts/compare_heads.py --checkpoint pretrained/enduro --steps 1000 \
+	$(BIN)/attn report --checkpoint pretrained/enduro --steps 1000 \
 		--out demo/enduro_report
-	$(BIN)/python scripts/record_saliency.py --checkpoint pretrained/pong --steps 600 \
+	$(BIN)/attn saliency --checkpoint pretrained/pong --steps 600 \
 		--out demo/pong_saliency.mp4
 	rm -rf runs/demo_pong
-	$(BIN)/python scripts/train_dqn.py --game pong --total-steps 12000 --learning-starts 4000 \
+	$(BIN)/attn train dqn --game pong --total-steps 12000 --learning-starts 4000 \
 		--buffer-size 20000 --save-every 4000 --saliency-every 4000 --run-dir runs/demo_pong
-	$(BIN)/python scripts/evaluate.py --checkpoint runs/demo_pong --episodes 2 --num-envs 2
+	$(BIN)/attn evaluate --checkpoint runs/demo_pong --episodes 2 --num-envs 2
 
 lint: install
 	$(BIN)/ruff check .
@@ -46,6 +46,6 @@ test: lint
 	$(BIN)/python -m pytest -n auto --dist loadfile --no-loadscope-reorder
 
 benchmark: install
-	$(BIN)/python scripts/benchmark.py envs
-	$(BIN)/python scripts/benchmark.py dqn
-	$(BIN)/python scripts/benchmark.py saliency
+	$(BIN)/attn bench envs
+	$(BIN)/attn bench dqn
+	$(BIN)/attn bench saliency

@@ -3,8 +3,8 @@ FGSM, PGD or random noise of the same L-infinity budget, epsilon in pixel levels
 Writes robustness.json and robustness.png into --out. Several checkpoints (seeds, agents) and
 attacks are compared on one plot, each kind of agent with its 95% interval over seeds.
 
-    python scripts/attack.py --checkpoint RUN --attack fgsm --epsilons 0 1 2 4 8 --out reports/attack
-    python scripts/attack.py --checkpoint runs/dqn_s1 runs/dqn_s2 runs/glimpse_s1 runs/glimpse_s2 \\
+    attn attack --checkpoint RUN --attack fgsm --epsilons 0 1 2 4 8 --out reports/attack
+    attn attack --checkpoint runs/dqn_s1 runs/dqn_s2 runs/glimpse_s1 runs/glimpse_s2 \\
         --attack fgsm pgd noise --transfer-from runs/dqn_s1 --episodes 200 --out reports/catch_attacks
 """
 

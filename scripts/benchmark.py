@@ -1,9 +1,9 @@
 """Benchmarks, each side by side with its peer in one run; results go to docs/benchmarks.md.
 
-python scripts/benchmark.py envs      # env steps/s: ours vs SB3's pipeline vs raw ALE
-python scripts/benchmark.py glimpse   # glimpse agent: cost vs resolution, Catch curve, Pong budget
-python scripts/benchmark.py sb3       # SB3 PPO rollouts: on our VecEnv vs SB3's Atari pipeline
-python scripts/benchmark.py scaling   # one actor's env steps/s against what one learner consumes
+attn bench envs      # env steps/s: ours vs SB3's pipeline vs raw ALE
+attn bench glimpse   # glimpse agent: cost vs resolution, Catch curve, Pong budget
+attn bench sb3       # SB3 PPO rollouts: on our VecEnv vs SB3's Atari pipeline
+attn bench scaling   # one actor's env steps/s against what one learner consumes
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ def machine() -> str:
 
 def write_section(name: str, body: str, doc: Path = DOC) -> None:
     """Replace the section between ``<!-- name:begin -->`` and ``<!-- name:end -->`` (or append)."""
-    command = "python scripts/benchmark.py " + " ".join(sys.argv[1:])
+    command = "attn bench " + " ".join(sys.argv[1:])
     stamp = datetime.date.today().isoformat()
     block = (
         f"<!-- {name}:begin -->\nCommand: `{command}`  \nMachine: {machine()}  \nDate: {stamp}\n\n"

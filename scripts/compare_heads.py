@@ -3,8 +3,8 @@ against actor (SB3 PPO/A2C), by one or more saliency methods, with the randomisa
 and deletion/insertion fidelity of every method. Writes report.html (open it in a browser) beside
 report.json, report.png, sanity_<method>.png, fidelity.png and clip.webm into --out.
 
-    python scripts/compare_heads.py --checkpoint runs/demo_pong --episodes 1 --out reports/pong
-    python scripts/compare_heads.py --checkpoint runs/demo_pong --steps 500 \
+    attn report --checkpoint runs/demo_pong --episodes 1 --out reports/pong
+    attn report --checkpoint runs/demo_pong --steps 500 \
         --method jacobian integrated_gradients smoothgrad --out reports/pong_methods
 """
 

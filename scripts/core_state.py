@@ -4,7 +4,7 @@ states its own policy visits. A spread falling towards zero is a saturated core 
 On Breakout also: while the ball falls, does a linear probe of the core tell on which side of the
 paddle it will land, and does the policy move the paddle there?
 
-    python scripts/core_state.py --run runs/breakout_ppo16c_s1
+    attn core-state --run runs/breakout_ppo16c_s1
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Play random actions in a game and write a video: the real screen beside the agent's 84x84 view.
 
-python scripts/env_demo.py --game pong --steps 300 --out demo/pong_env.mp4
+attn demo --game pong --steps 300 --out demo/pong_env.mp4
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Evaluate a checkpoint with the papers' protocol (no-op starts, epsilon 0.001, 108k-frame cap).
 
-python scripts/evaluate.py --checkpoint runs/pong__dueling_dqn__1__1700000000 --episodes 30
+attn evaluate --checkpoint runs/pong__dueling_dqn__1__1700000000 --episodes 30
 """
 
 from __future__ import annotations

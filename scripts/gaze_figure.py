@@ -4,8 +4,8 @@ counts the steps of each episode's second half with the ball inside the widest p
 
 Runs keep their 3 newest checkpoints; train with --keep-checkpoints 0 to keep them all:
 
-    python scripts/train_glimpse.py --env catch --preset foveal --keep-checkpoints 0 --run-dir runs/f
-    python scripts/gaze_figure.py --run runs/f --out docs/figures/foveal_gaze.png
+    attn train glimpse --env catch --preset foveal --keep-checkpoints 0 --run-dir runs/f
+    attn gaze-figure --run runs/f --out docs/figures/foveal_gaze.png
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Evaluate a run with the papers' protocol and pack it as a shipped agent (pretrained/).
 
-    python scripts/pack_agent.py --run runs/breakout_glimpse --out pretrained/breakout_glimpse \
+    attn pack --run runs/breakout_glimpse --out pretrained/breakout_glimpse \
         --sample --training-state
 
 The folder gets eval.json (the 30 episodes, the protocol, the machine, library versions, and the
@@ -10,7 +10,7 @@ curve.csv (the training's episodic returns). Without --training-state it holds t
 packs its GPU agents; with it, the run itself (its newest checkpoint with the optimizer's state,
 its config and TensorBoard events), so that a run that needs more sessions than one ships what
 it has learnt and goes on later:
-`cp -r pretrained/NAME runs/NAME && python scripts/train_glimpse.py --resume runs/NAME`.
+`cp -r pretrained/NAME runs/NAME && attn train glimpse --resume runs/NAME`.
 """
 
 from __future__ import annotations

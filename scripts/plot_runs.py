@@ -2,14 +2,14 @@
 environment steps, smoothed by a trailing mean, a panel per game. Runs given the same label are
 seeds of one curve, drawn as their mean with a 95% band.
 
-    python scripts/plot_runs.py --runs runs/a runs/b --labels ppo reinforce --out curves.png
-    python scripts/plot_runs.py --runs runs/a runs/b --out curves.png --table   # and the table
+    attn plot --runs runs/a runs/b --labels ppo reinforce --out curves.png
+    attn plot --runs runs/a runs/b --out curves.png --table   # and the table
 
 --table also prints each run's mean return over its first window of --window steps, its best
 window and its last one, as a Markdown table (raw returns, not the figure's smoothed curve).
 --every-window prints every window instead, a table per run, with the mean of each --tags scalar:
 
-    python scripts/plot_runs.py --runs runs/a --every-window --window 200000 --since 7000000 \
+    attn plot --runs runs/a --every-window --window 200000 --since 7000000 \
         --tags charts/episodic_return charts/learning_rate     # no --out: no figure
 """
 

@@ -1,8 +1,8 @@
 """Record where a glimpse agent looks: each scale's box on the full-resolution frame, the trail of
 recent glimpse locations, and the patches as the agent saw them (Mnih et al. 2014's retina).
 
-    python scripts/record_glimpses.py --checkpoint runs/catch__glimpse__1__1700000000 --out glimpses.mp4
-    python scripts/record_glimpses.py --checkpoint RUN --episodes 1 --out pong.mp4 --jacobian seq.png
+    attn glimpses --checkpoint runs/catch__glimpse__1__1700000000 --out glimpses.mp4
+    attn glimpses --checkpoint RUN --episodes 1 --out pong.mp4 --jacobian seq.png
 
 DQN checkpoints and SB3 zips have no glimpses: draw their saliency with scripts/record_saliency.py.
 """

@@ -1,8 +1,8 @@
 """Record a saliency video: the game beside the value and the advantage saliency (Wang et al. 2016,
 Fig. 2), for our checkpoints, SB3 zips (PPO/A2C: value against policy logits) or a random network.
 
-    python scripts/record_saliency.py --checkpoint runs/demo_pong --steps 1000 --out pong.mp4
-    python scripts/record_saliency.py --checkpoint ppo_pong.zip --game pong --episodes 1 --out ppo.mp4
+    attn saliency --checkpoint runs/demo_pong --steps 1000 --out pong.mp4
+    attn saliency --checkpoint ppo_pong.zip --game pong --episodes 1 --out ppo.mp4
 """
 
 from __future__ import annotations

@@ -4,8 +4,8 @@ also logged to TensorBoard under RUN/saliency_over_training.
 
 Runs keep their 3 newest checkpoints; train with --keep-checkpoints 0 to keep them all:
 
-    python scripts/train_dqn.py --game catch --keep-checkpoints 0 --save-every 8000 --run-dir runs/c
-    python scripts/saliency_over_training.py --run runs/c --out docs/figures/catch_over_training.png
+    attn train dqn --game catch --keep-checkpoints 0 --save-every 8000 --run-dir runs/c
+    attn saliency-over-training --run runs/c --out docs/figures/catch_over_training.png
 """
 
 from __future__ import annotations

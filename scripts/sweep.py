@@ -2,9 +2,9 @@
 machine or a Ray cluster. Each trial is an ordinary run directory under SWEEP/runs/ (TensorBoard,
 config.json, checkpoints); at the end SWEEP/results.csv, results.md and curves.png compare them.
 
-    python scripts/sweep.py --trainer dqn --games catch --seeds 1 2 3 \\
+    attn sweep --trainer dqn --games catch --seeds 1 2 3 \\
         --param learning_rate=1e-4,2.5e-4 --sweep-dir sweeps/catch_lr
-    python scripts/sweep.py --resume sweeps/catch_lr          # after Ctrl-C or a killed driver
+    attn sweep --resume sweeps/catch_lr          # after Ctrl-C or a killed driver
     tensorboard --logdir sweeps/catch_lr                      # every trial, live
 
 Across machines: `ray start --head` on one, `ray start --address HEAD:6379` on the others (all

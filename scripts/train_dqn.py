@@ -1,8 +1,8 @@
 """Train a dueling Double DQN (Wang et al. 2016) on an Atari game or on Catch.
 
-    python scripts/train_dqn.py --game pong --total-steps 2000000
-    python scripts/train_dqn.py --game catch           # Catch defaults: 80k steps
-    python scripts/train_dqn.py --resume runs/pong__dueling_dqn__1__1700000000
+    attn train dqn --game pong --total-steps 2000000
+    attn train dqn --game catch           # Catch defaults: 80k steps
+    attn train dqn --resume runs/pong__dueling_dqn__1__1700000000
 
 Logs go to TensorBoard (tensorboard --logdir runs), with value and advantage saliency images of a
 probe batch every --saliency-every steps; Ctrl-C saves a checkpoint before it exits.

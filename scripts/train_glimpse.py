@@ -1,9 +1,9 @@
 """Train the hard-attention glimpse agent (Mnih et al. 2014) with REINFORCE on Catch or an Atari game.
 
-    python scripts/train_glimpse.py --env catch        # Catch defaults: 16M steps, 128 envs (~9 min)
-    python scripts/train_glimpse.py --env catch --preset foveal   # the glimpse sees a quarter
-    python scripts/train_glimpse.py --env pong         # Atari defaults: 210x160 frames, 16 envs
-    python scripts/train_glimpse.py --resume runs/catch__glimpse__1__1700000000
+    attn train glimpse --env catch        # Catch defaults: 16M steps, 128 envs (~9 min)
+    attn train glimpse --env catch --preset foveal   # the glimpse sees a quarter
+    attn train glimpse --env pong         # Atari defaults: 210x160 frames, 16 envs
+    attn train glimpse --resume runs/catch__glimpse__1__1700000000
 
 The defaults shown by --help are Catch's; with an Atari --env the Atari defaults apply (those in
 GlimpseConfig.atari), with --preset foveal those of GlimpseConfig.foveal, unless a flag overrides

@@ -1,10 +1,10 @@
 """Train the dueling network with PQN (Gallici et al. 2024): parallel Q(lambda), no replay memory,
 no target network, LayerNorm. The fast way to a trained Atari agent on one GPU.
 
-    python scripts/train_pqn.py --game pong                         # Atari defaults: 128 envs, 10M steps
-    python scripts/train_pqn.py --game pong --time-limit 300        # stop cleanly after 5 minutes
-    python scripts/train_pqn.py --game catch          # Catch defaults: 200k steps (~2 min on 2 cores)
-    python scripts/train_pqn.py --resume runs/pong__pqn__1__1700000000
+    attn train pqn --game pong                         # Atari defaults: 128 envs, 10M steps
+    attn train pqn --game pong --time-limit 300        # stop cleanly after 5 minutes
+    attn train pqn --game catch          # Catch defaults: 200k steps (~2 min on 2 cores)
+    attn train pqn --resume runs/pong__pqn__1__1700000000
 
 The defaults shown by --help are Atari's; with --game catch the Catch defaults apply (those in
 PQNConfig.catch) unless a flag overrides them. Logs go to TensorBoard (tensorboard --logdir runs),

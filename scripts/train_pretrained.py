@@ -1,6 +1,6 @@
 """Train, evaluate and pack the agents that ship in pretrained/, in one command that fits a GPU window.
 
-    python scripts/train_pretrained.py --games pong:180 enduro:240 --out /tmp/out
+    attn shipped --games pong:180 enduro:240 --out /tmp/out
 
 For each GAME:SECONDS it trains the dueling network with PQN's Atari preset until the time limit
 (scripts/train_pqn.py --time-limit), evaluates the final checkpoint with the papers' protocol (30
