@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install demo test lint benchmark
+.PHONY: install demo test lint benchmark docs
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -13,7 +13,7 @@ $(BIN)/python:
 # project's torch range is satisfied, so pip never pulls a multi-GB CUDA build.
 $(STAMP): setup.cfg pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install -q --disable-pip-version-check torch==2.13.0
-	$(BIN)/python -m pip install -q --disable-pip-version-check -e ".[dev,scale]"
+	$(BIN)/python -m pip install -q --disable-pip-version-check -e ".[dev,scale,docs]"
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -34,6 +34,10 @@ demo: install
 	$(BIN)/attn train dqn --game pong --total-steps 12000 --learning-starts 4000 \
 		--buffer-size 20000 --save-every 4000 --saliency-every 4000 --run-dir runs/demo_pong
 	$(BIN)/attn evaluate --checkpoint runs/demo_pong --episodes 2 --num-envs 2
+
+# The documentation site, into site/: warnings (a broken link, a page left out of the nav) fail it.
+docs: install
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
 
 lint: install
 	$(BIN)/ruff check .
