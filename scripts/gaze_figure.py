@@ -4,7 +4,7 @@ counts the steps of each episode's second half with the ball inside the widest p
 
 Runs keep their 3 newest checkpoints; train with --keep-checkpoints 0 to keep them all:
 
-    attn train glimpse --env catch --preset foveal --keep-checkpoints 0 --run-dir runs/f
+    attn train glimpse --game catch --preset foveal --keep-checkpoints 0 --run-dir runs/f
     attn gaze-figure --run runs/f --out docs/figures/foveal_gaze.png
 """
 

@@ -83,7 +83,7 @@ def test_the_centre_sees_the_ball_only_while_it_passes():
      r"widest patch \(32x32\) covers 44% .*larger --catch-size"),
     ({"catch_size": 20}, r"widest patch \(12x12\) covers 36% of the 20x20 screen"),
     ({"num_scales": 3}, r"covers 100% of the 24x24 screen"),
-    ({"env": "pong"}, "--preset foveal is a Catch preset"),
+    ({"game": "pong"}, "--preset foveal is a Catch preset"),
     ({"patch_size": 64}, "retina patch 64x64 is larger than the 24x24 frame"),
     ({"catch_size": 3}, "--catch-size must be >= 4"),
 ])  # fmt: skip
@@ -136,9 +136,9 @@ def test_foveal_preset_trains_and_evaluates_on_its_own_screen(tmp_path):
 def test_unknown_preset_and_a_bad_foveal_flag_are_one_line(tmp_path):
     for args, message in [
         (["--catch-turn-prob", "1.5"], "--catch-turn-prob must be a probability in [0, 1]"),
-        (["--env", "pong", "--catch-turn-prob", "0.1"], "is for --env catch only; got 0.1 with"),
+        (["--game", "pong", "--catch-turn-prob", "0.1"], "is for --game catch only; got 0.1 with"),
         (["--catch-paddle-width", "13"], "--catch-paddle-width must be in [1, --catch-size // 2]"),
-        (["--env", "pong", "--catch-paddle-width", "3"], "got 3 with --env pong"),
+        (["--env", "pong", "--catch-paddle-width", "3"], "got 3 with --game pong"),
         (["--preset", "tiny"], "unknown --preset 'tiny'; choose one of default, foveal"),
         (["--preset", "foveal", "--num-scales", "4"], "--preset foveal needs a retina that sees at most"),
     ]:  # fmt: skip

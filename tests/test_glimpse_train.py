@@ -262,7 +262,7 @@ def test_init_from_starts_a_new_run_from_another_runs_weights(tmp_path):
         ({"gae_lambda": 1.5}, "gae_lambda must be in"),
         ({"location_lr_scale": 0.0}, "location_lr_scale must be > 0"),
         ({"heatmap_every": -1}, "heatmap_every must be an integer >= 0"),
-        ({"env": "pongg"}, "unknown game 'pongg'"),
+        ({"game": "pongg"}, "unknown game 'pongg'"),
         ({"epochs": 0}, "epochs must be an integer >= 1"),
         ({"epochs": 2, "minibatches": 9}, r"at most --num-envs \(8\); got 9"),
         ({"clip_coef": 0.0}, "clip_coef must be > 0"),
@@ -413,7 +413,7 @@ def test_life_loss_is_terminal_for_the_targets_only(tmp_path, life_loss_info):
     """Breakout under a random policy loses balls often: with life_loss_info each lost life ends
     the targets' episode (more 'done' steps than games ended), without it only game ends do; the
     logged returns are whole games in both cases."""
-    cfg = GlimpseConfig.atari(env="breakout", num_envs=2, total_steps=2 * 32 * 12, hidden=16,
+    cfg = GlimpseConfig.atari(game="breakout", num_envs=2, total_steps=2 * 32 * 12, hidden=16,
                               run_dir=str(tmp_path / "run"), progress=False, heatmap_every=0,
                               threads=1, life_loss_info=life_loss_info)  # fmt: skip
     trainer = GlimpseTrainer(cfg)
@@ -448,7 +448,7 @@ def test_fire_after_life_loss_is_pressed_for_the_agent_and_masked(tmp_path):
     """With --fire-after-life-loss the step after every lost life (the game going on) plays FIRE
     whatever the policy sampled, and is no decision of the policy (mask 0); every other step plays
     what was sampled. A policy that never fires (its FIRE logit at -1e9) still serves every ball."""
-    cfg = GlimpseConfig.atari(env="breakout", num_envs=2, total_steps=2 * 32 * 12, hidden=16,
+    cfg = GlimpseConfig.atari(game="breakout", num_envs=2, total_steps=2 * 32 * 12, hidden=16,
                               run_dir=str(tmp_path / "run"), progress=False, heatmap_every=0,
                               threads=1, fire_after_life_loss=True, epochs=1)  # fmt: skip
     trainer = GlimpseTrainer(cfg)
@@ -483,7 +483,7 @@ def test_fire_after_life_loss_is_pressed_for_the_agent_and_masked(tmp_path):
 def test_frame_stack_gives_each_patch_the_last_frames_and_evaluation_the_same_env(tmp_path):
     """--frame-stack 2: the env stacks two frames, the retina reads both as channels of the same
     patch (the older first), and a checkpoint's evaluation env stacks as training did."""
-    cfg = GlimpseConfig.atari(env="breakout", num_envs=2, total_steps=2 * 32, hidden=16,
+    cfg = GlimpseConfig.atari(game="breakout", num_envs=2, total_steps=2 * 32, hidden=16,
                               run_dir=str(tmp_path / "run"), progress=False, heatmap_every=0,
                               threads=1, frame_stack=2)  # fmt: skip
     trainer = GlimpseTrainer(cfg)
@@ -558,7 +558,7 @@ def test_ppo_replay_reproduces_an_atari_rollout_across_lives_and_games(tmp_path)
     """Breakout as the Atari preset plays it (a lost life a terminal for the targets, FIRE pressed
     for the agent after it, two stacked frames, the convolutional glimpse network and a GRU): the
     replay of every rollout gives back its log-probabilities and baselines."""
-    cfg = GlimpseConfig.atari(env="breakout", num_envs=4, total_steps=4 * 32 * 10, hidden=16,
+    cfg = GlimpseConfig.atari(game="breakout", num_envs=4, total_steps=4 * 32 * 10, hidden=16,
                               run_dir=str(tmp_path / "run"), progress=False, heatmap_every=0,
                               threads=1, fire_after_life_loss=True, frame_stack=2, glimpse_net="conv",
                               core="gru", minibatches=2)  # fmt: skip
@@ -595,3 +595,22 @@ def test_location_head_and_the_rest_are_clipped_separately(tmp_path):
     trainer.optimizer.step = record
     trainer.run()
     assert len(norms) == 1 and norms[0] == pytest.approx([1e-3, 1e-3], rel=1e-4)
+
+
+def test_a_run_saved_with_the_earlier_env_field_resumes_as_its_game(tmp_path):
+    """The glimpse agent's game was the ``env`` field: a run saved so resumes with it as ``game``,
+    and ``--env`` stays the flag's other name."""
+    import json
+
+    import tyro
+
+    run = tmp_path / "run"
+    GlimpseTrainer(GlimpseConfig(total_steps=256, num_envs=8, rollout=8, save_every=128,
+                                 progress=False, run_dir=str(run))).run()  # fmt: skip
+    saved = json.loads((run / "config.json").read_text())
+    (run / "config.json").write_text(json.dumps({**{k: v for k, v in saved.items() if k != "game"},
+                                                 "env": "catch"}))  # fmt: skip
+    resumed = GlimpseTrainer(GlimpseConfig(resume=str(run), total_steps=512, progress=False))
+    assert resumed.cfg.game == "catch" and resumed.global_step == 256
+    resumed.env.close()
+    assert tyro.cli(GlimpseConfig, args=["--env", "pong"]).game == "pong"

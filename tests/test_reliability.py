@@ -503,7 +503,7 @@ def test_probe_06_folders_swap_atomically(tmp_path):
     ("glimpse", "--learning-rate", "inf"), ("glimpse", "--entropy-coef", "nan"),
     ("dqn", "--gamma", "nan"), ("pqn", "--max-grad-norm", "inf")])  # fmt: skip
 def test_probe_07_non_finite_values_are_refused_before_any_work(kind, flag, value, tmp_path):
-    game = ["--env", "catch"] if kind == "glimpse" else ["--game", "catch"]
+    game = ["--game", "catch"]
     done = call_script(f"scripts/train_{kind}.py", *game, flag, value, "--run-dir", str(tmp_path / "run"))
     _one_line(done, f"{flag} must be a finite number, got {value}")
     assert not (tmp_path / "run").exists()

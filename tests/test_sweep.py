@@ -44,7 +44,7 @@ def test_params_parse_to_the_fields_types():
     ("lr=1e-4", "dqn", "unknown config field 'lr' for the dqn trainer"),
     ("learning_rat=1e-4", "dqn", "did you mean 'learning_rate'"),
     ("seed=1,2", "dqn", "the sweep sets it; use --seeds"),
-    ("env=pong", "glimpse", "the sweep sets it; use --games"),
+    ("game=pong", "glimpse", "the sweep sets it; use --games"),
     ("total_steps=1.5", "dqn", "'1.5' is not an integer"),
     ("learning_rate=fast", "pqn", "'fast' is not a number"),
     ("double=yes", "dqn", "'yes' is not true or false"),

@@ -42,6 +42,7 @@ FORMAT_VERSION = 1
 # config fields renamed since runs were saved with them: old name -> (new name, value's mapping)
 RENAMED: dict[str, tuple[str, Any]] = {
     "bf16": ("precision", lambda on: "bf16" if on else "fp32"),
+    "env": ("game", str),  # the glimpse agent's game
 }
 
 

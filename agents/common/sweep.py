@@ -41,7 +41,7 @@ TRIAL_FILE = "trial.json"
 TUNE_DIR = "tune"
 METRIC = "episodic_return"
 # fields a sweep sets itself, each from its own flag
-RESERVED = {"seed": "--seeds", "game": "--games", "env": "--games", "run_dir": "--sweep-dir",
+RESERVED = {"seed": "--seeds", "game": "--games", "run_dir": "--sweep-dir",
             "resume": "--resume", "progress": "(always off in trials)"}  # fmt: skip
 
 
@@ -53,7 +53,6 @@ class TrainerKind:
     module: str
     config: str
     trainer: str
-    game_field: str
 
     def config_class(self) -> type:
         import importlib
@@ -64,8 +63,8 @@ class TrainerKind:
         """The config ``train_*.py --game GAME`` starts from (Catch's or Atari's defaults), with
         ``fields`` on top."""
         cls = self.config_class()
-        if self.game_field == "env":  # the glimpse agent: its presets also follow a swept `preset`
-            return cls.for_env(game, **fields)
+        if hasattr(cls, "for_game"):  # the glimpse agent: its presets also follow a swept `preset`
+            return cls.for_game(game, **fields)
         return cls.catch(**fields) if game.lower() == "catch" else cls(game=game, **fields)
 
     def build(self, cfg: Any, callbacks: list[Any]) -> Any:
@@ -75,9 +74,9 @@ class TrainerKind:
 
 
 TRAINERS = {
-    "dqn": TrainerKind("agents.qlearning.dqn", "DQNConfig", "DQNTrainer", "game"),
-    "pqn": TrainerKind("agents.qlearning.pqn", "PQNConfig", "PQNTrainer", "game"),
-    "glimpse": TrainerKind("agents.glimpse.train", "GlimpseConfig", "GlimpseTrainer", "env"),
+    "dqn": TrainerKind("agents.qlearning.dqn", "DQNConfig", "DQNTrainer"),
+    "pqn": TrainerKind("agents.qlearning.pqn", "PQNConfig", "PQNTrainer"),
+    "glimpse": TrainerKind("agents.glimpse.train", "GlimpseConfig", "GlimpseTrainer"),
 }
 
 

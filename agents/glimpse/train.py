@@ -14,11 +14,12 @@ import time
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import cv2
 import numpy as np
 import torch
+import tyro
 from torch.utils.tensorboard import SummaryWriter
 
 from agents.common.checkpoint import (
@@ -60,9 +61,9 @@ class GlimpseConfig:
     """A glimpse-agent experiment; saved as ``config.json`` beside every run. The defaults are
     chosen for Catch; :meth:`atari` gives those for Atari games."""
 
-    env: str = "catch"
+    game: Annotated[str, tyro.conf.arg(aliases=("--env",))] = "catch"
     """'catch' or an Atari game (full-resolution 210x160 grayscale frames, one at a time unless
-    --frame-stack says more)."""
+    --frame-stack says more); --env is the same flag."""
     frame_stack: int = 1
     """Atari only: the last N frames, stacked as channels of every patch. 1 (the paper's): one
     frame a step, and which way the ball moves is the core's to remember. 2: one glimpse shows the
@@ -194,7 +195,7 @@ class GlimpseConfig:
     catch_miss_reward: float = -1.0
     """Catch only: reward for a miss (the paper's is 0; -1 makes a miss as informative as a catch)."""
     run_dir: str = ""
-    """Run directory; empty picks runs/<env>__glimpse__<seed>__<timestamp>."""
+    """Run directory; empty picks runs/<game>__glimpse__<seed>__<timestamp>."""
     resume: str = ""
     """Run directory to resume from its latest checkpoint (its config is reused)."""
     init_from: str = ""
@@ -222,14 +223,14 @@ class GlimpseConfig:
     """Show a progress bar."""
 
     @classmethod
-    def for_env(cls, env: str, preset: str = "default", **overrides: Any) -> GlimpseConfig:
-        """The defaults ``train_glimpse.py --env ENV --preset PRESET`` starts from: Catch's (the
+    def for_game(cls, game: str, preset: str = "default", **overrides: Any) -> GlimpseConfig:
+        """The defaults ``train_glimpse.py --game ENV --preset PRESET`` starts from: Catch's (the
         class defaults, or :meth:`foveal`'s) or Atari's (:meth:`atari`), with ``overrides``."""
-        if env.lower() != "catch":
-            return cls.atari(env=env, preset=preset, **overrides)
+        if game.lower() != "catch":
+            return cls.atari(game=game, preset=preset, **overrides)
         if preset == "foveal":
-            return cls.foveal(env=env, **overrides)
-        return cls(env=env, preset=preset, **overrides)
+            return cls.foveal(game=game, **overrides)
+        return cls(game=game, preset=preset, **overrides)
 
     @classmethod
     def foveal(cls, **overrides: Any) -> GlimpseConfig:
@@ -263,7 +264,7 @@ class GlimpseConfig:
           7e-4) stayed at a random policy's score for 1-2M steps in five variants where this
           recipe rose from the start (docs/benchmarks.md).
         """
-        return cls(**{"env": "pong", "total_steps": 10_000_000, "num_envs": 16, "rollout": 32,
+        return cls(**{"game": "pong", "total_steps": 10_000_000, "num_envs": 16, "rollout": 32,
                       "patch_size": 16, "num_scales": 3, "scale_factor": 4, "retina_pool": "max",
                       "hidden": 256, "location_std": 0.1, "gamma": 0.99, "gae_lambda": 0.95,
                       "epochs": 4, "minibatches": 2, "clip_coef": 0.1, "learning_rate": 2.5e-4,
@@ -299,17 +300,17 @@ class GlimpseConfig:
         for name in ("learning_rate", "location_std", "location_lr_scale", "max_grad_norm", "clip_coef"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
-        catch = self.env.lower() == "catch"
+        catch = self.game.lower() == "catch"
         size = self.catch_size
         turns = self.catch_turn_prob
         if not 0.0 <= turns <= 1.0 or (turns and not catch):
-            raise ValueError(f"--catch-turn-prob must be a probability in [0, 1] and is for --env "
-                             f"catch only; got {turns} with --env {self.env}")  # fmt: skip
+            raise ValueError(f"--catch-turn-prob must be a probability in [0, 1] and is for --game "
+                             f"catch only; got {turns} with --game {self.game}")  # fmt: skip
         if self.frame_stack != 1 and catch:
             raise ValueError(f"--frame-stack is for Atari games (Catch's core remembers its one "
-                             f"frame); got --frame-stack {self.frame_stack} with --env catch")  # fmt: skip
+                             f"frame); got --frame-stack {self.frame_stack} with --game catch")  # fmt: skip
         if catch and self.life_loss_info:
-            raise ValueError("--life-loss-info is for Atari games (Catch has no lives); got --env catch")
+            raise ValueError("--life-loss-info is for Atari games (Catch has no lives); got --game catch")
         if self.fire_after_life_loss and not self.life_loss_info:
             raise ValueError("--fire-after-life-loss needs --life-loss-info (an Atari game whose lives "
                              "the trainer sees)")  # fmt: skip
@@ -317,15 +318,15 @@ class GlimpseConfig:
             raise ValueError(f"--catch-size must be >= 4 (a ball above a 2-pixel paddle), got {size}")
         width = self.catch_paddle_width
         if width != 2 and not (catch and 1 <= width <= size // 2):
-            raise ValueError(f"--catch-paddle-width must be in [1, --catch-size // 2] and is for --env "
-                             f"catch only; got {width} with --env {self.env} and size {size}")  # fmt: skip
+            raise ValueError(f"--catch-paddle-width must be in [1, --catch-size // 2] and is for --game "
+                             f"catch only; got {width} with --game {self.game} and size {size}")  # fmt: skip
         if catch and self.patch_size > size:  # the retina's own check, before anything is built
             p = self.patch_size
             raise ValueError(f"retina patch {p}x{p} is larger than the {size}x{size} frame at every "
                              f"scale; use --patch-size <= {size}")  # fmt: skip
         if self.preset == "foveal":
             if not catch:
-                raise ValueError(f"--preset foveal is a Catch preset; got --env {self.env}")
+                raise ValueError(f"--preset foveal is a Catch preset; got --game {self.game}")
             widest = self.widest_patch()
             if 4 * widest * widest > size * size:
                 raise ValueError(
@@ -341,12 +342,12 @@ class GlimpseConfig:
         ``agents.common.resources``): the emulators; for every glimpse of a rollout its patches
         (recorded, replayed and their gradients) and the networks' activations; the retina's
         widest crop of every env's frame at each step."""
-        catch = self.env.lower() == "catch"
+        catch = self.game.lower() == "catch"
         channels = 1 if catch else self.frame_stack
         frame = (self.catch_size,) * 2 if catch else (210, 160)
         glimpses = self.rollout * self.num_envs * self.glimpses_per_step
         patches = self.num_scales * channels * self.patch_size**2 * 4
-        return {"the envs": (emulator_bytes(self.env, self.num_envs, frame), "--num-envs"),
+        return {"the envs": (emulator_bytes(self.game, self.num_envs, frame), "--num-envs"),
                 "the rollout's glimpses": (glimpses * (3 * patches + 16 * self.hidden * 4),
                                            "--num-envs, --rollout or --patch-size"),
                 "the retina's crops": (self.num_envs * channels * self.widest_patch()**2 * 4,
@@ -357,11 +358,11 @@ def make_glimpse_env(cfg: GlimpseConfig, seed: int) -> tuple[Any, AtariOptions |
     """Catch, or an Atari game at full resolution (210x160 grayscale, ``frame_stack`` frames: by
     default one, and memory is the core's job); Atari rewards stay unclipped so that returns are
     game scores."""
-    if cfg.env.lower() == "catch":
+    if cfg.game.lower() == "catch":
         env = CatchVectorEnv(cfg.num_envs, seed=seed, miss_reward=cfg.catch_miss_reward,
                              **cfg.catch_game())  # fmt: skip
         return env, None, "catch"
-    game = resolve_game(cfg.env)
+    game = resolve_game(cfg.game)
     options = AtariOptions(img_height=210, img_width=160, stack_num=cfg.frame_stack,
                            reward_clipping=False, life_loss_info=cfg.life_loss_info)  # fmt: skip
     return make_vector_env(game, cfg.num_envs, seed=seed, **options.as_dict()), options, game
