@@ -24,7 +24,8 @@ from scripts.cli import fail, not_applicable, parse_args
 @dataclass
 class Args:
     runs: list[str]
-    """Run directories (any trainer's: DQN, PQN, glimpse)."""
+    """Run directories (any trainer's: DQN, PQN, glimpse), or shipped agents' folders (pretrained/pong:
+    the curve.csv of its training), to draw a run beside the agent it should match."""
     out: str = ""
     """Output figure (.png); empty draws none (then --table or --every-window is needed)."""
     labels: list[str] = field(default_factory=list)

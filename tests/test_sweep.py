@@ -325,3 +325,18 @@ def test_a_real_sweep_survives_a_killed_driver(tmp_path):
 
     images = EventAccumulator(str(first), size_guidance={"images": 0}).Reload().Tags()["images"]
     assert any(tag.startswith("saliency/") for tag in images), images
+
+
+def test_a_shipped_agents_curve_is_read_from_its_curve_csv():
+    """pretrained/pong has no TensorBoard events: its training curve is its curve.csv, so a run can
+    be drawn and tabled beside it (``attn plot --runs pretrained/pong RUN``)."""
+    import csv as csv_module
+
+    with open(ROOT / "pretrained" / "pong" / "curve.csv", newline="") as f:
+        rows = [(int(r["step"]), float(r["episodic_return"])) for r in csv_module.DictReader(f)]
+    (trial,) = load_runs([str(ROOT / "pretrained" / "pong")], [])
+    assert trial.game == "pong" and list(trial.steps) == [s for s, _ in rows]
+    w = window_returns(ROOT / "pretrained" / "pong", 400_000)
+    last = [v for s, v in rows if s >= rows[-1][0] // 400_000 * 400_000]
+    assert w["steps"] == rows[-1][0] and w["last"] == pytest.approx(sum(last) / len(last))
+    assert w["first"] < -19 < 18 < w["best"]  # the agent learnt Pong from a random policy's -21

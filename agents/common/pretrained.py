@@ -90,7 +90,13 @@ def weights_digest(checkpoint: str | Path) -> str:
 
 
 def training_curve(run_dir: str | Path) -> list[tuple[int, float]]:
-    """``charts/episodic_return`` (the game score) of a run's TensorBoard events."""
+    """``charts/episodic_return`` (the game score) of a run's TensorBoard events, or of a shipped
+    agent's ``curve.csv`` (a folder with no events), so that a run's curve can be drawn beside
+    the shipped agent's."""
+    run_dir = Path(run_dir)
+    if (run_dir / CURVE).is_file() and not any(run_dir.glob("events.out.tfevents.*")):
+        with open(run_dir / CURVE, newline="") as f:
+            return [(int(row["step"]), float(row["episodic_return"])) for row in csv.DictReader(f)]
     return scalar_curves(run_dir, ["charts/episodic_return"])["charts/episodic_return"]
 
 
