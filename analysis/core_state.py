@@ -129,9 +129,10 @@ def core_state_stats(model: Any, config: dict[str, Any], steps: int = 300, num_e
                      seed: int = 7, step: int = 0) -> CoreStats:  # fmt: skip
     """Play ``steps`` steps of ``num_envs`` envs with the sampled policy of a glimpse checkpoint
     (``load_checkpoint``'s network and config; its glimpses per step), and measure its core."""
-    from agents.common.evaluate import FireAfterLifeLoss, make_eval_env
+    from agents.common.evaluate import make_eval_env
     from agents.glimpse import GlimpsePolicy
     from agents.glimpse.model import CELL_STATE_CORES
+    from envs import FireAfterLifeLoss
 
     env = make_eval_env(config, num_envs, seed)
     torch.manual_seed(seed)

@@ -14,10 +14,10 @@ import cv2
 import numpy as np
 import torch
 
-from agents.common.evaluate import FireAfterLifeLoss
 from agents.glimpse import GlimpsePolicy, RecurrentAttentionModel
 from analysis.render import hud_strip
 from analysis.video import VideoWriter, check_writable
+from envs import FireAfterLifeLoss
 
 # one colour per scale, finest first (RGB): green, yellow, orange, red, magenta
 SCALE_COLOURS = [(60, 220, 60), (240, 220, 40), (255, 140, 0), (230, 40, 40), (220, 60, 220)]

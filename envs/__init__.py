@@ -1,6 +1,6 @@
 """Environments: preprocessed Atari (single and vectorised) and Catch (Mnih et al. 2014)."""
 
-from envs.atari import AtariEnv, episode_ended, make_atari_env, make_vector_env
+from envs.atari import AtariEnv, FireAfterLifeLoss, episode_ended, make_atari_env, make_vector_env
 from envs.catch import CatchEnv, CatchVectorEnv
 from envs.games import list_games, resolve_game
 from envs.groups import EnvGroups
@@ -12,6 +12,7 @@ __all__ = [
     "CatchEnv",
     "CatchVectorEnv",
     "EnvGroups",
+    "FireAfterLifeLoss",
     "episode_ended",
     "list_games",
     "make_atari_env",

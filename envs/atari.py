@@ -205,6 +205,34 @@ def episode_ended(
     return terminated | truncated
 
 
+class FireAfterLifeLoss:
+    """Presses FIRE for an agent on the step after each life it loses while the game goes on. One
+    rule for the glimpse trainer (``--fire-after-life-loss``) and for whatever plays its checkpoints,
+    so that they play the game the agent learnt. Off, it passes the actions through."""
+
+    def __init__(self, on: bool, fire: int, info: dict[str, Any]) -> None:
+        self.on, self.fire = on, fire
+        self.lives = np.asarray(info.get("lives", 0))
+        self.forced = np.zeros(self.lives.shape, bool)  # envs whose next step is FIRE, not the agent's
+
+    @classmethod
+    def for_checkpoint(cls, config: dict[str, Any], info: dict[str, Any]) -> FireAfterLifeLoss:
+        """On when the checkpoint's training pressed FIRE so (its ``fire_after_life_loss``)."""
+        on = bool(config.get("train_config", {}).get("fire_after_life_loss", False))
+        return cls(on, config["action_set"].index("FIRE") if on else -1, info)
+
+    def actions(self, actions: np.ndarray) -> np.ndarray:
+        return np.where(self.forced, self.fire, actions) if self.on else actions
+
+    def observe(self, info: dict[str, Any], game_over: np.ndarray) -> None:
+        """After a step: which envs lost a life at it while their game goes on (``game_over``: the
+        game ended or was cut, whatever an episode is to the env)."""
+        if self.on:
+            lives = np.asarray(info["lives"])
+            self.forced = (lives < self.lives) & ~np.asarray(game_over)
+            self.lives = lives
+
+
 def make_atari_env(game: str, *, seed: int | None = None, **options: Any) -> AtariEnv:
     """One Atari env with the standard DQN preprocessing; options as ``AtariVectorEnv`` names them.
 

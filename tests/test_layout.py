@@ -3,6 +3,7 @@
 callbacks; the scripts wire analysis into them). Checked on the source, lazy imports included."""
 
 import ast
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -41,3 +42,33 @@ def test_agents_has_its_parts_as_subpackages():
     assert {p.name for p in (ROOT / "agents").iterdir() if (p / "__init__.py").exists()} == {
         "common", "glimpse", "qlearning"
     }  # fmt: skip
+
+
+def test_agents_common_names_no_concrete_agent():
+    """agents/common reads the registry (agents.common.registry) that each agent package fills in:
+    it neither imports agents.qlearning or agents.glimpse nor names their modules in a string (an
+    importlib call), lazy imports included."""
+    concrete = ("agents.qlearning", "agents.glimpse")
+    found = {}
+    for path in sorted((ROOT / "agents" / "common").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+                names = [node.value]
+            hits = [n for n in names if n.startswith(concrete)]
+            if hits:
+                found.setdefault(path.name, []).extend(hits)
+    assert not found, f"agents/common names concrete agents: {found}"
+
+
+def test_every_agent_registers_its_networks_policy_and_trainer():
+    from agents.common.registry import NETWORKS, POLICIES, TRAINERS
+
+    assert set(NETWORKS) == {"DuelingQNetwork", "SingleStreamQNetwork", "RecurrentAttentionModel"}
+    assert set(TRAINERS) == {"dqn", "pqn", "glimpse"} and set(POLICIES) == {"glimpse"}
+    for kind in TRAINERS.values():
+        assert dataclasses.is_dataclass(kind.config_class())

@@ -51,7 +51,7 @@ def test_params_parse_to_the_fields_types():
     ("network=triple", "dqn", "'triple' is not one of dueling, single"),
     ("learning_rate", "dqn", "must look like NAME=VALUE"),
     ("learning_rate=1e-4,", "dqn", "give at least one value"),
-    ("learning_rate=1e-4", "a2c", "unknown trainer 'a2c'; choose one of dqn, pqn, glimpse"),
+    ("learning_rate=1e-4", "a2c", "unknown trainer 'a2c'; choose one of dqn, glimpse, pqn"),
 ])  # fmt: skip
 def test_bad_params_are_one_line(text, trainer, message):
     with pytest.raises(ValueError, match=message):

@@ -1,5 +1,6 @@
 """Rebuilding a network from the architecture record a checkpoint keeps beside its weights: the
-classes that can be rebuilt, by name, so that loading reads JSON and never executes code from a file."""
+registered classes (``agents.common.registry``), by name, so that loading reads JSON and never
+executes code from a file."""
 
 from __future__ import annotations
 
@@ -7,14 +8,7 @@ from typing import Any
 
 from torch import nn
 
-from agents.glimpse.model import RecurrentAttentionModel
-from agents.qlearning.networks import DuelingQNetwork, SingleStreamQNetwork
-
-NETWORKS: dict[str, type[nn.Module]] = {
-    "DuelingQNetwork": DuelingQNetwork,
-    "SingleStreamQNetwork": SingleStreamQNetwork,
-    "RecurrentAttentionModel": RecurrentAttentionModel,
-}
+from agents.common.registry import NETWORKS
 
 
 def build_network(architecture: dict[str, Any]) -> nn.Module:

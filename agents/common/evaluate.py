@@ -11,9 +11,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from agents.common.registry import POLICIES
 from agents.common.resources import emulator_bytes, require_memory
 from agents.common.scores import human_normalized
-from envs import CatchVectorEnv, make_vector_env
+from envs import CatchVectorEnv, FireAfterLifeLoss, make_vector_env
 from envs.catch import catch_options
 from envs.options import AtariOptions
 
@@ -55,34 +56,6 @@ def make_eval_env(config: dict[str, Any], num_envs: int, seed: int, noop_max: in
                "max_num_frames_per_episode": 108_000}  # fmt: skip
     options = AtariOptions.from_kwargs(**options).as_dict()
     return make_vector_env(config["game"], num_envs, seed=seed, **options)
-
-
-class FireAfterLifeLoss:
-    """Presses FIRE for an agent on the step after each life it loses while the game goes on. One
-    rule for the glimpse trainer (``--fire-after-life-loss``) and for whatever plays its checkpoints,
-    so that they play the game the agent learnt. Off, it passes the actions through."""
-
-    def __init__(self, on: bool, fire: int, info: dict[str, Any]) -> None:
-        self.on, self.fire = on, fire
-        self.lives = np.asarray(info.get("lives", 0))
-        self.forced = np.zeros(self.lives.shape, bool)  # envs whose next step is FIRE, not the agent's
-
-    @classmethod
-    def for_checkpoint(cls, config: dict[str, Any], info: dict[str, Any]) -> FireAfterLifeLoss:
-        """On when the checkpoint's training pressed FIRE so (its ``fire_after_life_loss``)."""
-        on = bool(config.get("train_config", {}).get("fire_after_life_loss", False))
-        return cls(on, config["action_set"].index("FIRE") if on else -1, info)
-
-    def actions(self, actions: np.ndarray) -> np.ndarray:
-        return np.where(self.forced, self.fire, actions) if self.on else actions
-
-    def observe(self, info: dict[str, Any], game_over: np.ndarray) -> None:
-        """After a step: which envs lost a life at it while their game goes on (``game_over``: the
-        game ended or was cut, whatever an episode is to the env)."""
-        if self.on:
-            lives = np.asarray(info["lives"])
-            self.forced = (lives < self.lives) & ~np.asarray(game_over)
-            self.lives = lives
 
 
 def evaluate(
@@ -171,14 +144,13 @@ def evaluate_network(network: torch.nn.Module, config: dict[str, Any], sample: b
     from ``seed``), the policy that policy-gradient papers score (Mnih et al. 2016's A3C); the
     greedy one can lock into a loop the stochastic one escapes, such as never serving in Breakout.
     """
-    if config.get("agent") == "glimpse":
-        from agents.glimpse import GlimpsePolicy
-
+    make_policy = POLICIES.get(config.get("agent", ""))
+    if make_policy is not None:  # an agent with a policy of its own (the glimpse agent's)
         defaults = inspect.signature(evaluate).parameters  # the batch evaluate() will step
         n = min(kwargs.get(k, defaults[k].default) for k in ("num_envs", "episodes"))
         if sample:
             torch.manual_seed(kwargs.get("seed", defaults["seed"].default))
-        policy = GlimpsePolicy.for_checkpoint(network, config, n, greedy=not sample)
+        policy = make_policy(network, config, n, greedy=not sample)
     elif sample:
         raise ValueError("--sample is for glimpse agents, whose policies are distributions; a "
                          "Q-network acts greedily (explore with --epsilon)")  # fmt: skip

@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from agents.common.checkpoint import CheckpointError, atomic_write_text, read_json
+from agents.common.registry import TRAINERS, TrainerKind
 
 SWEEP_FILE = "sweep.json"
 TRIAL_FILE = "trial.json"
@@ -45,44 +46,9 @@ RESERVED = {"seed": "--seeds", "game": "--games", "run_dir": "--sweep-dir",
             "resume": "--resume", "progress": "(always off in trials)"}  # fmt: skip
 
 
-@dataclass(frozen=True)
-class TrainerKind:
-    """How a sweep builds one trainer's configs and trainers; the imports wait until they are
-    needed, in the Ray worker that runs the trial."""
-
-    module: str
-    config: str
-    trainer: str
-
-    def config_class(self) -> type:
-        import importlib
-
-        return getattr(importlib.import_module(self.module), self.config)
-
-    def preset(self, game: str, **fields: Any) -> Any:
-        """The config ``train_*.py --game GAME`` starts from (Catch's or Atari's defaults), with
-        ``fields`` on top."""
-        cls = self.config_class()
-        if hasattr(cls, "for_game"):  # the glimpse agent: its presets also follow a swept `preset`
-            return cls.for_game(game, **fields)
-        return cls.catch(**fields) if game.lower() == "catch" else cls(game=game, **fields)
-
-    def build(self, cfg: Any, callbacks: list[Any]) -> Any:
-        import importlib
-
-        return getattr(importlib.import_module(self.module), self.trainer)(cfg, callbacks=callbacks)
-
-
-TRAINERS = {
-    "dqn": TrainerKind("agents.qlearning.dqn", "DQNConfig", "DQNTrainer"),
-    "pqn": TrainerKind("agents.qlearning.pqn", "PQNConfig", "PQNTrainer"),
-    "glimpse": TrainerKind("agents.glimpse.train", "GlimpseConfig", "GlimpseTrainer"),
-}
-
-
 def check_trainer(name: str) -> TrainerKind:
     if name not in TRAINERS:
-        raise ValueError(f"unknown trainer {name!r}; choose one of {', '.join(TRAINERS)}")
+        raise ValueError(f"unknown trainer {name!r}; choose one of {', '.join(sorted(TRAINERS))}")
     return TRAINERS[name]
 
 

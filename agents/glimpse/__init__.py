@@ -2,6 +2,7 @@
 module per component the paper names: the retina, the glimpse network, the model (core, location,
 action and baseline heads), its losses, the policy that plays it, and its trainer (``train``)."""
 
+from agents.common.registry import register_network, register_policy, register_trainer
 from agents.glimpse.glimpse_network import GLIMPSE_NETS, GlimpseNetwork
 from agents.glimpse.losses import clipped_policy_loss, factored_clipped_loss, reinforce_loss
 from agents.glimpse.model import (
@@ -13,6 +14,10 @@ from agents.glimpse.model import (
 )
 from agents.glimpse.policy import GlimpsePolicy
 from agents.glimpse.retina import POOLS, Retina
+
+register_network(RecurrentAttentionModel)
+register_policy("glimpse", GlimpsePolicy.for_checkpoint)
+register_trainer("glimpse", "agents.glimpse.train", "GlimpseConfig", "GlimpseTrainer")
 
 __all__ = [
     "CORES", "GLIMPSE_NETS", "LOCATION_POLICIES", "POOLS", "GlimpseNetwork", "GlimpsePolicy",

@@ -41,7 +41,6 @@ from agents.common.checkpoint import (
     resume_config,
     write_checkpoint,
 )
-from agents.common.evaluate import FireAfterLifeLoss
 from agents.common.precision import resolve_precision, with_resolved_precision
 from agents.common.resources import emulator_bytes, keep_freed_memory, require_memory
 from agents.common.training import EpisodeTracker, action_names, check_config_types
@@ -52,7 +51,7 @@ from agents.glimpse import (
     orthogonal_init,
     reinforce_loss,
 )
-from envs import CatchVectorEnv, make_vector_env, resolve_game
+from envs import CatchVectorEnv, FireAfterLifeLoss, make_vector_env, resolve_game
 from envs.options import AtariOptions
 
 
