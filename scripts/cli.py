@@ -10,7 +10,10 @@ import sys
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
+
+if TYPE_CHECKING:
+    from agents.common.run import Trainer
 
 T = TypeVar("T")
 
@@ -89,7 +92,7 @@ def flags_given(argv: list[str]) -> frozenset[str]:
     return frozenset(n.removeprefix("no-").replace("-", "_") for n in names)
 
 
-def train(make_trainer: Callable[[], Any]) -> None:
+def train(make_trainer: Callable[[], Trainer]) -> None:
     """Build a trainer, say where its run lives, train, and report the end; a bad flag, a bad
     checkpoint or a refused run directory is one line (the trainers raise them before any work)."""
     from agents.common.checkpoint import CheckpointError
@@ -110,7 +113,7 @@ def train(make_trainer: Callable[[], Any]) -> None:
     report_end(trainer, path)
 
 
-def report_end(trainer: Any, path: Path) -> None:
+def report_end(trainer: Trainer, path: Path) -> None:
     """Say how a training ended. A run stopped by a signal exits with 128 + its number (130 after
     Ctrl-C, 143 after SIGTERM), its checkpoint saved, so that a shell or a scheduler can tell it
     from a finished one."""

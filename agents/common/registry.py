@@ -9,9 +9,12 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from torch import nn
+
+if TYPE_CHECKING:
+    from agents.common.run import Trainer
 
 N = TypeVar("N", bound=type[nn.Module])
 
@@ -39,7 +42,7 @@ class TrainerKind:
             return cls.for_game(game, **fields)
         return cls.catch(**fields) if game.lower() == "catch" else cls(game=game, **fields)
 
-    def build(self, cfg: Any, callbacks: list[Any]) -> Any:
+    def build(self, cfg: Any, callbacks: list[Any]) -> Trainer:
         return getattr(importlib.import_module(self.module), self.trainer)(cfg, callbacks=callbacks)
 
 

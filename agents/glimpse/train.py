@@ -25,13 +25,11 @@ from torch.utils.tensorboard import SummaryWriter
 from agents.common.checkpoint import (
     CONFIG,
     MODEL,
-    StopFlag,
     check_run_dir,
     checkpoint_config,
     load_state,
     optimizer_from_tensors,
     optimizer_to_tensors,
-    prepare_run_dir,
     read_json,
     read_tensors,
     require_same_network,
@@ -43,6 +41,7 @@ from agents.common.checkpoint import (
 )
 from agents.common.precision import resolve_precision, with_resolved_precision
 from agents.common.resources import emulator_bytes, keep_freed_memory, require_memory
+from agents.common.run import RunSession
 from agents.common.training import EpisodeTracker, action_names, check_config_types
 from agents.glimpse import (
     GlimpsePolicy,
@@ -469,6 +468,7 @@ class GlimpseTrainer:
         self.tracker = EpisodeTracker(cfg.num_envs, self.env_options)
         self.heat = np.zeros(self.frame_shape, np.float64)
         self.stop_signal: int | None = None  # the signal that stopped run(), if one did
+        self.writer: SummaryWriter | None = None  # RunSession opens it on the run directory
         check_run_dir(self.run_dir, resuming=resume_from is not None)
         if resume_from is not None:
             restore_trainer(self._restore, resume_from)
@@ -554,90 +554,79 @@ class GlimpseTrainer:
     # ---- training -----------------------------------------------------------------------------
     def run(self) -> Path:
         """Train until ``total_steps``; returns the final checkpoint's directory."""
-        from tqdm import tqdm
+        with RunSession(self) as session:
+            self._loop(session)
+        return session.path
 
-        c = self.cfg
-        lock = prepare_run_dir(self.run_dir, dataclasses.asdict(c), resuming=bool(c.resume))
-        writer = SummaryWriter(str(self.run_dir))
+    def _loop(self, session: RunSession) -> None:
+        """Play rollouts, one update after each, logging, heat maps and checkpoints, until the
+        budget is spent or a signal asks to stop."""
+        c, writer = self.cfg, self.writer
         obs, info = self.env.reset(seed=c.seed + self.global_step)
         n = c.num_envs
         state = self.model.initial_state(n)
         loc = torch.zeros(n, 2)
         tracker = self.tracker
         since_log = since_save = since_heat = 0
-        sps_t0, sps_s0 = time.perf_counter(), self.global_step
-        bar = tqdm(total=c.total_steps, initial=self.global_step, unit="step",
-                   disable=not c.progress, dynamic_ncols=True)  # fmt: skip
-        stop = StopFlag()
         ppo = c.epochs > 1  # each epoch replays the rollout: play it without a graph
         fire = FireAfterLifeLoss(c.fire_after_life_loss, self.fire_action, info)
-        try:
-            while self.global_step < c.total_steps and not stop.requested:
-                rows: dict[str, list[torch.Tensor]] = collections.defaultdict(list)
-                start = state
-                for _ in range(c.rollout):
-                    images = torch.from_numpy(obs)  # uint8: the retina converts only its patches
-                    with torch.set_grad_enabled(not ppo), self._autocast():
-                        action, logp_a, logp_l, ent_a, ent_l, baseline, loc, state = self.act(
-                            images, loc, state, rows if ppo else None
-                        )
-                    # FIRE after a lost life is the env's step, not a decision of the policy's
-                    obs, rew, term, trunc, info = self.env.step(fire.actions(action.numpy()))
-                    ended = tracker.ended  # envs whose step was a reset step: no decision
-                    decision = ~ended & ~fire.forced
-                    now_ended = tracker.update(rew, term, trunc, info, writer, self.global_step)
-                    rows["logp_a"].append(logp_a)
-                    rows["logp_l"].append(logp_l)
-                    rows["reward"].append(
-                        torch.from_numpy(np.where(ended, 0.0, np.clip(rew, -1, 1)))
+        while self.global_step < c.total_steps and not session.stop.requested:
+            rows: dict[str, list[torch.Tensor]] = collections.defaultdict(list)
+            start = state
+            for _ in range(c.rollout):
+                images = torch.from_numpy(obs)  # uint8: the retina converts only its patches
+                with torch.set_grad_enabled(not ppo), self._autocast():
+                    action, logp_a, logp_l, ent_a, ent_l, baseline, loc, state = self.act(
+                        images, loc, state, rows if ppo else None
                     )
-                    rows["baseline"].append(baseline)
-                    rows["mask"].append(torch.from_numpy(decision))
-                    # the targets' episode: the game's, or a life under life_loss_info
-                    rows["done"].append(torch.from_numpy(now_ended | (np.asarray(term) & decision)))
-                    rows["ent_a"].append(ent_a)
-                    rows["ent_l"].append(ent_l)
-                    rows["restart"].append(torch.from_numpy(ended))
-                    # an env whose reset step just happened starts over: fresh core, central glimpse
-                    if ended.any():
-                        state, loc = self.model.restart(torch.from_numpy(ended), state, loc)
-                    fire.observe(info, now_ended)  # term is a life's end under life_loss_info
-                    self.global_step += n
-                    bar.update(n)
-                with torch.no_grad(), self._autocast():  # the baseline, for a cut episode
-                    heads, _ = self.model(torch.from_numpy(obs), loc, state)
-                stats = self.update(rows, heads["baseline"], start)
-                state = tuple(s.detach() for s in state)  # truncated back-propagation through time
-                since_log += n * c.rollout
-                since_save += n * c.rollout
-                since_heat += n * c.rollout
-                if since_log >= c.log_every:
-                    since_log = 0
-                    sps = (self.global_step - sps_s0) / max(1e-9, time.perf_counter() - sps_t0)
-                    for k, v in stats.items():
-                        writer.add_scalar(k, v, self.global_step)
-                    writer.add_scalar("charts/location_std", c.location_std, self.global_step)
-                    writer.add_scalar("charts/SPS", sps, self.global_step)
-                    bar.set_postfix(SPS=f"{sps:.0f}", ret=f"{tracker.recent_mean():.2f}")
-                if c.heatmap_every and since_heat >= c.heatmap_every:
-                    since_heat = 0
-                    writer.add_image("glimpses/heatmap", self.heatmap(obs[0, -1]),
-                                     self.global_step, dataformats="HWC")  # fmt: skip
-                    self.heat[:] = 0.0
-                for callback in self.callbacks:
-                    callback(self, self.global_step)
-                if since_save >= c.save_every:
-                    since_save = 0
-                    self.save()
-        finally:
-            bar.close()
-            stop.restore()
-            self.stop_signal = stop.signum
-        path = self.save()
-        lock.release()  # after the final checkpoint (a crash leaves it to be taken over as stale)
-        writer.close()
-        self.env.close()
-        return path
+                # FIRE after a lost life is the env's step, not a decision of the policy's
+                obs, rew, term, trunc, info = self.env.step(fire.actions(action.numpy()))
+                ended = tracker.ended  # envs whose step was a reset step: no decision
+                decision = ~ended & ~fire.forced
+                now_ended = tracker.update(rew, term, trunc, info, writer, self.global_step)
+                rows["logp_a"].append(logp_a)
+                rows["logp_l"].append(logp_l)
+                rows["reward"].append(
+                    torch.from_numpy(np.where(ended, 0.0, np.clip(rew, -1, 1)))
+                )
+                rows["baseline"].append(baseline)
+                rows["mask"].append(torch.from_numpy(decision))
+                # the targets' episode: the game's, or a life under life_loss_info
+                rows["done"].append(torch.from_numpy(now_ended | (np.asarray(term) & decision)))
+                rows["ent_a"].append(ent_a)
+                rows["ent_l"].append(ent_l)
+                rows["restart"].append(torch.from_numpy(ended))
+                # an env whose reset step just happened starts over: fresh core, central glimpse
+                if ended.any():
+                    state, loc = self.model.restart(torch.from_numpy(ended), state, loc)
+                fire.observe(info, now_ended)  # term is a life's end under life_loss_info
+                self.global_step += n
+                session.bar.update(n)
+            with torch.no_grad(), self._autocast():  # the baseline, for a cut episode
+                heads, _ = self.model(torch.from_numpy(obs), loc, state)
+            stats = self.update(rows, heads["baseline"], start)
+            state = tuple(s.detach() for s in state)  # truncated back-propagation through time
+            since_log += n * c.rollout
+            since_save += n * c.rollout
+            since_heat += n * c.rollout
+            if since_log >= c.log_every:
+                since_log = 0
+                sps = session.steps_per_second()
+                for k, v in stats.items():
+                    writer.add_scalar(k, v, self.global_step)
+                writer.add_scalar("charts/location_std", c.location_std, self.global_step)
+                writer.add_scalar("charts/SPS", sps, self.global_step)
+                session.bar.set_postfix(SPS=f"{sps:.0f}", ret=f"{tracker.recent_mean():.2f}")
+            if c.heatmap_every and since_heat >= c.heatmap_every:
+                since_heat = 0
+                writer.add_image("glimpses/heatmap", self.heatmap(obs[0, -1]),
+                                 self.global_step, dataformats="HWC")  # fmt: skip
+                self.heat[:] = 0.0
+            for callback in self.callbacks:
+                callback(self, self.global_step)
+            if since_save >= c.save_every:
+                since_save = 0
+                self.save()
 
     def update(self, rows: dict[str, list[torch.Tensor]], bootstrap: torch.Tensor,
                start: tuple[torch.Tensor, ...]) -> dict[str, float]:  # fmt: skip

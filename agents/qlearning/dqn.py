@@ -24,13 +24,11 @@ from agents.common.checkpoint import (
     CONFIG,
     MODEL,
     CheckpointError,
-    StopFlag,
     check_run_dir,
     checkpoint_config,
     load_state,
     optimizer_from_tensors,
     optimizer_to_tensors,
-    prepare_run_dir,
     read_json,
     read_tensors,
     require_same_network,
@@ -51,6 +49,7 @@ from agents.common.resources import (
     keep_freed_memory,
     require_memory,
 )
+from agents.common.run import RunSession
 from agents.common.training import (
     EpisodeTracker,
     action_names,
@@ -394,78 +393,67 @@ class DQNTrainer:
     def run(self) -> Path:
         """Train until ``total_steps``; checkpoints every ``save_every`` and at the end (also on
         Ctrl-C or SIGTERM, so that ``--resume`` continues from where it stopped)."""
-        from tqdm import tqdm
+        with RunSession(self) as session:
+            self._loop(session)
+        return session.path
 
+    def _loop(self, session: RunSession) -> None:
+        """Act, learn every ``train_freq`` steps, copy the target network, log and save, until the
+        budget is spent or a signal asks to stop."""
         c = self.cfg
-        lock = prepare_run_dir(self.run_dir, dataclasses.asdict(c), resuming=bool(c.resume))
-        self.writer = SummaryWriter(str(self.run_dir))
         obs, _ = self.env.reset(seed=c.seed + self.global_step)
         self.replay.reset(obs)
         tracker = self.tracker
         since_train = since_target = since_save = since_log = 0
         stats: dict[str, float] = {}
-        sps_t0, sps_s0 = time.perf_counter(), self.global_step
-        bar = tqdm(total=c.total_steps, initial=self.global_step, unit="step", disable=not c.progress,
-                   dynamic_ncols=True)  # fmt: skip
         overlap = c.overlap and hasattr(self.env, "send")
-        stop = StopFlag()
-        try:
-            while self.global_step < c.total_steps and not stop.requested:
-                epsilon = self.epsilon()
-                actions = self.act(obs, epsilon)
-                if overlap:  # the emulators step in ALE's C++ threads while we learn below
-                    self.env.send(actions)
-                if self.global_step >= self.learning_starts_at:
-                    while since_train >= c.train_freq:
-                        since_train -= c.train_freq
-                        for _ in range(c.gradient_steps):
-                            stats = self.learn()
-                    if since_target >= c.target_update:
-                        since_target = 0
-                        self.target_network.load_state_dict(self.q_network.state_dict())
-                        if self.target_copy:
-                            self.target_copy.refresh()
-                else:
-                    since_train = 0
-                step = self.env.recv() if overlap else self.env.step(actions)
-                next_obs, rewards, terminated, truncated, info = step
-                # the NEXT_STEP reset step of an env whose episode just ended is not a transition
-                self.replay.add(
-                    actions, np.clip(rewards, -1, 1), terminated, next_obs, reset_step=tracker.ended
-                )
-                tracker.update(rewards, terminated, truncated, info, self.writer, self.global_step)
-                obs = next_obs
-                self.last_obs = obs
-                self.global_step += c.num_envs
-                since_train += c.num_envs
-                since_target += c.num_envs
-                since_save += c.num_envs
-                since_log += c.num_envs
-                bar.update(c.num_envs)
+        while self.global_step < c.total_steps and not session.stop.requested:
+            epsilon = self.epsilon()
+            actions = self.act(obs, epsilon)
+            if overlap:  # the emulators step in ALE's C++ threads while we learn below
+                self.env.send(actions)
+            if self.global_step >= self.learning_starts_at:
+                while since_train >= c.train_freq:
+                    since_train -= c.train_freq
+                    for _ in range(c.gradient_steps):
+                        stats = self.learn()
+                if since_target >= c.target_update:
+                    since_target = 0
+                    self.target_network.load_state_dict(self.q_network.state_dict())
+                    if self.target_copy:
+                        self.target_copy.refresh()
+            else:
+                since_train = 0
+            step = self.env.recv() if overlap else self.env.step(actions)
+            next_obs, rewards, terminated, truncated, info = step
+            # the NEXT_STEP reset step of an env whose episode just ended is not a transition
+            self.replay.add(
+                actions, np.clip(rewards, -1, 1), terminated, next_obs, reset_step=tracker.ended
+            )
+            tracker.update(rewards, terminated, truncated, info, self.writer, self.global_step)
+            obs = next_obs
+            self.last_obs = obs
+            self.global_step += c.num_envs
+            since_train += c.num_envs
+            since_target += c.num_envs
+            since_save += c.num_envs
+            since_log += c.num_envs
+            session.bar.update(c.num_envs)
 
-                if since_log >= c.log_every:
-                    since_log = 0
-                    sps = (self.global_step - sps_s0) / max(1e-9, time.perf_counter() - sps_t0)
-                    self.writer.add_scalar("charts/epsilon", epsilon, self.global_step)
-                    self.writer.add_scalar("charts/SPS", sps, self.global_step)
-                    for k, v in stats.items():
-                        self.writer.add_scalar(k, v, self.global_step)
-                    bar.set_postfix(SPS=f"{sps:.0f}", ret=f"{tracker.recent_mean():.2f}",
-                                    eps=f"{epsilon:.2f}")  # fmt: skip
-                for callback in self.callbacks:
-                    callback(self, self.global_step)
-                if since_save >= c.save_every:
-                    since_save = 0
-                    self.save()
-        finally:
-            bar.close()
-            stop.restore()
-            self.stop_signal = stop.signum
-        path = self.save()
-        lock.release()  # after the final checkpoint (a crash leaves it to be taken over as stale)
-        self.writer.close()
-        self.env.close()
-        return path
+            if since_log >= c.log_every:
+                since_log = 0
+                sps = session.steps_per_second()
+                self.writer.add_scalar("charts/epsilon", epsilon, self.global_step)
+                self.writer.add_scalar("charts/SPS", sps, self.global_step)
+                for k, v in stats.items():
+                    self.writer.add_scalar(k, v, self.global_step)
+                session.bar.set_postfix(SPS=f"{sps:.0f}", ret=f"{tracker.recent_mean():.2f}",
+                                        eps=f"{epsilon:.2f}")  # fmt: skip
+            for callback in self.callbacks:
+                callback(self, self.global_step)
+            if since_save >= c.save_every:
+                since_save = 0
+                self.save()
 
     # ---- checkpoints --------------------------------------------------------------------------
     def checkpoint_config(self) -> dict[str, Any]:

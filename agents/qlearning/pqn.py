@@ -32,7 +32,6 @@ from agents.common.checkpoint import (
     load_state,
     optimizer_from_tensors,
     optimizer_to_tensors,
-    prepare_run_dir,
     read_json,
     read_tensors,
     require_same_network,
@@ -54,6 +53,7 @@ from agents.common.resources import (
     keep_freed_memory,
     require_memory,
 )
+from agents.common.run import RunSession
 from agents.common.training import (
     EpisodeTracker,
     action_names,
@@ -536,52 +536,35 @@ class PQNTrainer:
     def run(self) -> Path:
         """Train until ``total_steps`` (or ``time_limit``, or Ctrl-C/SIGTERM); a checkpoint every
         ``save_every`` steps and at the end, so that ``--resume`` continues from where it stopped."""
-        from tqdm import tqdm
-
         c = self.cfg
-        lock = prepare_run_dir(self.run_dir, dataclasses.asdict(c), resuming=bool(c.resume))
-        self.writer = SummaryWriter(str(self.run_dir))
-        if self.obs is None:
-            self.obs, _ = self.env.reset(seed=c.seed + self.global_step)
-        start = time.perf_counter()
-        sps_t0, sps_s0 = start, self.global_step
-        next_log = self.global_step + c.log_every
-        next_save = self.global_step + c.save_every
-        bar = tqdm(total=c.total_steps, initial=self.global_step, unit="step", disable=not c.progress,
-                   dynamic_ncols=True)  # fmt: skip
-        stop = StopFlag()
-        try:
+        with RunSession(self) as session:
+            if self.obs is None:
+                self.obs, _ = self.env.reset(seed=c.seed + self.global_step)
+            next_log = self.global_step + c.log_every
+            next_save = self.global_step + c.save_every
             while self.global_step < c.total_steps:
                 before = self.global_step
-                steps = self.collect(stop)
+                steps = self.collect(session.stop)
                 t0 = time.perf_counter()
                 stats = self.learn(steps)
                 self.seconds["learn"] += time.perf_counter() - t0
-                bar.update(self.global_step - before)
+                session.bar.update(self.global_step - before)
                 if self.global_step >= next_log:
                     next_log = self.global_step + c.log_every
-                    sps = (self.global_step - sps_s0) / max(1e-9, time.perf_counter() - sps_t0)
+                    sps = session.steps_per_second()
                     self._log(stats, sps)
-                    bar.set_postfix(SPS=f"{sps:.0f}", ret=f"{self.tracker.recent_mean():.2f}",
-                                    eps=f"{self.epsilon():.3f}")  # fmt: skip
-                if stop.requested:
+                    session.bar.set_postfix(SPS=f"{sps:.0f}", ret=f"{self.tracker.recent_mean():.2f}",
+                                            eps=f"{self.epsilon():.3f}")  # fmt: skip
+                if session.stop.requested:
                     self.stopped_by = "signal"
                     break
-                if c.time_limit and time.perf_counter() - start >= c.time_limit:
+                if c.time_limit and session.elapsed() >= c.time_limit:
                     self.stopped_by = "time limit"
                     break
                 if self.global_step >= next_save and self.global_step < c.total_steps:
                     next_save = self.global_step + c.save_every
                     self.save()
-        finally:
-            bar.close()
-            stop.restore()
-            self.stop_signal = stop.signum
-        path = self.save()
-        lock.release()  # after the final checkpoint (a crash leaves it to be taken over as stale)
-        self.writer.close()
-        self.env.close()
-        return path
+        return session.path
 
     def _log(self, stats: dict[str, float], sps: float) -> None:
         w, step = self.writer, self.global_step
