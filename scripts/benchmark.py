@@ -40,7 +40,10 @@ def machine() -> str:
 
 
 def write_section(name: str, body: str, doc: Path = DOC) -> None:
-    """Replace the section between ``<!-- name:begin -->`` and ``<!-- name:end -->`` (or append)."""
+    """Replace the section between ``<!-- name:begin -->`` and ``<!-- name:end -->`` in the docs
+    page that holds it (``doc`` when none does, appended at its end)."""
+    marker = f"<!-- {name}:begin -->"
+    doc = next((page for page in sorted(doc.parent.glob("*.md")) if marker in page.read_text()), doc)
     command = "attn bench " + " ".join(sys.argv[1:])
     stamp = datetime.date.today().isoformat()
     block = (

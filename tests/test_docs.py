@@ -43,3 +43,18 @@ def test_user_docs_cite_no_issue_numbers():
     pages = [ROOT / "README.md", ROOT / "pretrained" / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
     cited = {str(p.relative_to(ROOT)): re.findall(r"(?<![\w/&])#\d+\b", p.read_text()) for p in pages}
     assert not {page: refs for page, refs in cited.items() if refs}
+
+
+def test_a_benchmark_writes_its_section_in_the_page_that_holds_it(tmp_path):
+    """A section lives where the docs put it (the glimpse agent's on its own page): it is replaced
+    there, and a section no page holds yet goes to the end of benchmarks.md."""
+    from scripts.benchmark import write_section
+
+    bench, glimpse = tmp_path / "benchmarks.md", tmp_path / "glimpse_agent.md"
+    bench.write_text("# Benchmarks\n")
+    glimpse.write_text("# Glimpse\n\nbefore\n<!-- g:begin -->\nold\n<!-- g:end -->\nafter\n")
+    write_section("g", "new table", doc=bench)
+    write_section("fresh", "another", doc=bench)
+    text = glimpse.read_text()
+    assert "new table" in text and "old" not in text and text.endswith("after\n")
+    assert "new table" not in bench.read_text() and "<!-- fresh:begin -->" in bench.read_text()

@@ -84,7 +84,7 @@ class GlimpseConfig:
     total_steps: int = 16_000_000
     """Environment steps over all envs (on Catch about 9 minutes on two cores). Catch's learning
     rate decays to zero over this budget: at 8M steps seeds 0-3 ended at 0.82-0.95 of 200 greedy
-    episodes, at 16M seeds 0-4 end at 0.91-0.99 (docs/benchmarks.md)."""
+    episodes, at 16M seeds 0-4 end at 0.91-0.99 (docs/glimpse_agent.md)."""
     num_envs: int = 128
     """Parallel environments (one batch through the network per step). On Catch 128 envs at a
     learning rate of 4e-3 learned as much per step as 32 at 2e-3, at 1.7 times the steps per second
@@ -213,7 +213,7 @@ class GlimpseConfig:
     matmuls under bfloat16 autocast; the weights Adam steps and its state, the heads and their
     distributions, the loss and the checkpoints stay float32). auto is fp32: at this agent's sizes
     (16 envs, a 256-unit core) bf16 made PPO's replays faster but acting slower, and Pong trained
-    no faster (docs/benchmarks.md). bf16 needs a CPU with AVX-512 BF16 or AMX. A resumed run keeps
+    no faster (docs/glimpse_agent.md). bf16 needs a CPU with AVX-512 BF16 or AMX. A resumed run keeps
     its own."""
     threads: int = 0
     """Torch CPU threads (0: torch's default)."""
@@ -235,7 +235,7 @@ class GlimpseConfig:
         """Defaults for the foveal Catch: the paper's 24x24 screen seen through patches of 6 and 12
         pixels (the widest covers a quarter of it). A rollout of 48 holds two whole episodes here,
         or one 47-step episode of ``--catch-size 48`` (the widest patch then covers 6%), so that
-        returns stay Monte-Carlo. On 48x48 the recipe does not learn yet (docs/benchmarks.md)."""
+        returns stay Monte-Carlo. On 48x48 the recipe does not learn yet (docs/glimpse_agent.md)."""
         return cls(**{"preset": "foveal", "catch_size": 24, "patch_size": 6, "num_scales": 2,
                       "rollout": 48, **overrides})  # fmt: skip
 
@@ -260,7 +260,7 @@ class GlimpseConfig:
           PPO settings (Adam 2.5e-4, clip 0.1, entropy 0.01, gradient norm 0.5, GAE 0.95) and a
           lost life terminal for the targets. On Breakout, REINFORCE (one step per rollout, Adam
           7e-4) stayed at a random policy's score for 1-2M steps in five variants where this
-          recipe rose from the start (docs/benchmarks.md).
+          recipe rose from the start (docs/glimpse_agent.md).
         """
         return cls(**{"game": "pong", "total_steps": 10_000_000, "num_envs": 16, "rollout": 32,
                       "patch_size": 16, "num_scales": 3, "scale_factor": 4, "retina_pool": "max",
