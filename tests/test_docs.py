@@ -21,14 +21,14 @@ def test_the_site_builds_strict_with_every_page_and_the_cli_reference(tmp_path):
                           capture_output=True, text=True,
                           env={**os.environ, "NO_MKDOCS_2_WARNING": "1"})  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
-    cli = (site / "cli" / "index.html").read_text()
+    cli = (site / "cli.html").read_text()
     from scripts.attn import COMMANDS
 
     assert all(f"attn {name}" in cli for name in COMMANDS)
     assert "--total-steps" in cli and "(default:" in cli  # the trainers' --help, flags and defaults
-    api = (site / "api" / "agents" / "index.html").read_text()
+    api = (site / "api" / "agents.html").read_text()
     assert "PQNConfig" in api and "q_lambda_targets" in api
-    assert "19.37" in (site / "agents" / "index.html").read_text()  # pretrained/README.md
+    assert "19.37" in (site / "agents.html").read_text()  # pretrained/README.md
 
 
 def test_the_readme_is_a_front_page_whose_links_resolve():

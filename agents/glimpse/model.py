@@ -261,14 +261,12 @@ class RecurrentAttentionModel(nn.Module):
         """The heads read off core outputs ``h`` (..., hidden), in float32 even under bf16
         autocast: the policies' log-probabilities and the baseline's targets need its precision."""
         with torch.autocast(h.device.type, enabled=False):
-            return self._heads(h.float())
-
-    def _heads(self, h: torch.Tensor) -> dict[str, torch.Tensor]:
-        heads = {
-            "action_logits": self.action_head(h),
-            "baseline": self.baseline_head(h.detach() if self.detach_baseline else h).squeeze(-1),
-        }
-        loc = self.location_head(h.detach() if self.detach_location else h)
+            h = h.float()
+            heads = {
+                "action_logits": self.action_head(h),
+                "baseline": self.baseline_head(h.detach() if self.detach_baseline else h).squeeze(-1),
+            }
+            loc = self.location_head(h.detach() if self.detach_location else h)
         if self.location_policy == "gaussian":
             heads["location_mean"] = torch.tanh(loc)
         else:
