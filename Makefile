@@ -50,6 +50,6 @@ test: lint
 	$(BIN)/python -m pytest -n auto --dist loadfile --no-loadscope-reorder
 
 benchmark: install
-	$(BIN)/attn bench envs
-	$(BIN)/attn bench dqn
-	$(BIN)/attn bench saliency
+	$(BIN)/attn bench envs --write-docs
+	$(BIN)/attn bench dqn --write-docs
+	$(BIN)/attn bench saliency --write-docs

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from agents.common.config import PositiveFloat, PositiveInt
 from scripts.cli import fail, parse_args, signals_end_cleanly
 
 
@@ -25,19 +26,19 @@ class Args:
     """Attacks: fgsm, pgd (Madry et al.), noise (random +-epsilon per pixel: the control)."""
     epsilons: tuple[float, ...] = (0.0, 1.0, 2.0, 4.0, 8.0)
     """L-infinity budgets in pixel levels (0-255) of the uint8 frame."""
-    episodes: int = 100
+    episodes: PositiveInt = 100
     """Evaluation episodes per checkpoint, attack and epsilon."""
     transfer_from: str | None = None
     """Also attack the glimpse checkpoints with FGSM/PGD crafted on this CNN agent (transfer)."""
-    pgd_steps: int = 10
+    pgd_steps: PositiveInt = 10
     """PGD iterations."""
-    pgd_step_size: float | None = None
+    pgd_step_size: PositiveFloat | None = None
     """PGD step in pixel levels (default 2.5 * epsilon / steps, Madry et al.)."""
     game: str | None = None
     """Game (needed for SB3 zips)."""
     seed: int = 0
     """Seed of the environments and of the noise."""
-    num_envs: int = 8
+    num_envs: PositiveInt = 8
     """Parallel environments per evaluation."""
 
 
@@ -60,14 +61,9 @@ def main() -> None:
     try:
         for attack in args.attack:
             check_attack(attack, args.epsilons)
-        if args.episodes < 1 or args.num_envs < 1 or args.pgd_steps < 1:
-            raise ValueError(f"--episodes, --num-envs and --pgd-steps must be >= 1, got "
-                             f"{args.episodes}, {args.num_envs} and {args.pgd_steps}")  # fmt: skip
         zips = [c for c in (*args.checkpoint, args.transfer_from or "") if c.endswith(".zip")]
         if args.game is not None and not zips:
             raise ValueError("--game applies to SB3 zips only; our checkpoints record their game")
-        if args.pgd_step_size is not None and not args.pgd_step_size > 0:
-            raise ValueError(f"--pgd-step-size must be > 0, got {args.pgd_step_size}")
         if args.transfer_from is not None:
             if set(args.attack) == {"noise"}:
                 raise ValueError("--transfer-from crafts FGSM or PGD on another agent; noise needs "

@@ -1,17 +1,16 @@
-"""Benchmarks, each side by side with its peer in one run; results go to docs/benchmarks.md.
+"""Benchmarks, each side by side with its peer in one run. Results go to --out as JSON (one file
+per section); --write-docs also renders them into the docs page that holds each section.
 
 attn bench envs      # env steps/s: ours vs SB3's pipeline vs raw ALE
+attn bench pqn       # PQN with learning at each precision, beside the DQN trainer
 attn bench glimpse   # glimpse agent: cost vs resolution, Catch curve, Pong budget
 attn bench sb3       # SB3 PPO rollouts: on our VecEnv vs SB3's Atari pipeline
-attn bench scaling   # one actor's env steps/s against what one learner consumes
+attn bench pqn --write-docs                  # measure and render into docs/
+attn bench docs benchmarks/pqn_gpu.json      # render a saved result (another machine's)
 """
 
 from __future__ import annotations
 
-import datetime
-import os
-import platform
-import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,51 +18,25 @@ from typing import Annotated, Literal
 
 import tyro
 
-from analysis.render import markdown_table
-
-DOC = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
-
-
-def machine() -> str:
-    import torch
-
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    python = platform.python_version()
-    return f"{os.cpu_count()} cores ({cpu}), Python {python}, torch {torch.__version__}"
-
-
-def write_section(name: str, body: str, doc: Path = DOC) -> None:
-    """Replace the section between ``<!-- name:begin -->`` and ``<!-- name:end -->`` in the docs
-    page that holds it (``doc`` when none does, appended at its end)."""
-    marker = f"<!-- {name}:begin -->"
-    doc = next((page for page in sorted(doc.parent.glob("*.md")) if marker in page.read_text()), doc)
-    command = "attn bench " + " ".join(sys.argv[1:])
-    stamp = datetime.date.today().isoformat()
-    block = (
-        f"<!-- {name}:begin -->\nCommand: `{command}`  \nMachine: {machine()}  \nDate: {stamp}\n\n"
-        f"{body}\n<!-- {name}:end -->"
-    )
-    text = doc.read_text() if doc.exists() else "# Benchmarks\n"
-    pattern = re.compile(rf"<!-- {name}:begin -->.*?<!-- {name}:end -->", re.S)
-    text = (
-        pattern.sub(lambda _: block, text)
-        if pattern.search(text)
-        else text.rstrip() + f"\n\n{block}\n"
-    )
-    doc.parent.mkdir(parents=True, exist_ok=True)
-    doc.write_text(text)
-    print(f"wrote the '{name}' section of {doc}")
+from scripts.bench.report import Report, Table
 
 
 @dataclass
-class Envs:
+class Output:
+    """Where every subcommand's results go."""
+
+    out: str = "benchmarks"
+    """Folder for the results: one JSON file per section (<section>.json), with the tables and the
+    measurements they were made from."""
+    write_docs: bool = False
+    """Also render the results into the page of --docs that holds each section (its
+    <!-- section:begin --> marker), or at the end of benchmarks.md."""
+    docs: str = "docs"
+    """The documentation folder that --write-docs writes into (the repository's docs/)."""
+
+
+@dataclass
+class Envs(Output):
     """Agent steps/s with random actions: our vector and single env, SB3's pipeline, raw ALE."""
 
     games: list[str] = field(default_factory=lambda: ["pong", "breakout", "enduro"])
@@ -74,22 +47,20 @@ class Envs:
     """Length of one timed window."""
     repeats: int = 3
     """Timed windows per setup; the median is reported."""
-    write: bool = True
-    """Write the table into docs/benchmarks.md."""
 
 
-def run_envs(cfg: Envs) -> None:
-    from envs.benchmark import benchmark_envs, ratio_rows
+def run_envs(cfg: Envs) -> list[Report]:
+    import dataclasses
 
-    rows = ratio_rows(benchmark_envs(cfg.games, cfg.vector_sizes, cfg.seconds, cfg.repeats))
-    table = markdown_table(["game", "setup", "steps/s", "vs SB3 x1", "of emulation ceiling"], rows)
-    print(table)
-    if cfg.write:
-        write_section("envs", table)
+    from scripts.bench.envs import benchmark_envs, ratio_rows
+
+    results = benchmark_envs(cfg.games, cfg.vector_sizes, cfg.seconds, cfg.repeats)
+    table = Table(["game", "setup", "steps/s", "vs SB3 x1", "of emulation ceiling"], ratio_rows(results))
+    return [Report("envs", [table], [dataclasses.asdict(m) for m in results])]
 
 
 @dataclass
-class Dqn:
+class Dqn(Output):
     """Training steps/s and peak RSS of our trainer against SB3's DQN on Pong; replay memory."""
 
     game: str = "pong"
@@ -106,12 +77,11 @@ class Dqn:
     """Transitions written when measuring resident memory per transition."""
     device: str = "cpu"
     """Device for our trainer (SB3 always runs on the CPU here)."""
-    write: bool = True
-    """Write the tables into docs/benchmarks.md."""
 
 
-def run_dqn(cfg: Dqn) -> None:
-    from agents.qlearning.benchmark import in_fresh_process, replay_memory, run_ours, run_sb3
+def run_dqn(cfg: Dqn) -> list[Report]:
+    from scripts.bench.qlearning import replay_memory, run_ours, run_sb3
+    from scripts.bench.timing import in_fresh_process
 
     common = (cfg.game, cfg.steps, cfg.learning_starts, cfg.buffer_size)
     sb3 = in_fresh_process(run_sb3, *common)
@@ -124,14 +94,13 @@ def run_dqn(cfg: Dqn) -> None:
     rows = [
         ["SB3 DQN, CnnPolicy, 1 env", f"{sb3['sps']:.0f}", "1.00x", f"{sb3['peak_rss_mb']:,.0f}"]
     ]
+    runs = {"SB3": sb3}
     for name, num_envs, options in setups:
-        r = in_fresh_process(run_ours, *common, num_envs, options, cfg.device)
+        r = runs[name] = in_fresh_process(run_ours, *common, num_envs, options, cfg.device)
         rows.append(
             [name, f"{r['sps']:.0f}", f"{r['sps'] / sb3['sps']:.2f}x", f"{r['peak_rss_mb']:,.0f}"]
         )
-    train = markdown_table(
-        ["trainer", "steps/s after learning starts", "vs SB3", "peak RSS (MB)"], rows
-    )
+    train = Table(["trainer", "steps/s after learning starts", "vs SB3", "peak RSS (MB)"], rows)
     mem = in_fresh_process(replay_memory, cfg.replay_capacity, cfg.replay_fill)
     mem_rows = [
         [name, f"{mem[key + '_bytes_per_transition']:,.0f}", f"{mem[key + '_rss_per_transition']:,.0f}",
@@ -140,17 +109,15 @@ def run_dqn(cfg: Dqn) -> None:
         for name, key in (("SB3 ReplayBuffer", "sb3"), ("SB3, optimize_memory_usage", "sb3_optimized"),
                           ("ours, FrameReplayBuffer", "ours"))
     ]  # fmt: skip
-    memory = markdown_table(
+    memory = Table(
         ["replay memory", "allocated bytes/transition", "resident bytes/transition (measured)",
          "GB at 1M", "1M capacity here", "ours / this"], mem_rows,
     )  # fmt: skip
-    print(train, "\n\n", memory, sep="")
-    if cfg.write:
-        write_section("dqn", f"{train}\n\n{memory}")
+    return [Report("dqn", [train, memory], {"training": runs, "replay": mem})]
 
 
 @dataclass
-class DqnGpu:
+class DqnGpu(Output):
     """Our DQN trainer with --device cuda at several env counts, float32 and bf16 autocast."""
 
     game: str = "pong"
@@ -163,18 +130,17 @@ class DqnGpu:
     """Replay capacity."""
     num_envs: list[int] = field(default_factory=lambda: [8, 16])
     """Env counts to measure."""
-    write: bool = True
-    """Write the table into docs/benchmarks.md."""
 
 
-def run_dqn_gpu(cfg: DqnGpu) -> None:
+def run_dqn_gpu(cfg: DqnGpu) -> list[Report]:
     import torch
 
-    from agents.qlearning.benchmark import in_fresh_process, run_ours
+    from scripts.bench.qlearning import run_ours
+    from scripts.bench.timing import in_fresh_process
 
     if not torch.cuda.is_available():
         raise SystemExit("error: dqn-gpu needs a CUDA device; torch sees none")
-    rows = []
+    rows, runs = [], []
     for n in cfg.num_envs:
         for device, options in (("cuda", {"precision": "fp32"}), ("cuda", {"precision": "bf16"})):
             r = in_fresh_process(
@@ -187,20 +153,16 @@ def run_dqn_gpu(cfg: DqnGpu) -> None:
                 options,
                 device,
             )
+            runs.append({"num_envs": n, **options, **r})
             label = device + (", bf16 autocast" if options["precision"] == "bf16" else "")
             rows.append([str(n), label, f"{r['sps']:.0f}", f"{r['peak_rss_mb']:,.0f}"])
             print(" | ".join(rows[-1]), flush=True)
-    table = markdown_table(
-        ["envs", "device", "steps/s after learning starts", "peak RSS (MB)"], rows
-    )
-    gpu = torch.cuda.get_device_name(0)
-    print(gpu, table, sep="\n")
-    if cfg.write:
-        write_section("dqn_gpu", f"GPU: {gpu}\n\n{table}")
+    table = Table(["envs", "device", "steps/s after learning starts", "peak RSS (MB)"], rows)
+    return [Report("dqn_gpu", [f"GPU: {torch.cuda.get_device_name(0)}", table], runs)]
 
 
 @dataclass
-class Saliency:
+class Saliency(Output):
     """Saliency maps/s: batched Jacobian vs a per-frame loop vs captum; every attribution method;
     the sanity and fidelity checks (frames/s); videos."""
 
@@ -210,49 +172,38 @@ class Saliency:
     """Timed repeats per method (median reported)."""
     video_frames: int = 1000
     """Frames in the end-to-end video measurement."""
-    write: bool = True
-    """Write the table into docs/benchmarks.md."""
 
 
-def run_saliency(cfg: Saliency) -> None:
-    from analysis.benchmark import benchmark_saliency
+def run_saliency(cfg: Saliency) -> list[Report]:
+    from scripts.bench.analysis import benchmark_saliency
 
     rows = benchmark_saliency(cfg.batch, cfg.repeats, cfg.video_frames)
     loop = dict(rows)["Jacobian, per-frame loop"]
-    table = markdown_table(
-        ["method", "maps (frames) per second", "vs per-frame loop"],
-        [[name, f"{rate:,.1f}", f"{rate / loop:.1f}x"] for name, rate in rows],
-    )
-    print(table)
-    if cfg.write:
-        write_section("saliency", table)
+    table = Table(["method", "maps (frames) per second", "vs per-frame loop"],
+                  [[name, f"{rate:,.1f}", f"{rate / loop:.1f}x"] for name, rate in rows])  # fmt: skip
+    return [Report("saliency", [table], dict(rows))]
 
 
 @dataclass
-class Attack:
+class Attack(Output):
     """Adversarial attacks: attacked frames/s for FGSM, PGD-10 and noise, CNN and glimpse agent."""
 
     batch: int = 32
     """Frames attacked per call (the envs of one evaluation step)."""
     repeats: int = 5
     """Timed repeats per attack (median reported)."""
-    write: bool = True
-    """Write the table into docs/benchmarks.md."""
 
 
-def run_attack(cfg: Attack) -> None:
-    from analysis.benchmark import benchmark_attacks
+def run_attack(cfg: Attack) -> list[Report]:
+    from scripts.bench.analysis import benchmark_attacks
 
     rows = benchmark_attacks(cfg.batch, cfg.repeats)
-    table = markdown_table(["attack (epsilon 4)", "frames per second"],
-                           [[name, f"{rate:,.1f}"] for name, rate in rows])  # fmt: skip
-    print(table)
-    if cfg.write:
-        write_section("attack", table)
+    table = Table(["attack (epsilon 4)", "frames per second"], [[name, f"{r:,.1f}"] for name, r in rows])
+    return [Report("attack", [table], dict(rows))]
 
 
 @dataclass
-class Glimpse:
+class Glimpse(Output):
     """Glimpse agent: forward cost vs resolution against the dueling CNN; Catch learning curve;
     Pong steps/s and return after a fixed budget beside a random policy."""
 
@@ -277,66 +228,54 @@ class Glimpse:
         default_factory=lambda: ["cost", "catch", "pong", "precision"]
     )
     """Which measurements to run."""
-    write: bool = True
-    """Write the tables into docs/benchmarks.md."""
 
 
-def run_glimpse(cfg: Glimpse) -> None:
-    from agents.glimpse import benchmark as gb
+def run_glimpse(cfg: Glimpse) -> list[Report]:
+    from scripts.bench import glimpse as gb
 
+    reports = []
     if "cost" in cfg.parts:
         rows = gb.forward_cost(batch=cfg.batch, repeats=cfg.repeats)
         base = {r["model"]: r["ms_per_step"] for r in rows if r["resolution"] == "84x84"}
-        table = markdown_table(
+        table = Table(
             ["model", "input", "pixels", "ms per agent step (batch)", "vs its 84x84", "parameters"],
             [[r["model"], r["resolution"], f"{r['pixels']:,}", f"{r['ms_per_step']:.3f}",
               f"{r['ms_per_step'] / base[r['model']]:.2f}x", f"{r['params']:,}"]
              for r in rows],
         )  # fmt: skip
-        print(table)
-        if cfg.write:
-            write_section(
-                "glimpse_cost", f"Batch {cfg.batch}, one grayscale frame per sample.\n\n{table}"
-            )
+        reports.append(Report("glimpse_cost", [f"Batch {cfg.batch}, one grayscale frame per sample.", table],
+                              rows))  # fmt: skip
     if "catch" in cfg.parts:
-        rows = []
-        for budget in cfg.catch_steps:
-            curve = gb.learning_curve(budget, cfg.eval_every, target=cfg.catch_target)
-            rows += [[f"{budget:,}", f"{p['steps']:,}", f"{p['episodes']:,}", f"{p['seconds']:.0f}",
-                      f"{p['catch_rate']:.2f}"] for p in curve]  # fmt: skip
-        table = markdown_table(
-            ["budget", "steps", "episodes", "training seconds", "greedy catch rate (200 episodes)"],
-            rows,
-        )
-        print(table)
-        if cfg.write:
-            write_section("glimpse_catch", table)
+        curves = {budget: gb.learning_curve(budget, cfg.eval_every, target=cfg.catch_target)
+                  for budget in cfg.catch_steps}  # fmt: skip
+        rows = [[f"{budget:,}", f"{p['steps']:,}", f"{p['episodes']:,}", f"{p['seconds']:.0f}",
+                 f"{p['catch_rate']:.2f}"] for budget, curve in curves.items() for p in curve]  # fmt: skip
+        table = Table(["budget", "steps", "episodes", "training seconds", "greedy catch rate (200 episodes)"],
+                      rows)  # fmt: skip
+        reports.append(Report("glimpse_catch", [table], {str(b): c for b, c in curves.items()}))
     if "pong" in cfg.parts and cfg.pong_steps:
         r = gb.pong_budget(cfg.pong_steps)
-        table = markdown_table(
+        table = Table(
             ["policy", "steps/s (training)", f"return after {cfg.pong_steps:,} steps"],
             [["glimpse agent", f"{r['steps_per_second']:,.0f}",
               f"{r['return']:.1f} +- {r['return_std']:.1f}"],
              ["uniformly random", "", f"{r['random_return']:.1f} +- {r['random_std']:.1f}"]],
         )  # fmt: skip
-        print(table)
-        if cfg.write:
-            write_section("glimpse_pong", table)
+        reports.append(Report("glimpse_pong", [table], r))
     if "precision" in cfg.parts:
         r = gb.pong_precision(cfg.precision_steps, cfg.precision_repeats)
-        table = markdown_table(
+        table = Table(
             ["--precision", "training steps/s on Pong", "vs fp32", "peak RSS (MB)"],
             [[p, f"{v['sps']:,.0f}", f"{v['sps'] / r['fp32']['sps']:.2f}x", f"{v['rss_mb']:,.0f}"]
              for p, v in r.items()],
         )  # fmt: skip
-        print(table)
-        if cfg.write:
-            write_section("glimpse_precision", f"{cfg.precision_steps:,} steps a run, median of "
-                                               f"{cfg.precision_repeats}.\n\n{table}")  # fmt: skip
+        text = f"{cfg.precision_steps:,} steps a run, median of {cfg.precision_repeats}."
+        reports.append(Report("glimpse_precision", [text, table], r))
+    return reports
 
 
 @dataclass
-class Pqn:
+class Pqn(Output):
     """PQN on Pong at each precision against the DQN trainer at its defaults, steps/s with
     learning, the setups alternated and each median of its repeats."""
 
@@ -350,8 +289,6 @@ class Pqn:
     """Timed DQN environment steps after learning starts."""
     dqn_learning_starts: int = 4_000
     """DQN steps before learning starts (not timed)."""
-    write: bool = True
-    """Write the table into docs/benchmarks.md."""
 
 
 def pqn_row(name: str, r: dict[str, float], reference: float | None) -> list[str]:
@@ -369,11 +306,12 @@ PQN_SETUPS = (("PQN, --precision fp32", {"precision": "fp32"}),
               ("PQN, --precision bf16, 2 env groups", {"precision": "bf16", "env_groups": 2}))  # fmt: skip
 
 
-def run_pqn(cfg: Pqn) -> None:
+def run_pqn(cfg: Pqn) -> list[Report]:
     import statistics
 
-    from agents.qlearning.benchmark import in_fresh_process, run_ours
-    from agents.qlearning.benchmark import run_pqn as pqn
+    from scripts.bench.qlearning import run_ours
+    from scripts.bench.qlearning import run_pqn as pqn
+    from scripts.bench.timing import in_fresh_process
 
     dqn = in_fresh_process(run_ours, cfg.game, cfg.dqn_steps, cfg.dqn_learning_starts, 100_000, 8,
                            {}, "cpu")  # fmt: skip
@@ -390,16 +328,13 @@ def run_pqn(cfg: Pqn) -> None:
         row = pqn_row(name, {**median, "peak_rss_mb": max(r["peak_rss_mb"] for r in rs)}, dqn["sps"])
         ceiling = f"{median['sps'] / median['env_share']:,.0f}" if median["env_share"] > 0.02 else ""
         rows.append([*row[:3], f"{median['sps'] / fp32:.2f}x", row[3], ceiling, row[4]])
-    table = markdown_table(["trainer", "env steps/s with learning", "vs DQN", "vs PQN fp32",
-                            "env / act / learn", "emulators alone: steps/s", "peak RSS (MB)"],
-                           rows)  # fmt: skip
-    print(table)
-    if cfg.write:
-        write_section("pqn", table)
+    table = Table(["trainer", "env steps/s with learning", "vs DQN", "vs PQN fp32", "env / act / learn",
+                   "emulators alone: steps/s", "peak RSS (MB)"], rows)  # fmt: skip
+    return [Report("pqn", [table], {"dqn": dqn, **runs})]
 
 
 @dataclass
-class PqnGpu:
+class PqnGpu(Output):
     """PQN with --device cuda on Pong at several env counts, eager, with --cuda-graph and with
     --env-groups 2, with where the time goes: emulators, acting and learning, and within acting
     the observations' copy to the GPU, measured apart after each run."""
@@ -409,12 +344,9 @@ class PqnGpu:
     steps: int = 200_000
     """Timed environment steps per setup (after one warm-up rollout)."""
     num_envs: list[int] = field(default_factory=lambda: [128, 64])
-    """Env counts to measure, in order (a GPU window may end before the last)."""
-    json: str = ""
-    """Also write the results to this JSON file, a setup's label to its figures, after each setup
-    (scripts/gpu_window.sh reads it to train with the faster update)."""
-    write: bool = True
-    """Write the table into docs/benchmarks.md."""
+    """Env counts to measure, in order (a GPU window may end before the last). The results file
+    (--out) is written after each setup: scripts/gpu_window.sh reads it to train with the faster
+    update."""
 
 
 PQN_GPU_SETUPS = (("float32", {"precision": "fp32"}),
@@ -427,42 +359,36 @@ PQN_GPU_SETUPS = (("float32", {"precision": "fp32"}),
 the float32 setups (bf16 changes the numbers, not only the speed)."""
 
 
-def run_pqn_gpu(cfg: PqnGpu) -> None:
-    import json
-
+def run_pqn_gpu(cfg: PqnGpu) -> list[Report]:
     import torch
 
-    from agents.qlearning.benchmark import in_fresh_process
-    from agents.qlearning.benchmark import run_pqn as pqn
+    from scripts.bench.qlearning import run_pqn as pqn
+    from scripts.bench.timing import in_fresh_process
 
     if not torch.cuda.is_available():
         raise SystemExit("error: pqn-gpu needs a CUDA device; torch sees none")
-    rows, results = [], {}
+    header = [h for h in PQN_HEADER if h != "vs DQN"] + ["observations to GPU per step (share)"]
+    report = Report("pqn_gpu", [f"GPU: {torch.cuda.get_device_name(0)}", Table(header, [])], {})
     for n in cfg.num_envs:
         for label, options in PQN_GPU_SETUPS:
             try:  # one setup failing (a capture on a new machine, say) leaves the others to run
                 r = in_fresh_process(pqn, cfg.game, cfg.steps, n, options, "cuda")
             except Exception as e:  # noqa: BLE001 -- reported in the table and the JSON
-                results[f"{n} envs, {label}"] = {"error": f"{type(e).__name__}: {e}"}
-                rows.append([f"PQN, {n} envs, {label}", f"failed: {type(e).__name__}", "", "", ""])
+                report.data[f"{n} envs, {label}"] = {"error": f"{type(e).__name__}: {e}"}
+                row = [f"PQN, {n} envs, {label}", f"failed: {type(e).__name__}", "", "", ""]
             else:
-                results[f"{n} envs, {label}"] = r
+                report.data[f"{n} envs, {label}"] = r
                 row = pqn_row(f"PQN, {n} envs, {label}", r, None)
                 del row[2]  # no DQN in this run to compare with
-                rows.append([*row, f"{r['transfer_ms']:.2f} ms ({r['transfer_share']:.0%})"])
-            if cfg.json:
-                Path(cfg.json).write_text(json.dumps(results, indent=2))
-            print(" | ".join(rows[-1]), flush=True)
-    header = [h for h in PQN_HEADER if h != "vs DQN"] + ["observations to GPU per step (share)"]
-    table = markdown_table(header, rows)
-    gpu = torch.cuda.get_device_name(0)
-    print(gpu, table, sep="\n")
-    if cfg.write:
-        write_section("pqn_gpu", f"GPU: {gpu}\n\n{table}")
+                row.append(f"{r['transfer_ms']:.2f} ms ({r['transfer_share']:.0%})")
+            report.blocks[1].rows.append(row)
+            report.save(cfg.out)  # a window that ends early keeps the setups measured so far
+            print(" | ".join(row), flush=True)
+    return [report]
 
 
 @dataclass
-class Sb3:
+class Sb3(Output):
     """SB3 PPO's rollout collection (policy forward, env, rollout buffer) on our SB3 VecEnv against
     SB3's own Atari pipeline, alternated in one run."""
 
@@ -478,15 +404,13 @@ class Sb3:
     """Device of PPO's policy: cpu, cuda or auto. On two cores the forward pass, the same for both
     envs, caps the ratio (docs/benchmarks.md); a GPU takes it off the loop. A CUDA run writes its
     own section, sb3_gpu, beside the CPU one."""
-    write: bool = True
-    """Write the table into docs/benchmarks.md."""
 
 
-def run_sb3(cfg: Sb3) -> None:
+def run_sb3(cfg: Sb3) -> list[Report]:
     import torch
 
     from agents.common.training import check_device, resolve_device
-    from envs.benchmark import benchmark_sb3_rollouts
+    from scripts.bench.envs import benchmark_sb3_rollouts
 
     try:
         check_device(cfg.device)
@@ -497,17 +421,14 @@ def run_sb3(cfg: Sb3) -> None:
     reference = results[next(k for k in results if k.startswith("SB3"))]["rate"]
     rows = [[cfg.game, name, f"{r['rate']:,.0f}", f"{r['rate'] / reference:.2f}x",
              f"{r['env_share']:.0%}"] for name, r in results.items()]  # fmt: skip
-    table = markdown_table(["game", "env", "PPO rollout steps/s", "vs SB3", "time in env.step"],
-                           rows)  # fmt: skip
+    table = Table(["game", "env", "PPO rollout steps/s", "vs SB3", "time in env.step"], rows)
     if device.type == "cuda":
-        table = f"GPU: {torch.cuda.get_device_name(device)}\n\n{table}"
-    print(table)
-    if cfg.write:
-        write_section("sb3_gpu" if device.type == "cuda" else "sb3", table)
+        return [Report("sb3_gpu", [f"GPU: {torch.cuda.get_device_name(device)}", table], results)]
+    return [Report("sb3", [table], results)]
 
 
 @dataclass
-class Learner:
+class Learner(Output):
     """Where PQN's learner spends an update on Pong, by operator, float32 beside bf16: the
     profile, the FLOPs and the rate achieved against a large matmul's on the same cores."""
 
@@ -515,14 +436,13 @@ class Learner:
     """Game whose rollout is learnt from."""
     repeats: int = 3
     """Timed updates per precision (the median is reported)."""
-    write: bool = True
-    """Write the table into docs/benchmarks.md."""
 
 
-def run_learner(cfg: Learner) -> None:
+def run_learner(cfg: Learner) -> list[Report]:
     import torch
 
-    from agents.qlearning.benchmark import in_fresh_process, learner_profile, matmul_peak_gflops
+    from scripts.bench.qlearning import learner_profile, matmul_peak_gflops
+    from scripts.bench.timing import in_fresh_process
 
     runs = {name: in_fresh_process(learner_profile, cfg.game, precision, cfg.repeats)
             for name, precision in (("float32", "fp32"), ("bf16", "bf16"))}  # fmt: skip
@@ -539,9 +459,9 @@ def run_learner(cfg: Learner) -> None:
         rows.append(cells)
     walls = [c for r in runs.values() for c in (f"**{r['profiled_ms']:,.0f}**", "100%")]
     rows.append(["**the profiled update (wall)**", *walls])
-    table = markdown_table(["where the time goes (ms in one profiled update)", "float32", "share",
-                            "bf16", "share"], rows)  # fmt: skip
-    summary = markdown_table(
+    table = Table(["where the time goes (ms in one profiled update)", "float32", "share", "bf16", "share"],
+                  rows)  # fmt: skip
+    summary = Table(
         ["precision", "ms per update", "GFLOP per update", "achieved GFLOP/s", "matmul peak GFLOP/s",
          "of peak", "learner alone: env steps/s", "peak RSS (MB)"],
         [[name, f"{r['ms_per_update']:,.0f}", f"{r['flops'] / 1e9:,.1f}", f"{r['gflops']:,.0f}",
@@ -549,13 +469,11 @@ def run_learner(cfg: Learner) -> None:
           f"{r['transitions'] / r['ms_per_update'] * 1000:,.0f}", f"{r['peak_rss_mb']:,.0f}"]
          for name, r in runs.items()],
     )  # fmt: skip
-    print(table, summary, sep="\n\n")
-    if cfg.write:
-        write_section("learner", f"{table}\n\n{summary}")
+    return [Report("learner", [table, summary], {"runs": runs, "matmul_peak_gflops": peaks})]
 
 
 @dataclass
-class Scaling:
+class Scaling(Output):
     """Env steps/s of one actor process against what one DQN or PQN learner alone consumes: what
     distributed acting (Ape-X style) could gain on this machine (docs/scaling.md)."""
 
@@ -565,12 +483,10 @@ class Scaling:
     """Length of each timed part."""
     device: str = "cpu"
     """Device of the networks (cuda on a GPU machine)."""
-    write: bool = True
-    """Write the table into docs/benchmarks.md."""
 
 
-def run_scaling(cfg: Scaling) -> None:
-    from agents.qlearning.benchmark import ingest_rates
+def run_scaling(cfg: Scaling) -> list[Report]:
+    from scripts.bench.qlearning import ingest_rates
 
     r = ingest_rates(cfg.game, cfg.seconds, cfg.device)
     actor = r["actor_steps_per_s"]
@@ -581,15 +497,12 @@ def run_scaling(cfg: Scaling) -> None:
         ["PQN learner: 2 epochs x 32 minibatches per 128 x 32 rollout (2 samples per env step)",
          f"{r['pqn_learner_steps_per_s']:,.0f}", f"{r['pqn_learner_steps_per_s'] / actor:.2f}"],
     ]  # fmt: skip
-    table = markdown_table([f"part ({cfg.game}, {cfg.device})", "env steps/s",
-                            "actor processes it keeps busy"], rows)  # fmt: skip
-    print(table)
-    if cfg.write:
-        write_section("scaling", table)
+    table = Table([f"part ({cfg.game}, {cfg.device})", "env steps/s", "actor processes it keeps busy"], rows)
+    return [Report("scaling", [table], r)]
 
 
 @dataclass
-class Parity:
+class Parity(Output):
     """Whether bf16 learns as fast per step as float32: the PQN and DQN Catch presets, each seed at
     both precisions, their greedy catch rates (200 episodes) side by side."""
 
@@ -597,29 +510,43 @@ class Parity:
     """Seeds per trainer and precision (1, 2, ...)."""
     algos: tuple[Literal["pqn", "dqn"], ...] = ("pqn", "dqn")
     """Trainers to compare (pqn, dqn)."""
-    write: bool = True
-    """Write the table into docs/benchmarks.md."""
 
 
-def run_parity(cfg: Parity) -> None:
-    from agents.qlearning.benchmark import catch_parity_run, in_fresh_process
+def run_parity(cfg: Parity) -> list[Report]:
+    from scripts.bench.qlearning import catch_parity_run
+    from scripts.bench.timing import in_fresh_process
 
-    rows, results = [], {}
+    rows, results, data = [], {}, {}
     for algo in cfg.algos:
         for precision in ("fp32", "bf16"):
-            runs = [in_fresh_process(catch_parity_run, algo, seed, precision)
-                    for seed in range(1, cfg.seeds + 1)]  # fmt: skip
+            runs = data[f"{algo} {precision}"] = [in_fresh_process(catch_parity_run, algo, seed, precision)
+                                                  for seed in range(1, cfg.seeds + 1)]  # fmt: skip
             rates = [r["catch_rate"] for r in runs]
             results[algo, precision] = sum(rates) / len(rates)
             rows.append([algo.upper(), precision, " / ".join(f"{r:.3f}" for r in rates),
                          f"{results[algo, precision]:.3f}", f"{max(r['peak_rss_mb'] for r in runs):,.0f}"])
             print(" | ".join(rows[-1]), flush=True)
-    table = markdown_table(["trainer", "precision", "catch rate per seed", "mean", "peak RSS (MB)"], rows)
+    table = Table(["trainer", "precision", "catch rate per seed", "mean", "peak RSS (MB)"], rows)
     gaps = [f"{algo.upper()}: {results[algo, 'bf16'] - results[algo, 'fp32']:+.3f}" for algo in cfg.algos]
-    body = f"{table}\n\nbf16 minus float32, mean catch rate: {'; '.join(gaps)}.\n"
-    print(body)
-    if cfg.write:
-        write_section("precision-parity-" + "-".join(cfg.algos), body)
+    text = f"bf16 minus float32, mean catch rate: {'; '.join(gaps)}."
+    return [Report("precision-parity-" + "-".join(cfg.algos), [table, text], data)]
+
+
+@dataclass
+class Docs:
+    """Render saved results (the JSON files a subcommand wrote) into the docs: a run measured on
+    another machine, a GPU window's say, reaches the docs this way."""
+
+    results: tyro.conf.Positional[list[str]]
+    """The results' JSON files."""
+    docs: str = "docs"
+    """The documentation folder to write into (the repository's docs/)."""
+
+
+def run_docs(cfg: Docs) -> None:
+    for path in cfg.results:
+        page = Report.load(path).write_docs(cfg.docs)
+        print(f"wrote {path} into {page}")
 
 
 SUBCOMMANDS = {"envs": (Envs, run_envs), "dqn": (Dqn, run_dqn), "dqn-gpu": (DqnGpu, run_dqn_gpu),
@@ -627,7 +554,7 @@ SUBCOMMANDS = {"envs": (Envs, run_envs), "dqn": (Dqn, run_dqn), "dqn-gpu": (DqnG
                "saliency": (Saliency, run_saliency), "glimpse": (Glimpse, run_glimpse),
                "attack": (Attack, run_attack), "sb3": (Sb3, run_sb3),
                "scaling": (Scaling, run_scaling), "learner": (Learner, run_learner),
-               "parity": (Parity, run_parity)}  # fmt: skip
+               "parity": (Parity, run_parity), "docs": (Docs, run_docs)}  # fmt: skip
 """Each subcommand's flags and the function that runs it."""
 
 
@@ -636,14 +563,22 @@ def main() -> None:
         {name: Annotated[cls, tyro.conf.arg(help=cls.__doc__)] for name, (cls, _) in SUBCOMMANDS.items()},
         description=__doc__,
     )
-    from agents.common.training import check_config_types
+    from agents.common.config import check_config
 
-    try:  # every flag's kind and finiteness, as for the other scripts (scripts.cli.parse_args)
-        check_config_types(cfg)
+    try:  # every flag's kind, finiteness and limit, as for the other scripts (scripts.cli.parse_args)
+        check_config(cfg)
+        if isinstance(cfg, Docs):
+            return run_docs(cfg)
+        if cfg.write_docs and not Path(cfg.docs).is_dir():  # before the measuring, not after it
+            raise ValueError(f"--docs {cfg.docs!r} is not a folder: --write-docs writes into the "
+                             "repository's docs/ (run from the checkout, or give --docs)")  # fmt: skip
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
-    dict(SUBCOMMANDS.values())[type(cfg)](cfg)
+    for report in dict(SUBCOMMANDS.values())[type(cfg)](cfg):
+        print(report.markdown(), f"results: {report.save(cfg.out)}", sep="\n\n")
+        if cfg.write_docs:
+            print(f"wrote the '{report.section}' section of {report.write_docs(cfg.docs)}")
 
 
 if __name__ == "__main__":

@@ -13,9 +13,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 if TYPE_CHECKING:
+    from agents.common.config import TrainConfig
     from agents.common.run import Trainer
 
 T = TypeVar("T")
+C = TypeVar("C", bound="TrainConfig")
 
 _show_warning = warnings.showwarning
 _said: set[str] = set()
@@ -40,19 +42,34 @@ warnings.showwarning = _one_line_warning
 
 def parse_args(cls: type[T], description: str | None) -> T:
     """``tyro.cli(cls)``, then the checks every script's flags get before any work, the same as the
-    trainers' configs (``check_config_types``: the kind of every value, and every float finite):
-    one line and exit code 2 otherwise."""
+    trainers' configs (``check_config``: the kind of every value, every float finite, and the
+    limits the fields declare): one line and exit code 2 otherwise."""
     import tyro
 
-    from agents.common.training import check_config_types
+    from agents.common.config import check_config
 
     args = tyro.cli(cls, description=description)
     try:
-        check_config_types(args)
+        check_config(args)
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
     return args
+
+
+def parse_config(cls: type[C], description: str | None, argv: list[str] | None = None) -> C:
+    """A trainer's config from the command line, starting from the defaults of the game (and
+    preset) it names: ``cls.for_game``, the presets being data on the config (``PRESETS``). tyro
+    reads the command line twice: once for the game and preset, then with their defaults, so that
+    every flag overrides the preset and ``--help`` shows the defaults that apply. A resume starts
+    from the class defaults: a run keeps its own budget, never a preset's."""
+    import tyro
+
+    argv = sys.argv[1:] if argv is None else argv
+    named = tyro.cli(cls, args=[a for a in argv if a not in ("-h", "--help")], description=description)
+    preset = getattr(named, "preset", "")
+    default = cls() if named.resume else cls.for_game(named.game, preset)
+    return tyro.cli(cls, default=default, args=argv, description=description)
 
 
 def fail(error: BaseException) -> NoReturn:
@@ -73,23 +90,24 @@ def not_applicable(argv: list[str], flags: dict[str, str]) -> None:
             raise ValueError(f"--{name.replace('_', '-')} {why}")
 
 
-def game_named(argv: list[str], flag: str = "--game") -> str:
-    """The value of ``flag`` on the command line (empty when absent): it picks the preset whose
-    defaults ``--help`` shows and the other flags override."""
-    for i, arg in enumerate(argv):
-        if arg.startswith(flag + "="):
-            return arg.split("=", 1)[1]
-        if arg == flag and i + 1 < len(argv):
-            return argv[i + 1]
-    return ""
-
-
 def flags_given(argv: list[str]) -> frozenset[str]:
     """The config fields named on the command line (``--total-steps 5`` and ``--total-steps=5``
     give ``total_steps``, ``--no-progress`` gives ``progress``): a resumed run takes its budget
     from these even where a value equals the default."""
     names = (arg[2:].split("=", 1)[0] for arg in argv if arg.startswith("--"))
     return frozenset(n.removeprefix("no-").replace("-", "_") for n in names)
+
+
+def train_command(kind: str, description: str | None) -> None:
+    """``attn train KIND``: the config from the command line, starting from its game's preset
+    (:func:`parse_config`), what analysis logs while it trains (saliency images), and the run."""
+    from agents.common.registry import TRAINERS
+    from analysis.tensorboard import training_callbacks
+
+    trainer = TRAINERS[kind]
+    cfg = parse_config(trainer.config_class(), description)
+    callbacks = training_callbacks(cfg)
+    train(lambda: trainer.build(cfg, callbacks, given=flags_given(sys.argv[1:])))
 
 
 def train(make_trainer: Callable[[], Trainer]) -> None:

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass
+from typing import Annotated
 
+from agents.common.config import NonNegativeInt, PositiveInt, Range
 from scripts.cli import fail, not_applicable, parse_args, signals_end_cleanly
 
 
@@ -22,9 +24,9 @@ class Args:
     """Our run/checkpoint directory or an SB3 .zip."""
     out: str
     """Folder for report.html and the files it shows."""
-    episodes: int = 1
+    episodes: PositiveInt = 1
     """Episodes to play."""
-    steps: int | None = None
+    steps: PositiveInt | None = None
     """Play this many steps (frames) instead of --episodes whole episodes."""
     game: str | None = None
     """Game (needed for SB3 zips)."""
@@ -33,9 +35,9 @@ class Args:
     method: tuple[str, ...] = ("jacobian",)
     """Saliency methods, the first one the report's main one: jacobian, smoothgrad,
     integrated_gradients, gradient_x_input, perturbation."""
-    probe_frames: int = 16
+    probe_frames: Annotated[int, Range(ge=2)] = 16
     """Frames, spread over the playback, for the sanity and fidelity checks."""
-    clip: int = 120
+    clip: NonNegativeInt = 120
     """Steps at the start of the playback shown as a clip in report.html (0: none)."""
 
 
@@ -48,16 +50,8 @@ def main() -> None:
     from analysis.video import check_output_dir
 
     try:
-        if args.episodes < 1:
-            raise ValueError(f"--episodes must be >= 1, got {args.episodes}")
-        if args.steps is not None and args.steps < 1:
-            raise ValueError(f"--steps must be >= 1, got {args.steps}")
         if args.steps is not None:
             not_applicable(sys.argv[1:], {"episodes": "and --steps exclude each other: give one"})
-        if args.probe_frames < 2:
-            raise ValueError(f"--probe-frames must be >= 2, got {args.probe_frames}")
-        if args.clip < 0:
-            raise ValueError(f"--clip must be >= 0, got {args.clip}")
         if not args.method:
             raise ValueError("--method needs at least one method")
         for m in args.method:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from agents.common.config import PositiveInt
 from scripts.cli import fail, parse_args, signals_end_cleanly
 
 
@@ -18,7 +19,7 @@ from scripts.cli import fail, parse_args, signals_end_cleanly
 class Args:
     run: str
     """Run directory of a glimpse agent (its checkpoints/step_* are measured)."""
-    steps: int = 300
+    steps: PositiveInt = 300
     """Steps each checkpoint plays (8 envs, its sampled policy; the same seed for every one)."""
     seed: int = 7
     """Seed of the envs and of the sampling."""
@@ -30,8 +31,6 @@ def main() -> None:
     from analysis.core_state import core_state_over_training, markdown
 
     try:
-        if args.steps < 1:
-            raise ValueError(f"--steps must be >= 1, got {args.steps}")
         with signals_end_cleanly():
             rows = core_state_over_training(args.run, args.steps, args.seed)
     except (ValueError, CheckpointError, OSError) as e:

@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from agents.common.config import PositiveInt
 from scripts.cli import parse_args, signals_end_cleanly
 
 
@@ -15,7 +16,7 @@ from scripts.cli import parse_args, signals_end_cleanly
 class Args:
     game: str = "pong"
     """Game name (pong, Pong, ALE/Pong-v5 all work; see envs.list_games())."""
-    steps: int = 300
+    steps: PositiveInt = 300
     """Agent steps to play (each is 4 emulator frames)."""
     seed: int = 0
     """Seed for the environment and the random actions."""
@@ -28,8 +29,6 @@ def main() -> None:
     from analysis.video import record_random_play
 
     try:
-        if args.steps < 1:
-            raise ValueError(f"--steps must be >= 1, got {args.steps}")
         with signals_end_cleanly():
             path = record_random_play(args.game, args.steps, args.seed, args.out)
     except (ValueError, OSError) as e:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
+from agents.common.config import NonNegativeInt, PositiveInt, Probability
 from scripts.cli import fail, parse_args
 
 
@@ -15,13 +16,13 @@ from scripts.cli import fail, parse_args
 class Args:
     checkpoint: str
     """Run directory, checkpoint directory or model.safetensors file."""
-    episodes: int = 30
+    episodes: PositiveInt = 30
     """Episodes to play (each of the parallel envs plays an equal share)."""
-    epsilon: float = 0.001
+    epsilon: Probability = 0.001
     """Exploration during evaluation (Wang et al. 2016)."""
-    noop_max: int = 30
+    noop_max: NonNegativeInt = 30
     """Up to this many no-ops at each start (Atari)."""
-    num_envs: int = 8
+    num_envs: PositiveInt = 8
     """Parallel environments."""
     seed: int = 0
     """Seed for the environments and the exploration."""
@@ -42,11 +43,6 @@ def main() -> None:
     from analysis.video import check_output_file
 
     try:
-        if not 0.0 <= args.epsilon <= 1.0:
-            raise ValueError(f"--epsilon must be in [0, 1], got {args.epsilon}")
-        if args.num_envs < 1 or args.noop_max < 0:
-            raise ValueError(f"--num-envs must be >= 1 and --noop-max >= 0, got {args.num_envs} "
-                             f"and {args.noop_max}")  # fmt: skip
         check_device(args.device)
         if args.json_out:
             check_output_file(args.json_out, ".json")

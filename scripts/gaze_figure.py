@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from agents.common.config import PositiveInt
 from scripts.cli import fail, parse_args, signals_end_cleanly
 
 
@@ -21,9 +22,9 @@ class Args:
     """Run directory of a glimpse agent trained on Catch (its checkpoints/step_* are the points)."""
     out: str
     """Output figure (.png)."""
-    episodes: int = 200
+    episodes: PositiveInt = 200
     """Greedy episodes each checkpoint plays (the same ones for every checkpoint)."""
-    shown: int = 3
+    shown: PositiveInt = 3
     """Episodes of the final checkpoint whose paths are drawn."""
     seed: int = 10_000
     """Seed of the episodes."""
@@ -36,9 +37,6 @@ def main() -> None:
     from analysis.video import check_output_file
 
     try:
-        if args.episodes < 1 or args.shown < 1:
-            raise ValueError(f"--episodes and --shown must be >= 1, got {args.episodes} and "
-                             f"{args.shown}")  # fmt: skip
         check_output_file(args.out, ".png")
         with signals_end_cleanly():
             curve = gaze_over_training(args.run, args.episodes, args.seed)

@@ -5,11 +5,12 @@
 # whichever float32 setup the benchmark measured fastest and evaluated at their last three
 # checkpoints (the final one is packed). Each game's archive is copied to $OUT as
 # soon as it exists, so a later failure or the command's limit loses nothing before it.
-# A game whose seconds are 0 is skipped. The defaults are what #10 still needs: its 5-minute Pong
-# (--time-limit 300); Enduro already ships (pretrained/enduro, from the first window). Last, with
-# what is left, #14's SB3 PPO rollouts with the policy on the GPU (benchmark.py sb3 --device cuda);
+# A game whose seconds are 0 is skipped. The defaults: a 5-minute Pong (--time-limit 300); Enduro
+# already ships (pretrained/enduro, from the first window). Last, with what is left, SB3 PPO's
+# rollouts with the policy on the GPU (attn bench sb3 --device cuda);
 # SB3 imports cloudpickle, which device-wheels.sh fetches only when asked (its image list lacks it):
-# ../shared/tools/device-wheels.sh cloudpickle.
+# ../shared/tools/device-wheels.sh cloudpickle. The benchmarks' results come back as JSON in $OUT
+# (pqn_gpu.json, sb3_gpu.json): `attn bench docs $OUT/*.json` renders them into docs/.
 #   OUT=/tmp/out scripts/gpu_window.sh   # about 9 minutes; of the call's LIMIT=590 s, the SB3 stage
 #   takes only what the stages before it leave.
 #   Install the wheels in a call of its own before it, so that this one fits a call's 10 minutes.
@@ -42,12 +43,11 @@ else
   rehearse "--cuda-graph --env-groups 2" || stage "rehearsal failed: the benchmark decides alone"
   stage "pqn-gpu benchmark at 128 envs"
   timeout "$BENCH_SECONDS" "$PYTHON" scripts/benchmark.py pqn-gpu --steps "$BENCH_STEPS" --num-envs 128 \
-    --json "$OUT/pqn_gpu.json" 2>&1 | tee -a "$log"
-  cp docs/benchmarks.md "$OUT"/benchmarks.md
+    --out "$OUT" 2>&1 | tee -a "$log"
   # the fastest float32 setup that trained in the benchmark (bf16 changes the numbers too)
   flags=$("$PYTHON" - "$OUT/pqn_gpu.json" <<'PY' 2>/dev/null
 import json, sys
-r = json.load(open(sys.argv[1]))
+r = json.load(open(sys.argv[1]))["data"]
 flags = {"float32": "", "float32, CUDA graphs": "--cuda-graph",
          "float32, CUDA graphs, 2 env groups": "--cuda-graph --env-groups 2",
          "float32, 2 env groups": "--env-groups 2"}
@@ -73,8 +73,7 @@ left=$((LIMIT - SECONDS - 5))  # the SB3 stage takes what the call's limit leave
 if [ -n "$gpu" ] && [ "$SB3_SECONDS" != 0 ] && [ "$left" -ge 20 ]; then
   stage "sb3 benchmark with the policy on the GPU"
   timeout "$(( left < SB3_SECONDS ? left : SB3_SECONDS ))" "$PYTHON" scripts/benchmark.py sb3 \
-    --device cuda 2>&1 | tee -a "$log"
-  cp docs/benchmarks.md "$OUT"/benchmarks.md
+    --device cuda --out "$OUT" 2>&1 | tee -a "$log"
 elif [ -n "$gpu" ]; then
   stage "sb3 benchmark skipped: $left s left of the call"
 fi

@@ -20,6 +20,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from agents.common.config import PositiveInt
 from scripts.cli import fail, parse_args
 
 
@@ -32,9 +33,9 @@ class Args:
     """Folder of the shipped agent: a new or empty folder, or an earlier pack, which is replaced
     whole once the new one is complete. Anything else (the run, a folder holding it, another
     run, a folder with other files) is refused before the evaluation."""
-    episodes: int = 30
+    episodes: PositiveInt = 30
     """Evaluation episodes (the papers' 30), the envs playing equal shares."""
-    num_envs: int = 8
+    num_envs: PositiveInt = 8
     """Parallel environments of the evaluation."""
     seed: int = 0
     """Seed of the evaluation's environments and sampling."""
@@ -57,9 +58,6 @@ def main() -> None:
     from agents.common.pretrained import check_pack, pack_agent, pack_run, round_weights
 
     try:
-        if args.episodes < 1 or args.num_envs < 1:
-            raise ValueError(f"--episodes and --num-envs must be >= 1, got {args.episodes} and "
-                             f"{args.num_envs}")  # fmt: skip
         check_pack(args.run, args.out, args.training_state, args.dtype)
         network, config = load_checkpoint(args.run)
         round_weights(network, args.dtype)

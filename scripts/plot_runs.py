@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass, field
+from typing import Annotated
 
+from agents.common.config import NonNegativeInt, Range
 from scripts.cli import fail, not_applicable, parse_args
 
 
@@ -30,7 +32,7 @@ class Args:
     """Output figure (.png); empty draws none (then --table or --every-window is needed)."""
     labels: list[str] = field(default_factory=list)
     """One label per run (default: the run directory's name); a repeated label averages seeds."""
-    smooth: float = 0.05
+    smooth: Annotated[float, Range(gt=0, le=1)] = 0.05
     """Trailing-mean window, as a fraction of each curve's points."""
     table: bool = False
     """Also print the first, best and last window's mean return of each run (Markdown)."""
@@ -38,7 +40,7 @@ class Args:
     """Print every window of --window steps of each run (from --since), with each --tags mean."""
     tags: list[str] = field(default_factory=lambda: ["charts/episodic_return"])
     """Scalars that --every-window averages over each window (any tag the run logged)."""
-    since: int = 0
+    since: NonNegativeInt = 0
     """First step of --every-window's first window."""
     window: int = 200_000
     """Steps per window of --table and --every-window."""
@@ -50,12 +52,8 @@ def main() -> None:
     from analysis.video import check_output_file
 
     try:
-        if not 0.0 < args.smooth <= 1.0:
-            raise ValueError(f"--smooth must be in (0, 1], got {args.smooth}")
         if not (args.out or args.table or args.every_window):
             raise ValueError("nothing to do: give --out FIGURE.png, --table or --every-window")
-        if args.since < 0:
-            raise ValueError(f"--since must be >= 0, got {args.since}")
         not_applicable(sys.argv[1:], {
             **({} if args.every_window else {"tags": "applies to --every-window only",
                                              "since": "applies to --every-window only"}),

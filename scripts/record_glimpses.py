@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from agents.common.config import NonNegativeInt, PositiveInt
 from scripts.cli import fail, not_applicable, parse_args, signals_end_cleanly
 
 
@@ -23,15 +24,15 @@ class Args:
     """Run directory, checkpoint directory or model.safetensors of a glimpse agent."""
     out: str = "glimpses.mp4"
     """Output .mp4 path (checked before anything is played)."""
-    steps: int | None = None
+    steps: PositiveInt | None = None
     """Agent steps to record (default 200 unless --episodes is given)."""
-    episodes: int | None = None
+    episodes: PositiveInt | None = None
     """Whole episodes to record instead of --steps."""
     seed: int = 0
     """Environment (and, with --sample, sampling) seed."""
     sample: bool = False
     """Sample actions and locations from the policies instead of taking the most likely."""
-    trail: int = 8
+    trail: NonNegativeInt = 8
     """Recent glimpse locations drawn as a trail."""
     fps: float = 10.0
     """Frames per second of the video."""
@@ -58,8 +59,6 @@ def main() -> None:
     steps = args.steps if args.steps is not None or args.episodes is not None else 200
     try:
         check_video_options(args.fps, args.height, panels=2)
-        if args.trail < 0:
-            raise ValueError(f"--trail must be >= 0, got {args.trail}")
         if not args.jacobian:
             not_applicable(sys.argv[1:], {"jacobian_head": "applies to --jacobian only"})
         check_writable(args.out)

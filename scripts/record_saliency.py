@@ -11,6 +11,7 @@ import sys
 import warnings
 from dataclasses import dataclass
 
+from agents.common.config import PositiveInt, Probability
 from scripts.cli import fail, parse_args, signals_end_cleanly
 
 
@@ -22,11 +23,11 @@ class Args:
     """Our run/checkpoint directory or an SB3 .zip; none: a randomly initialised network."""
     game: str | None = None
     """Game, needed for SB3 zips and random networks (ours record it)."""
-    steps: int | None = None
+    steps: PositiveInt | None = None
     """Agent steps to record (default 1000 unless --episodes is given)."""
-    episodes: int | None = None
+    episodes: PositiveInt | None = None
     """Whole episodes to record instead of --steps."""
-    epsilon: float = 0.001
+    epsilon: Probability = 0.001
     """Exploration while playing (the evaluation protocol's)."""
     seed: int = 0
     """Environment and exploration seed."""
@@ -51,14 +52,8 @@ def main() -> None:
 
     steps = args.steps if args.steps is not None or args.episodes is not None else 1000
     try:
-        if steps is not None and steps < 1:
-            raise ValueError(f"--steps must be >= 1, got {steps}")
-        if args.episodes is not None and args.episodes < 1:
-            raise ValueError(f"--episodes must be >= 1, got {args.episodes}")
         check_video_options(args.fps, args.height)
         check_method(args.method)
-        if not 0.0 <= args.epsilon <= 1.0:
-            raise ValueError(f"--epsilon must be in [0, 1], got {args.epsilon}")
         check_writable(args.out)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")

@@ -20,6 +20,7 @@ from typing import Annotated, Any
 
 import tyro
 
+from agents.common.config import NonNegativeInt
 from agents.common.sweep import SWEEP_FILE, SweepSpec
 from scripts.cli import fail, parse_args
 
@@ -32,7 +33,7 @@ class Args(SweepSpec):
     param: Annotated[tuple[str, ...], tyro.conf.UseAppendAction] = ()
     """A config field and its values, NAME=V1,V2 (repeat the flag for more fields); any field of the
     trainer's --help, e.g. learning_rate=1e-4,2.5e-4 or total_steps=200000."""
-    num_cpus: int = 0
+    num_cpus: NonNegativeInt = 0
     """CPUs of the local Ray instance (0: all of this machine's); ignored with --address."""
     address: str = ""
     """Join the Ray cluster whose head is at HOST:PORT (empty: start a local instance)."""
@@ -64,8 +65,6 @@ def main() -> None:
             spec = SweepSpec(**{f.name: getattr(args, f.name) for f in fields(SweepSpec)})
             spec.params = dict(parse_param(p, args.trainer) for p in args.param)
         spec.validate()
-        if args.num_cpus < 0:
-            raise ValueError(f"--num-cpus must be >= 0, got {args.num_cpus}")
         print(f"sweep directory: {sweep_dir} ({len(spec.configs())} trials)")
         # Ctrl-C is Tune's: it stops the trials, saves the sweep's state and returns
         outcome = run_sweep(spec, sweep_dir, resume=bool(args.resume), address=args.address,

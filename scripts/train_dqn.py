@@ -10,23 +10,11 @@ probe batch every --saliency-every steps; Ctrl-C saves a checkpoint before it ex
 
 from __future__ import annotations
 
-import sys
-
-import tyro
-
-from scripts.cli import flags_given, game_named, train
+from scripts.cli import train_command
 
 
 def main() -> None:
-    from agents.qlearning.dqn import DQNConfig
-
-    default = DQNConfig.catch() if game_named(sys.argv[1:]).lower() == "catch" else DQNConfig()
-    cfg = tyro.cli(DQNConfig, default=default, description=__doc__)
-    from agents.qlearning.dqn import DQNTrainer
-    from analysis.tensorboard import training_callbacks
-
-    callbacks = training_callbacks(cfg)
-    train(lambda: DQNTrainer(cfg, callbacks=callbacks, given=flags_given(sys.argv[1:])))
+    train_command("dqn", __doc__)
 
 
 if __name__ == "__main__":

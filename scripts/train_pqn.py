@@ -6,30 +6,19 @@ no target network, LayerNorm. The fast way to a trained Atari agent on one GPU.
     attn train pqn --game catch          # Catch defaults: 200k steps (~2 min on 2 cores)
     attn train pqn --resume runs/pong__pqn__1__1700000000
 
-The defaults shown by --help are Atari's; with --game catch the Catch defaults apply (those in
-PQNConfig.catch) unless a flag overrides them. Logs go to TensorBoard (tensorboard --logdir runs),
-with value and advantage saliency images of a probe batch; Ctrl-C saves a checkpoint before it exits.
+--help shows the defaults of the game it is given with: Atari's, or with --game catch the Catch
+preset's (PQNConfig.PRESETS); every flag overrides them. Logs go to TensorBoard (tensorboard
+--logdir runs), with value and advantage saliency images of a probe batch; Ctrl-C saves a
+checkpoint before it exits.
 """
 
 from __future__ import annotations
 
-import sys
-
-import tyro
-
-from scripts.cli import flags_given, game_named, train
+from scripts.cli import train_command
 
 
 def main() -> None:
-    from agents.qlearning.pqn import PQNConfig
-
-    default = PQNConfig.catch() if game_named(sys.argv[1:]).lower() == "catch" else PQNConfig()
-    cfg = tyro.cli(PQNConfig, default=default, description=__doc__)
-    from agents.qlearning.pqn import PQNTrainer
-    from analysis.tensorboard import training_callbacks
-
-    callbacks = training_callbacks(cfg)
-    train(lambda: PQNTrainer(cfg, callbacks=callbacks, given=flags_given(sys.argv[1:])))
+    train_command("pqn", __doc__)
 
 
 if __name__ == "__main__":

@@ -148,9 +148,9 @@ def runs(tmp_path_factory):
     from agents.qlearning.pqn import PQNConfig, PQNTrainer
 
     root = tmp_path_factory.mktemp("adv")
-    DQNTrainer(DQNConfig.catch(total_steps=400, learning_starts=100, saliency_every=0,
+    DQNTrainer(DQNConfig.for_game("catch", total_steps=400, learning_starts=100, saliency_every=0,
                                run_dir=str(root / "dqn"), progress=False)).run()  # fmt: skip
-    PQNTrainer(PQNConfig.catch(total_steps=256, num_envs=8, rollout=8, saliency_every=0,
+    PQNTrainer(PQNConfig.for_game("catch", total_steps=256, num_envs=8, rollout=8, saliency_every=0,
                                run_dir=str(root / "pqn"), progress=False)).run()  # fmt: skip
     GlimpseTrainer(GlimpseConfig(total_steps=8 * 24, num_envs=8, progress=False,
                                  run_dir=str(root / "glimpse"))).run()  # fmt: skip
@@ -217,3 +217,4 @@ def test_sb3_models_are_attacked_through_their_action_head(algo, tmp_path):
     assert actions.shape == (3,) and attacked.steps == 3
     adv = attacked.attack(obs)
     assert (adv.int() - obs.int()).abs().max() <= 4
+

@@ -24,8 +24,8 @@ def script(*args, timeout=300):
 
 
 def test_saliency_images_and_clip_reach_the_event_file(tmp_path):
-    cfg = DQNConfig.catch(
-        total_steps=800, learning_starts=200, run_dir=str(tmp_path / "run"), progress=False
+    cfg = DQNConfig.for_game(
+        "catch", total_steps=800, learning_starts=200, run_dir=str(tmp_path / "run"), progress=False
     )
     DQNTrainer(cfg, callbacks=[SaliencyLogger(every=400, probe_size=6)]).run()
     events = EventAccumulator(str(tmp_path / "run"), size_guidance={"images": 0}).Reload()
@@ -94,7 +94,7 @@ def test_compare_heads_report(pong_checkpoint, tmp_path):
         (["--checkpoint", "nope", "--out", "{tmp}/a.mp4"], "error: checkpoint not found: 'nope'"),
         (
             ["--game", "pong", "--steps", "0", "--out", "{tmp}/a.mp4"],
-            "error: --steps must be >= 1, got 0",
+            "error: --steps must be >= 1 (got 0)",
         ),
         (["--game", "pong", "--out", "{tmp}/file/a.mp4"], "error: cannot write to"),
         (["--game", "pong", "--out", "{tmp}/a.avi"], "error: output must end in .mp4"),
@@ -174,8 +174,9 @@ def test_record_saliency_by_another_method(pong_checkpoint, tmp_path):
 @pytest.fixture(scope="module")
 def catch_run(tmp_path_factory):
     run = tmp_path_factory.mktemp("catch") / "run"
-    cfg = DQNConfig.catch(total_steps=900, learning_starts=100, save_every=300, keep_checkpoints=0,
-                          saliency_every=0, run_dir=str(run), progress=False)  # fmt: skip
+    cfg = DQNConfig.for_game("catch", total_steps=900, learning_starts=100, save_every=300,
+                             keep_checkpoints=0, saliency_every=0, run_dir=str(run),
+                             progress=False)  # fmt: skip
     DQNTrainer(cfg).run()
     return run
 

@@ -57,7 +57,7 @@ def small_catch(tmp_path, **kw):
         progress=False,
         run_dir=str(tmp_path / "run"),
     )
-    return DQNConfig.catch(**{**base, **kw})
+    return DQNConfig.for_game("catch", **{**base, **kw})
 
 
 def test_checkpoint_roundtrip_and_resume_state(tmp_path):
@@ -145,7 +145,7 @@ def test_dueling_dqn_learns_catch(tmp_path):
     EPYC, batch 32): 0.94 caught (0.88 without channels_last, a second trajectory; the whole
     preset catches 1.00), at float32, pinned here (bf16's learning is the parity benchmark's)."""
     torch.manual_seed(0)
-    trainer = DQNTrainer(DQNConfig.catch(run_dir=str(tmp_path / "run"), progress=False, seed=1,
+    trainer = DQNTrainer(DQNConfig.for_game("catch", run_dir=str(tmp_path / "run"), progress=False, seed=1,
                                          total_steps=48_000, train_freq=4, precision="fp32",
                                          channels_last=True))  # fmt: skip
     start = time.time()

@@ -156,7 +156,8 @@ def test_annealed_learning_rate_is_a_function_of_the_step(tmp_path):
     # resuming with a longer budget stretches the schedule: steps 5..8 of 8 leave 3/8 .. 0
     GlimpseTrainer(GlimpseConfig(resume=str(tmp_path / "run"), total_steps=8 * update,
                                  progress=False)).run()  # fmt: skip
-    logged = EventAccumulator(str(tmp_path / "run")).Reload().Scalars("charts/learning_rate")
+    logged = sorted(EventAccumulator(str(tmp_path / "run")).Reload().Scalars("charts/learning_rate"),
+                    key=lambda e: e.step)  # fmt: skip
     assert [e.value for e in logged] == pytest.approx(
         [1e-3 * k / 8 for k in (6, 4, 2, 0, 3, 2, 1, 0)]
     )
@@ -173,7 +174,9 @@ def test_anneal_lr_turned_on_at_a_resume_decays_from_that_step(tmp_path):
     # extending it again stretches the decay from the same start: steps 7..10 of 2..10
     GlimpseTrainer(GlimpseConfig(resume=run, total_steps=10 * update, progress=False),
                    given={"total_steps"}).run()  # fmt: skip
-    logged = EventAccumulator(run).Reload().Scalars("charts/learning_rate")
+    # by step: the three sessions' event files may be read in any order (names that share their
+    # second and process sort by a counter as text, ".10" before ".9")
+    logged = sorted(EventAccumulator(run).Reload().Scalars("charts/learning_rate"), key=lambda e: e.step)
     assert [e.value for e in logged] == pytest.approx(
         [1e-3, 1e-3, 0.75e-3, 0.5e-3, 0.25e-3, 0.0, 3e-3 / 8, 2e-3 / 8, 1e-3 / 8, 0.0]
     )
@@ -258,20 +261,20 @@ def test_init_from_starts_a_new_run_from_another_runs_weights(tmp_path):
     "kw, message",
     [
         ({"patch_size": 30}, "larger than the 24x24 frame"),
-        ({"num_scales": 0}, "num_scales must be an integer >= 1"),
-        ({"gae_lambda": 1.5}, "gae_lambda must be in"),
-        ({"location_lr_scale": 0.0}, "location_lr_scale must be > 0"),
-        ({"heatmap_every": -1}, "heatmap_every must be an integer >= 0"),
+        ({"num_scales": 0}, r"--num-scales must be >= 1 \(got 0\)"),
+        ({"gae_lambda": 1.5}, r"--gae-lambda must be in \[0, 1\] \(got 1\.5\)"),
+        ({"location_lr_scale": 0.0}, r"--location-lr-scale must be > 0 \(got 0\.0\)"),
+        ({"heatmap_every": -1}, r"--heatmap-every must be >= 0 \(got -1\)"),
         ({"game": "pongg"}, "unknown game 'pongg'"),
-        ({"epochs": 0}, "epochs must be an integer >= 1"),
+        ({"epochs": 0}, r"--epochs must be >= 1 \(got 0\)"),
         ({"epochs": 2, "minibatches": 9}, r"at most --num-envs \(8\); got 9"),
-        ({"clip_coef": 0.0}, "clip_coef must be > 0"),
+        ({"clip_coef": 0.0}, r"--clip-coef must be > 0 \(got 0\.0\)"),
         ({"life_loss_info": True}, "--life-loss-info is for Atari games"),
-        ({"retina_pool": "min"}, "--retina-pool must be one of avg, max, got 'min'"),
-        ({"glimpse_net": "mlp"}, "--glimpse-net must be one of linear, conv, got 'mlp'"),
+        ({"retina_pool": "min"}, r"--retina-pool must be one of avg, max \(got 'min'\)"),
+        ({"glimpse_net": "mlp"}, r"--glimpse-net must be one of linear, conv \(got 'mlp'\)"),
         ({"fire_after_life_loss": True}, "--fire-after-life-loss needs --life-loss-info"),
         ({"frame_stack": 2}, "--frame-stack is for Atari games"),
-        ({"frame_stack": 0}, "frame_stack must be an integer >= 1"),
+        ({"frame_stack": 0}, r"--frame-stack must be >= 1 \(got 0\)"),
     ],
 )
 def test_bad_config_is_refused_before_training(tmp_path, kw, message):
@@ -305,7 +308,7 @@ def test_scripts_train_evaluate_and_record_glimpses(tmp_path):
 def test_record_glimpses_refuses_a_dqn_checkpoint_naming_the_script_that_fits(tmp_path):
     from agents.qlearning.dqn import DQNConfig, DQNTrainer
 
-    DQNTrainer(DQNConfig.catch(total_steps=64, learning_starts=32, num_envs=2, progress=False,
+    DQNTrainer(DQNConfig.for_game("catch", total_steps=64, learning_starts=32, num_envs=2, progress=False,
                                run_dir=str(tmp_path / "dqn"))).run()  # fmt: skip
     done = run_script("scripts/record_glimpses.py", "--checkpoint", str(tmp_path / "dqn"),
                       "--out", str(tmp_path / "x.mp4"))  # fmt: skip
@@ -394,7 +397,7 @@ def test_episode_jacobian_runs_in_core_time_with_several_glimpses_per_step(actio
 
 
 def test_learning_curve_evaluates_on_schedule_and_stops_at_its_target(monkeypatch):
-    from agents.glimpse.benchmark import learning_curve
+    from scripts.bench.glimpse import learning_curve
 
     small = {"num_envs": 8, "hidden": 32, "heatmap_every": 0}
     curve = learning_curve(4 * 24 * 8, 2 * 24 * 8, episodes=10, **small)
@@ -413,7 +416,7 @@ def test_life_loss_is_terminal_for_the_targets_only(tmp_path, life_loss_info):
     """Breakout under a random policy loses balls often: with life_loss_info each lost life ends
     the targets' episode (more 'done' steps than games ended), without it only game ends do; the
     logged returns are whole games in both cases."""
-    cfg = GlimpseConfig.atari(game="breakout", num_envs=2, total_steps=2 * 32 * 12, hidden=16,
+    cfg = GlimpseConfig.for_game("breakout", num_envs=2, total_steps=2 * 32 * 12, hidden=16,
                               run_dir=str(tmp_path / "run"), progress=False, heatmap_every=0,
                               threads=1, life_loss_info=life_loss_info)  # fmt: skip
     trainer = GlimpseTrainer(cfg)
@@ -448,7 +451,7 @@ def test_fire_after_life_loss_is_pressed_for_the_agent_and_masked(tmp_path):
     """With --fire-after-life-loss the step after every lost life (the game going on) plays FIRE
     whatever the policy sampled, and is no decision of the policy (mask 0); every other step plays
     what was sampled. A policy that never fires (its FIRE logit at -1e9) still serves every ball."""
-    cfg = GlimpseConfig.atari(game="breakout", num_envs=2, total_steps=2 * 32 * 12, hidden=16,
+    cfg = GlimpseConfig.for_game("breakout", num_envs=2, total_steps=2 * 32 * 12, hidden=16,
                               run_dir=str(tmp_path / "run"), progress=False, heatmap_every=0,
                               threads=1, fire_after_life_loss=True, epochs=1)  # fmt: skip
     trainer = GlimpseTrainer(cfg)
@@ -483,7 +486,7 @@ def test_fire_after_life_loss_is_pressed_for_the_agent_and_masked(tmp_path):
 def test_frame_stack_gives_each_patch_the_last_frames_and_evaluation_the_same_env(tmp_path):
     """--frame-stack 2: the env stacks two frames, the retina reads both as channels of the same
     patch (the older first), and a checkpoint's evaluation env stacks as training did."""
-    cfg = GlimpseConfig.atari(game="breakout", num_envs=2, total_steps=2 * 32, hidden=16,
+    cfg = GlimpseConfig.for_game("breakout", num_envs=2, total_steps=2 * 32, hidden=16,
                               run_dir=str(tmp_path / "run"), progress=False, heatmap_every=0,
                               threads=1, frame_stack=2)  # fmt: skip
     trainer = GlimpseTrainer(cfg)
@@ -558,7 +561,7 @@ def test_ppo_replay_reproduces_an_atari_rollout_across_lives_and_games(tmp_path)
     """Breakout as the Atari preset plays it (a lost life a terminal for the targets, FIRE pressed
     for the agent after it, two stacked frames, the convolutional glimpse network and a GRU): the
     replay of every rollout gives back its log-probabilities and baselines."""
-    cfg = GlimpseConfig.atari(game="breakout", num_envs=4, total_steps=4 * 32 * 10, hidden=16,
+    cfg = GlimpseConfig.for_game("breakout", num_envs=4, total_steps=4 * 32 * 10, hidden=16,
                               run_dir=str(tmp_path / "run"), progress=False, heatmap_every=0,
                               threads=1, fire_after_life_loss=True, frame_stack=2, glimpse_net="conv",
                               core="gru", minibatches=2)  # fmt: skip

@@ -95,7 +95,7 @@ def test_learner_profile_categories_hold_every_operator_once():
     their own rows, and the categories add up to the profile's self time."""
     from torch.profiler import ProfilerActivity, profile
 
-    from agents.qlearning.benchmark import op_categories
+    from scripts.bench.qlearning import op_categories
 
     net = DuelingQNetwork(6)
     opt = torch.optim.Adam(net.parameters())
@@ -116,7 +116,7 @@ def test_learner_profile_counts_an_updates_flops_on_a_real_rollout():
     """4 envs x 4 steps, 2 epochs of 2 minibatches: every transition is learnt from twice
     (forward, and a backward of twice its FLOPs less conv1's input gradient, which nothing needs),
     and the targets take one forward pass over the 4 last observations."""
-    from agents.qlearning.benchmark import learner_profile
+    from scripts.bench.qlearning import learner_profile
 
     r = learner_profile("pong", "fp32", repeats=1, num_envs=4, rollout=4, minibatches=2)
     forward, conv1 = 21_904_384, 2 * 32 * 20 * 20 * 4 * 8 * 8

@@ -110,7 +110,7 @@ def test_layer_norm_network_records_and_rebuilds():
 def small_catch(tmp_path, name="run", **kw):
     base = dict(total_steps=2_048, num_envs=16, rollout=8, save_every=1_024, log_every=512,
                 saliency_every=0, progress=False, run_dir=str(tmp_path / name))  # fmt: skip
-    return PQNConfig.catch(**{**base, **kw})
+    return PQNConfig.for_game("catch", **{**base, **kw})
 
 
 def test_trainer_logs_checkpoints_and_evaluates(tmp_path):
@@ -272,7 +272,7 @@ def test_pqn_checkpoint_through_the_analysis_scripts(pong_pqn, tmp_path):
     "flags, message",
     [
         (["--q-lambda", "2"], "--q-lambda must be in [0, 1]"),
-        (["--num-envs", "0"], "--num-envs must be an integer >= 1"),
+        (["--num-envs", "0"], "--num-envs must be >= 1 (got 0)"),
         (["--time-limit", "-1"], "--time-limit must be >= 0"),
         (["--max-grad-norm", "-1"], "--max-grad-norm must be > 0"),
         (["--game", "pongg"], "unknown game 'pongg'"),
@@ -294,22 +294,29 @@ def test_pqn_learns_catch(tmp_path):
     five times a still paddle's 2/24. At 120k steps seeds 1-3 caught 0.78, 0.49 and 0.62 (the
     whole preset catches 0.97, docs/benchmarks.md); the shorter run keeps `make test` within
     its 15 minutes on two cores."""
-    trainer = PQNTrainer(PQNConfig.catch(run_dir=str(tmp_path / "run"), progress=False,
+    trainer = PQNTrainer(PQNConfig.for_game("catch", run_dir=str(tmp_path / "run"), progress=False,
                                          saliency_every=0, total_steps=120_000))  # fmt: skip
     trainer.run()
     net, _ = load_checkpoint(tmp_path / "run")
     assert greedy_catch_rate(net, episodes=100) >= 0.4
 
 
-def test_pqn_gpu_report_keeps_every_setup_and_the_transfer_column(monkeypatch, tmp_path, capsys):
+def test_pqn_gpu_report_keeps_every_setup_and_the_transfer_column(monkeypatch, tmp_path):
     """benchmark.py pqn-gpu runs only on a GPU window, so its report is checked here with the runs
     faked: each setup's row carries the observations' transfer, a setup that fails keeps its
-    row (as many cells as the header) and its error in the JSON, and the JSON is written."""
-    import agents.qlearning.benchmark as qbench
+    row (as many cells as the header) and its error in the results, and the results file is
+    written after every setup (a window that ends early keeps what it measured)."""
+    import scripts.bench.qlearning as qbench
+    import scripts.bench.timing as timing
+    from scripts.bench.report import Report
     from scripts.benchmark import PQN_GPU_SETUPS, PqnGpu, run_pqn_gpu
+
+    saved: list[int] = []
 
     def fake_run(fn, game, steps, num_envs, options, device):
         assert device == "cuda" and fn is qbench.run_pqn
+        if (tmp_path / "pqn_gpu.json").exists():
+            saved.append(len(Report.load(tmp_path / "pqn_gpu.json").blocks[1].rows))
         if options.get("precision") == "bf16":
             raise RuntimeError("capture failed")
         return {"sps": 100.0 * num_envs, "peak_rss_mb": 900.0, "env_share": 0.3, "act_share": 0.2,
@@ -317,15 +324,14 @@ def test_pqn_gpu_report_keeps_every_setup_and_the_transfer_column(monkeypatch, t
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda *_: "Fake GPU")
-    monkeypatch.setattr(qbench, "in_fresh_process", fake_run)
-    report = tmp_path / "pqn_gpu.json"
-    run_pqn_gpu(PqnGpu(steps=1, num_envs=[64], json=str(report), write=False))
-    lines = capsys.readouterr().out.splitlines()
-    table = lines[lines.index("Fake GPU") + 1:]
+    monkeypatch.setattr(timing, "in_fresh_process", fake_run)
+    [report] = run_pqn_gpu(PqnGpu(steps=1, num_envs=[64], out=str(tmp_path)))
+    assert saved == list(range(1, len(PQN_GPU_SETUPS)))
+    assert report.blocks[0] == "GPU: Fake GPU" and report == Report.load(tmp_path / "pqn_gpu.json")
+    table = report.body().split("\n\n")[1].splitlines()
     assert table[0].endswith("| observations to GPU per step (share) |")
     assert len(table) == 2 + len(PQN_GPU_SETUPS) and len({row.count("|") for row in table}) == 1
     assert "| PQN, 64 envs, float32 | 6,400 | 30% / 20% / 50% | 900 | 0.50 ms (5%) |" in table
-    results = json.loads(report.read_text())
-    assert list(results) == [f"64 envs, {label}" for label, _ in PQN_GPU_SETUPS]
-    assert results["64 envs, bf16 autocast, CUDA graphs"] == {"error": "RuntimeError: capture failed"}
+    assert list(report.data) == [f"64 envs, {label}" for label, _ in PQN_GPU_SETUPS]
+    assert report.data["64 envs, bf16 autocast, CUDA graphs"] == {"error": "RuntimeError: capture failed"}
     assert qbench.observation_transfer_ms(2, "cpu", repeats=3) > 0

@@ -118,7 +118,7 @@ def test_auto_picks_what_the_machine_runs_and_bf16_where_it_cannot_is_one_line(m
         PQNConfig(precision="bf16", device="cpu").validate()
     with pytest.raises(ValueError, match="--precision bf16 needs"):
         DQNConfig(precision="bf16", device="cpu").validate()
-    with pytest.raises(ValueError, match="--precision must be one of fp32, bf16, auto, got 'fp16'"):
+    with pytest.raises(ValueError, match=r"--precision must be one of fp32, bf16, auto \(got 'fp16'\)"):
         resolve_precision("fp16", "cpu")
     monkeypatch.setattr(precision_module, "cpu_supports_bf16", lambda: True)
     assert resolve_precision("auto", "cpu") == "bf16"
@@ -126,7 +126,7 @@ def test_auto_picks_what_the_machine_runs_and_bf16_where_it_cannot_is_one_line(m
 
 
 def _catch(run, **kw) -> PQNTrainer:
-    return PQNTrainer(PQNConfig.catch(**{"total_steps": 256, "num_envs": 8, "rollout": 8,
+    return PQNTrainer(PQNConfig.for_game("catch", **{"total_steps": 256, "num_envs": 8, "rollout": 8,
                                          "save_every": 128, "progress": False, "saliency_every": 0,
                                          "run_dir": str(run), **kw}))  # fmt: skip
 
@@ -170,7 +170,7 @@ def test_each_trainer_runs_its_passes_at_the_precision_asked(precision, dtype, t
     from agents.qlearning.dqn import DQNTrainer
 
     pqn = _catch(tmp_path / "pqn", precision=precision)
-    dqn = DQNTrainer(DQNConfig.catch(precision=precision, run_dir=str(tmp_path / "dqn"),
+    dqn = DQNTrainer(DQNConfig.for_game("catch", precision=precision, run_dir=str(tmp_path / "dqn"),
                                      progress=False))  # fmt: skip
     for net in (pqn.online, dqn.online, dqn.target):
         seen = []
@@ -281,7 +281,7 @@ def test_the_glimpse_agents_bf16_replay_agrees_with_float32_and_keeps_its_heads_
     within 3% of its norm (measured 0.6%) and pointing the same way (cosine 0.99999)."""
     from agents.glimpse.train import GlimpseConfig, GlimpseTrainer
 
-    trainer = GlimpseTrainer(GlimpseConfig.atari(num_envs=8, precision="bf16", progress=False,
+    trainer = GlimpseTrainer(GlimpseConfig.for_game("pong", num_envs=8, precision="bf16", progress=False,
                                                  run_dir=str(tmp_path / "run")))  # fmt: skip
     trainer.env.close()
     rows, start = _glimpse_rollout(trainer)

@@ -36,7 +36,7 @@ def test_validation_raises_value_error_or_accepts(cls, data):
 @pytest.fixture(scope="module")
 def good_checkpoint(tmp_path_factory):
     run = tmp_path_factory.mktemp("prop") / "run"
-    PQNTrainer(PQNConfig.catch(total_steps=128, num_envs=8, rollout=8, progress=False,
+    PQNTrainer(PQNConfig.for_game("catch", total_steps=128, num_envs=8, rollout=8, progress=False,
                                saliency_every=0, run_dir=str(run))).run()  # fmt: skip
     return resolve_checkpoint(run)
 
@@ -124,5 +124,5 @@ def test_every_float_flag_of_every_script_refuses_inf_and_nan(script, required, 
     with pytest.raises(SystemExit) as exit_:
         importlib.import_module(f"scripts.{script}").main()
     message = exit_.value.code if isinstance(exit_.value.code, str) else capsys.readouterr().err
-    assert message.strip() == f"error: {flag} must be a finite number, got {value}", message
+    assert message.strip() == f"error: {flag} must be a finite number (got {value})", message
     assert not list(tmp_path.iterdir())

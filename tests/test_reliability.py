@@ -21,6 +21,7 @@ from agents.common.checkpoint import (
     read_tensors,
     resolve_checkpoint,
 )
+from agents.common.run import Every
 from agents.glimpse.train import GlimpseConfig, GlimpseTrainer
 from agents.qlearning.dqn import DQNConfig, DQNTrainer
 from agents.qlearning.pqn import PQNConfig, PQNTrainer
@@ -28,10 +29,10 @@ from agents.qlearning.pqn import PQNConfig, PQNTrainer
 ROOT = Path(__file__).resolve().parent.parent
 
 TRAINERS = {
-    "dqn": lambda run, **kw: DQNTrainer(DQNConfig.catch(**{
+    "dqn": lambda run, **kw: DQNTrainer(DQNConfig.for_game("catch", **{
         "total_steps": 400, "learning_starts": 100, "save_every": 200, "progress": False,
         "saliency_every": 0, "run_dir": str(run), **kw})),
-    "pqn": lambda run, **kw: PQNTrainer(PQNConfig.catch(**{
+    "pqn": lambda run, **kw: PQNTrainer(PQNConfig.for_game("catch", **{
         "total_steps": 256, "num_envs": 8, "rollout": 8, "save_every": 128, "progress": False,
         "saliency_every": 0, "run_dir": str(run), **kw})),
     "glimpse": lambda run, **kw: GlimpseTrainer(GlimpseConfig(**{
@@ -153,7 +154,7 @@ def test_a_checkpoint_whose_actions_do_not_match_its_game_is_refused(tmp_path):
         (lambda: DQNConfig(max_grad_norm=-1), "--max-grad-norm must be > 0"),
         (lambda: DQNConfig(start_e=5), "--start-e must be in [0, 1]"),
         (lambda: DQNConfig(exploration_fraction=-1), "--exploration-fraction must be in [0, 1]"),
-        (lambda: GlimpseConfig(max_grad_norm=-1), "max_grad_norm must be > 0"),
+        (lambda: GlimpseConfig(max_grad_norm=-1), "--max-grad-norm must be > 0"),
         (lambda: PQNConfig(max_grad_norm=-1), "--max-grad-norm must be > 0"),
     ],
 )
@@ -505,13 +506,13 @@ def test_probe_06_folders_swap_atomically(tmp_path):
 def test_probe_07_non_finite_values_are_refused_before_any_work(kind, flag, value, tmp_path):
     game = ["--game", "catch"]
     done = call_script(f"scripts/train_{kind}.py", *game, flag, value, "--run-dir", str(tmp_path / "run"))
-    _one_line(done, f"{flag} must be a finite number, got {value}")
+    _one_line(done, f"{flag} must be a finite number (got {value})")
     assert not (tmp_path / "run").exists()
 
 
 def test_probe_08_dqn_hidden_below_zero_is_one_line(tmp_path):
     _one_line(call_script("scripts/train_dqn.py", "--game", "catch", "--hidden", "-1", "--run-dir",
-                         str(tmp_path / "run")), "--hidden must be >= 0, got -1")  # fmt: skip
+                         str(tmp_path / "run")), "--hidden must be >= 0 (got -1)")  # fmt: skip
     assert not (tmp_path / "run").exists()
 
 
@@ -561,7 +562,7 @@ def test_probe_09_an_evaluation_checks_its_envs_memory_first():
 
 
 @pytest.mark.parametrize("script", ["record_saliency", "record_glimpses"])
-@pytest.mark.parametrize("fps, message", [("inf", "--fps must be a finite number, got inf"),
+@pytest.mark.parametrize("fps, message", [("inf", "--fps must be a finite number (got inf)"),
                                           ("1e12", "--fps must be in [0.01, 1,000]"),
                                           ("1e-6", "--fps must be in [0.01, 1,000]")])  # fmt: skip
 def test_probe_10_11_frame_rates_ffmpeg_cannot_write_are_one_line(script, fps, message, tmp_path):
@@ -592,7 +593,7 @@ def test_probe_13_resume_of_a_run_still_before_its_first_checkpoint(tmp_path):
 
     run = tmp_path / "run"
     run.mkdir()
-    (run / "config.json").write_text(json.dumps(dataclasses.asdict(PQNConfig.catch())))
+    (run / "config.json").write_text(json.dumps(dataclasses.asdict(PQNConfig.for_game("catch"))))
     sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
         (run / "lock").write_text(str(sleeper.pid))
@@ -762,3 +763,23 @@ def test_a_pack_at_half_precision_ships_the_weights_its_evaluation_played(dtype,
     assert record["training"]["weights_dtype"] == dtype
     full.write_bytes(full.read_bytes()[:100])  # truncated
     _one_line(_pack(run_copy, tmp_path / "other", "--dtype", dtype), "damaged or truncated tensor file")
+
+
+@pytest.mark.parametrize("kind", TRAINERS)
+def test_every_trainer_stops_at_its_time_limit_with_a_checkpoint_that_resumes(kind, tmp_path):
+    """--time-limit, declared once for all trainers: the loop ends at its first chance, saves, and
+    the run resumes from there to its budget."""
+    trainer = TRAINERS[kind](tmp_path / "run", time_limit=1e-6)
+    path = trainer.run()
+    assert trainer.stopped_by == "time limit" and trainer.global_step < trainer.cfg.total_steps
+    assert resolve_checkpoint(tmp_path / "run") == path
+    again = TRAINERS[kind](tmp_path / "other", resume=str(tmp_path / "run"))
+    again.run()
+    assert again.stopped_by == "" and again.global_step >= again.cfg.total_steps
+
+
+def test_periodic_events_fire_once_per_period_from_the_first_step():
+    every = Every(100, 50)  # a run resumed at step 50
+    fired = [step for step in range(0, 500, 30) if every(step)]
+    assert fired == [150, 270, 390]  # 100 past the last firing, at the first step that passes it
+    assert not any(Every(0, 0)(step) for step in range(0, 10**6, 1000))

@@ -1,5 +1,7 @@
 """FrameReplayBuffer: rebuilt stacks equal the env's own, n-step returns, sum-tree sampling."""
 
+import json
+
 import numpy as np
 import pytest
 from scipy import stats
@@ -189,3 +191,37 @@ def test_bad_arguments():
         FrameReplayBuffer(100, 1).sample(4)
     with pytest.raises(ValueError, match="prioritized=True"):
         FrameReplayBuffer(100, 1).update_priorities(np.array([0]), np.array([1.0]))
+
+
+def test_a_memory_restored_from_its_state_samples_as_the_original():
+    """state() and arrays() hold all that sampling depends on: a fresh memory loaded from them draws
+    the same batches, priorities included, as the memory it was saved from."""
+    env = CatchVectorEnv(3, stack_num=2, seed=0)
+    make = lambda: FrameReplayBuffer(90, 3, frame_shape=(24, 24), stack_num=2, n_step=3,  # noqa: E731
+                                     prioritized=True, seed=5)  # fmt: skip
+    buf = make()
+    rec = Recorder(buf, env)
+    for _ in range(70):
+        rec.step()
+    b = buf.sample(16, beta=0.5)
+    buf.update_priorities(b.indices, np.linspace(0.1, 3.0, 16))
+    state = json.loads(json.dumps(buf.state()))  # what a checkpoint's trainer.json holds
+    arrays = {k: v.copy() for k, v in buf.arrays().items()}
+    copy = make()
+    copy.load(state, arrays)
+    for _ in range(3):
+        x, y = buf.sample(16, beta=0.7), copy.sample(16, beta=0.7)
+        for field in x._fields:
+            np.testing.assert_array_equal(getattr(x, field), getattr(y, field))
+    assert copy.max_priority == buf.max_priority > 1.0
+
+
+def test_a_memory_of_another_size_is_refused_before_it_is_touched():
+    buf = FrameReplayBuffer(90, 3, frame_shape=(24, 24), stack_num=2, seed=5)
+    other = FrameReplayBuffer(120, 3, frame_shape=(24, 24), stack_num=2, seed=5)
+    before = {k: v.copy() for k, v in buf.arrays().items()}
+    with pytest.raises(ValueError, match=r"saved replay field frames has shape \(3, 40, 24, 24\), "
+                                         r"expected \(3, 30, 24, 24\)"):  # fmt: skip
+        buf.load(other.state(), other.arrays())
+    for k, v in buf.arrays().items():
+        np.testing.assert_array_equal(v, before[k])

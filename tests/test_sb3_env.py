@@ -3,6 +3,7 @@ pipeline and against SB3's algorithms."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -11,7 +12,7 @@ import numpy as np
 import pytest
 
 import envs
-from envs.benchmark import sb3_pipeline
+from scripts.bench.envs import sb3_pipeline
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -174,10 +175,10 @@ def test_unsupported_calls_say_what_is_there():
     env.close()
 
 
-def test_sb3_benchmark_measures_both_envs_and_refuses_a_bad_device():
+def test_sb3_benchmark_measures_both_envs_and_refuses_a_bad_device(tmp_path):
     """benchmark.py sb3 at a tiny size times one PPO rollout on each env (the CPU path of the
     --device flag a GPU window passes as cuda); a device torch cannot use is one line."""
-    tiny = ["--n-steps", "8", "--num-envs", "2", "--repeats", "1", "--no-write"]
+    tiny = ["--n-steps", "8", "--num-envs", "2", "--repeats", "1", "--out", str(tmp_path)]
     done = subprocess.run([sys.executable, "scripts/benchmark.py", "sb3", *tiny], cwd=ROOT,
                           capture_output=True, text=True, timeout=300)  # fmt: skip
     assert done.returncode == 0, done.stderr
@@ -185,7 +186,9 @@ def test_sb3_benchmark_measures_both_envs_and_refuses_a_bad_device():
     assert [row.split(" | ")[1] for row in rows] == [
         "ours, envs.sb3_vec_env x2", "SB3 make_atari_env + VecFrameStack x2"]  # fmt: skip
     assert rows[1].split(" | ")[3] == "1.00x" and "GPU:" not in done.stdout
+    saved = json.loads((tmp_path / "sb3.json").read_text())  # the results: the table and its data
+    assert [row[1] for row in saved["blocks"][0]["rows"]] == [row.split(" | ")[1] for row in rows]
     done = subprocess.run([sys.executable, "scripts/benchmark.py", "sb3", "--device", "tpu", *tiny],
                           cwd=ROOT, capture_output=True, text=True, timeout=120)  # fmt: skip
     assert done.returncode != 0
-    assert done.stderr == "error: --device must be auto, cpu or cuda, got 'tpu'\n"
+    assert done.stderr == "error: --device must be auto, cpu or cuda (got 'tpu')\n"

@@ -46,7 +46,7 @@ def resolve_precision(precision: str, device: str, auto_bf16: bool = True) -> st
     everywhere for a trainer whose passes bf16 did not make faster (``auto_bf16=False``); bf16
     asked where it cannot run natively is one line, not a slow emulation."""
     if precision not in PRECISIONS:
-        raise ValueError(f"--precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+        raise ValueError(f"--precision must be one of {', '.join(PRECISIONS)} (got {precision!r})")
     check_device(device)
     native = resolve_device(device).type == "cuda" or cpu_supports_bf16()
     if precision == "auto":

@@ -7,7 +7,7 @@ sweeps build one by name). Each package registers its parts when it is imported,
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -35,15 +35,14 @@ class TrainerKind:
         return getattr(importlib.import_module(self.module), self.config)
 
     def preset(self, game: str, **fields: Any) -> Any:
-        """The config ``attn train NAME --game GAME`` starts from (Catch's or Atari's defaults),
-        with ``fields`` on top."""
-        cls = self.config_class()
-        if hasattr(cls, "for_game"):  # the glimpse agent: its presets also follow a swept `preset`
-            return cls.for_game(game, **fields)
-        return cls.catch(**fields) if game.lower() == "catch" else cls(game=game, **fields)
+        """The config ``attn train NAME --game GAME`` starts from (the game's preset: a swept
+        ``preset`` field picks the glimpse agent's), with ``fields`` on top."""
+        return self.config_class().for_game(game, **fields)
 
-    def build(self, cfg: Any, callbacks: list[Any]) -> Trainer:
-        return getattr(importlib.import_module(self.module), self.trainer)(cfg, callbacks=callbacks)
+    def build(self, cfg: Any, callbacks: list[Any], given: Collection[str] = ()) -> Trainer:
+        """The trainer of ``cfg``; ``given``: the flags on the command line, for a resume."""
+        cls = getattr(importlib.import_module(self.module), self.trainer)
+        return cls(cfg, callbacks=callbacks, given=given)
 
 
 TRAINERS: dict[str, TrainerKind] = {}

@@ -8,10 +8,6 @@ A config here is any object with the fields these functions read (``game``, ``nu
 
 from __future__ import annotations
 
-import dataclasses
-import math
-import types
-import typing
 from typing import Any
 
 import numpy as np
@@ -25,48 +21,6 @@ CATCH_ACTIONS = ["LEFT", "STAY", "RIGHT"]
 DEVICES = ("auto", "cpu", "cuda")
 
 
-def check_config_types(cfg: Any) -> None:
-    """One line for a field of the wrong kind (a string where a number goes, a bool where an
-    integer goes, a choice outside its ``Literal``) or a number that is not finite, before any
-    range check compares it. Every trainer's config and every script's flags pass through here:
-    ``inf`` slips past a check written ``> 0`` and ``nan`` past most others, and either trains a
-    network to NaN weights or breaks a video writer. No option takes infinity (``--time-limit 0``
-    is the one "no limit", and it says so)."""
-    hints = typing.get_type_hints(type(cfg))
-    for f in dataclasses.fields(cfg):
-        value, kind = getattr(cfg, f.name), hints[f.name]
-        flag = "--" + f.name.replace("_", "-")
-        for number in _floats(value, kind):
-            if not math.isfinite(number):
-                raise ValueError(f"{flag} must be a finite number, got {number}")
-        if typing.get_origin(kind) is typing.Literal:
-            if value not in typing.get_args(kind):
-                choices = ", ".join(map(str, typing.get_args(kind)))
-                raise ValueError(f"{flag} must be one of {choices}, got {value!r}")
-        elif kind is bool and not isinstance(value, bool):
-            raise ValueError(f"{flag} must be true or false, got {value!r}")
-        elif kind is int and (isinstance(value, bool) or not isinstance(value, int)):
-            raise ValueError(f"{flag} must be an integer, got {value!r}")
-        elif kind is float and (isinstance(value, bool) or not isinstance(value, (int, float))):
-            raise ValueError(f"{flag} must be a number, got {value!r}")
-        elif kind is str and not isinstance(value, str):
-            raise ValueError(f"{flag} must be a string, got {value!r}")
-
-
-def _floats(value: Any, kind: Any) -> list[float]:
-    """The floats that a field of type ``kind`` holds: ``float``, ``float | None``, and tuples or
-    lists of floats (``--epsilons 0 2 inf``)."""
-    kinds = typing.get_args(kind) if typing.get_origin(kind) in (typing.Union, types.UnionType) else (kind,)
-    found = []
-    for k in kinds:
-        if k is float and isinstance(value, float):
-            found.append(value)
-        elif typing.get_origin(k) in (tuple, list) and float in typing.get_args(k) and isinstance(
-                value, (tuple, list)):  # fmt: skip
-            found += [v for v in value if isinstance(v, float)]
-    return found
-
-
 def linear_schedule(start: float, end: float, duration: float, t: float) -> float:
     """Linear interpolation from ``start`` to ``end`` over ``duration``, then constant."""
     if duration <= 0:
@@ -77,7 +31,7 @@ def linear_schedule(start: float, end: float, duration: float, t: float) -> floa
 def check_device(name: str) -> None:
     """One-line refusal of a device string torch cannot use here."""
     if name not in DEVICES and not name.startswith("cuda:"):
-        raise ValueError(f"--device must be auto, cpu or cuda, got {name!r}")
+        raise ValueError(f"--device must be auto, cpu or cuda (got {name!r})")
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError("--device cuda was asked for but torch sees no CUDA device")
 

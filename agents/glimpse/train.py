@@ -9,12 +9,10 @@ the DQN's (see :mod:`agents.common.checkpoint`); Ctrl-C or SIGTERM saves a check
 from __future__ import annotations
 
 import collections
-import dataclasses
-import time
-from collections.abc import Callable, Collection
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import cv2
 import numpy as np
@@ -25,24 +23,36 @@ from torch.utils.tensorboard import SummaryWriter
 from agents.common.checkpoint import (
     CONFIG,
     MODEL,
-    check_run_dir,
-    checkpoint_config,
     load_state,
-    optimizer_from_tensors,
-    optimizer_to_tensors,
     read_json,
     read_tensors,
     require_same_network,
-    require_unfinished,
     resolve_checkpoint,
-    restore_trainer,
-    resume_config,
-    write_checkpoint,
 )
-from agents.common.precision import resolve_precision, with_resolved_precision
-from agents.common.resources import emulator_bytes, keep_freed_memory, require_memory
-from agents.common.run import RunSession
-from agents.common.training import EpisodeTracker, action_names, check_config_types
+from agents.common.config import (
+    NonNegativeFloat,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+    Precision,
+    Probability,
+    Range,
+    TrainConfig,
+    flag,
+    refuse,
+)
+from agents.common.precision import resolve_precision
+from agents.common.resources import emulator_bytes, keep_freed_memory
+from agents.common.run import (
+    Callback,
+    Every,
+    RunSession,
+    load_training,
+    open_run,
+    run_loop,
+    save_training,
+)
+from agents.common.training import EpisodeTracker, action_names
 from agents.glimpse import (
     GlimpsePolicy,
     RecurrentAttentionModel,
@@ -55,14 +65,59 @@ from envs.options import AtariOptions
 
 
 @dataclass
-class GlimpseConfig:
+class GlimpseConfig(TrainConfig):
     """A glimpse-agent experiment; saved as ``config.json`` beside every run. The defaults are
-    chosen for Catch; :meth:`atari` gives those for Atari games."""
+    chosen for Catch; the ``atari`` preset gives those for Atari games. Why each default is what it
+    is, with the runs that chose it: docs/glimpse_agent.md."""
+
+    PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
+        # Atari: long episodes cut into bootstrapped rollouts of 32 steps; patches of 16, 64 and
+        # 256 pixels max-pooled to 16x16, so that the widest sees the whole frame from almost any
+        # gaze with a 2x4-pixel ball at full contrast; recurrent PPO with CleanRL's Atari PPO
+        # settings (Adam 2.5e-4, clip 0.1, entropy 0.01, gradient norm 0.5, GAE 0.95) and a lost
+        # life terminal for the targets
+        "atari": dict(
+            total_steps=10_000_000, num_envs=16, rollout=32, patch_size=16, num_scales=3,
+            scale_factor=4, retina_pool="max", hidden=256, location_std=0.1, gamma=0.99,
+            gae_lambda=0.95, epochs=4, minibatches=2, clip_coef=0.1, learning_rate=2.5e-4,
+            max_grad_norm=0.5, entropy_coef=0.01, anneal_lr=False, life_loss_info=True,
+        ),
+        "default": {},
+        # the foveal Catch: the paper's 24x24 screen seen through patches of 6 and 12 pixels (the
+        # widest covers a quarter of it); a rollout of 48 holds two whole episodes, or one 47-step
+        # episode of --catch-size 48, so that returns stay Monte-Carlo
+        "foveal": dict(preset="foveal", catch_size=24, patch_size=6, num_scales=2, rollout=48),
+    }  # fmt: skip
 
     game: Annotated[str, tyro.conf.arg(aliases=("--env",))] = "catch"
     """'catch' or an Atari game (full-resolution 210x160 grayscale frames, one at a time unless
     --frame-stack says more); --env is the same flag."""
-    frame_stack: int = 1
+    exp_name: str = "glimpse"
+    total_steps: PositiveInt = 16_000_000
+    """Environment steps over all envs (on Catch about 9 minutes on two cores)."""
+    num_envs: PositiveInt = 128
+    """Parallel environments (one batch through the network per step)."""
+    learning_rate: PositiveFloat = 4e-3
+    """Adam learning rate (for 128 envs; 2e-3 suits 32)."""
+    gamma: Probability = 1.0
+    """Discount (Catch's single reward needs none)."""
+    max_grad_norm: PositiveFloat = 5.0
+    """Gradient-norm clip, applied to the location head and to the rest of the network separately:
+    the Gaussian location's score is about 1/location_std times the action's, so one global norm
+    would rescale the action policy's gradient by the location's noise."""
+    hidden: PositiveInt = 128
+    """Core size (also the glimpse vector's). The paper's 256 is the model's default and Atari's;
+    Catch learns as much per step with 128, faster."""
+    catch_miss_reward: float = -1.0
+    """Catch only: reward for a miss (the paper's is 0; -1 makes a miss as informative as a catch)."""
+    save_every: PositiveInt = 500_000
+    precision: Precision = "auto"
+    """Arithmetic of the network passes: fp32, or bf16 (the glimpse network's and the core's
+    matmuls under bfloat16 autocast; the weights Adam steps and its state, the heads and their
+    distributions, the loss and the checkpoints stay float32). auto is fp32: at this agent's sizes
+    bf16 is hardly faster (docs/glimpse_agent.md). bf16 needs a CPU with AVX-512 BF16 or AMX. A
+    resumed run keeps its own."""
+    frame_stack: PositiveInt = 1
     """Atari only: the last N frames, stacked as channels of every patch. 1 (the paper's): one
     frame a step, and which way the ball moves is the core's to remember. 2: one glimpse shows the
     ball's motion (two dots), whatever the gaze's jitter between steps."""
@@ -71,50 +126,37 @@ class GlimpseConfig:
     the widest patch, 12 pixels, is a quarter of the 24x24 screen; checked to be at most a quarter
     of any --catch-size), so the location policy has to work, as in Mnih et al. 2014's translated
     tasks."""
-    catch_size: int = 24
-    """Catch only: width and height of the screen in pixels."""
-    catch_turn_prob: float = 0.0
+    catch_size: Annotated[int, Range(ge=4)] = 24
+    """Catch only: width and height of the screen in pixels (at least a ball above a 2-pixel paddle)."""
+    catch_turn_prob: Probability = 0.0
     """Catch only: probability that the ball reverses its horizontal direction at a step (0: the
     paper's game, whose landing a few early glimpses predict; with turns the gaze must follow)."""
-    catch_paddle_width: int = 2
+    catch_paddle_width: PositiveInt = 2
     """Catch only: paddle width in pixels (the paper's is 2). With 3, a paddle kept under the ball
     catches it whatever its turns, so a ball that turns must be watched to the end."""
-    seed: int = 1
-    """Seed for the network, the sampling and the environments."""
-    total_steps: int = 16_000_000
-    """Environment steps over all envs (on Catch about 9 minutes on two cores). Catch's learning
-    rate decays to zero over this budget: at 8M steps seeds 0-3 ended at 0.82-0.95 of 200 greedy
-    episodes, at 16M seeds 0-4 end at 0.91-0.99 (docs/glimpse_agent.md)."""
-    num_envs: int = 128
-    """Parallel environments (one batch through the network per step). On Catch 128 envs at a
-    learning rate of 4e-3 learned as much per step as 32 at 2e-3, at 1.7 times the steps per second
-    (a batch of 128 costs little more than one of 32)."""
-    rollout: int = 24
+    rollout: PositiveInt = 24
     """Steps per update. A Catch episode (23 steps and the reset step) fills one rollout, so its
     returns are Monte-Carlo; longer Atari episodes are cut and bootstrapped from the baseline."""
-    patch_size: int = 6
+    patch_size: PositiveInt = 6
     """Width of the finest glimpse patch in pixels."""
-    num_scales: int = 3
+    num_scales: PositiveInt = 3
     """Patches per glimpse, each scale-factor times wider than the previous."""
-    scale_factor: int = 2
+    scale_factor: PositiveInt = 2
     """Width ratio of consecutive patches."""
     retina_pool: Literal["avg", "max"] = "avg"
     """How each wider patch is reduced to patch-size pixels: 'avg' (the paper's) or 'max', which
     keeps an object smaller than a coarse cell (a ball) at full contrast in the periphery."""
-    glimpses_per_step: int = 1
+    glimpses_per_step: PositiveInt = 1
     """Glimpses taken (and core updates) before each action."""
     location_policy: Literal["gaussian", "tiles"] = "gaussian"
     """Gaussian around a mean location, or a softmax over a grid of tiles."""
-    location_std: float = 0.15
+    location_std: PositiveFloat = 0.15
     """Standard deviation of the Gaussian location policy (in units of half the frame)."""
-    tiles: int = 4
+    tiles: Annotated[int, Range(ge=2)] = 4
     """Tiles per side of the tiles location policy's grid."""
     core: Literal["lstm", "gru", "rnn", "lnlstm"] = "lstm"
     """Recurrent core: LSTM, GRU, the paper's ReLU RNN, or a layer-normalised LSTM (lnlstm, whose cell
     state cannot saturate the output over long Atari episodes: agents.glimpse.model.LayerNormLSTMCell)."""
-    hidden: int = 128
-    """Core size (also the glimpse vector's). The paper's 256 is the model's default and Atari's;
-    Catch learns as much per step with 128, at 1.5 times the steps per second."""
     glimpse_net: Literal["linear", "conv"] = "linear"
     """What reads the patches: the paper's one linear layer, or two convolutions over the scales
     stacked as channels and then the linear layer (Ba et al. 2015's deep attention model)."""
@@ -130,114 +172,56 @@ class GlimpseConfig:
     core, which sees only glimpses."""
     detach_baseline: bool = False
     """Baseline reads a detached core state (the baseline then does not train the core)."""
-    learning_rate: float = 4e-3
-    """Adam learning rate (for 128 envs; 2e-3 suits 32)."""
     anneal_lr: bool = True
     """Decay the learning rate linearly to zero at ``total_steps``, as CleanRL's PPO and the RL
     Zoo's Atari PPO preset do: the updates shrink as the policy settles. Extending a run with
     ``--resume --total-steps`` stretches the schedule (the rate is a function of the step)."""
-    anneal_from: int = 0
+    anneal_from: NonNegativeInt = 0
     """With --anneal-lr: the step the decay starts from; the rate is constant before it. Resuming a
     run that trained without --anneal-lr with the flag starts the decay at the step resumed from,
     so a run that has plateaued spends the rest of its budget at a falling rate and keeps its Adam
     moments, step count and logs (a fresh run from its weights, --init-from, would lose them)."""
-    location_lr_scale: float = 0.1
-    """The location head learns at this fraction of the learning rate. Adam moves every weight by
-    about the learning rate per update whatever the gradient's noise, and the location's REINFORCE
-    gradient is mostly noise at first: at the full rate the gaze random-walks to a border (where
-    tanh saturates) before the actions have learned anything. Measured on Catch: 0.06 of episodes
-    caught after 28k episodes at 1.0, 0.44 at 0.1."""
-    epochs: int = 1
+    location_lr_scale: PositiveFloat = 0.1
+    """The location head learns at this fraction of the learning rate: its REINFORCE gradient is
+    mostly noise at first, and at the full rate the gaze random-walks to a border (where tanh
+    saturates) before the actions have learned anything."""
+    epochs: PositiveInt = 1
     """Passes over each rollout. 1: one REINFORCE step on the rollout as it was played (the
     paper's). More: PPO (Schulman et al. 2017), recurrent as SB3-contrib's RecurrentPPO is: each pass
     replays the rollout through the core with the current weights (the same patches, sampled
     locations and actions) and steps on the clipped surrogate, so that every environment step
     teaches several times; the rollout itself then runs without a graph."""
-    minibatches: int = 1
+    minibatches: PositiveInt = 1
     """With --epochs above 1: each pass is split into this many minibatches of whole env sequences
     (the core's state runs through a sequence, so envs are split, not steps)."""
-    clip_coef: float = 0.1
+    clip_coef: PositiveFloat = 0.1
     """With --epochs above 1: PPO's clip range on the probability ratio (CleanRL's Atari PPO: 0.1)."""
-    gamma: float = 1.0
-    """Discount (Catch's single reward needs none)."""
-    gae_lambda: float = 1.0
+    gae_lambda: Probability = 1.0
     """1.0: Monte-Carlo returns minus the baseline (REINFORCE, the paper); below 1, advantages mix in
     the baseline's bootstrapped estimates (GAE, Schulman et al. 2016)."""
     normalize_advantage: bool = True
     """Standardise the advantages of each update (scale-free learning rate across games)."""
-    entropy_coef: float = 0.003
-    """Weight of the action policy's entropy bonus (see max_grad_norm for how it was chosen)."""
-    location_entropy_coef: float = 0.0
+    entropy_coef: NonNegativeFloat = 0.003
+    """Weight of the action policy's entropy bonus."""
+    location_entropy_coef: NonNegativeFloat = 0.0
     """Weight of the location policy's entropy bonus (the Gaussian's is a constant)."""
-    baseline_coef: float = 0.5
+    baseline_coef: NonNegativeFloat = 0.5
     """Weight of the baseline's squared error."""
-    max_grad_norm: float = 5.0
-    """Gradient-norm clip, applied to the location head and to the rest of the network separately:
-    the Gaussian location's score is ~1/location_std times the action's, so one global norm is the
-    location's and a tight clip rescales the action policy's gradient by the location's noise (on
-    Breakout at clip 0.5 the location head's norm was 4.5-5.4, the rest's 0.2-0.4; clipped apart,
-    the action entropy fell to 0.76 by 600k steps, against 1.0-1.2 clipped together). On Catch,
-    clip 5 with entropy weight 0.003 reached a greedy catch rate of 0.5-0.6 after 2.25M steps where
-    clip 1 with entropy 0.01 had 0.20; clip 5 and 100 gave the same run (never reached)."""
-    life_loss_info: bool = False
-    """Atari only: a life loss is terminal for the targets (no bootstrapping across it) while the
-    game, the core's memory and the logged return go on: DeepMind's 'terminal on life loss', as in
-    the PQN trainer. The Atari preset turns it on: in Breakout a lost ball is then an immediate
-    penalty rather than a dip in a return hundreds of steps long."""
     fire_after_life_loss: bool = False
     """Atari only, with --life-loss-info: the step after a lost life presses FIRE for the agent (a
     step that is not the policy's decision, masked like a reset step), as OpenAI Baselines'
     EpisodicLifeEnv and FireResetEnv do at every life. In Breakout the ball waits for FIRE: a policy
-    whose FIRE probability falls (as in one PPO run on Breakout) stalls its games instead of playing.
-    Evaluation presses FIRE the same way for checkpoints trained with it."""
-    catch_miss_reward: float = -1.0
-    """Catch only: reward for a miss (the paper's is 0; -1 makes a miss as informative as a catch)."""
-    run_dir: str = ""
-    """Run directory; empty picks runs/<game>__glimpse__<seed>__<timestamp>."""
-    resume: str = ""
-    """Run directory to resume from its latest checkpoint (its config is reused)."""
+    whose FIRE probability falls stalls its games instead of playing. Evaluation presses FIRE the
+    same way for checkpoints trained with it."""
     init_from: str = ""
     """Checkpoint (run, checkpoint directory or model.safetensors) whose network weights start this
     run, with a fresh optimizer and step count: a curriculum, such as an agent of the paper's game
     trained on again on a ball that turns. Its network must be this run's (retina, core, actions)."""
-    save_every: int = 500_000
-    """Environment steps between checkpoints (one is also written at the end and on Ctrl-C)."""
-    keep_checkpoints: int = 3
-    """Newest checkpoints kept; older ones are deleted (0 keeps all, for saliency over training)."""
-    log_every: int = 10_000
-    """Environment steps between TensorBoard scalar logs."""
-    heatmap_every: int = 250_000
+    heatmap_every: NonNegativeInt = 250_000
     """Environment steps between heat-map images of where glimpses landed (0: never)."""
-    precision: Literal["fp32", "bf16", "auto"] = "auto"
-    """Arithmetic of the network passes: fp32, or bf16 (the glimpse network's and the core's
-    matmuls under bfloat16 autocast; the weights Adam steps and its state, the heads and their
-    distributions, the loss and the checkpoints stay float32). auto is fp32: at this agent's sizes
-    (16 envs, a 256-unit core) bf16 trained Pong 1.04x as fast as fp32 on 2 AVX-512 BF16 cores
-    (docs/glimpse_agent.md). bf16 needs a CPU with AVX-512 BF16 or AMX. A resumed run keeps
-    its own."""
-    threads: int = 0
-    """Torch CPU threads (0: torch's default)."""
-    progress: bool = True
-    """Show a progress bar."""
 
-    @classmethod
-    def for_game(cls, game: str, preset: str = "default", **overrides: Any) -> GlimpseConfig:
-        """The defaults ``train_glimpse.py --game ENV --preset PRESET`` starts from: Catch's (the
-        class defaults, or :meth:`foveal`'s) or Atari's (:meth:`atari`), with ``overrides``."""
-        if game.lower() != "catch":
-            return cls.atari(game=game, preset=preset, **overrides)
-        if preset == "foveal":
-            return cls.foveal(game=game, **overrides)
-        return cls(game=game, preset=preset, **overrides)
-
-    @classmethod
-    def foveal(cls, **overrides: Any) -> GlimpseConfig:
-        """Defaults for the foveal Catch: the paper's 24x24 screen seen through patches of 6 and 12
-        pixels (the widest covers a quarter of it). A rollout of 48 holds two whole episodes here,
-        or one 47-step episode of ``--catch-size 48`` (the widest patch then covers 6%), so that
-        returns stay Monte-Carlo. On 48x48 the recipe does not learn yet (docs/glimpse_agent.md)."""
-        return cls(**{"preset": "foveal", "catch_size": 24, "patch_size": 6, "num_scales": 2,
-                      "rollout": 48, **overrides})  # fmt: skip
+    BUDGET: ClassVar[tuple[str, ...]] = (*TrainConfig.BUDGET, "anneal_lr", "anneal_from")
+    AUTO_BF16: ClassVar[bool] = False
 
     def widest_patch(self) -> int:
         return self.patch_size * self.scale_factor ** (self.num_scales - 1)
@@ -248,46 +232,10 @@ class GlimpseConfig:
         return {"size": self.catch_size, "turn_prob": self.catch_turn_prob,
                 "paddle_width": self.catch_paddle_width}  # fmt: skip
 
-    @classmethod
-    def atari(cls, **overrides: Any) -> GlimpseConfig:
-        """Defaults for Atari: long episodes are cut into bootstrapped rollouts of 32 steps.
-
-        * The retina: patches of 16, 64 and 256 pixels, max-pooled to 16x16, so the widest sees
-          the whole 210x160 frame from almost any gaze (a 192-pixel one lost Breakout's paddle
-          whenever the gaze rose to the bricks) at 16x16-pixel cells, in which a 2x4-pixel ball
-          still shows at full contrast; the gaze picks what the finer patches resolve.
-        * The learner: recurrent PPO, 4 epochs of 2 minibatches per rollout, with CleanRL's Atari
-          PPO settings (Adam 2.5e-4, clip 0.1, entropy 0.01, gradient norm 0.5, GAE 0.95) and a
-          lost life terminal for the targets. On Breakout, REINFORCE (one step per rollout, Adam
-          7e-4) stayed at a random policy's score for 1-2M steps in five variants where this
-          recipe rose from the start (docs/glimpse_agent.md).
-        """
-        return cls(**{"game": "pong", "total_steps": 10_000_000, "num_envs": 16, "rollout": 32,
-                      "patch_size": 16, "num_scales": 3, "scale_factor": 4, "retina_pool": "max",
-                      "hidden": 256, "location_std": 0.1, "gamma": 0.99, "gae_lambda": 0.95,
-                      "epochs": 4, "minibatches": 2, "clip_coef": 0.1, "learning_rate": 2.5e-4,
-                      "max_grad_norm": 0.5, "entropy_coef": 0.01, "anneal_lr": False,
-                      "life_loss_info": True, **overrides})  # fmt: skip
-
     def validate(self) -> None:
         """One-line errors for values that cannot work, before anything starts."""
-        check_config_types(self)
-        positive = ("total_steps", "num_envs", "rollout", "patch_size", "num_scales", "scale_factor",
-                    "glimpses_per_step", "hidden", "save_every", "log_every", "epochs",
-                    "minibatches", "frame_stack")  # fmt: skip
-        for name in positive:
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+        super().validate()
         resolve_precision(self.precision, "cpu")
-        if not 0.0 <= self.gamma <= 1.0 or not 0.0 <= self.gae_lambda <= 1.0:
-            raise ValueError(
-                f"gamma and gae_lambda must be in [0, 1], got {self.gamma} and {self.gae_lambda}"
-            )
-        for name in ("heatmap_every", "threads", "keep_checkpoints", "anneal_from"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
         if self.anneal_from and not (self.anneal_lr and self.anneal_from < self.total_steps):
             raise ValueError(f"--anneal-from starts the decay of --anneal-lr, so it needs that flag "
                              f"and a step before --total-steps ({self.total_steps:,}); got "
@@ -295,52 +243,42 @@ class GlimpseConfig:
         if self.minibatches > self.num_envs:
             raise ValueError(f"--minibatches splits the envs, so it must be at most --num-envs "
                              f"({self.num_envs}); got {self.minibatches}")  # fmt: skip
-        for name in ("learning_rate", "location_std", "location_lr_scale", "max_grad_norm", "clip_coef"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
-        catch = self.game.lower() == "catch"
-        size = self.catch_size
-        turns = self.catch_turn_prob
-        if not 0.0 <= turns <= 1.0 or (turns and not catch):
-            raise ValueError(f"--catch-turn-prob must be a probability in [0, 1] and is for --game "
-                             f"catch only; got {turns} with --game {self.game}")  # fmt: skip
-        if self.frame_stack != 1 and catch:
-            raise ValueError(f"--frame-stack is for Atari games (Catch's core remembers its one "
-                             f"frame); got --frame-stack {self.frame_stack} with --game catch")  # fmt: skip
-        if catch and self.life_loss_info:
-            raise ValueError("--life-loss-info is for Atari games (Catch has no lives); got --game catch")
+        self._check_game()
+
+    def _check_game(self) -> None:
+        """The flags that belong to Catch or to Atari, and the Catch screen's sizes."""
+        catch, size = self.is_catch(), self.catch_size
+        atari_only = {"frame_stack": self.frame_stack != 1, "life_loss_info": self.life_loss_info}
+        catch_only = {"catch_turn_prob": self.catch_turn_prob != 0, "preset": self.preset != "default",
+                      "catch_paddle_width": self.catch_paddle_width != 2}  # fmt: skip
+        for name, set_away in (catch_only if not catch else atari_only).items():
+            if set_away:
+                raise ValueError(f"{flag(name)} is for {'Atari games' if catch else '--game catch'} "
+                                 f"only (got {getattr(self, name)!r} with --game {self.game})")  # fmt: skip
         if self.fire_after_life_loss and not self.life_loss_info:
             raise ValueError("--fire-after-life-loss needs --life-loss-info (an Atari game whose lives "
                              "the trainer sees)")  # fmt: skip
-        if catch and size < 4:
-            raise ValueError(f"--catch-size must be >= 4 (a ball above a 2-pixel paddle), got {size}")
-        width = self.catch_paddle_width
-        if width != 2 and not (catch and 1 <= width <= size // 2):
-            raise ValueError(f"--catch-paddle-width must be in [1, --catch-size // 2] and is for --game "
-                             f"catch only; got {width} with --game {self.game} and size {size}")  # fmt: skip
+        if catch and self.catch_paddle_width > size // 2:
+            raise refuse("catch_paddle_width", f"in [1, --catch-size // 2 = {size // 2}]",
+                         self.catch_paddle_width)  # fmt: skip
         if catch and self.patch_size > size:  # the retina's own check, before anything is built
             p = self.patch_size
             raise ValueError(f"retina patch {p}x{p} is larger than the {size}x{size} frame at every "
                              f"scale; use --patch-size <= {size}")  # fmt: skip
-        if self.preset == "foveal":
-            if not catch:
-                raise ValueError(f"--preset foveal is a Catch preset; got --game {self.game}")
-            widest = self.widest_patch()
-            if 4 * widest * widest > size * size:
-                raise ValueError(
-                    f"--preset foveal needs a retina that sees at most a quarter of the screen, but "
-                    f"its widest patch ({widest}x{widest}) covers {min(1.0, widest**2 / size**2):.0%}"
-                    f" of the {size}x{size} screen; use fewer --num-scales, a smaller --patch-size "
-                    f"or a larger --catch-size"
-                )
-        require_memory(self.memory_needed())
+        widest = self.widest_patch()
+        if self.preset == "foveal" and 4 * widest * widest > size * size:
+            raise ValueError(
+                f"--preset foveal needs a retina that sees at most a quarter of the screen, but "
+                f"its widest patch ({widest}x{widest}) covers {min(1.0, widest**2 / size**2):.0%}"
+                f" of the {size}x{size} screen; use fewer --num-scales, a smaller --patch-size "
+                f"or a larger --catch-size"
+            )
 
     def memory_needed(self) -> dict[str, tuple[int, str]]:
-        """The large allocations of a run and the flags that size them (see
-        ``agents.common.resources``): the emulators; for every glimpse of a rollout its patches
-        (recorded, replayed and their gradients) and the networks' activations; the retina's
-        widest crop of every env's frame at each step."""
-        catch = self.game.lower() == "catch"
+        """The emulators; for every glimpse of a rollout its patches (recorded, replayed and their
+        gradients) and the networks' activations; the retina's widest crop of every env's frame at
+        each step."""
+        catch = self.is_catch()
         channels = 1 if catch else self.frame_stack
         frame = (self.catch_size,) * 2 if catch else (210, 160)
         glimpses = self.rollout * self.num_envs * self.glimpses_per_step
@@ -400,9 +338,6 @@ def explained_variance(predicted: torch.Tensor, targets: torch.Tensor) -> float:
     return float("nan") if targets.numel() < 2 or var == 0 else float(1 - (targets - predicted).var() / var)
 
 
-Callback = Callable[["GlimpseTrainer", int], None]
-
-
 class GlimpseTrainer:
     """Parallel envs, one batched forward per step; every ``rollout`` steps one REINFORCE update
     (truncated back-propagation through time: the core's state carries over, its graph does not).
@@ -415,24 +350,12 @@ class GlimpseTrainer:
 
     def __init__(self, cfg: GlimpseConfig, callbacks: list[Callback] | None = None,
                  given: Collection[str] = ()) -> None:
-        resume_from, decay_from_here = None, False
-        if "precision" in given:  # --precision auto on a resume means what auto runs here
-            cfg = with_resolved_precision(cfg, auto_bf16=False)
-        if cfg.resume:
-            resume_from, fields = resume_config(cfg, session=("progress", "threads"),
-                                                budget=("total_steps", "save_every", "log_every",
-                                                        "keep_checkpoints", "anneal_lr", "anneal_from"),
-                                                given=given)  # fmt: skip
-            saved = read_json(Path(cfg.resume) / CONFIG)
-            decay_from_here = (fields.get("anneal_lr") and not saved.get("anneal_lr", True)
-                               and fields.get("anneal_from", 0) == saved.get("anneal_from", 0))  # fmt: skip
-            cfg = GlimpseConfig(**fields)
-        cfg = with_resolved_precision(cfg, auto_bf16=False)  # config.json: the precision that ran
-        cfg.validate()
+        cfg, resume_from = cfg.prepare(given)
+        # --anneal-lr given to a run that trained without it: the decay starts where it resumes
+        decay_from_here = (resume_from is not None and cfg.anneal_lr and not cfg.anneal_from
+                           and not read_json(Path(cfg.resume) / CONFIG).get("anneal_lr", True))  # fmt: skip
         self.cfg = cfg
         self.callbacks = list(callbacks or [])
-        if cfg.threads:
-            torch.set_num_threads(cfg.threads)
         keep_freed_memory()  # the rollout's patches and activations reused, not faulted in again
         torch.manual_seed(cfg.seed)
         self.env, self.env_options, self.game = make_glimpse_env(cfg, cfg.seed)
@@ -456,9 +379,7 @@ class GlimpseTrainer:
             {"params": rest, "lr": self.base_lrs[0]},
             {"params": location, "lr": self.base_lrs[1]},
         ], fused=True)  # fmt: skip
-        self.run_dir = Path(
-            cfg.run_dir or f"runs/{self.game}__glimpse__{cfg.seed}__{int(time.time())}"
-        )
+        self.run_dir = Path(cfg.run_dir or cfg.default_run_dir())
         self.action_names = action_names(self.game, self.env_options)
         if cfg.fire_after_life_loss and "FIRE" not in self.action_names:
             raise ValueError(f"--fire-after-life-loss: {self.game} has no FIRE action "
@@ -468,14 +389,12 @@ class GlimpseTrainer:
         self.tracker = EpisodeTracker(cfg.num_envs, self.env_options)
         self.heat = np.zeros(self.frame_shape, np.float64)
         self.stop_signal: int | None = None  # the signal that stopped run(), if one did
+        self.stopped_by = ""
         self.writer: SummaryWriter | None = None  # RunSession opens it on the run directory
-        check_run_dir(self.run_dir, resuming=resume_from is not None)
-        if resume_from is not None:
-            restore_trainer(self._restore, resume_from)
-            require_unfinished(cfg.resume, self.global_step, cfg.total_steps)
-            if decay_from_here:  # --anneal-lr turned on now: the decay starts at this step
-                cfg.anneal_from = self.global_step
-        elif cfg.init_from:
+        open_run(self, resume_from, self._restore)
+        if decay_from_here:  # --anneal-lr turned on now: the decay starts at this step
+            cfg.anneal_from = self.global_step
+        elif cfg.init_from and resume_from is None:
             start = resolve_checkpoint(cfg.init_from)
             require_same_network(start, self.model.architecture(), self.game)
             load_state(self.model, read_tensors(start / MODEL), start / MODEL)
@@ -554,79 +473,69 @@ class GlimpseTrainer:
     # ---- training -----------------------------------------------------------------------------
     def run(self) -> Path:
         """Train until ``total_steps``; returns the final checkpoint's directory."""
-        with RunSession(self) as session:
-            self._loop(session)
-        return session.path
+        return run_loop(self, self._loop)
 
     def _loop(self, session: RunSession) -> None:
         """Play rollouts, one update after each, logging, heat maps and checkpoints, until the
         budget is spent or a signal asks to stop."""
-        c, writer = self.cfg, self.writer
+        c = self.cfg
         obs, info = self.env.reset(seed=c.seed + self.global_step)
-        n = c.num_envs
-        state = self.model.initial_state(n)
-        loc = torch.zeros(n, 2)
-        tracker = self.tracker
-        since_log = since_save = since_heat = 0
-        ppo = c.epochs > 1  # each epoch replays the rollout: play it without a graph
+        state, loc = self.model.initial_state(c.num_envs), torch.zeros(c.num_envs, 2)
         fire = FireAfterLifeLoss(c.fire_after_life_loss, self.fire_action, info)
-        while self.global_step < c.total_steps and not session.stop.requested:
-            rows: dict[str, list[torch.Tensor]] = collections.defaultdict(list)
+        log, heat, save = (Every(n, self.global_step) for n in (c.log_every, c.heatmap_every, c.save_every))
+        while self.global_step < c.total_steps and not session.should_stop():
             start = state
-            for _ in range(c.rollout):
-                images = torch.from_numpy(obs)  # uint8: the retina converts only its patches
-                with torch.set_grad_enabled(not ppo), self._autocast():
-                    action, logp_a, logp_l, ent_a, ent_l, baseline, loc, state = self.act(
-                        images, loc, state, rows if ppo else None
-                    )
-                # FIRE after a lost life is the env's step, not a decision of the policy's
-                obs, rew, term, trunc, info = self.env.step(fire.actions(action.numpy()))
-                ended = tracker.ended  # envs whose step was a reset step: no decision
-                decision = ~ended & ~fire.forced
-                now_ended = tracker.update(rew, term, trunc, info, writer, self.global_step)
-                rows["logp_a"].append(logp_a)
-                rows["logp_l"].append(logp_l)
-                rows["reward"].append(
-                    torch.from_numpy(np.where(ended, 0.0, np.clip(rew, -1, 1)))
-                )
-                rows["baseline"].append(baseline)
-                rows["mask"].append(torch.from_numpy(decision))
-                # the targets' episode: the game's, or a life under life_loss_info
-                rows["done"].append(torch.from_numpy(now_ended | (np.asarray(term) & decision)))
-                rows["ent_a"].append(ent_a)
-                rows["ent_l"].append(ent_l)
-                rows["restart"].append(torch.from_numpy(ended))
-                # an env whose reset step just happened starts over: fresh core, central glimpse
-                if ended.any():
-                    state, loc = self.model.restart(torch.from_numpy(ended), state, loc)
-                fire.observe(info, now_ended)  # term is a life's end under life_loss_info
-                self.global_step += n
-                session.bar.update(n)
+            rows, obs, loc, state = self.rollout(obs, loc, state, fire, session)
             with torch.no_grad(), self._autocast():  # the baseline, for a cut episode
                 heads, _ = self.model(torch.from_numpy(obs), loc, state)
             stats = self.update(rows, heads["baseline"], start)
             state = tuple(s.detach() for s in state)  # truncated back-propagation through time
-            since_log += n * c.rollout
-            since_save += n * c.rollout
-            since_heat += n * c.rollout
-            if since_log >= c.log_every:
-                since_log = 0
+            if log(self.global_step):
                 sps = session.steps_per_second()
-                for k, v in stats.items():
-                    writer.add_scalar(k, v, self.global_step)
-                writer.add_scalar("charts/location_std", c.location_std, self.global_step)
-                writer.add_scalar("charts/SPS", sps, self.global_step)
-                session.bar.set_postfix(SPS=f"{sps:.0f}", ret=f"{tracker.recent_mean():.2f}")
-            if c.heatmap_every and since_heat >= c.heatmap_every:
-                since_heat = 0
-                writer.add_image("glimpses/heatmap", self.heatmap(obs[0, -1]),
-                                 self.global_step, dataformats="HWC")  # fmt: skip
+                for k, v in {**stats, "charts/location_std": c.location_std, "charts/SPS": sps}.items():
+                    self.writer.add_scalar(k, v, self.global_step)
+                session.bar.set_postfix(SPS=f"{sps:.0f}", ret=f"{self.tracker.recent_mean():.2f}")
+            if heat(self.global_step):
+                self.writer.add_image("glimpses/heatmap", self.heatmap(obs[0, -1]),
+                                      self.global_step, dataformats="HWC")  # fmt: skip
                 self.heat[:] = 0.0
             for callback in self.callbacks:
                 callback(self, self.global_step)
-            if since_save >= c.save_every:
-                since_save = 0
+            if save(self.global_step):
                 self.save()
+
+    def rollout(self, obs: np.ndarray, loc: torch.Tensor, state: tuple[torch.Tensor, ...],
+                fire: FireAfterLifeLoss, session: RunSession) -> tuple[Any, ...]:  # fmt: skip
+        """Play ``rollout`` steps from ``obs``, the gaze ``loc`` and the core ``state``; returns
+        what the update needs per step (``rows``) and the observation, gaze and state it ends at.
+        With PPO's epochs the rollout is played without a graph: each epoch replays it."""
+        c, tracker, ppo = self.cfg, self.tracker, self.cfg.epochs > 1
+        rows: dict[str, list[torch.Tensor]] = collections.defaultdict(list)
+        for _ in range(c.rollout):
+            images = torch.from_numpy(obs)  # uint8: the retina converts only its patches
+            with torch.set_grad_enabled(not ppo), self._autocast():
+                action, logp_a, logp_l, ent_a, ent_l, baseline, loc, state = self.act(
+                    images, loc, state, rows if ppo else None
+                )
+            # FIRE after a lost life is the env's step, not a decision of the policy's
+            obs, rew, term, trunc, info = self.env.step(fire.actions(action.numpy()))
+            ended = tracker.ended  # envs whose step was a reset step: no decision
+            decision = ~ended & ~fire.forced
+            now_ended = tracker.update(rew, term, trunc, info, self.writer, self.global_step)
+            reward = torch.from_numpy(np.where(ended, 0.0, np.clip(rew, -1, 1)))
+            # the targets' episode: the game's, or a life under life_loss_info
+            done = torch.from_numpy(now_ended | (np.asarray(term) & decision))
+            for k, v in {"logp_a": logp_a, "logp_l": logp_l, "reward": reward, "baseline": baseline,
+                         "mask": torch.from_numpy(decision), "done": done, "ent_a": ent_a,
+                         "ent_l": ent_l, "restart": torch.from_numpy(ended)}.items():  # fmt: skip
+                rows[k].append(v)
+            # an env whose reset step just happened starts over: fresh core, central glimpse
+            if ended.any():
+                state, loc = self.model.restart(torch.from_numpy(ended), state, loc)
+            fire.observe(info, now_ended)  # term is a life's end under life_loss_info
+            self.global_step += c.num_envs
+            session.bar.update(c.num_envs)
+        return rows, obs, loc, state
 
     def update(self, rows: dict[str, list[torch.Tensor]], bootstrap: torch.Tensor,
                start: tuple[torch.Tensor, ...]) -> dict[str, float]:  # fmt: skip
@@ -719,38 +628,15 @@ class GlimpseTrainer:
         return image
 
     # ---- checkpoints --------------------------------------------------------------------------
-    def checkpoint_config(self) -> dict[str, Any]:
-        """What a checkpoint needs to be used without the training code (see agents.common.checkpoint)."""
-        env_options = (self.env_options.as_dict() if self.env_options
-                       else {"stack_num": 1, **self.cfg.catch_game()})  # fmt: skip
-        return checkpoint_config("glimpse", self.model.architecture(), self.game, self.action_names,
-                                 env_options, self.global_step, dataclasses.asdict(self.cfg))  # fmt: skip
+    def env_config(self) -> dict[str, Any]:
+        """The env options a checkpoint records: Atari's, or the Catch game's."""
+        return self.env_options.as_dict() if self.env_options else {"stack_num": 1, **self.cfg.catch_game()}
 
     def save(self) -> Path:
-        opt_tensors, opt_meta = optimizer_to_tensors(self.optimizer)
-        opt_tensors["rng.torch"] = torch.get_rng_state()
-        files: dict[str, Any] = {
-            MODEL: self.model.state_dict(),
-            CONFIG: self.checkpoint_config(),
-            "trainer.safetensors": opt_tensors,
-            "trainer.json": {
-                "global_step": self.global_step,
-                "updates": self.updates,
-                "episodes": self.tracker.episodes,
-                "optimizer": opt_meta,
-            },  # fmt: skip
-        }
-        return write_checkpoint(self.run_dir, self.global_step, files, self.cfg.keep_checkpoints)
+        return save_training(self, "glimpse", self.model, self.env_config())
 
     def _restore(self, ckpt: Path) -> None:
-        require_same_network(ckpt, self.model.architecture(), self.game)
-        load_state(self.model, read_tensors(ckpt / MODEL), ckpt / MODEL)
-        tensors = read_tensors(ckpt / "trainer.safetensors")
-        state = read_json(ckpt / "trainer.json")
-        optimizer_from_tensors(self.optimizer, tensors, state["optimizer"])
-        torch.set_rng_state(tensors["rng.torch"])
-        self.global_step, self.updates = state["global_step"], state["updates"]
-        self.tracker.episodes = state["episodes"]
+        load_training(self, self.model, ckpt)
 
 
 def train_glimpse(cfg: GlimpseConfig, callbacks: list[Callback] | None = None) -> Path:

@@ -6,14 +6,12 @@ cites otherwise; the dueling-specific choices are Wang et al. 2016's.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import tempfile
-import time
-from collections.abc import Callable, Collection
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -21,205 +19,108 @@ import torch.nn.functional as F
 from torch.utils.tensorboard import SummaryWriter
 
 from agents.common.checkpoint import (
-    CONFIG,
-    MODEL,
     CheckpointError,
-    check_run_dir,
-    checkpoint_config,
     load_state,
-    optimizer_from_tensors,
-    optimizer_to_tensors,
-    read_json,
-    read_tensors,
-    require_same_network,
-    require_unfinished,
-    restore_trainer,
-    resume_config,
-    write_checkpoint,
 )
+from agents.common.config import NonNegativeInt, PositiveFloat, PositiveInt, Probability
 from agents.common.precision import (
     bf16_copy_for,
     gradient_step,
-    resolve_precision,
-    with_resolved_precision,
 )
 from agents.common.resources import (
     cnn_pass_bytes,
     emulator_bytes,
     keep_freed_memory,
-    require_memory,
 )
-from agents.common.run import RunSession
+from agents.common.run import (
+    TRAINER_TENSORS,
+    Callback,
+    Every,
+    RunSession,
+    load_training,
+    open_run,
+    run_loop,
+    save_training,
+)
 from agents.common.training import (
     EpisodeTracker,
     action_names,
-    check_config_types,
     linear_schedule,
     make_training_env,
     resolve_device,
 )
+from agents.qlearning.config import QConfig
 from agents.qlearning.networks import QNetwork, build_q_network
 from agents.qlearning.replay import FrameReplayBuffer
-from envs import CatchVectorEnv, resolve_game
+from envs import CatchVectorEnv
 
 
 @dataclass
-class DQNConfig:
-    """A dueling Double DQN experiment; saved as ``config.json`` beside every run."""
+class DQNConfig(QConfig):
+    """A dueling Double DQN experiment; saved as ``config.json`` beside every run. The defaults are
+    CleanRL's ``dqn_atari.py`` (10M steps) unless a field cites otherwise; the gradient-norm clip
+    of 10 is Wang et al. 2016's (Section 4.2)."""
 
-    game: str = "pong"
-    """Atari game (pong, Pong, ALE/Pong-v5 ...) or 'catch' for the 24x24 Catch game."""
-    seed: int = 1
-    """Seed for the networks, the replay sampling, exploration and the environments."""
+    PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
+        # Catch, tuned here to catch every ball after about 72k steps (docs/benchmarks.md): 4-step
+        # returns carry the one end-of-episode reward back quickly, a miss reward of -1 doubles the
+        # gap between catching and missing, and a frequent target sync and a larger learning rate
+        # suit the small network
+        "catch": dict(
+            exp_name="dueling_dqn_catch", total_steps=80_000, buffer_size=50_000,
+            learning_starts=1_000, target_update=200, learning_rate=1e-3, exploration_fraction=0.32,
+            catch_miss_reward=-1.0, end_e=0.05, n_step=4, hidden=128, train_freq=2,
+            save_every=16_000, log_every=500, saliency_every=8_000, channels_last=False,
+        ),
+    }  # fmt: skip
+
     exp_name: str = "dueling_dqn"
-    """Experiment name used in the run directory's name."""
-    total_steps: int = 10_000_000
-    """Environment steps over all envs (CleanRL's 10M; agent steps, 4 frames each)."""
-    num_envs: int = 8
-    """Parallel environments; acting is batched over them."""
-    buffer_size: int = 1_000_000
-    """Replay capacity in transitions (Mnih et al. 2015); ~7.1 KB each, 7 GB at 1M."""
-    batch_size: int = 32
-    """Transitions per gradient step (Mnih et al. 2015)."""
-    learning_rate: float = 1e-4
+    learning_rate: PositiveFloat = 1e-4
     """Adam learning rate (CleanRL; Wang et al. 2016 use 6.25e-5 with prioritized replay)."""
-    adam_eps: float = 1.5e-4
+    log_every: PositiveInt = 1_000
+    buffer_size: PositiveInt = 1_000_000
+    """Replay capacity in transitions (Mnih et al. 2015); ~7.1 KB each, 7 GB at 1M."""
+    batch_size: PositiveInt = 32
+    """Transitions per gradient step (Mnih et al. 2015)."""
+    adam_eps: PositiveFloat = 1.5e-4
     """Adam epsilon (Hessel et al. 2018, Rainbow)."""
-    gamma: float = 0.99
-    """Discount factor."""
-    learning_starts: int = 80_000
+    learning_starts: NonNegativeInt = 80_000
     """Environment steps of random-ish play before learning starts (CleanRL)."""
-    train_freq: int = 4
+    train_freq: PositiveInt = 4
     """Environment steps (over all envs) per round of gradient steps: a replay ratio of 1/4."""
-    gradient_steps: int = 1
+    gradient_steps: PositiveInt = 1
     """Gradient steps per round."""
-    target_update: int = 1_000
+    target_update: PositiveInt = 1_000
     """Environment steps between copies of the online network into the target (CleanRL)."""
-    start_e: float = 1.0
-    """Initial exploration epsilon."""
-    end_e: float = 0.01
-    """Final exploration epsilon."""
-    exploration_fraction: float = 0.10
-    """Fraction of total_steps over which epsilon decays linearly."""
-    max_grad_norm: float = 10.0
-    """Gradient-norm clip (Wang et al. 2016, Section 4.2)."""
-    n_step: int = 1
+    n_step: PositiveInt = 1
     """n-step returns (1: plain DQN; 3 as in Rainbow)."""
     prioritized: bool = False
     """Prioritized replay, proportional (Schaul et al. 2016), as in Wang et al.'s best agent."""
-    priority_alpha: float = 0.7
+    priority_alpha: Probability = 0.7
     """Priority exponent (Wang et al. 2016, Section 4.3)."""
-    priority_beta: float = 0.5
+    priority_beta: Probability = 0.5
     """Initial importance-sampling exponent, annealed to 1 (Wang et al. 2016, Section 4.3)."""
-    network: Literal["dueling", "single"] = "dueling"
-    """Dueling streams or the single-stream baseline."""
-    aggregation: Literal["mean", "max"] = "mean"
-    """Dueling aggregation: Eq. 9 (mean) or Eq. 8 (max) of Wang et al. 2016."""
-    hidden: int = 0
-    """Units per stream; 0 picks 512 for dueling and 1024 for single (the paper's matched sizes)."""
-    layer_norm: bool = False
-    """LayerNorm before every ReLU of the network (PQN's; off in the dueling paper)."""
     double: bool = True
     """Double DQN targets (van Hasselt et al. 2016); False gives the Nature DQN target."""
-    stack_num: int = 4
-    """Frames per observation (Atari); Catch uses 2 so that the ball's direction is visible."""
-    catch_miss_reward: float = 0.0
-    """Catch only: reward for a miss (0 as in Mnih et al. 2014; -1 is the common variant)."""
-    repeat_action_probability: float = 0.0
-    """Sticky actions (0.25 per Machado et al. 2018)."""
-    life_loss_info: bool = False
-    """Treat a life loss as terminal for the targets while the game goes on."""
-    save_every: int = 250_000
-    """Environment steps between checkpoints (and one at the end)."""
-    keep_checkpoints: int = 3
-    """Newest checkpoints kept; older ones are deleted (0 keeps all, for saliency over training)."""
     save_replay: bool = False
     """Also save the replay memory with each checkpoint (large) so a resume continues with it."""
-    run_dir: str = ""
-    """Run directory; empty picks runs/<game>__<exp_name>__<seed>__<timestamp>."""
-    resume: str = ""
-    """Run directory to resume from its latest checkpoint (its config is reused)."""
-    device: str = "auto"
-    """'auto' (cuda if available), 'cpu' or 'cuda'."""
-    channels_last: bool = True
-    """channels_last memory format for the convolutions (faster on CPU, measured)."""
-    precision: Literal["fp32", "bf16", "auto"] = "auto"
-    """Arithmetic of the network passes: fp32; bf16 (convolutions and matmuls in bfloat16: on a CPU
-    on a bfloat16 copy of the weights, on CUDA under autocast; the weights the optimizer steps, its
-    state, LayerNorm, the output layers, targets, loss and checkpoints stay float32); auto, the
-    default: bf16 on CUDA and on CPUs with AVX-512 BF16 or AMX, else fp32. At SB3's settings on 2
-    Xeon cores bf16 trains 1.4x faster than fp32 and learns Catch within 0.03 of it over 3 seeds
-    (docs/benchmarks.md). A resumed run keeps its own."""
     overlap: bool = True
     """Learn while ALE's C++ threads step the emulators (send/recv), instead of in turn."""
-    log_every: int = 1_000
-    """Environment steps between scalar logs."""
-    saliency_every: int = 50_000
-    """Environment steps between value/advantage saliency images in TensorBoard (0: off)."""
-    progress: bool = True
-    """Show a progress bar."""
-
-    @classmethod
-    def catch(cls, **overrides: Any) -> DQNConfig:
-        """Defaults for the 24x24 Catch game, tuned here to catch every ball after ~72k steps:
-        4-step returns carry the single end-of-episode reward back quickly, a miss reward of -1
-        doubles the gap between catching and missing, a frequent target sync and a larger learning
-        rate suit the small network. (Measured with one thread: 0.95 at 64k steps, 1.0 at 72k-80k;
-        with a miss reward of 0 it plateaued near 0.9.)"""
-        preset = dict(
-            game="catch", exp_name="dueling_dqn_catch", total_steps=80_000, buffer_size=50_000,
-            learning_starts=1_000, target_update=200, learning_rate=1e-3, exploration_fraction=0.32,
-            catch_miss_reward=-1.0,
-            end_e=0.05, n_step=4, hidden=128, train_freq=2, save_every=16_000, log_every=500,
-            saliency_every=8_000,
-            channels_last=False,
-        )  # fmt: skip
-        return cls(**{**preset, **overrides})
 
     def validate(self) -> None:
-        """Refuse bad values before any environment or network is built."""
-        check_config_types(self)
-        positive = ["total_steps", "num_envs", "buffer_size", "batch_size", "train_freq",
-                    "gradient_steps", "target_update", "n_step", "save_every", "log_every",
-                    "stack_num"]  # fmt: skip
-        for name in positive:
-            if getattr(self, name) < 1:
-                raise ValueError(
-                    f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}"
-                )
-        for name in ("saliency_every", "keep_checkpoints", "hidden"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(self, name)}")
-        if self.learning_starts < 0:
-            raise ValueError(f"--learning-starts must be >= 0, got {self.learning_starts}")
-        if not 0 < self.gamma <= 1:
-            raise ValueError(f"--gamma must be in (0, 1], got {self.gamma}")
-        for name in ("learning_rate", "max_grad_norm", "adam_eps"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"--{name.replace('_', '-')} must be > 0, got {getattr(self, name)}")
-        for name in ("start_e", "end_e", "exploration_fraction", "priority_alpha", "priority_beta",
-                     "repeat_action_probability"):  # fmt: skip
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ValueError(f"--{name.replace('_', '-')} must be in [0, 1], got {getattr(self, name)}")
-        require_memory(self.memory_needed())
+        super().validate()
         if self.buffer_size // self.num_envs <= self.stack_num + self.n_step:
             raise ValueError(f"--buffer-size {self.buffer_size} leaves each of the {self.num_envs} "
                              f"envs fewer slots than a stacked observation and its {self.n_step}-step "
                              f"return need ({self.stack_num + self.n_step + 1}); raise --buffer-size "
                              "or lower --num-envs")  # fmt: skip
-        resolve_precision(self.precision, self.device)  # bf16 where it cannot run: one line
-        if self.game.lower() != "catch":
-            resolve_game(self.game)
 
     def memory_needed(self) -> dict[str, tuple[int, str]]:
-        """The large allocations of a run and the flags that size them (see
-        ``agents.common.resources``): the emulators, the replay memory (a frame, an action, a
-        reward and three flags per slot; the priority tree), one acting pass over the envs and one
-        update over a batch (s and s')."""
-        frame = (24, 24) if self.game.lower() == "catch" else (84, 84)
-        stack = 2 if self.game.lower() == "catch" else self.stack_num
+        """The emulators, the replay memory (a frame, an action, a reward and three flags per slot;
+        the priority tree), one acting pass over the envs and one update over a batch (s and s')."""
+        stack, *frame = self.observation_shape()
         slot = frame[0] * frame[1] + 1 + 4 + 3 + (16 if self.prioritized else 0)
-        return {"the envs": (emulator_bytes(self.game, self.num_envs, frame), "--num-envs"),
+        return {"the envs": (emulator_bytes(self.game, self.num_envs, tuple(frame)), "--num-envs"),
                 "the replay memory": (self.buffer_size * slot, "--buffer-size"),
                 "acting": (cnn_pass_bytes(self.num_envs, (stack, *frame), False), "--num-envs"),
                 "an update": (cnn_pass_bytes(2 * self.batch_size, (stack, *frame), True),
@@ -247,9 +148,6 @@ def td_targets(
     return returns + discounts * (1.0 - dones) * next_value
 
 
-Callback = Callable[["DQNTrainer", int], None]
-
-
 class DQNTrainer:
     """Owns the networks, replay memory, envs and logs of one run; ``run()`` trains to the end.
 
@@ -261,20 +159,11 @@ class DQNTrainer:
 
     def __init__(self, cfg: DQNConfig, callbacks: list[Callback] | None = None,
                  given: Collection[str] = ()) -> None:
-        resume_from = None
-        if "precision" in given:  # --precision auto on a resume means what auto runs here
-            cfg = with_resolved_precision(cfg)
-        if cfg.resume:
-            resume_from, fields = resume_config(cfg, session=("device", "progress"),
-                                                budget=("total_steps", "save_every", "log_every",
-                                                        "keep_checkpoints"), given=given)
-            cfg = DQNConfig(**fields)
-        cfg = with_resolved_precision(cfg)  # what config.json records: the precision that ran
-        cfg.validate()
+        cfg, resume_from = cfg.prepare(given)
         self.cfg = cfg
         self.callbacks = list(callbacks or [])
         self.device = resolve_device(cfg.device)
-        self.run_dir = Path(cfg.run_dir or self._default_run_dir())
+        self.run_dir = Path(cfg.run_dir or cfg.default_run_dir())
         self.env, self.env_options, self.game = make_training_env(cfg, cfg.seed)
         obs_shape = self.env.single_observation_space.shape
         self.n_actions = int(self.env.single_action_space.n)
@@ -314,10 +203,8 @@ class DQNTrainer:
         self.tracker = EpisodeTracker(cfg.num_envs, self.env_options)
         self.learning_starts_at = cfg.learning_starts
         self.stop_signal: int | None = None  # the signal that stopped run(), if one did
-        check_run_dir(self.run_dir, resuming=resume_from is not None)
-        if resume_from is not None:
-            restore_trainer(self._restore, resume_from)
-            require_unfinished(cfg.resume, self.global_step, cfg.total_steps)
+        self.stopped_by = ""
+        open_run(self, resume_from, self._restore)
         for weights in (self.bf16_copy, self.target_copy):
             if weights:
                 weights.refresh()
@@ -325,10 +212,6 @@ class DQNTrainer:
             keep_freed_memory()
         self.writer: SummaryWriter | None = None
         self.last_obs: np.ndarray | None = None
-
-    def _default_run_dir(self) -> str:
-        game = "catch" if self.cfg.game.lower() == "catch" else resolve_game(self.cfg.game)
-        return f"runs/{game}__{self.cfg.exp_name}__{self.cfg.seed}__{int(time.time())}"
 
     # ---- acting -------------------------------------------------------------------------------
     def epsilon(self) -> float:
@@ -393,9 +276,7 @@ class DQNTrainer:
     def run(self) -> Path:
         """Train until ``total_steps``; checkpoints every ``save_every`` and at the end (also on
         Ctrl-C or SIGTERM, so that ``--resume`` continues from where it stopped)."""
-        with RunSession(self) as session:
-            self._loop(session)
-        return session.path
+        return run_loop(self, self._loop)
 
     def _loop(self, session: RunSession) -> None:
         """Act, learn every ``train_freq`` steps, copy the target network, log and save, until the
@@ -404,10 +285,11 @@ class DQNTrainer:
         obs, _ = self.env.reset(seed=c.seed + self.global_step)
         self.replay.reset(obs)
         tracker = self.tracker
-        since_train = since_target = since_save = since_log = 0
+        since_train = since_target = 0
+        log, save = Every(c.log_every, self.global_step), Every(c.save_every, self.global_step)
         stats: dict[str, float] = {}
         overlap = c.overlap and hasattr(self.env, "send")
-        while self.global_step < c.total_steps and not session.stop.requested:
+        while self.global_step < c.total_steps and not session.should_stop():
             epsilon = self.epsilon()
             actions = self.act(obs, epsilon)
             if overlap:  # the emulators step in ALE's C++ threads while we learn below
@@ -436,12 +318,9 @@ class DQNTrainer:
             self.global_step += c.num_envs
             since_train += c.num_envs
             since_target += c.num_envs
-            since_save += c.num_envs
-            since_log += c.num_envs
             session.bar.update(c.num_envs)
 
-            if since_log >= c.log_every:
-                since_log = 0
+            if log(self.global_step):
                 sps = session.steps_per_second()
                 self.writer.add_scalar("charts/epsilon", epsilon, self.global_step)
                 self.writer.add_scalar("charts/SPS", sps, self.global_step)
@@ -451,83 +330,43 @@ class DQNTrainer:
                                         eps=f"{epsilon:.2f}")  # fmt: skip
             for callback in self.callbacks:
                 callback(self, self.global_step)
-            if since_save >= c.save_every:
-                since_save = 0
+            if save(self.global_step):
                 self.save()
 
     # ---- checkpoints --------------------------------------------------------------------------
-    def checkpoint_config(self) -> dict[str, Any]:
-        """What a checkpoint needs to be used without the training code: see agents.common.checkpoint."""
-        env_options = self.env_options.as_dict() if self.env_options else {"stack_num": 2}
-        return checkpoint_config("dqn", self.q_network.architecture(), self.game, self.action_names,
-                                 env_options, self.global_step, dataclasses.asdict(self.cfg))  # fmt: skip
+    def env_config(self) -> dict[str, Any]:
+        """The env options a checkpoint records: Atari's, or Catch's two stacked frames."""
+        return self.env_options.as_dict() if self.env_options else {"stack_num": 2}
 
     def save(self) -> Path:
-        files: dict[str, Any] = {
-            MODEL: self.q_network.state_dict(),
-            CONFIG: self.checkpoint_config(),
-        }
-        opt_tensors, opt_meta = optimizer_to_tensors(self.optimizer)
-        trainer_tensors = {f"target.{k}": v for k, v in self.target_network.state_dict().items()}
-        trainer_tensors.update(opt_tensors)
-        trainer_tensors["rng.torch"] = torch.get_rng_state()
-        files["trainer.safetensors"] = trainer_tensors
-        files["trainer.json"] = {
-            "global_step": self.global_step,
-            "updates": self.updates,
-            "episodes": self.tracker.episodes,
-            "optimizer": opt_meta,
-            "rng.numpy": self.rng.bit_generator.state,
-            "rng.replay": self.replay.rng.bit_generator.state,
-            "max_priority": self.replay.max_priority,
-        }
+        """A checkpoint: weights, the target network, optimizer, generators and, with
+        --save-replay, the replay memory, so that a resume continues where the run stopped."""
+        tensors = {f"target.{k}": v for k, v in self.target_network.state_dict().items()}
+        state = {"rng.numpy": self.rng.bit_generator.state, "replay": self.replay.state()}
+        files = {}
         if self.cfg.save_replay:
             fd, tmp = tempfile.mkstemp(suffix=".npz", dir=self.run_dir)
             os.close(fd)
-            np.savez(tmp, **_replay_arrays(self.replay))
+            np.savez(tmp, **self.replay.arrays())
             files["replay.npz"] = Path(tmp)
-        return write_checkpoint(self.run_dir, self.global_step, files, self.cfg.keep_checkpoints)
+        return save_training(self, "dqn", self.q_network, self.env_config(), tensors, state, files)
 
     def _restore(self, ckpt: Path) -> None:
-        require_same_network(ckpt, self.q_network.architecture(), self.game)
-        load_state(self.q_network, read_tensors(ckpt / MODEL), ckpt / MODEL)
-        tensors = read_tensors(ckpt / "trainer.safetensors")
-        state = read_json(ckpt / "trainer.json")
+        tensors, state = load_training(self, self.q_network, ckpt)
         target = {k[len("target.") :]: v for k, v in tensors.items() if k.startswith("target.")}
-        load_state(self.target_network, target, ckpt / "trainer.safetensors")
-        optimizer_from_tensors(self.optimizer, tensors, state["optimizer"])
-        torch.set_rng_state(tensors["rng.torch"])
+        load_state(self.target_network, target, ckpt / TRAINER_TENSORS)
         self.rng.bit_generator.state = state["rng.numpy"]
-        self.replay.rng.bit_generator.state = state["rng.replay"]
-        self.replay.max_priority = state["max_priority"]
-        self.global_step, self.updates = state["global_step"], state["updates"]
-        self.tracker.episodes = state["episodes"]
+        replay = state.get("replay") or {"rng": state["rng.replay"],  # written before state()
+                                         "max_priority": state["max_priority"]}
         if (ckpt / "replay.npz").exists():
             with np.load(ckpt / "replay.npz", allow_pickle=False) as data:
-                _restore_replay(self.replay, data)
+                try:
+                    self.replay.load(replay, data)
+                except ValueError as e:
+                    raise CheckpointError(f"{ckpt / 'replay.npz'}: {e}") from None
         else:  # an empty memory: collect learning_starts steps again before learning
+            self.replay.load(replay)
             self.learning_starts_at = self.global_step + self.cfg.learning_starts
-
-
-_REPLAY_FIELDS = ("frames", "actions", "rewards", "terminal", "first", "valid", "pos", "written")
-
-
-def _replay_arrays(replay: FrameReplayBuffer) -> dict[str, np.ndarray]:
-    arrays = {k: getattr(replay, k) for k in _REPLAY_FIELDS}
-    if replay.tree is not None:
-        arrays["tree"] = replay.tree.tree
-    return arrays
-
-
-def _restore_replay(replay: FrameReplayBuffer, data: Any) -> None:
-    for k in _REPLAY_FIELDS:
-        if data[k].shape != getattr(replay, k).shape:
-            raise CheckpointError(
-                f"saved replay field {k} has shape {data[k].shape}, expected {getattr(replay, k).shape}"
-            )
-        getattr(replay, k)[...] = data[k]
-    if replay.tree is not None and "tree" in data:
-        replay.tree.tree[...] = data["tree"]
 
 
 def train_dqn(cfg: DQNConfig, callbacks: list[Callback] | None = None) -> Path:

@@ -12,193 +12,118 @@ Defaults are PQN's Atari configuration (purejaxql, ``config/alg/pqn_atari.yaml``
 
 from __future__ import annotations
 
-import dataclasses
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
 from torch.utils.tensorboard import SummaryWriter
 
 from agents.common.checkpoint import (
-    CONFIG,
-    MODEL,
     StopFlag,
-    check_run_dir,
-    checkpoint_config,
-    load_state,
-    optimizer_from_tensors,
-    optimizer_to_tensors,
-    read_json,
-    read_tensors,
-    require_same_network,
-    require_unfinished,
-    restore_trainer,
-    resume_config,
-    write_checkpoint,
 )
+from agents.common.config import NonNegativeInt, PositiveFloat, PositiveInt, Probability
 from agents.common.optim import FusedRAdam
 from agents.common.precision import (
     bf16_copy_for,
     gradient_step,
-    resolve_precision,
-    with_resolved_precision,
 )
 from agents.common.resources import (
     cnn_pass_bytes,
     emulator_bytes,
     keep_freed_memory,
-    require_memory,
 )
-from agents.common.run import RunSession
+from agents.common.run import (
+    Callback,
+    Every,
+    RunSession,
+    load_training,
+    open_run,
+    run_loop,
+    save_training,
+)
 from agents.common.training import (
     EpisodeTracker,
     action_names,
-    check_config_types,
     linear_schedule,
     make_env_groups,
     resolve_device,
 )
+from agents.qlearning.config import QConfig
 from agents.qlearning.graphed import GraphedForward, GraphedStep
 from agents.qlearning.networks import build_q_network
-from envs import resolve_game
 
 
 @dataclass
-class PQNConfig:
-    """A PQN experiment; saved as ``config.json`` beside every run. The defaults are Atari's."""
+class PQNConfig(QConfig):
+    """A PQN experiment; saved as ``config.json`` beside every run. The defaults are PQN's Atari
+    configuration (purejaxql's ``pqn_atari.yaml``: TOTAL_TIMESTEPS 1e7, GAMMA 0.99, MAX_GRAD_NORM 10,
+    EPS_START 1, EPS_DECAY 0.1, no sticky actions, a 512-unit dense layer) unless a field says
+    otherwise."""
 
-    game: str = "pong"
-    """Atari game (pong, Pong, ALE/Pong-v5 ...) or 'catch' for the 24x24 Catch game."""
-    seed: int = 1
-    """Seed for the network, exploration, minibatches and the environments."""
+    PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
+        # Catch, tuned here (one seed each, 200 greedy episodes, docs/benchmarks.md): 32 envs,
+        # rollouts of 8 steps, 4 epochs of 8 minibatches of 32 (8 gradient samples per step where
+        # PQN's Atari preset takes 2), Adam, a larger learning rate for the small network, a miss
+        # reward of -1 and lambda 0.9, which carries the one reward of an episode back faster
+        "catch": dict(
+            exp_name="pqn_catch", total_steps=200_000, num_envs=32, rollout=8, epochs=4,
+            minibatches=8, learning_rate=1e-3, optimizer="adam", q_lambda=0.9,
+            exploration_fraction=0.2, end_e=0.01, catch_miss_reward=-1.0, hidden=128,
+            save_every=50_000, log_every=2_000, saliency_every=50_000,
+        ),
+    }  # fmt: skip
+
     exp_name: str = "pqn"
-    """Experiment name used in the run directory's name."""
-    total_steps: int = 10_000_000
-    """Environment steps over all envs (PQN's TOTAL_TIMESTEPS, 1e7)."""
-    num_envs: int = 128
+    num_envs: PositiveInt = 128
     """Parallel environments (PQN's NUM_ENVS)."""
-    rollout: int = 32
+    learning_rate: PositiveFloat = 2.5e-4
+    """Learning rate (PQN's LR)."""
+    life_loss_info: bool = True
+    """A life loss is terminal for the targets while the game goes on (PQN's envpool
+    ``episodic_life``); logged returns are whole games."""
+    save_every: PositiveInt = 1_000_000
+    end_e: Probability = 0.001
+    """Final exploration epsilon (PQN's EPS_FINISH)."""
+    layer_norm: bool = True
+    """LayerNorm before every ReLU (PQN's NORM_TYPE layer_norm): what replaces the target network."""
+    saliency_every: NonNegativeInt = 250_000
+    rollout: PositiveInt = 32
     """Steps per env between updates (PQN's NUM_STEPS): 4,096 transitions an update at 128 envs."""
-    epochs: int = 2
+    epochs: PositiveInt = 2
     """Passes over each rollout (PQN's NUM_EPOCHS)."""
-    minibatches: int = 32
+    minibatches: PositiveInt = 32
     """Gradient steps per pass (PQN's NUM_MINIBATCHES): minibatches of 128 at the defaults, two
     gradient samples per environment step in all."""
-    learning_rate: float = 2.5e-4
-    """Learning rate (PQN's LR)."""
     anneal_lr: bool = True
     """Decay the learning rate linearly to zero at ``total_steps`` (PQN's LR_LINEAR_DECAY option;
     CleanRL's PPO does the same). A function of the step: a resumed run continues the schedule."""
     optimizer: Literal["radam", "adam"] = "radam"
     """RAdam is what purejaxql's code uses (``optax.radam``); Adam is one flag away."""
-    max_grad_norm: float = 10.0
-    """Gradient-norm clip (PQN's MAX_GRAD_NORM)."""
-    gamma: float = 0.99
-    """Discount (PQN's GAMMA)."""
-    q_lambda: float = 0.65
+    q_lambda: Probability = 0.65
     """Lambda of the Q(lambda) targets (PQN's LAMBDA): 0 is one-step Q-learning, 1 Monte Carlo."""
-    start_e: float = 1.0
-    """Initial exploration epsilon (PQN's EPS_START)."""
-    end_e: float = 0.001
-    """Final exploration epsilon (PQN's EPS_FINISH)."""
-    exploration_fraction: float = 0.10
-    """Fraction of total_steps over which epsilon decays linearly (PQN's EPS_DECAY)."""
-    network: Literal["dueling", "single"] = "dueling"
-    """Dueling streams (Wang et al. 2016) or the single-stream network of PQN's paper."""
-    aggregation: Literal["mean", "max"] = "mean"
-    """Dueling aggregation: Eq. 9 (mean) or Eq. 8 (max) of Wang et al. 2016."""
-    hidden: int = 0
-    """Units per stream; 0 picks 512 for dueling (PQN's dense layer) and 1024 for single."""
-    layer_norm: bool = True
-    """LayerNorm before every ReLU (PQN's NORM_TYPE layer_norm): what replaces the target network."""
-    stack_num: int = 4
-    """Frames per observation (Atari); Catch uses 2 so that the ball's direction is visible."""
     reward_clipping: bool = True
     """Clip rewards to [-1, 1] for the targets (PQN's reward_clip); logged returns stay raw."""
-    catch_miss_reward: float = 0.0
-    """Catch only: reward for a miss (0 as in Mnih et al. 2014; -1 is the common variant)."""
-    repeat_action_probability: float = 0.0
-    """Sticky actions (PQN's Atari runs use none; 0.25 per Machado et al. 2018)."""
-    life_loss_info: bool = True
-    """A life loss is terminal for the targets while the game goes on (PQN's envpool
-    ``episodic_life``); logged returns are whole games."""
-    time_limit: float = 0.0
-    """Seconds of training after which the run stops at the next rollout boundary, with a final
-    checkpoint (0: no limit). How a run fits a fixed GPU window."""
-    save_every: int = 1_000_000
-    """Environment steps between checkpoints (one is also written at the end and on Ctrl-C)."""
-    keep_checkpoints: int = 3
-    """Newest checkpoints kept; older ones are deleted (0 keeps all, for saliency over training)."""
-    run_dir: str = ""
-    """Run directory; empty picks runs/<game>__<exp_name>__<seed>__<timestamp>."""
-    resume: str = ""
-    """Run directory to resume from its latest checkpoint (its config is reused)."""
-    device: str = "auto"
-    """'auto' (cuda if available), 'cpu' or 'cuda'."""
-    channels_last: bool = True
-    """channels_last memory format for the convolutions (faster on CPU and on GPUs with tensor
-    cores, measured for the DQN)."""
-    precision: Literal["fp32", "bf16", "auto"] = "auto"
-    """Arithmetic of the network passes: fp32; bf16 (convolutions and matmuls in bfloat16: on a CPU
-    on a bfloat16 copy of the weights, on CUDA under autocast; the weights the optimizer steps, its
-    state, LayerNorm, the output layers, targets, loss and checkpoints stay float32); auto, the
-    default: bf16 on CUDA and on CPUs with AVX-512 BF16 or AMX, else fp32. On Pong with 2 Xeon cores
-    bf16 trains 1.5x faster than fp32 and learns Catch as well (docs/benchmarks.md). A resumed run
-    keeps its own."""
     cuda_graph: bool = False
     """Capture the minibatch update (forward, backward, clipping, optimizer step) and the acting
     pass as CUDA graphs and replay them: on an H200 both were bound by launching their small
-    kernels one by one (docs/benchmarks.md). CUDA only; its speed has not been measured yet."""
-    env_groups: int = 1
+    kernels one by one (docs/benchmarks.md). CUDA only."""
+    env_groups: PositiveInt = 1
     """Split the envs into this many groups, each its own ALE vector env, and act on one group
     while ALE's threads emulate the others (``envs.groups``): for a GPU machine with cores to
     spare. The games and the exploration draws are those of one group (a forward pass over fewer
     observations may round differently). Atari only."""
-    threads: int = 0
-    """Torch CPU threads (0: torch's default)."""
-    log_every: int = 10_000
-    """Environment steps between scalar logs."""
-    saliency_every: int = 250_000
-    """Environment steps between value/advantage saliency images in TensorBoard (0: off)."""
-    progress: bool = True
-    """Show a progress bar."""
 
-    @classmethod
-    def catch(cls, **overrides: Any) -> PQNConfig:
-        """Defaults for the 24x24 Catch game, tuned here (one seed each, 200 greedy episodes, see
-        docs/benchmarks.md): 32 envs, short rollouts of 8 steps, 4 epochs of 8 minibatches of 32
-        (8 gradient samples per step: with PQN's 2, 0.64 of balls were caught after 300k steps;
-        with 8, 0.96 after 200k), Adam (0.91 at 150k where RAdam had 0.76), a larger learning
-        rate for the small network, a miss reward of -1 (a miss as informative as a catch), and
-        lambda 0.9, which carries the one reward of an episode back faster than 0.65."""
-        preset = dict(
-            game="catch", exp_name="pqn_catch", total_steps=200_000, num_envs=32, rollout=8,
-            epochs=4, minibatches=8, learning_rate=1e-3, optimizer="adam", q_lambda=0.9,
-            exploration_fraction=0.2, end_e=0.01, catch_miss_reward=-1.0, hidden=128,
-            save_every=50_000, log_every=2_000, saliency_every=50_000,
-        )  # fmt: skip
-        return cls(**{**preset, **overrides})
+    SESSION: ClassVar[tuple[str, ...]] = (*QConfig.SESSION, "cuda_graph", "env_groups")
 
     def validate(self) -> None:
-        """Refuse bad values, one line each, before any environment or network is built."""
-        check_config_types(self)
-        positive = ("total_steps", "num_envs", "rollout", "epochs", "minibatches", "save_every",
-                    "log_every", "stack_num", "env_groups")  # fmt: skip
-        for name in positive:
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"--{name.replace('_', '-')} must be an integer >= 1, got {value!r}")
-        for name in ("saliency_every", "threads", "hidden", "keep_checkpoints"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ValueError(f"--{name.replace('_', '-')} must be an integer >= 0, got {value!r}")
+        super().validate()
         if self.num_envs % self.env_groups:
             raise ValueError(f"--env-groups {self.env_groups} must divide --num-envs {self.num_envs}")
-        if self.env_groups > 1 and self.game.lower() == "catch":
+        if self.env_groups > 1 and self.is_catch():
             raise ValueError("--env-groups must be 1 for catch: its games step in the trainer's own "
                              "thread, so there is no emulation to overlap")
         if self.num_envs * self.rollout < self.minibatches:
@@ -206,32 +131,13 @@ class PQNConfig:
                 f"--minibatches {self.minibatches} exceeds the {self.num_envs * self.rollout} "
                 "transitions of a rollout (num_envs x rollout)"
             )
-        ranges = {"gamma": (0.0, 1.0), "q_lambda": (0.0, 1.0), "start_e": (0.0, 1.0),
-                  "end_e": (0.0, 1.0), "exploration_fraction": (0.0, 1.0),
-                  "repeat_action_probability": (0.0, 1.0)}  # fmt: skip
-        for name, (lo, hi) in ranges.items():
-            if not lo <= getattr(self, name) <= hi:
-                raise ValueError(
-                    f"--{name.replace('_', '-')} must be in [{lo:g}, {hi:g}], got {getattr(self, name)}"
-                )
-        for name in ("learning_rate", "max_grad_norm"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"--{name.replace('_', '-')} must be > 0, got {getattr(self, name)}")
-        if self.time_limit < 0:
-            raise ValueError(f"--time-limit must be >= 0 seconds, got {self.time_limit}")
         if self.cuda_graph and (device := resolve_device(self.device)).type != "cuda":
             raise ValueError(f"--cuda-graph needs a CUDA device (--device cuda), got {device}")
-        resolve_precision(self.precision, self.device)  # checks the device too
-        if self.game.lower() != "catch":
-            resolve_game(self.game)
-        require_memory(self.memory_needed())
 
     def memory_needed(self) -> dict[str, tuple[int, str]]:
-        """The large allocations of a run and the flags that size them (see
-        ``agents.common.resources``): the emulators, the rollout (uint8 observations, an action
-        and six floats per transition), one acting pass over the envs and one minibatch update."""
-        catch = self.game.lower() == "catch"
-        obs = (2, 24, 24) if catch else (self.stack_num, 84, 84)
+        """The emulators, the rollout (uint8 observations, an action and six floats per
+        transition), one acting pass over the envs and one minibatch update."""
+        obs = self.observation_shape()
         transitions = self.rollout * self.num_envs
         minibatch = -(-transitions // self.minibatches)
         return {"the envs": (emulator_bytes(self.game, self.num_envs, obs[1:]), "--num-envs"),
@@ -271,9 +177,6 @@ def q_lambda_targets(
     return targets
 
 
-Callback = Callable[["PQNTrainer", int], None]
-
-
 class PQNTrainer:
     """Owns the network, the envs, the rollout storage and the logs of one run; ``run()`` trains
     until ``total_steps`` or ``time_limit``.
@@ -287,23 +190,11 @@ class PQNTrainer:
 
     def __init__(self, cfg: PQNConfig, callbacks: list[Callback] | None = None,
                  given: Collection[str] = ()) -> None:
-        resume_from = None
-        if "precision" in given:  # --precision auto on a resume means what auto runs here
-            cfg = with_resolved_precision(cfg)
-        if cfg.resume:
-            resume_from, fields = resume_config(
-                cfg, session=("device", "progress", "time_limit", "threads", "cuda_graph", "env_groups"),
-                budget=("total_steps", "save_every", "log_every", "keep_checkpoints"), given=given,
-            )
-            cfg = PQNConfig(**fields)
-        cfg = with_resolved_precision(cfg)  # what config.json records: the precision that ran
-        cfg.validate()
+        cfg, resume_from = cfg.prepare(given)
         self.cfg = cfg
         self.callbacks = list(callbacks or [])
-        if cfg.threads:
-            torch.set_num_threads(cfg.threads)
         self.device = resolve_device(cfg.device)
-        self.run_dir = Path(cfg.run_dir or self._default_run_dir())
+        self.run_dir = Path(cfg.run_dir or cfg.default_run_dir())
         self.env, self.env_options, self.game = make_env_groups(cfg, cfg.seed, cfg.env_groups)
         obs_shape = tuple(self.env.single_observation_space.shape)
         self.n_actions = int(self.env.single_action_space.n)
@@ -344,10 +235,7 @@ class PQNTrainer:
         self.seconds = {"env": 0.0, "act": 0.0, "learn": 0.0}
         self.stopped_by = ""
         self.stop_signal: int | None = None  # the signal that stopped run(), if one did
-        check_run_dir(self.run_dir, resuming=resume_from is not None)
-        if resume_from is not None:
-            restore_trainer(self._restore, resume_from)
-            require_unfinished(cfg.resume, self.global_step, cfg.total_steps)
+        open_run(self, resume_from, self._restore)
         if self.bf16_copy:
             self.bf16_copy.refresh()
         if self.device.type == "cpu":
@@ -368,10 +256,6 @@ class PQNTrainer:
         if self.device.type == "cpu":
             return FusedRAdam(params, lr=c.learning_rate)
         return torch.optim.RAdam(params, lr=c.learning_rate, foreach=True)
-
-    def _default_run_dir(self) -> str:
-        game = "catch" if self.cfg.game.lower() == "catch" else resolve_game(self.cfg.game)
-        return f"runs/{game}__{self.cfg.exp_name}__{self.cfg.seed}__{int(time.time())}"
 
     def _autocast(self) -> torch.autocast:
         # bf16 on CUDA; a captured graph must not keep autocast's cache of cast weights
@@ -536,35 +420,31 @@ class PQNTrainer:
     def run(self) -> Path:
         """Train until ``total_steps`` (or ``time_limit``, or Ctrl-C/SIGTERM); a checkpoint every
         ``save_every`` steps and at the end, so that ``--resume`` continues from where it stopped."""
+        return run_loop(self, self._loop)
+
+    def _loop(self, session: RunSession) -> None:
+        """Collect a rollout, learn from it, log and save, until the budget is spent, a signal
+        asks to stop or the time limit has passed."""
         c = self.cfg
-        with RunSession(self) as session:
-            if self.obs is None:
-                self.obs, _ = self.env.reset(seed=c.seed + self.global_step)
-            next_log = self.global_step + c.log_every
-            next_save = self.global_step + c.save_every
-            while self.global_step < c.total_steps:
-                before = self.global_step
-                steps = self.collect(session.stop)
-                t0 = time.perf_counter()
-                stats = self.learn(steps)
-                self.seconds["learn"] += time.perf_counter() - t0
-                session.bar.update(self.global_step - before)
-                if self.global_step >= next_log:
-                    next_log = self.global_step + c.log_every
-                    sps = session.steps_per_second()
-                    self._log(stats, sps)
-                    session.bar.set_postfix(SPS=f"{sps:.0f}", ret=f"{self.tracker.recent_mean():.2f}",
-                                            eps=f"{self.epsilon():.3f}")  # fmt: skip
-                if session.stop.requested:
-                    self.stopped_by = "signal"
-                    break
-                if c.time_limit and session.elapsed() >= c.time_limit:
-                    self.stopped_by = "time limit"
-                    break
-                if self.global_step >= next_save and self.global_step < c.total_steps:
-                    next_save = self.global_step + c.save_every
-                    self.save()
-        return session.path
+        if self.obs is None:
+            self.obs, _ = self.env.reset(seed=c.seed + self.global_step)
+        log, save = Every(c.log_every, self.global_step), Every(c.save_every, self.global_step)
+        while self.global_step < c.total_steps:
+            before = self.global_step
+            steps = self.collect(session.stop)
+            t0 = time.perf_counter()
+            stats = self.learn(steps)
+            self.seconds["learn"] += time.perf_counter() - t0
+            session.bar.update(self.global_step - before)
+            if log(self.global_step):
+                sps = session.steps_per_second()
+                self._log(stats, sps)
+                session.bar.set_postfix(SPS=f"{sps:.0f}", ret=f"{self.tracker.recent_mean():.2f}",
+                                        eps=f"{self.epsilon():.3f}")  # fmt: skip
+            if session.should_stop():
+                break
+            if self.global_step < c.total_steps and save(self.global_step):
+                self.save()
 
     def _log(self, stats: dict[str, float], sps: float) -> None:
         w, step = self.writer, self.global_step
@@ -577,37 +457,21 @@ class PQNTrainer:
             w.add_scalar(k, v, step)
 
     # ---- checkpoints --------------------------------------------------------------------------
-    def checkpoint_config(self) -> dict[str, Any]:
-        """What a checkpoint needs to be used without the training code: see agents.common.checkpoint."""
-        env_options = self.env_options.as_dict() if self.env_options else {"stack_num": 2}
-        return checkpoint_config("pqn", self.q_network.architecture(), self.game, self.action_names,
-                                 env_options, self.global_step, dataclasses.asdict(self.cfg))  # fmt: skip
+    def env_config(self) -> dict[str, Any]:
+        """The env options a checkpoint records: Atari's, or Catch's two stacked frames."""
+        return self.env_options.as_dict() if self.env_options else {"stack_num": 2}
 
     def save(self) -> Path:
         """A checkpoint at a rollout boundary: weights, optimizer, generators, the episodes in
         progress and (Catch) the games themselves, so that a resume continues exactly."""
-        opt_tensors, opt_meta = optimizer_to_tensors(self.optimizer)
-        tensors = {**opt_tensors, "rng.torch": torch.get_rng_state(),
-                   "rng.generator": self.generator.get_state(),
+        tensors = {"rng.generator": self.generator.get_state(),
                    "obs": torch.from_numpy(np.ascontiguousarray(self.obs))}  # fmt: skip
-        state: dict[str, Any] = {
-            "global_step": self.global_step,
-            "updates": self.updates,
-            "episodes": self.tracker.episodes,
-            "tracker": self.tracker.state(),
-            "optimizer": opt_meta,
-        }
+        state: dict[str, Any] = {"tracker": self.tracker.state()}
         if (games := self._restorable_env()) is not None:
             arrays, rngs = games.get_state()
             tensors.update({f"env.{k}": torch.from_numpy(v) for k, v in arrays.items()})
             state["env_rngs"] = rngs
-        files: dict[str, Any] = {
-            MODEL: self.q_network.state_dict(),
-            CONFIG: self.checkpoint_config(),
-            "trainer.safetensors": tensors,
-            "trainer.json": state,
-        }
-        return write_checkpoint(self.run_dir, self.global_step, files, self.cfg.keep_checkpoints)
+        return save_training(self, "pqn", self.q_network, self.env_config(), tensors, state)
 
     def _restorable_env(self) -> Any:
         """The vector env whose games a checkpoint can hold (Catch, one group), or None."""
@@ -615,21 +479,14 @@ class PQNTrainer:
         return games if len(self.env) == 1 and hasattr(games, "get_state") else None
 
     def _restore(self, ckpt: Path) -> None:
-        require_same_network(ckpt, self.q_network.architecture(), self.game)
-        load_state(self.q_network, read_tensors(ckpt / MODEL), ckpt / MODEL)
-        tensors = read_tensors(ckpt / "trainer.safetensors")
-        state = read_json(ckpt / "trainer.json")
-        optimizer_from_tensors(self.optimizer, tensors, state["optimizer"])
-        torch.set_rng_state(tensors["rng.torch"])
+        tensors, state = load_training(self, self.q_network, ckpt)
         self.generator.set_state(tensors["rng.generator"])
-        self.global_step, self.updates = state["global_step"], state["updates"]
         if "env_rngs" in state and (games := self._restorable_env()) is not None:
             arrays = {k[4:]: v.numpy() for k, v in tensors.items() if k.startswith("env.")}
             games.set_state(arrays, state["env_rngs"])
             self.obs = tensors["obs"].numpy().copy()
             self.tracker.load(state["tracker"])
-        else:  # ALE's vector env cannot be restored: the episodes in progress start afresh
-            self.tracker.episodes = state["episodes"]
+        # else ALE's vector env cannot be restored: the episodes in progress start afresh
 
 
 def train_pqn(cfg: PQNConfig, callbacks: list[Callback] | None = None) -> Path:

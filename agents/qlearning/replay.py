@@ -23,7 +23,8 @@ normalised by their maximum).
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from collections.abc import Mapping
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -133,6 +134,36 @@ class FrameReplayBuffer:
 
     def __len__(self) -> int:
         return int(self.valid.sum())
+
+    # ---- saving -------------------------------------------------------------------------------
+    ARRAYS = ("frames", "actions", "rewards", "terminal", "first", "valid", "pos", "written")
+
+    def state(self) -> dict[str, Any]:
+        """JSON-ready state, small enough for every checkpoint: the sampling generator and the
+        largest priority, so that a resume samples as the uninterrupted run would."""
+        return {"rng": self.rng.bit_generator.state, "max_priority": self.max_priority}
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The memory itself (an ``.npz`` beside a checkpoint; gigabytes on Atari)."""
+        arrays = {k: getattr(self, k) for k in self.ARRAYS}
+        if self.tree is not None:
+            arrays["tree"] = self.tree.tree
+        return arrays
+
+    def load(self, state: dict[str, Any], arrays: Mapping[str, np.ndarray] | None = None) -> None:
+        """Restore :meth:`state` and, when given, :meth:`arrays`; arrays of another shape (a
+        memory of another size or game) are refused by name before anything is overwritten."""
+        if arrays is not None:
+            for k in self.ARRAYS:
+                if arrays[k].shape != getattr(self, k).shape:
+                    raise ValueError(f"saved replay field {k} has shape {arrays[k].shape}, "
+                                     f"expected {getattr(self, k).shape}")  # fmt: skip
+            for k in self.ARRAYS:
+                getattr(self, k)[...] = arrays[k]
+            if self.tree is not None and "tree" in arrays:
+                self.tree.tree[...] = arrays["tree"]
+        self.rng.bit_generator.state = state["rng"]
+        self.max_priority = state["max_priority"]
 
     # ---- writing ----------------------------------------------------------------------------
     def _write_states(self, envs: np.ndarray, frames: np.ndarray, first: bool) -> None:

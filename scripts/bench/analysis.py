@@ -3,23 +3,13 @@ method, the sanity and fidelity checks, and saliency videos end to end."""
 
 from __future__ import annotations
 
-import statistics
 import tempfile
 import time
-from collections.abc import Callable
 
 import numpy as np
 import torch
 
-
-def _median_seconds(fn: Callable[[], object], repeats: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
+from scripts.bench.timing import median_seconds
 
 
 def benchmark_saliency(
@@ -55,7 +45,7 @@ def benchmark_saliency(
         lambda: randomization_test(net, obs, ("value", "advantage")), batch)
     methods["fidelity: deletion + insertion, 8 fractions, 3 random draws"] = (
         lambda: (deletion_curve(net, obs, maps), insertion_curve(net, obs, maps)), batch)  # fmt: skip
-    rows = [(name, n / _median_seconds(fn, repeats)) for name, (fn, n) in methods.items()]
+    rows = [(name, n / median_seconds(fn, repeats)) for name, (fn, n) in methods.items()]
     with tempfile.TemporaryDirectory() as tmp:
         config = {"game": "pong", "env_options": {}}
         start = time.perf_counter()
@@ -85,7 +75,7 @@ def benchmark_attacks(batch: int = 32, repeats: int = 5) -> list[tuple[str, floa
         cnn = CNNAttack(net, (4, 84, 84), attack, 4.0, steps=10)
         glimpse = GlimpseAttack(policy, attack, 4.0, steps=10)
         how = (" (ART)", " (through its loop)") if attack != "noise" else ("", "")
-        rows.append((f"dueling CNN, {name}{how[0]}", batch / _median_seconds(lambda a=cnn: a(obs), repeats)))
+        rows.append((f"dueling CNN, {name}{how[0]}", batch / median_seconds(lambda a=cnn: a(obs), repeats)))
         rows.append((f"glimpse agent, {name}{how[1]}",
-                     batch / _median_seconds(lambda a=glimpse: a(frames), repeats)))  # fmt: skip
+                     batch / median_seconds(lambda a=glimpse: a(frames), repeats)))  # fmt: skip
     return rows

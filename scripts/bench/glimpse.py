@@ -4,7 +4,6 @@ resolution grows, the learning curve on Catch, and a fixed budget on Pong beside
 from __future__ import annotations
 
 import copy
-import statistics
 import tempfile
 import time
 from collections.abc import Callable
@@ -14,24 +13,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from scripts.bench.timing import in_fresh_process, interleaved_medians, peak_rss_mb
+
 RESOLUTIONS = ((84, 84), (210, 160), (420, 320))
-
-
-def interleaved_medians(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
-    """Median seconds per call of each function, timed round-robin in a new random order each round
-    so that the machine's noise, and the cold caches after a large neighbour, fall on all alike."""
-    for fn in fns.values():
-        fn()  # warm-up
-    times: dict[str, list[float]] = {name: [] for name in fns}
-    rng = np.random.default_rng(0)
-    names = list(fns)
-    for _ in range(repeats):
-        for name in rng.permutation(names):
-            fn = fns[name]
-            t = time.perf_counter()
-            fn()
-            times[str(name)].append(time.perf_counter() - t)
-    return {name: statistics.median(ts) for name, ts in times.items()}
 
 
 def forward_cost(resolutions=RESOLUTIONS, batch: int = 32, repeats: int = 30,
@@ -46,7 +30,7 @@ def forward_cost(resolutions=RESOLUTIONS, batch: int = 32, repeats: int = 30,
     from agents.qlearning.networks import DuelingQNetwork
 
     torch.manual_seed(0)
-    cfg = GlimpseConfig.atari()
+    cfg = GlimpseConfig.for_game("pong")
     glimpse = RecurrentAttentionModel(6, patch_size=cfg.patch_size, num_scales=cfg.num_scales,
                                       scale_factor=cfg.scale_factor, retina_pool=cfg.retina_pool,
                                       hidden=cfg.hidden, normalize_glimpse=True).eval()  # fmt: skip
@@ -124,23 +108,20 @@ def learning_curve(total_steps: int, eval_every: int, seed: int = 1, episodes: i
 
 def _pong_training(precision: str, total_steps: int, seed: int) -> dict[str, float]:
     from agents.glimpse.train import GlimpseConfig, GlimpseTrainer
-    from agents.qlearning.benchmark import _peak_rss_mb
 
     with tempfile.TemporaryDirectory() as tmp:
-        trainer = GlimpseTrainer(GlimpseConfig.atari(seed=seed, total_steps=total_steps, run_dir=tmp,
-                                                     precision=precision, progress=False,
-                                                     save_every=10**12))  # fmt: skip
+        cfg = GlimpseConfig.for_game("pong", seed=seed, total_steps=total_steps, run_dir=tmp,
+                                     precision=precision, progress=False, save_every=10**12)
+        trainer = GlimpseTrainer(cfg)
         start = time.perf_counter()
         trainer.run()
-        return {"sps": trainer.global_step / (time.perf_counter() - start), "rss_mb": _peak_rss_mb()}
+        return {"sps": trainer.global_step / (time.perf_counter() - start), "rss_mb": peak_rss_mb()}
 
 
 def pong_precision(total_steps: int, repeats: int = 3, seed: int = 1) -> dict[str, dict[str, float]]:
     """Training steps/s and peak RSS of the glimpse agent's Atari preset on Pong at each
     ``--precision``, each run ``total_steps`` long in a fresh process (its own peak RSS), the
     precisions alternated ``repeats`` times; the median run of each."""
-    from agents.qlearning.benchmark import in_fresh_process
-
     runs: dict[str, list[dict[str, float]]] = {"fp32": [], "bf16": []}
     for _ in range(repeats):
         for precision, results in runs.items():
@@ -155,8 +136,9 @@ def pong_budget(total_steps: int, episodes: int = 3, seed: int = 1) -> dict[str,
     from agents.glimpse.train import GlimpseConfig, GlimpseTrainer
 
     with tempfile.TemporaryDirectory() as tmp:
-        trainer = GlimpseTrainer(GlimpseConfig.atari(seed=seed, total_steps=total_steps, run_dir=tmp,
-                                                     progress=False))  # fmt: skip
+        cfg = GlimpseConfig.for_game("pong", seed=seed, total_steps=total_steps, run_dir=tmp,
+                                     progress=False)
+        trainer = GlimpseTrainer(cfg)
         start = time.perf_counter()
         trainer.run()
         sps = trainer.global_step / (time.perf_counter() - start)

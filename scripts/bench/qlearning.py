@@ -1,27 +1,20 @@
-"""DQN benchmarks: our trainer against SB3's DQN on Pong, and replay memory against SB3's buffer.
+"""Q-learning benchmarks: the DQN trainer against SB3's DQN, the replay memory against SB3's
+buffers, PQN with learning, where PQN's learner spends an update, what actors and learners could
+each keep up with, and whether bf16 learns Catch as float32 does.
 
-Each trainer runs in a fresh spawned process so that its peak RSS is its own. Steps/s is measured
-over the steps after ``learning_starts`` only (the regime that training spends its time in).
-"""
+Each trainer runs in a fresh spawned process (``in_fresh_process``) so that its peak RSS is its
+own. The DQN's steps/s is measured over the steps after ``learning_starts`` only (the regime that
+training spends its time in)."""
 
 from __future__ import annotations
 
-import multiprocessing as mp
 import os
-import resource
 import time
 from typing import Any
 
 import numpy as np
 
-
-def _peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
-
-
-def _rss_mb() -> float:
-    with open(f"/proc/{os.getpid()}/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+from scripts.bench.timing import peak_rss_mb, rate, rss_mb
 
 
 def run_ours(game: str, steps: int, learning_starts: int, buffer_size: int, num_envs: int,
@@ -50,7 +43,7 @@ def run_ours(game: str, steps: int, learning_starts: int, buffer_size: int, num_
         trainer = DQNTrainer(cfg, callbacks=[clock])
         trainer.run()
         elapsed = time.perf_counter() - marks["t0"]
-        return {"sps": (trainer.global_step - marks["s0"]) / elapsed, "peak_rss_mb": _peak_rss_mb()}
+        return {"sps": (trainer.global_step - marks["s0"]) / elapsed, "peak_rss_mb": peak_rss_mb()}
 
 
 def run_pqn(game: str, steps: int, num_envs: int, options: dict[str, Any],
@@ -86,7 +79,7 @@ def run_pqn(game: str, steps: int, num_envs: int, options: dict[str, Any],
         spent = {k: trainer.seconds[k] - marks["seconds"][k] for k in trainer.seconds}
         total = sum(spent.values())
         result = {"sps": (trainer.global_step - marks["s0"]) / elapsed,
-                  "peak_rss_mb": _peak_rss_mb(),
+                  "peak_rss_mb": peak_rss_mb(),
                   **{f"{k}_share": v / total for k, v in spent.items()}}  # fmt: skip
         if trainer.device.type != "cpu":  # on CPU the rollout's tensor is the numpy array itself
             result["transfer_ms"] = observation_transfer_ms(num_envs, trainer.device)
@@ -151,7 +144,7 @@ def run_sb3(game: str, steps: int, learning_starts: int, buffer_size: int) -> di
     )  # fmt: skip
     model.learn(total_timesteps=learning_starts + steps, callback=Clock())
     elapsed = time.perf_counter() - marks["t0"]
-    return {"sps": (model.num_timesteps - marks["s0"]) / elapsed, "peak_rss_mb": _peak_rss_mb()}
+    return {"sps": (model.num_timesteps - marks["s0"]) / elapsed, "peak_rss_mb": peak_rss_mb()}
 
 
 def replay_memory(capacity: int, fill: int, large: int = 1_000_000) -> dict[str, Any]:
@@ -168,7 +161,7 @@ def replay_memory(capacity: int, fill: int, large: int = 1_000_000) -> dict[str,
     frames = rng.integers(0, 256, (64, 4, 84, 84), dtype=np.uint8)
     out: dict[str, float] = {}
     for name, optimize in (("sb3", False), ("sb3_optimized", True)):
-        before = _rss_mb()
+        before = rss_mb()
         buf = ReplayBuffer(capacity, obs_space, spaces.Discrete(6), "cpu", optimize_memory_usage=optimize,
                            handle_timeout_termination=not optimize)  # fmt: skip
         arrays = [buf.observations, buf.actions, buf.rewards, buf.dones, buf.timeouts]
@@ -178,7 +171,7 @@ def replay_memory(capacity: int, fill: int, large: int = 1_000_000) -> dict[str,
         for i in range(fill):
             o = frames[i % 64][None]
             buf.add(o, o, np.array([1]), np.array([0.0]), np.array([False]), [{}])
-        out[f"{name}_rss_per_transition"] = (_rss_mb() - before) * 2**20 / fill
+        out[f"{name}_rss_per_transition"] = (rss_mb() - before) * 2**20 / fill
         del buf, arrays
         try:
             ReplayBuffer(large, obs_space, spaces.Discrete(6), "cpu", optimize_memory_usage=optimize,
@@ -186,13 +179,13 @@ def replay_memory(capacity: int, fill: int, large: int = 1_000_000) -> dict[str,
             out[f"{name}_large"] = "allocates"
         except MemoryError as e:
             out[f"{name}_large"] = f"fails: {str(e).split(' for ')[0]}"
-    before = _rss_mb()
+    before = rss_mb()
     ours = FrameReplayBuffer(capacity, 1)
     out["ours_bytes_per_transition"] = ours.nbytes() / ours.capacity
     ours.reset(frames[:1])
     for i in range(fill):
         ours.add(np.array([1]), np.array([0.0]), np.array([False]), frames[i % 64][None])
-    out["ours_rss_per_transition"] = (_rss_mb() - before) * 2**20 / fill
+    out["ours_rss_per_transition"] = (rss_mb() - before) * 2**20 / fill
     del ours
     try:
         FrameReplayBuffer(large, 8)
@@ -200,23 +193,6 @@ def replay_memory(capacity: int, fill: int, large: int = 1_000_000) -> dict[str,
     except MemoryError as e:
         out["ours_large"] = f"fails: {e}"
     return out
-
-
-def in_fresh_process(fn, *args: Any) -> Any:
-    """Run ``fn(*args)`` in a spawned interpreter (own peak RSS, no shared threads)."""
-    ctx = mp.get_context("spawn")
-    with ctx.Pool(1) as pool:
-        return pool.apply(fn, args)
-
-
-def _timed(work: Any, seconds: float) -> float:
-    """Calls of ``work()`` per second over ``seconds`` after one warm-up call."""
-    work()
-    calls, start = 0, time.perf_counter()
-    while (elapsed := time.perf_counter() - start) < seconds:
-        work()
-        calls += 1
-    return calls / elapsed
 
 
 def pqn_with_a_rollout(cfg: Any, events: str) -> tuple[Any, int]:
@@ -264,11 +240,11 @@ def ingest_rates(game: str, seconds: float = 10.0, device: str = "cpu") -> dict[
             dqn.replay.add(actions, np.clip(rewards, -1, 1), terminated, state["obs"])
 
         torch.set_num_threads(1)
-        out["actor_steps_per_s"] = _timed(act_and_step, seconds) * dqn.cfg.num_envs
+        out["actor_steps_per_s"] = rate(act_and_step, seconds) * dqn.cfg.num_envs
         while len(dqn.replay) < 4 * dqn.cfg.batch_size:
             act_and_step()
         torch.set_num_threads(os.cpu_count() or 1)
-        out["dqn_updates_per_s"] = _timed(dqn.learn, seconds)
+        out["dqn_updates_per_s"] = rate(dqn.learn, seconds)
         samples_per_step = dqn.cfg.batch_size * dqn.cfg.gradient_steps / dqn.cfg.train_freq
         out["dqn_learner_steps_per_s"] = out["dqn_updates_per_s"] * dqn.cfg.batch_size / samples_per_step
         dqn.env.close()
@@ -276,7 +252,7 @@ def ingest_rates(game: str, seconds: float = 10.0, device: str = "cpu") -> dict[
         pqn, steps = pqn_with_a_rollout(PQNConfig(game=game, run_dir=f"{tmp}/pqn", device=device,
                                                   progress=False), f"{tmp}/pqn_events")  # fmt: skip
         rollout = steps * pqn.cfg.num_envs
-        out["pqn_learner_steps_per_s"] = _timed(lambda: pqn.learn(steps), seconds) * rollout
+        out["pqn_learner_steps_per_s"] = rate(lambda: pqn.learn(steps), seconds) * rollout
         pqn.writer.close()
         pqn.env.close()
     return out
@@ -318,7 +294,7 @@ def matmul_peak_gflops(dtype: Any, size: int = 2048, seconds: float = 2.0) -> fl
 
     a = torch.randn(size, size).to(dtype)
     b = torch.randn(size, size).to(dtype)
-    return _timed(lambda: a @ b, seconds) * 2 * size**3 / 1e9
+    return rate(lambda: a @ b, seconds) * 2 * size**3 / 1e9
 
 
 def learner_profile(game: str = "pong", precision: str = "fp32", repeats: int = 3,
@@ -360,7 +336,7 @@ def learner_profile(game: str = "pong", precision: str = "fp32", repeats: int = 
     flops = counter.get_total_flops()
     return {"ms_per_update": wall, "profiled_ms": profiled, "categories": op_categories(prof.events()),
             "flops": flops, "gflops": flops / wall / 1e6, "transitions": steps * pqn.cfg.num_envs,
-            "peak_rss_mb": _peak_rss_mb()}  # fmt: skip
+            "peak_rss_mb": peak_rss_mb()}  # fmt: skip
 
 
 def catch_parity_run(algo: str, seed: int, precision: str, episodes: int = 200) -> dict[str, float]:
@@ -376,8 +352,8 @@ def catch_parity_run(algo: str, seed: int, precision: str, episodes: int = 200) 
     torch.set_num_threads(os.cpu_count() or 1)
     config, trainer = {"pqn": (PQNConfig, PQNTrainer), "dqn": (DQNConfig, DQNTrainer)}[algo]
     with tempfile.TemporaryDirectory() as tmp:
-        run = trainer(config.catch(seed=seed, precision=precision, run_dir=tmp, progress=False,
+        run = trainer(config.for_game("catch", seed=seed, precision=precision, run_dir=tmp, progress=False,
                                    saliency_every=0))  # fmt: skip
         run.run()
     return {"catch_rate": greedy_catch_rate(run.q_network.cpu(), episodes=episodes),
-            "peak_rss_mb": _peak_rss_mb()}  # fmt: skip
+            "peak_rss_mb": peak_rss_mb()}  # fmt: skip

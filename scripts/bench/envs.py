@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from envs.atari import make_atari_env, make_vector_env
-from envs.games import resolve_game
+from envs import make_atari_env, make_vector_env, resolve_game
+from scripts.bench.timing import rate
 
 
 @dataclass
@@ -40,10 +40,7 @@ class Setup:
         self.rates: list[float] = []
 
     def window(self, seconds: float) -> None:
-        done, start = 0, time.perf_counter()
-        while (elapsed := time.perf_counter() - start) < seconds:
-            done += self.step()
-        self.rates.append(done / elapsed)
+        self.rates.append(rate(self.step, seconds, warmup=False))
 
 
 def interleaved(setups: list[Setup], seconds: float, repeats: int) -> dict[str, float]:
@@ -191,8 +188,8 @@ def benchmark_envs(
         setups = [raw_emulator(game), sb3(game, 1), sb3(game, 8), single_env(game)]
         setups += [vector_env(game, n) for n in vector_sizes]
         units = {s.name: s.unit for s in setups}
-        for name, rate in interleaved(setups, seconds, repeats).items():
-            out.append(Measurement(game, name, rate, units[name]))
+        for name, measured in interleaved(setups, seconds, repeats).items():
+            out.append(Measurement(game, name, measured, units[name]))
     return out
 
 
