@@ -332,7 +332,8 @@ def group_label(run: dict[str, Any]) -> str:
 
 def summarise(runs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """Per attack and group: per epsilon the mean and 95% interval over the group's runs (seeds)
-    of the return, the catch rate (Catch) and the flip rate."""
+    of the return, the catch rate (Catch) and the flip rate. A group of one run (one shipped agent)
+    has its return's and catch rate's interval over its episodes instead (``interval_over``)."""
     from analysis.compare import mean_ci_dict
 
     out: dict[str, dict[str, Any]] = {}
@@ -342,13 +343,21 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     for attack, groups in out.items():
         summary[attack] = {}
         for label, members in groups.items():
+            one = len(members) == 1
             rows = []
             for i, eps in enumerate(r["epsilon"] for r in members[0]["results"]):
-                row: dict[str, Any] = {"epsilon": eps, "runs": len(members)}
+                row: dict[str, Any] = {"epsilon": eps, "runs": len(members),
+                                       "interval_over": "episodes" if one else "runs"}  # fmt: skip
                 for key in ("mean_return", "catch_rate", "flip_rate"):
-                    if key in members[0]["results"][i]:
-                        values = [m["results"][i][key] for m in members]
-                        row[key] = mean_ci_dict(values)
+                    if key not in members[0]["results"][i]:
+                        continue
+                    scores = np.asarray(members[0]["results"][i]["scores"], float)
+                    if one and key == "mean_return":
+                        row[key] = mean_ci_dict(scores)
+                    elif one and key == "catch_rate":
+                        row[key] = mean_ci_dict((scores > 0).astype(float))
+                    else:
+                        row[key] = mean_ci_dict([m["results"][i][key] for m in members])
                 rows.append(row)
             summary[attack][label] = rows
     return summary

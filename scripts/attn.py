@@ -38,6 +38,7 @@ COMMANDS: dict[str, Command] = {
     "core-state": Command("core_state", "is a glimpse agent's core still reading its input?"),
     "demo": Command("env_demo", "play random actions and write a video of the agent's view"),
     "shipped": Command("train_pretrained", "train, evaluate and pack the shipped agents"),
+    "zoo": Command("zoo", "analyse the shipped agents and make the zoo's page"),
     "bench": Command("benchmark", "benchmarks, each beside its peer in one run"),
     "list-games": Command("", "list the games the installed ale-py bundles"),
 }

@@ -218,3 +218,25 @@ def test_sb3_models_are_attacked_through_their_action_head(algo, tmp_path):
     adv = attacked.attack(obs)
     assert (adv.int() - obs.int()).abs().max() <= 4
 
+
+def test_summary_intervals_are_over_seeds_or_over_one_agents_episodes():
+    """Several runs of a kind of agent: the interval is over the runs' means. One run (a shipped
+    agent): over its episodes, by hand: scores 1, 3, 5, 7 have mean 4 and a half-width of
+    1.96 * sd / sqrt(4) with sd = sqrt(20 / 3)."""
+    from analysis.adversarial import summarise
+
+    def run(checkpoint, scores, flips=0.25):
+        rows = [{"epsilon": 0.0, "mean_return": float(np.mean(scores)), "flip_rate": flips,
+                 "scores": scores}]  # fmt: skip
+        return {"checkpoint": checkpoint, "agent": "dqn", "game": "pong", "attack": "fgsm",
+                "transfer_from": None, "results": rows}  # fmt: skip
+
+    [one] = summarise([run("a", [1.0, 3.0, 5.0, 7.0])])["fgsm"].values()
+    half = 1.96 * np.sqrt(20 / 3) / 2
+    assert one[0]["interval_over"] == "episodes" and one[0]["runs"] == 1
+    assert one[0]["mean_return"] == pytest.approx({"mean": 4.0, "ci_low": 4 - half, "ci_high": 4 + half})
+    assert one[0]["flip_rate"] == {"mean": 0.25, "ci_low": 0.25, "ci_high": 0.25}
+    [two] = summarise([run("a", [1.0, 3.0]), run("b", [5.0, 7.0])])["fgsm"].values()
+    half = 1.96 * np.sqrt(8) / np.sqrt(2)  # the two runs' means, 2 and 6
+    assert two[0]["interval_over"] == "runs"
+    assert two[0]["mean_return"] == pytest.approx({"mean": 4.0, "ci_low": 4 - half, "ci_high": 4 + half})

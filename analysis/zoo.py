@@ -1,0 +1,253 @@
+"""The zoo: each shipped agent with its score, where its value and advantage streams look (the head
+report), a still and a clip of its saliency video, and its robustness to attacks on its
+observations, on one page made from those files by :func:`write_zoo_page`, never by hand.
+
+Each agent's analysis (:func:`analyse_agent`) lives in ``docs/zoo/<agent>/``:
+
+* ``report.json`` and ``report.png``: the head report (``attn report``) over ``steps`` frames;
+* ``clip.mp4`` and ``still.png``: the first seconds of its saliency video (``attn saliency``) and
+  one frame of it;
+* ``robustness.json`` and ``robustness.png``: FGSM, PGD and random noise at each epsilon, the agent
+  attacked at every step of ``episodes`` evaluation episodes (``attn attack``), the intervals over
+  those episodes.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from agents.common.checkpoint import CONFIG, read_json, resolve_checkpoint
+from analysis.render import markdown_table
+
+ATTACKS = ("fgsm", "pgd", "noise")
+KINDS = {"pqn": "dueling PQN", "dqn": "dueling DQN", "glimpse": "glimpse agent"}
+EPSILONS = (0.0, 1.0, 2.0, 4.0, 8.0)
+REPORT_KEPT = ("report.json", "report.png")
+NAMES = {"fgsm": "FGSM", "pgd": "PGD", "noise": "noise"}
+
+
+def analyse_agent(agent: str | Path, out: str | Path, *, steps: int = 1000, clip_steps: int = 150,
+                  episodes: int = 30, epsilons: Sequence[float] = EPSILONS,
+                  attacks: Sequence[str] = ATTACKS, num_envs: int = 8, seed: int = 0,
+                  progress: bool = True) -> list[Path]:  # fmt: skip
+    """Write the zoo's files for one shipped agent (see the module docstring) into ``out``. An
+    agent without two heads to compare (the glimpse agent) gets its clip and robustness only."""
+    from agents.common.checkpoint import load_checkpoint
+    from analysis.adversarial import check_attack, plot_robustness, robustness, summarise
+
+    for attack in attacks:
+        check_attack(attack, list(epsilons))
+    net, config = load_checkpoint(agent)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    dueling = config.get("agent") in ("dqn", "pqn")
+    written = []
+    if dueling:
+        written += _head_report(net, config, out, steps, seed, progress)
+        written += _clip_and_still(net, config, out, clip_steps, seed, progress)
+    eps = sorted(set(epsilons))
+    runs = [robustness(str(agent), attack, eps, episodes=episodes, seed=seed, num_envs=num_envs,
+                       progress=progress) for attack in attacks]  # fmt: skip
+    summary = summarise(runs)
+    (out / "robustness.json").write_text(json.dumps({"epsilons": eps, "summary": summary, "runs": runs},
+                                                    indent=2))  # fmt: skip
+    figure = plot_robustness(summary, out / "robustness.png", f"{config['game']}: robustness")
+    written += [out / "robustness.json", figure]
+    return written
+
+
+def _head_report(net: Any, config: dict[str, Any], out: Path, steps: int, seed: int,
+                 progress: bool) -> list[Path]:  # fmt: skip
+    """The head report over ``steps`` frames; the zoo keeps its JSON and its figure."""
+    from analysis.report import build_report, collect, regions_for, write_report
+
+    collected = collect(net, config, None, seed=seed, steps=steps, progress=progress)
+    report = build_report(net, collected, regions_for(config["game"]), seed=seed)
+    with tempfile.TemporaryDirectory() as tmp:
+        write_report(report, tmp, title=f"{config['game']}: value vs advantage")
+        for name in REPORT_KEPT:
+            shutil.copyfile(Path(tmp) / name, out / name)
+    return [out / name for name in REPORT_KEPT]
+
+
+def _clip_and_still(net: Any, config: dict[str, Any], out: Path, steps: int, seed: int,
+                    progress: bool) -> list[Path]:  # fmt: skip
+    """The saliency video's first ``steps`` frames, and its middle frame as a still."""
+    import imageio.v2 as imageio
+
+    from analysis.saliency_video import record_saliency
+
+    clip = record_saliency(net, config, out / "clip.mp4", steps=steps, seed=seed, height=320,
+                           progress=progress)  # fmt: skip
+    with imageio.get_reader(clip) as video:
+        imageio.imwrite(out / "still.png", video.get_data(steps // 2))
+    return [clip, out / "still.png"]
+
+
+@dataclass
+class Entry:
+    """One shipped agent on the zoo's page: its record and whatever analysis it has."""
+
+    name: str
+    label: str  # "Pong, dueling PQN"
+    record: dict[str, Any]  # eval.json
+    report: dict[str, Any] | None
+    robustness: dict[str, Any] | None
+    files: dict[str, Path]  # what docs/zoo/<name>/ holds: still, clip, report and robustness figures
+
+
+def entries(pretrained: str | Path, zoo: str | Path) -> list[Entry]:
+    """Every agent folder of ``pretrained`` (those with an eval.json), with its analysis in
+    ``zoo/<name>`` where there is one, in the order of the folders' names."""
+    found = []
+    for folder in sorted(Path(pretrained).iterdir()):
+        if not (folder / "eval.json").is_file():
+            continue
+        analysis = Path(zoo) / folder.name
+        read = {name: json.loads((analysis / f"{name}.json").read_text())
+                for name in ("report", "robustness") if (analysis / f"{name}.json").is_file()}  # fmt: skip
+        files = {name: analysis / name for name in ("still.png", "clip.mp4", "report.png", "robustness.png")
+                 if (analysis / name).is_file()}  # fmt: skip
+        record = json.loads((folder / "eval.json").read_text())
+        agent = read_json(resolve_checkpoint(folder) / CONFIG).get("agent") or "dqn"
+        label = f"{record['game'].replace('_', ' ').title()}, {KINDS.get(agent, agent)}"
+        found.append(Entry(folder.name, label, record, read.get("report"), read.get("robustness"), files))
+    return found
+
+
+def _interval(stats: dict[str, float], signed: bool = False) -> str:
+    fmt = "{:+.3f}" if signed else "{:.2f}"
+    return f"{fmt.format(stats['mean'])} [{fmt.format(stats['ci_low'])}, {fmt.format(stats['ci_high'])}]"
+
+
+def main_difference(report: dict[str, Any]) -> str:
+    """The value-minus-advantage share of saliency with the largest magnitude, among the game's
+    objects where the report has them (else its regions), with its 95% interval: where the two
+    streams differ most."""
+    method = report.get("method", "jacobian")
+    objects = report.get("objects", {}).get(method, {}).get("differences", {})
+    differences = next(iter(objects.values()), None) or {
+        k.split("/", 1)[1]: v for k, v in report.get("region_differences", {}).items()}
+    if not differences:
+        return ""
+    name, stats = max(differences.items(), key=lambda item: abs(item[1]["mean"]))
+    return f"{name}: {_interval(stats, signed=True)}"
+
+
+def sanity_verdicts(report: dict[str, Any]) -> str:
+    """Per head, whether its maps pass the randomisation check (Adebayo et al. 2018): a map that
+    survives randomising the whole network shows the input, not the network."""
+    sanity = report.get("sanity", {}).get(report.get("method", "jacobian"), {})
+    survives = sanity.get("survives_full_randomisation", {})
+    return " / ".join(f"{head}: {'fails' if bad else 'passes'}" for head, bad in survives.items())
+
+
+def attacked_return(robustness: dict[str, Any], attack: str, epsilon: float) -> str:
+    """The return (or catch rate) at ``epsilon`` under ``attack``, with its 95% interval."""
+    for rows in robustness.get("summary", {}).get(attack, {}).values():
+        for row in rows:
+            if row["epsilon"] == epsilon:
+                return _interval(row.get("catch_rate") or row["mean_return"])
+    return ""
+
+
+def _score(record: dict[str, Any]) -> str:
+    sampled = " (sampled policy)" if record.get("policy") == "sample" else ""
+    return f"{record['mean']:.2f} +- {record['std']:.2f}{sampled}"
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds / 60:.1f} min" if seconds < 3600 else f"{seconds / 3600:.1f} h"
+
+
+def table(found: list[Entry], epsilon: float = 2.0) -> str:
+    """The zoo's table: score, human-normalised score, steps, hours and machine from each agent's
+    eval.json; the heads' largest difference and the sanity verdicts from its head report; the
+    return at ``epsilon`` under each attack."""
+    rows = []
+    for e in found:
+        r, training = e.record, e.record.get("training", {})
+        hns = r.get("human_normalized")
+        rows.append([
+            e.label, _score(r), "" if hns is None else f"{hns:.2f}", f"{training.get('steps', 0):,}",
+            _duration(training.get("wall_seconds", 0)), training.get("machine", ""),
+            main_difference(e.report) if e.report else "", sanity_verdicts(e.report) if e.report else "",
+            *(attacked_return(e.robustness, a, epsilon) if e.robustness else "" for a in ATTACKS),
+            str(e.robustness["runs"][0]["episodes"]) if e.robustness and e.robustness.get("runs") else "",
+        ])  # fmt: skip
+    header = ["agent", "score (30 episodes)", "human-normalised", "steps", "training", "machine",
+              "value - advantage: largest difference (95% CI)", "sanity (randomisation)",
+              *(f"return at epsilon {epsilon:g}: {NAMES[a]}" for a in ATTACKS),
+              "attacked episodes"]  # fmt: skip
+    return markdown_table(header, rows)
+
+
+def page(found: list[Entry], zoo_link: str, command: str) -> str:
+    """docs/zoo.md: the table, then a section per agent with its still and links to its clip and
+    figures. ``zoo_link``: the path from the page to the analyses' folder."""
+    parts = ["# The zoo", "",
+             "Every shipped agent (`pretrained/`), scored with the evaluation protocol (up to 30 no-op "
+             "starts, epsilon 0.001), beside where its value and advantage streams look and how its "
+             "score holds under attacks on its observations. Made by:", "", f"```bash\n{command}\n```",
+             "", table(found), "",
+             "The heads' largest difference is the value stream's share of saliency minus the "
+             "advantage stream's, on the game's objects where the suite reads them from RAM (else its "
+             "regions), with a 95% batch-means interval over the frames. Sanity: whether each head's "
+             "Jacobian maps change when the network is randomised (Adebayo et al. 2018). Attacks: "
+             "FGSM, PGD-10 and random noise at an L-infinity budget of epsilon pixel levels, at every "
+             "step of the attacked episodes, the interval over those episodes."]  # fmt: skip
+    for e in found:
+        parts += ["", f"## {e.label}", "", f"`pretrained/{e.name}`", ""]
+        folder = f"{zoo_link}/{e.name}"
+        if "still.png" in e.files:
+            parts += [f"![{e.label}: the game, the value and the advantage saliency]({folder}/still.png)", ""]
+        shown = (("saliency clip", "clip.mp4"), ("head report", "report.png"),
+                 ("robustness", "robustness.png"))
+        links = [f"[{label}]({folder}/{file})" for label, file in shown if file in e.files]
+        command = e.record.get("training", {}).get("command", "")
+        parts.append(f"Score {_score(e.record)}" + (f"; trained with `{command}`." if command else "."))
+        parts += ["", " · ".join(links) if links else "Not analysed yet: `attn zoo analyse` makes its files."]
+    return "\n".join(parts) + "\n"
+
+
+def write_zoo_page(pretrained: str | Path, zoo: str | Path, out: str | Path, command: str,
+                   readme: str | Path | None = None) -> list[Path]:  # fmt: skip
+    """Write the zoo's page (``out``) from ``pretrained`` and the analyses in ``zoo``, and, given a
+    ``readme``, the table's summary between its ``<!-- zoo:begin -->`` and ``<!-- zoo:end -->``."""
+    import os
+    import re
+
+    found = entries(pretrained, zoo)
+    if not found:
+        raise ValueError(f"{str(pretrained)!r} holds no shipped agent (a folder with an eval.json)")
+    out = Path(out)
+    link = os.path.relpath(Path(zoo), out.parent)
+    out.write_text(page(found, link, command))
+    written = [out]
+    if readme is not None:
+        readme = Path(readme)
+        text = readme.read_text()
+        block = f"<!-- zoo:begin -->\n{summary(found)}\n<!-- zoo:end -->"
+        pattern = re.compile(r"<!-- zoo:begin -->.*?<!-- zoo:end -->", re.S)
+        if not pattern.search(text):
+            raise ValueError(f"{str(readme)!r} has no <!-- zoo:begin --> ... <!-- zoo:end --> block")
+        readme.write_text(pattern.sub(lambda _: block, text))
+        written.append(readme)
+    return written
+
+
+def summary(found: list[Entry]) -> str:
+    """The README's short table: agent, score, steps and where it trained."""
+    rows = []
+    for e in found:
+        training = e.record.get("training", {})
+        rows.append([e.label, _score(e.record), f"{training.get('steps', 0) / 1e6:.1f}M",
+                     f"{training.get('machine', '')}, {_duration(training.get('wall_seconds', 0))}"])
+    return markdown_table(["agent", "score (30 episodes)", "steps", "trained on"], rows)
+

@@ -1,0 +1,91 @@
+"""The zoo of shipped agents: analyse each (its head report, a still and a clip of its saliency
+video, its robustness to FGSM, PGD and noise), then make the page that shows them all, docs/zoo.md,
+and the summary table on the README's front, from those files.
+
+    attn zoo analyse pretrained/pong                 # docs/zoo/pong/: report, still, clip, attacks
+    attn zoo analyse pretrained/pong --episodes 5    # a quicker look (the page says 30 episodes)
+    attn zoo page                                    # docs/zoo.md and the README's table
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated
+
+import tyro
+
+from agents.common.config import PositiveInt, check_config
+from analysis.zoo import ATTACKS, EPSILONS
+
+
+@dataclass
+class Analyse:
+    """Write one shipped agent's analysis into docs/zoo/<agent>/."""
+
+    agent: tyro.conf.Positional[str]
+    """The shipped agent's folder (pretrained/<game>)."""
+    zoo: str = "docs/zoo"
+    """The folder of every agent's analysis; this one's goes to <zoo>/<agent's folder name>."""
+    steps: PositiveInt = 1000
+    """Frames of play in the head report."""
+    clip_steps: PositiveInt = 150
+    """Frames of the saliency clip (its middle one is the still)."""
+    episodes: PositiveInt = 30
+    """Evaluation episodes per attack and epsilon."""
+    epsilons: tuple[float, ...] = EPSILONS
+    """L-infinity budgets of the attacks, in pixel levels (0-255) of the uint8 frame."""
+    attacks: tuple[str, ...] = ATTACKS
+    """Attacks: fgsm, pgd (10 steps), noise (the control)."""
+    num_envs: PositiveInt = 8
+    """Parallel environments of the attacked evaluations."""
+    seed: int = 0
+    """Seed of the environments and of the noise."""
+    progress: bool = True
+    """Show progress bars."""
+
+
+@dataclass
+class Page:
+    """Make docs/zoo.md, and the README's summary table, from pretrained/ and docs/zoo/."""
+
+    pretrained: str = "pretrained"
+    """The shipped agents' folder."""
+    zoo: str = "docs/zoo"
+    """The agents' analyses (attn zoo analyse)."""
+    out: str = "docs/zoo.md"
+    """The page to write."""
+    readme: str = "README.md"
+    """The README whose <!-- zoo:begin --> ... <!-- zoo:end --> block gets the summary ('' for none)."""
+
+
+def main() -> None:
+    cfg = tyro.extras.subcommand_cli_from_dict(
+        {"analyse": Annotated[Analyse, tyro.conf.arg(help=Analyse.__doc__)],
+         "page": Annotated[Page, tyro.conf.arg(help=Page.__doc__)]},
+        description=__doc__,
+    )  # fmt: skip
+    from agents.common.checkpoint import CheckpointError
+    from analysis.zoo import analyse_agent, write_zoo_page
+    from scripts.cli import fail, signals_end_cleanly
+
+    try:
+        check_config(cfg)
+        if isinstance(cfg, Analyse):
+            with signals_end_cleanly():
+                out = Path(cfg.zoo) / Path(cfg.agent).name
+                written = analyse_agent(cfg.agent, out, steps=cfg.steps, clip_steps=cfg.clip_steps,
+                                        episodes=cfg.episodes, epsilons=cfg.epsilons,
+                                        attacks=cfg.attacks, num_envs=cfg.num_envs, seed=cfg.seed,
+                                        progress=cfg.progress)  # fmt: skip
+        else:
+            command = "attn zoo " + " ".join(a if a else "''" for a in sys.argv[1:])
+            written = write_zoo_page(cfg.pretrained, cfg.zoo, cfg.out, command, cfg.readme or None)
+    except (ValueError, CheckpointError, OSError) as e:
+        fail(e)
+    print("wrote " + " ".join(str(p) for p in written))
+
+
+if __name__ == "__main__":
+    main()

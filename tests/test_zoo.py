@@ -1,0 +1,105 @@
+"""The zoo: an agent's analysis files, and the page and README table made from them."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from conftest import call_script
+
+from agents.qlearning.pqn import PQNConfig, PQNTrainer
+from analysis.zoo import analyse_agent, entries, main_difference, sanity_verdicts, write_zoo_page
+
+
+@pytest.fixture(scope="module")
+def shipped(tmp_path_factory) -> Path:
+    """A pretrained/ folder with one tiny Catch PQN agent and its eval.json."""
+    root = tmp_path_factory.mktemp("zoo")
+    run = root / "run"
+    PQNTrainer(PQNConfig.for_game("catch", total_steps=256, num_envs=8, rollout=8, progress=False,
+                                  saliency_every=0, run_dir=str(run))).run()  # fmt: skip
+    agent = root / "pretrained" / "catch"
+    agent.mkdir(parents=True)
+    newest = sorted((run / "checkpoints").glob("step_*"))[-1]
+    for name in ("model.safetensors", "config.json"):
+        shutil.copyfile(newest / name, agent / name)
+    record = {"game": "catch", "mean": 0.5, "std": 0.5, "human_normalized": None, "policy": "greedy",
+              "scores": [1.0, 0.0], "training": {"command": "attn train pqn --game catch", "steps": 256,
+              "wall_seconds": 90.0, "machine": "CPU (x86_64), 2 threads"}}  # fmt: skip
+    (agent / "eval.json").write_text(json.dumps(record))
+    return root
+
+
+REPORT = {
+    "method": "jacobian",
+    "objects": {"jacobian": {"differences": {"value - advantage": {
+        "ball": {"mean": -0.010, "ci_low": -0.015, "ci_high": -0.005},
+        "score": {"mean": 0.032, "ci_low": 0.026, "ci_high": 0.037},
+        "player": {"mean": 0.001, "ci_low": -0.002, "ci_high": 0.004}}}}},
+    "region_differences": {"value - advantage/left": {"mean": 0.5, "ci_low": 0.4, "ci_high": 0.6}},
+    "sanity": {"jacobian": {"survives_full_randomisation": {"value": False, "advantage": True}}},
+}
+
+
+def _robustness(eps2: dict[str, float]) -> dict:
+    rows = lambda m: [{"epsilon": e, "mean_return": {"mean": m if e == 2 else 9.0, "ci_low": m - 1,  # noqa: E731
+                                                     "ci_high": m + 1}} for e in (0.0, 2.0)]  # fmt: skip
+    return {"summary": {attack: {"pqn": rows(m)} for attack, m in eps2.items()}, "runs": [{"episodes": 30}]}
+
+
+def test_the_largest_difference_is_on_objects_before_regions_and_the_verdicts_name_each_head():
+    assert main_difference(REPORT) == "score: +0.032 [+0.026, +0.037]"
+    assert main_difference({"region_differences": REPORT["region_differences"]}) == \
+        "left: +0.500 [+0.400, +0.600]"  # fmt: skip
+    assert main_difference({}) == ""
+    assert sanity_verdicts(REPORT) == "value: passes / advantage: fails"
+
+
+def test_the_page_and_the_readme_table_come_from_the_files(shipped, tmp_path):
+    zoo = tmp_path / "docs" / "zoo"
+    (zoo / "catch").mkdir(parents=True)
+    (zoo / "catch" / "report.json").write_text(json.dumps(REPORT))
+    (zoo / "catch" / "robustness.json").write_text(json.dumps(_robustness({"fgsm": 0.2, "pgd": 0.1,
+                                                                            "noise": 0.9})))  # fmt: skip
+    (zoo / "catch" / "still.png").write_bytes(b"png")
+    readme = tmp_path / "README.md"
+    readme.write_text("# x\n\n<!-- zoo:begin -->\nold\n<!-- zoo:end -->\n\nafter\n")
+    page = tmp_path / "docs" / "zoo.md"
+    write_zoo_page(shipped / "pretrained", zoo, page, "attn zoo page", readme)
+    text = page.read_text()
+    row = ("| Catch, dueling PQN | 0.50 +- 0.50 |  | 256 | 1.5 min | CPU (x86_64), 2 threads | "
+           "score: +0.032 [+0.026, +0.037] | value: passes / advantage: fails | 0.20 [-0.80, 1.20] | "
+           "0.10 [-0.90, 1.10] | 0.90 [-0.10, 1.90] | 30 |")  # fmt: skip
+    assert row in text.splitlines()
+    assert "![Catch, dueling PQN: the game, the value and the advantage saliency](zoo/catch/still.png)" \
+        in text  # fmt: skip
+    assert "```bash\nattn zoo page\n```" in text and "trained with `attn train pqn --game catch`" in text
+    summary = readme.read_text()
+    assert "| Catch, dueling PQN | 0.50 +- 0.50 | 0.0M | CPU (x86_64), 2 threads, 1.5 min |" in summary
+    assert summary.startswith("# x\n\n<!-- zoo:begin -->\n| agent |")
+    assert summary.endswith("<!-- zoo:end -->\n\nafter\n")
+    readme.write_text("no block\n")
+    with pytest.raises(ValueError, match="has no <!-- zoo:begin --> ... <!-- zoo:end --> block"):
+        write_zoo_page(shipped / "pretrained", zoo, page, "attn zoo page", readme)
+    done = call_script("scripts/zoo.py", "page", "--pretrained", str(tmp_path / "none"), "--readme", "")
+    assert done.returncode == 1 and done.stderr.count("\n") == 1
+
+
+def test_an_agents_analysis_writes_what_the_page_shows(shipped, tmp_path):
+    """Tiny budgets on the Catch agent: the head report, the clip and its still, the robustness
+    curve; the page then fills the agent's row from them."""
+    out = tmp_path / "zoo" / "catch"
+    written = analyse_agent(shipped / "pretrained" / "catch", out, steps=24, clip_steps=12,
+                            episodes=2, epsilons=(0.0, 2.0), attacks=("fgsm", "noise"), num_envs=2,
+                            progress=False)  # fmt: skip
+    assert {p.name for p in written} == {"report.json", "report.png", "clip.mp4", "still.png",
+                                         "robustness.json", "robustness.png"}  # fmt: skip
+    assert all(p.stat().st_size > 0 for p in written)
+    robustness = json.loads((out / "robustness.json").read_text())
+    assert robustness["epsilons"] == [0.0, 2.0] and set(robustness["summary"]) == {"fgsm", "noise"}
+    [entry] = entries(shipped / "pretrained", tmp_path / "zoo")
+    assert entry.report["frames"] == 24 and set(entry.files) == {"still.png", "clip.mp4", "report.png",
+                                                                 "robustness.png"}  # fmt: skip
+    assert "value: " in sanity_verdicts(entry.report)
