@@ -6,9 +6,10 @@ after each step compares the randomised network's maps with the trained network'
 observations. Maps that stay similar once everything is random show the input's edges, not the
 network's reasoning: :class:`RandomizationResult` flags them (``survives``).
 
-Similarity follows the paper: Spearman rank correlation, SSIM (structural similarity, Wang et al.
-2004; scikit-image's, the implementation the paper used) and the overlap of the top 5% pixels, all
-on absolute-value maps normalised to their maximum. Adebayo et al.'s second test, data randomisation
+Similarity follows the paper: Spearman rank correlation (over the pixels either map holds, see
+:func:`similarities`), SSIM (structural similarity, Wang et al. 2004; scikit-image's, the
+implementation the paper used) and the overlap of the top 5% pixels, all on absolute-value maps
+normalised to their maximum. Adebayo et al.'s second test, data randomisation
 (retraining on permuted rewards), needs a training run per check and is out of scope here.
 """
 
@@ -59,11 +60,15 @@ def _ssim(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def similarities(trained: np.ndarray, other: np.ndarray) -> dict[str, np.ndarray]:
-    """Per-observation similarity of two batches of (B, H, W) non-negative maps."""
+    """Per-observation similarity of two batches of (B, H, W) non-negative maps. The rank
+    correlation leaves out the pixels that are zero in both maps: a network that reads part of the
+    screen leaves the rest of every map at zero, trained or randomised, and those tied zeros alone
+    would keep the correlation high whatever the network learnt."""
     out: dict[str, list[float]] = {k: [] for k in METRICS}
     for a, b in zip(trained, other, strict=True):
         na, nb = a / (a.max() or 1.0), b / (b.max() or 1.0)
-        out["spearman"].append(spearman(na, nb))
+        read = (na != 0) | (nb != 0)
+        out["spearman"].append(spearman(na[read], nb[read]) if read.sum() > 1 else 1.0)
         out["ssim"].append(_ssim(na, nb))
         out["top5_iou"].append(top_iou(na, nb, 0.05))
     return {k: np.array(v) for k, v in out.items()}

@@ -48,6 +48,18 @@ class TopBottomLinear(nn.Module):
         return {"value": self.value(x).squeeze(1), "advantage": self.advantage(x)}
 
 
+class Dense(nn.Module):
+    """value = <w, x> over the whole screen, ``w`` random."""
+
+    def __init__(self):
+        super().__init__()
+        self.value = nn.Linear(4 * 84 * 84, 1)
+
+    def forward(self, obs):
+        x = (obs.float() / 255 if obs.dtype == torch.uint8 else obs).flatten(1)
+        return {"value": self.value(x).squeeze(1)}
+
+
 def dots(n=6, seed=0, density=0.05):
     """Black frames with sparse white dots: small objects, as on an Atari screen."""
     rng = np.random.default_rng(seed)
@@ -162,12 +174,25 @@ def test_randomisation_drops_to_near_zero_for_weight_maps_and_not_for_input_maps
     assert result.survives == {"value": False, "advantage": False}
     # stage 1 re-initialises the advantage layer only: the value's maps are untouched
     np.testing.assert_allclose(result.stages[0].similarity["value"]["spearman"], 1.0)
-    # gradient x input on a sparse screen is mostly the input: it survives, and the check says so
-    gxi = randomization_test(net, obs, "value", "gradient_x_input", seed=1)
-    assert gxi.survives == {"value": True}
+    # on the sparse dots gradient x input passes: the zeros both maps share are left out, and on
+    # the dots themselves the map is the weights
+    assert not randomization_test(net, obs, "value", "gradient_x_input", seed=1).survives["value"]
+
+
+def test_gradient_x_input_of_a_network_reading_everything_shows_the_input_and_fails():
+    """A dense linear network on screens whose pixels span two orders of magnitude (log-uniform in
+    1-255, the same frame four times): gradient x input is mostly the input and survives full
+    randomisation (Adebayo et al. 2018's finding), the Jacobian (the weights) does not."""
+    torch.manual_seed(0)
+    net = Dense()
+    frame = np.round(255 ** np.random.default_rng(0).random((6, 1, 84, 84))).astype(np.uint8)
+    bright = torch.from_numpy(np.repeat(frame, 4, 1))
+    gxi = randomization_test(net, bright, "value", "gradient_x_input", seed=1)
+    assert gxi.survives == {"value": True} and gxi.stages[-1].similarity["value"]["spearman"].mean() > 0.9
     summary = gxi.summary()
     assert summary["survives_full_randomisation"] == {"value": True}
     assert summary["stages"][-1]["randomised_down_to"] == "value"
+    assert randomization_test(net, bright, "value", seed=1).survives == {"value": False}
 
 
 def test_randomisation_walks_the_dueling_network_down_and_leaves_it_untouched():
@@ -181,3 +206,35 @@ def test_randomisation_walks_the_dueling_network_down_and_leaves_it_untouched():
     assert [n for n, _ in layer_groups(net)][0] == "conv1"
     for k, v in net.state_dict().items():
         assert torch.equal(v, before[k]), k
+
+
+class TopQuarterReader(nn.Module):
+    """Reads only the top quarter of the screen, by construction: value = <w, x[top]>. Its
+    Jacobian is ``w`` there and exactly zero below, trained or randomised."""
+
+    def __init__(self):
+        super().__init__()
+        self.value = nn.Linear(4 * 21 * 84, 1)
+
+    def forward(self, obs):
+        x = obs.float() / 255 if obs.dtype == torch.uint8 else obs
+        return {"value": self.value(x[:, :, :21].flatten(1)).squeeze(1)}
+
+
+def test_randomisation_is_not_fooled_by_the_pixels_a_network_never_reads():
+    """Three quarters of every map are zero in the trained and the randomised network alike; over
+    the whole map those tied zeros alone give a rank correlation of about 0.75 (checked below), yet
+    the randomised weights have nothing to do with the trained ones: the check must pass it."""
+    from analysis.compare import spearman
+
+    torch.manual_seed(0)
+    net = TopQuarterReader()
+    obs = dots(4)
+    result = randomization_test(net, obs, "value", seed=1)
+    last = result.stages[-1]
+    assert abs(last.similarity["value"]["spearman"].mean()) < 0.1
+    assert result.survives == {"value": False}
+    trained = np.abs(net.value.weight.detach().numpy().reshape(4, 21, 84)).sum(0)
+    whole = np.zeros((84, 84)), np.zeros((84, 84))
+    whole[0][:21], whole[1][:21] = trained, last.example["value"][:21]
+    assert spearman(*whole) > 0.7  # what the whole-map correlation would have said
