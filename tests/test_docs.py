@@ -62,6 +62,13 @@ def test_a_benchmark_writes_its_section_in_the_page_that_holds_it(tmp_path):
     assert "| a | b |\n|---|---|\n| 1 | 2 |" in bench.read_text()
 
 
+def test_a_section_records_the_command_that_measured_it_without_where_it_went():
+    from scripts.bench.report import measuring_command
+
+    argv = ["pqn", "--steps", "8192", "--out", "/tmp/b", "--write-docs", "--docs=docs", "--repeats", "2"]
+    assert measuring_command(argv) == "attn bench pqn --steps 8192 --repeats 2"
+
+
 def test_a_saved_result_renders_as_the_run_did(tmp_path):
     """The JSON a benchmark writes holds all its section shows: rendered later (another machine's
     run, say), the section is the same text, command, machine and date included."""

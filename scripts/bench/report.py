@@ -34,6 +34,23 @@ def machine() -> str:
     return f"{os.cpu_count()} cores ({cpu}), Python {platform.python_version()}, torch {torch.__version__}"
 
 
+def measuring_command(argv: list[str]) -> str:
+    """``attn bench`` with the arguments that shape the measurement: where its results go
+    (``--out``, ``--docs``, ``--write-docs``) changes no figure, so a section does not record it."""
+    kept, skip = [], False
+    for arg in argv:
+        name = arg.split("=", 1)[0]
+        if skip:
+            skip = False
+        elif name in ("--write-docs", "--no-write-docs"):
+            continue
+        elif name in ("--out", "--docs"):
+            skip = "=" not in arg
+        else:
+            kept.append(arg)
+    return " ".join(["attn bench", *kept])
+
+
 @dataclass
 class Table:
     header: list[str]
@@ -48,7 +65,7 @@ class Report:
     section: str
     blocks: list[str | Table]
     data: Any = None
-    command: str = field(default_factory=lambda: "attn bench " + " ".join(sys.argv[1:]))
+    command: str = field(default_factory=lambda: measuring_command(sys.argv[1:]))
     machine: str = field(default_factory=machine)
     date: str = field(default_factory=lambda: datetime.date.today().isoformat())
 
