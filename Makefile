@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install demo test lint benchmark docs
+.PHONY: install demo test lint browser benchmark docs
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -46,8 +46,12 @@ lint: install
 # (DQN, PQN and glimpse on Catch, most of the suite's time) run side by side instead of in turn.
 # Whole files to each worker, in the order tests/conftest.py sets (the learning tests' files first),
 # not xdist's default of the files with the most tests first.
-test: lint
+test: lint browser
 	$(BIN)/python -m pytest -n auto --dist loadfile --no-loadscope-reorder
+
+# The report explorer's test drives a real browser: Debian's Chromium, installed when missing.
+browser:
+	@command -v chromium >/dev/null || { apt-get update -qq && apt-get install -y -qq chromium >/dev/null; }
 
 benchmark: install
 	$(BIN)/attn bench envs --write-docs

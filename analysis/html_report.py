@@ -1,5 +1,6 @@
-"""``report.html``: the head comparison, its sanity and fidelity checks and a clip in one page that
-opens from disk in any browser (images inlined as base64, no script, no network)."""
+"""``report.html``: the explorer of the playback's first steps (:mod:`analysis.explorer`), the head
+comparison, its sanity and fidelity checks in one page that opens from disk in any browser (images
+inlined as base64, the explorer's data as JSON, nothing fetched)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import base64
 import html
 from pathlib import Path
 from typing import Any
+
+from analysis.explorer import explorer_html
 
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; color: #222; }
@@ -133,7 +136,10 @@ def write_html(report: dict[str, Any], out_dir: Path, title: str) -> Path:
     """Write ``report.html`` beside the figures that :func:`analysis.report.write_report` made."""
     a, b = report["heads"]
     clip = out_dir / "clip.webm"
-    video = f'<video controls autoplay loop muted src="{_data(clip)}"></video>' if clip.exists() else ""
+    if "_explorer" in report:  # the steps of the clip, frame by frame
+        video = explorer_html(report["_explorer"])
+    else:
+        video = f'<video controls autoplay loop muted src="{_data(clip)}"></video>' if clip.exists() else ""
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>{STYLE} video {{ width: 720px; max-width: 100%; }}</style></head><body>
 <h1>{html.escape(title)}</h1>

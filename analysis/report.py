@@ -15,6 +15,7 @@ import numpy as np
 from torch import nn
 
 from analysis.compare import REGION_PRESETS, Box, compare_maps, mean_ci_dict, spearman, stack_shares
+from analysis.explorer import explorer_data
 from analysis.fidelity import deletion_curve, insertion_curve, plot_fidelity
 from analysis.objects import GAMES as OBJECT_GAMES
 from analysis.objects import Box as ObjectBox
@@ -36,6 +37,10 @@ class Collected:
     frame_shape: tuple[int, int]  # the game screen's: 210x160 on Atari, the observation's on Catch
     game: str = ""
     objects: list[list[ObjectBox]] | None = None  # each step's objects, for a game with RAM tables
+    actions: list[int] = dataclasses.field(default_factory=list)  # each clip step's action
+    outputs: list[dict[str, np.ndarray]] = dataclasses.field(default_factory=list)  # and its heads
+    on_screen: list[list[ObjectBox]] = dataclasses.field(default_factory=list)  # and its frame's objects
+    action_names: list[str] | None = None
 
 
 def collect(net: nn.Module, config: dict[str, Any], episodes: int | None, seed: int = 0,
@@ -54,6 +59,8 @@ def collect(net: nn.Module, config: dict[str, Any], episodes: int | None, seed: 
     game = config.get("game", "")
     objects: list[list[ObjectBox]] | None = [] if game in OBJECT_GAMES else None
     episode_of: list[int] = []  # each kept step's episode
+    actions: list[int] = []
+    outputs: list[dict[str, np.ndarray]] = []
     for step in tqdm(play(net, config, steps=steps, episodes=episodes, seed=seed),
                      desc="playing", unit="step", disable=not progress):  # fmt: skip
         if objects is not None and step.ram is not None:
@@ -67,6 +74,8 @@ def collect(net: nn.Module, config: dict[str, Any], episodes: int | None, seed: 
         frame_shape = step.screen.shape[:2]
         if len(screens) < clip:
             screens.append(step.screen)
+            actions.append(step.action)
+            outputs.append(step.heads)
     all_obs = np.stack(obs)
     maps: dict[str, dict[str, np.ndarray]] = {}
     with tqdm(total=len(methods) * len(heads) * len(all_obs), desc="saliency", unit="map",
@@ -80,9 +89,12 @@ def collect(net: nn.Module, config: dict[str, Any], episodes: int | None, seed: 
                     parts.append(r.combined if r.per_frame is None else r.per_frame)
                     bar.update(len(parts[-1]))
                 maps[m][h] = np.concatenate(parts)
+    on_screen = objects[:clip] if objects else []
     if objects:  # the maps sum over the stacked frames: each object wherever those frames had it
         objects = stacked_boxes(objects, episode_of, all_obs.shape[1])
-    return Collected(heads, all_obs, screens, maps, frame_shape, game, objects or None)
+    names = config.get("action_set") if isinstance(config.get("action_set"), list) else None
+    return Collected(heads, all_obs, screens, maps, frame_shape, game, objects or None, actions, outputs,
+                     on_screen, names)
 
 
 def _combined(maps: np.ndarray) -> np.ndarray:
@@ -182,6 +194,8 @@ def build_report(net: nn.Module, collected: Collected, regions: dict[str, Box], 
     report["_sanity"], report["_fidelity"] = sanity, fidelity
     report["_clip"] = (collected.screens, {h: _combined(collected.maps[methods[0]][h])
                                            for h in collected.heads})  # fmt: skip
+    if collected.screens:
+        report["_explorer"] = explorer_data(collected, collected.action_names)
     return report
 
 

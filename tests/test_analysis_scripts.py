@@ -156,8 +156,9 @@ def test_compare_heads_methods_checks_and_html(pong_checkpoint, tmp_path):
     score = objects["heads"]["value"]["classes"]["score"]
     assert score["frames_on_screen"] == 40 and 0 <= score["mass_share"]["mean"] <= 1
     page = (out / "report.html").read_text()
-    # self-contained: every figure and the clip inline, nothing fetched
-    assert page.count("data:image/png;base64,") == 4 and "data:video/webm;base64," in page
+    # self-contained: every figure and the explorer's 10 screens inline, its maps as data, nothing
+    # fetched (tests/test_explorer.py drives it in a browser)
+    assert page.count("data:image/png;base64,") == 4 + 10 and 'id="explorer-data"' in page
     assert 'src="http' not in page and 'src="file' not in page
     clip = iio.imread(out / "clip.webm", index=None)
     assert clip.shape[:3] == (10, 210, 3 * 160)
