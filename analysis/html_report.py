@@ -99,6 +99,20 @@ def _objects(report: dict[str, Any]) -> str:
     return out
 
 
+def _action_control(report: dict[str, Any]) -> str:
+    """The random-action control of the per-action head, where the report has one."""
+    control = report.get("action_control")
+    if not control:
+        return ""
+    rows = [[html.escape(k), _ci(v)] for k, v in control["similarity"].items()]
+    return (f"<h2>Random-action control: does the {html.escape(control['head'])} map say which action?"
+            f"</h2><p class=\"note\">Each frame's {html.escape(control['method'])} map of the "
+            f"{html.escape(control['head'])} for the chosen action against its map for another action "
+            "drawn at random, over every frame (95% intervals by batch means). Near 1, the map shows "
+            "what every action's output reads, not what sets the chosen one apart.</p>"
+            + _table(["similarity", "chosen vs random action"], rows))  # fmt: skip
+
+
 def _sanity(report: dict[str, Any], out_dir: Path) -> str:
     parts = []
     for m, summary in report["sanity"].items():
@@ -151,6 +165,7 @@ Intervals are normal-approximation 95% confidence intervals of the mean over fra
 {_img(out_dir / "report.png", "head comparison")}
 {_comparison(report)}
 {_objects(report)}
+{_action_control(report)}
 <h2>Sanity check: cascading parameter randomisation</h2>
 <p class="note">Adebayo et al. 2018: the layers are re-initialised from the output down, and each
 stage's maps are compared with the trained network's. A map that still resembles the trained one

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from torch import nn
 
 from analysis.compare import REGION_PRESETS, Box, compare_maps, mean_ci_dict, spearman, stack_shares
@@ -21,7 +22,7 @@ from analysis.objects import GAMES as OBJECT_GAMES
 from analysis.objects import Box as ObjectBox
 from analysis.objects import boxes, object_report, stacked_boxes
 from analysis.playback import head_pair, play
-from analysis.saliency import attribute, check_method, to_frame
+from analysis.saliency import attribute, check_method, heads_of, to_frame
 from analysis.sanity import plot_randomization, randomization_test
 
 
@@ -158,6 +159,36 @@ def method_agreement(collected: Collected) -> dict[str, dict[str, dict[str, floa
     return out
 
 
+def vector_head(net: nn.Module, obs: np.ndarray, heads: Sequence[str]) -> str | None:
+    """The first of ``heads`` with one output per action (the advantage, an actor's logits)."""
+    with torch.no_grad():
+        out = heads_of(net, torch.from_numpy(obs[:1]).to(next(net.parameters()).device))
+    return next((h for h in heads if out[h].dim() == 2 and out[h].shape[1] > 1), None)
+
+
+def action_control(net: nn.Module, obs: np.ndarray, chosen: np.ndarray, head: str, method: str = "jacobian",
+                   seed: int = 0, batch: int = 64) -> dict[str, Any]:  # fmt: skip
+    """The random-action control of a per-action head: each frame's map for the chosen action
+    (``chosen``, (T, H, W), the maps the report shows) against its map for another action drawn at
+    random, by the sanity check's similarities (:func:`analysis.sanity.similarities`), with
+    batch-means intervals over the frames. Maps that do not differ say nothing about the choice:
+    they show what every action's output reads, not what sets this action apart."""
+    from analysis.sanity import similarities
+
+    rng = np.random.default_rng(seed)
+    others = []
+    for start in range(0, len(obs), batch):
+        part = torch.from_numpy(obs[start : start + batch])
+        with torch.no_grad():
+            out = heads_of(net, part.to(next(net.parameters()).device))[head]
+        picked = out.argmax(1).cpu().numpy()
+        other = (picked + rng.integers(1, out.shape[1], size=len(picked))) % out.shape[1]
+        others.append(attribute(net, part, head, method, action=other, seed=seed).combined)
+    found = similarities(chosen, np.concatenate(others))
+    return {"head": head, "method": method, "frames": len(obs),
+            "similarity": {k: mean_ci_dict(v, series=True) for k, v in found.items()}}  # fmt: skip
+
+
 def build_report(net: nn.Module, collected: Collected, regions: dict[str, Box], probe: int = 16,
                  seed: int = 0) -> dict[str, Any]:  # fmt: skip
     """Every method's head comparison, the agreement between methods, and on ``probe`` frames
@@ -172,6 +203,11 @@ def build_report(net: nn.Module, collected: Collected, regions: dict[str, Box], 
     report["methods"] = {m: {k: v for k, v in r.items() if not k.startswith("_") and k != "series"}
                          for m, r in per_method.items()}  # fmt: skip
     report["method_agreement"] = method_agreement(collected)
+    head = vector_head(net, collected.obs, collected.heads)
+    per_action = [m for m in methods if m != "perturbation"]  # an occlusion map scores every action
+    if head is not None and per_action:
+        chosen = _combined(collected.maps[per_action[0]][head])
+        report["action_control"] = action_control(net, collected.obs, chosen, head, per_action[0], seed)
     if collected.objects:  # where each head looks among the game's objects (analysis.objects)
         report["objects"] = {m: object_report(collected.game, collected.heads,
                                               {h: _combined(collected.maps[m][h]) for h in collected.heads},

@@ -80,6 +80,11 @@ def main() -> None:
             shown = ", ".join(f"{c} {r['enrichment']['mean']:.1f}x" for c, r in per["classes"].items()
                               if r["enrichment"])  # fmt: skip
             print(f"{m} {h}: mass over each object's share of the screen: {shown}")
+    if control := report.get("action_control"):  # does the per-action map say which action?
+        sim = control["similarity"]
+        print(f"{control['method']} {control['head']}: the chosen action's map against a random other "
+              f"action's: Spearman {sim['spearman']['mean']:.3f} [{sim['spearman']['ci_low']:.3f}, "
+              f"{sim['spearman']['ci_high']:.3f}], top-5% IoU {sim['top5_iou']['mean']:.3f}")  # fmt: skip
     for m, survives in ((m, r["survives_full_randomisation"]) for m, r in report["sanity"].items()):
         for h, flag in survives.items():
             if flag:

@@ -238,3 +238,37 @@ def test_randomisation_is_not_fooled_by_the_pixels_a_network_never_reads():
     whole = np.zeros((84, 84)), np.zeros((84, 84))
     whole[0][:21], whole[1][:21] = trained, last.example["value"][:21]
     assert spearman(*whole) > 0.7  # what the whole-map correlation would have said
+
+
+class HalvesPerAction(nn.Module):
+    """advantage[a]: action 0 reads the top half of the screen, action 1 the bottom half (random
+    weights); value: all of it. Its advantage maps for the two actions share no pixel."""
+
+    def __init__(self):
+        super().__init__()
+        g = torch.Generator().manual_seed(0)
+        w = torch.randn(2, 4, 84, 84, generator=g)
+        w[0, :, 42:], w[1, :, :42] = 0, 0
+        self.w = nn.Parameter(w.flatten(1))
+
+    def forward(self, obs):
+        x = (obs.float() / 255 if obs.dtype == torch.uint8 else obs).flatten(1)
+        return {"value": x.sum(1), "advantage": x @ self.w.T}
+
+
+def test_the_random_action_control_tells_a_choice_map_from_one_every_action_shares():
+    """Energy's advantage is one quantity scaled per action (c_a times the bottom's energy): every
+    action's map is the same map, and the control says so (Spearman 1). HalvesPerAction reads a
+    different half per action: the chosen and the other action's maps differ (each is zero where
+    the other is not: a negative Spearman, no top-5% pixel in common)."""
+    from analysis.report import action_control
+
+    obs = dots(6, density=0.3)
+    cases = ((Energy(), (0.999, 1.0), 1.0), (HalvesPerAction(), (-1.0, -0.5), 0.0))
+    for net, spearman_range, iou_max in cases:
+        chosen = attribute(net, obs, "advantage").combined
+        control = action_control(net, obs.numpy(), chosen, "advantage")
+        sim = control["similarity"]
+        assert spearman_range[0] <= sim["spearman"]["mean"] <= spearman_range[1], (net, sim)
+        assert sim["top5_iou"]["mean"] <= iou_max + 1e-9
+        assert control["frames"] == 6 and control["head"] == "advantage"
