@@ -189,3 +189,47 @@ def test_object_report_measures_each_head_by_hand():
     assert report["heads"]["v"]["classes"]["player"]["enrichment"] is None  # never on screen
     assert report["differences"]["v - a"]["ball"]["mean"] == pytest.approx(1 - area)
     assert report["heads"]["v"]["pointing_any_object"]["mean"] == 1.0
+
+
+SPACE_INVADERS = {"alien": (134, 134, 29), "player": (50, 132, 50), "shield": (181, 83, 40),
+                  "shot": (142, 142, 142)}  # fmt: skip
+
+
+def test_space_invaders_boxes_hold_their_objects_on_the_observation_s_two_pooled_frames():
+    """Frame by frame, an observation's newest frame pools two (the shots are drawn on alternate
+    frames): the boxes of both frames' RAM against both screens. Every alien's and shield's box
+    holds its colour, the shots' on all but 2%, the cannon's on all but 8% (it blinks at each
+    life's start); every alien-coloured pixel lies in the aliens' grid (a dead alien's cell shows
+    its explosion), and aliens die, so the bytes that say which are left are read across changes."""
+    from analysis.objects import space_invaders_aliens
+
+    env = AtariEnv("space_invaders", seed=0, noop_max=0, repeat_action_probability=0.0, frameskip=1,
+                   maxpool=False)  # fmt: skip
+    env.reset()
+    rng = np.random.default_rng(0)
+    seen, empty = dict.fromkeys(SPACE_INVADERS, 0), dict.fromkeys(SPACE_INVADERS, 0)
+    before, alive, action = None, set(), 0
+    for t in range(6000):
+        action = int(rng.integers(env.action_space.n)) if t % 4 == 0 else action
+        _, _, terminated, truncated, _ = env.step(action)
+        now = env.rgb_frame(), env.ale.getRAM().copy()
+        alive.add(int(space_invaders_aliens(now[1]).sum()))
+        if before is not None and t % 4 == 3:
+            screens, rams = (now[0], before[0]), [now[1], before[1]]
+            for b in boxes("space_invaders", rams):
+                if b.cls in SPACE_INVADERS:
+                    seen[b.cls] += 1
+                    empty[b.cls] += not any(_has(s, Box(b.cls, max(b.x - 1, 0), b.y, b.w + 2, b.h),
+                                                 SPACE_INVADERS[b.cls]) for s in screens)  # fmt: skip
+            grid = np.zeros(now[0].shape[:2], bool)
+            x0, y0 = int(now[1][26]) - 1, 31 + 2 * int(now[1][16])
+            grid[y0 : y0 + 18 * 5 + 10, max(x0, 0) : x0 + 16 * 5 + 8] = True
+            assert not ((now[0][:185] == SPACE_INVADERS["alien"]).all(-1) & ~grid[:185]).any(), t
+        before = now
+        if terminated or truncated:
+            env.reset()
+            before = None
+    env.close()
+    assert min(seen.values()) > 1000 and len(alive) > 10, (seen, alive)
+    assert empty["alien"] == empty["shield"] == 0, empty
+    assert empty["shot"] <= 0.02 * seen["shot"] and empty["player"] <= 0.08 * seen["player"], (empty, seen)
