@@ -1,7 +1,7 @@
 """The scaffolding around every trainer's loop, written once: the run directory and its lock, the
-TensorBoard writer, the progress bar, Ctrl-C and SIGTERM, and the final checkpoint. Each trainer's
-``run()`` is ``with RunSession(self) as session:`` around its own loop, which stays readable from
-top to bottom."""
+TensorBoard writer, the progress bar, Ctrl-C, SIGTERM and the time limit, periodic events, and the
+checkpoints (what every trainer saves and restores, beside its own state). Each trainer's ``run()``
+is :func:`run_loop` around its own loop, which stays readable from top to bottom."""
 
 from __future__ import annotations
 
@@ -53,7 +53,6 @@ class Trainer(Protocol):
     tracker: Any  # agents.common.training.EpisodeTracker
     stop_signal: int | None
     stopped_by: str  # "signal", "time limit" or "" (the budget spent)
-
     action_names: list[str]
 
     def run(self) -> Path: ...
