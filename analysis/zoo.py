@@ -217,9 +217,10 @@ def page(found: list[Entry], zoo_link: str, command: str) -> str:
 
 
 def write_zoo_page(pretrained: str | Path, zoo: str | Path, out: str | Path, command: str,
-                   readme: str | Path | None = None) -> list[Path]:  # fmt: skip
-    """Write the zoo's page (``out``) from ``pretrained`` and the analyses in ``zoo``, and, given a
-    ``readme``, the table's summary between its ``<!-- zoo:begin -->`` and ``<!-- zoo:end -->``."""
+                   summaries: Sequence[str | Path] = ()) -> list[Path]:  # fmt: skip
+    """Write the zoo's page (``out``) from ``pretrained`` and the analyses in ``zoo``, and the
+    table's summary between the ``<!-- zoo:begin -->`` and ``<!-- zoo:end -->`` of each page of
+    ``summaries`` (the README, the docs' home page)."""
     import os
     import re
 
@@ -230,15 +231,15 @@ def write_zoo_page(pretrained: str | Path, zoo: str | Path, out: str | Path, com
     link = os.path.relpath(Path(zoo), out.parent)
     out.write_text(page(found, link, command))
     written = [out]
-    if readme is not None:
-        readme = Path(readme)
-        text = readme.read_text()
-        block = f"<!-- zoo:begin -->\n{summary(found)}\n<!-- zoo:end -->"
-        pattern = re.compile(r"<!-- zoo:begin -->.*?<!-- zoo:end -->", re.S)
+    block = f"<!-- zoo:begin -->\n{summary(found)}\n<!-- zoo:end -->"
+    pattern = re.compile(r"<!-- zoo:begin -->.*?<!-- zoo:end -->", re.S)
+    texts = {Path(p): Path(p).read_text() for p in summaries}
+    for path, text in texts.items():  # every page checked before any is written
         if not pattern.search(text):
-            raise ValueError(f"{str(readme)!r} has no <!-- zoo:begin --> ... <!-- zoo:end --> block")
-        readme.write_text(pattern.sub(lambda _: block, text))
-        written.append(readme)
+            raise ValueError(f"{str(path)!r} has no <!-- zoo:begin --> ... <!-- zoo:end --> block")
+    for path, text in texts.items():
+        path.write_text(pattern.sub(lambda _: block, text))
+        written.append(path)
     return written
 
 

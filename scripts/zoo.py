@@ -56,8 +56,8 @@ class Page:
     """The agents' analyses (attn zoo analyse)."""
     out: str = "docs/zoo.md"
     """The page to write."""
-    readme: str = "README.md"
-    """The README whose <!-- zoo:begin --> ... <!-- zoo:end --> block gets the summary ('' for none)."""
+    summaries: tuple[str, ...] = ("README.md", "docs/index.md")
+    """The pages whose <!-- zoo:begin --> ... <!-- zoo:end --> block gets the table's summary."""
 
 
 def main() -> None:
@@ -81,7 +81,7 @@ def main() -> None:
                                         progress=cfg.progress)  # fmt: skip
         else:
             command = "attn zoo " + " ".join(a if a else "''" for a in sys.argv[1:])
-            written = write_zoo_page(cfg.pretrained, cfg.zoo, cfg.out, command, cfg.readme or None)
+            written = write_zoo_page(cfg.pretrained, cfg.zoo, cfg.out, command, cfg.summaries)
     except (ValueError, CheckpointError, OSError) as e:
         fail(e)
     print("wrote " + " ".join(str(p) for p in written))

@@ -67,7 +67,7 @@ def test_the_page_and_the_readme_table_come_from_the_files(shipped, tmp_path):
     readme = tmp_path / "README.md"
     readme.write_text("# x\n\n<!-- zoo:begin -->\nold\n<!-- zoo:end -->\n\nafter\n")
     page = tmp_path / "docs" / "zoo.md"
-    write_zoo_page(shipped / "pretrained", zoo, page, "attn zoo page", readme)
+    write_zoo_page(shipped / "pretrained", zoo, page, "attn zoo page", [readme])
     text = page.read_text()
     row = ("| Catch, dueling PQN | 0.50 +- 0.50 |  | 256 | 1.5 min | CPU (x86_64), 2 threads | "
            "score: +0.032 [+0.026, +0.037] | value: passes / advantage: fails | 0.20 [-0.80, 1.20] | "
@@ -82,8 +82,8 @@ def test_the_page_and_the_readme_table_come_from_the_files(shipped, tmp_path):
     assert summary.endswith("<!-- zoo:end -->\n\nafter\n")
     readme.write_text("no block\n")
     with pytest.raises(ValueError, match="has no <!-- zoo:begin --> ... <!-- zoo:end --> block"):
-        write_zoo_page(shipped / "pretrained", zoo, page, "attn zoo page", readme)
-    done = call_script("scripts/zoo.py", "page", "--pretrained", str(tmp_path / "none"), "--readme", "")
+        write_zoo_page(shipped / "pretrained", zoo, page, "attn zoo page", [readme])
+    done = call_script("scripts/zoo.py", "page", "--pretrained", str(tmp_path / "none"), "--summaries")
     assert done.returncode == 1 and done.stderr.count("\n") == 1
 
 
@@ -103,3 +103,15 @@ def test_an_agents_analysis_writes_what_the_page_shows(shipped, tmp_path):
     assert entry.report["frames"] == 24 and set(entry.files) == {"still.png", "clip.mp4", "report.png",
                                                                  "robustness.png"}  # fmt: skip
     assert "value: " in sanity_verdicts(entry.report)
+
+
+def test_the_readme_the_home_page_and_the_zoo_page_show_the_shipped_agents_as_they_are():
+    """What `attn zoo page` wrote is what it would write now: a shipped agent added, removed or
+    re-evaluated without remaking the pages fails here."""
+    from analysis.zoo import summary, table
+
+    root = Path(__file__).resolve().parent.parent
+    found = entries(root / "pretrained", root / "docs" / "zoo")
+    for page in (root / "README.md", root / "docs" / "index.md"):
+        assert f"<!-- zoo:begin -->\n{summary(found)}\n<!-- zoo:end -->" in page.read_text(), page
+    assert table(found) in (root / "docs" / "zoo.md").read_text()
