@@ -36,11 +36,11 @@ def test_imports_flow_one_way(package, forbidden):
 
 
 def test_agents_has_its_parts_as_subpackages():
-    """Every module of agents/ lives in a part: qlearning, glimpse or common."""
+    """Every module of agents/ lives in a part: qlearning, glimpse, soft or common."""
     loose = [p.name for p in (ROOT / "agents").glob("*.py") if p.name != "__init__.py"]
     assert not loose, f"modules directly under agents/: {loose}"
     assert {p.name for p in (ROOT / "agents").iterdir() if (p / "__init__.py").exists()} == {
-        "common", "glimpse", "qlearning"
+        "common", "glimpse", "qlearning", "soft"
     }  # fmt: skip
 
 
@@ -48,7 +48,7 @@ def test_agents_common_names_no_concrete_agent():
     """agents/common reads the registry (agents.common.registry) that each agent package fills in:
     it neither imports agents.qlearning or agents.glimpse nor names their modules in a string (an
     importlib call), lazy imports included."""
-    concrete = ("agents.qlearning", "agents.glimpse")
+    concrete = ("agents.qlearning", "agents.glimpse", "agents.soft")
     found = {}
     for path in sorted((ROOT / "agents" / "common").glob("*.py")):
         for node in ast.walk(ast.parse(path.read_text())):
@@ -68,7 +68,8 @@ def test_agents_common_names_no_concrete_agent():
 def test_every_agent_registers_its_networks_policy_and_trainer():
     from agents.common.registry import NETWORKS, POLICIES, TRAINERS
 
-    assert set(NETWORKS) == {"DuelingQNetwork", "SingleStreamQNetwork", "RecurrentAttentionModel"}
+    assert set(NETWORKS) == {"DuelingQNetwork", "SingleStreamQNetwork", "RecurrentAttentionModel",
+                             "SoftAttentionAgent"}  # fmt: skip
     assert set(TRAINERS) == {"dqn", "pqn", "glimpse"} and set(POLICIES) == {"glimpse"}
     for kind in TRAINERS.values():
         assert dataclasses.is_dataclass(kind.config_class())

@@ -1,0 +1,124 @@
+"""The attention-augmented agent of Mott et al. 2019 (arXiv 1906.02500, Section 2 and Figure 1): a
+convolutional vision core with a ConvLSTM, keys and values with a fixed spatial basis joined to
+both, queries made from the policy LSTM's previous state, and a policy LSTM that reads the answers,
+the queries, the previous reward and the previous action, under the policy and value heads.
+
+Sizes are smaller than the paper's (which trained on many GPUs) so that the agent trains on two
+CPU cores; every one of them is a constructor argument that a checkpoint records."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from agents.soft.attention import attend, spatial_basis
+
+State = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
+
+
+class ConvLSTMCell(nn.Module):
+    """An LSTM cell whose gates are convolutions over the input and the hidden feature maps
+    (Shi et al. 2015): the vision core's memory keeps the map's layout."""
+
+    def __init__(self, in_channels: int, channels: int, kernel: int = 3) -> None:
+        super().__init__()
+        self.channels = channels
+        self.gates = nn.Conv2d(in_channels + channels, 4 * channels, kernel, padding=kernel // 2)
+
+    def forward(self, x: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor]
+                ) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+        h, c = state
+        i, f, g, o = self.gates(torch.cat([x, h], 1)).chunk(4, 1)
+        c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+        return torch.sigmoid(o) * torch.tanh(c), c
+
+
+def vision_torso(kind: str, in_channels: int) -> nn.Sequential:
+    """``nature``: the first two convolutions of Mnih et al. 2015 (84x84 to 9x9); ``small``: two
+    3x3 convolutions for small screens (Catch's 24x24 to 12x12)."""
+    if kind == "nature":
+        return nn.Sequential(nn.Conv2d(in_channels, 32, 8, stride=4), nn.ReLU(),
+                             nn.Conv2d(32, 64, 4, stride=2), nn.ReLU())  # fmt: skip
+    if kind == "small":
+        return nn.Sequential(nn.Conv2d(in_channels, 16, 3, padding=1), nn.ReLU(),
+                             nn.Conv2d(16, 32, 3, stride=2, padding=1), nn.ReLU())  # fmt: skip
+    raise ValueError(f"torso must be 'nature' or 'small' (got {kind!r})")
+
+
+class SoftAttentionAgent(nn.Module):
+    """Mott et al. 2019's agent. :meth:`step` plays one step from a recurrent state and returns
+    the heads by name, ``policy_logits`` (B, actions), ``value`` (B,) and ``attention`` (B,
+    queries, H, W), each map a softmax over the feature map's positions; ``forward`` is that step
+    from the initial state, what a saliency method differentiates for a single observation."""
+
+    def __init__(self, n_actions: int, in_channels: int = 1, *, input_shape: tuple[int, int] = (84, 84),
+                 torso: str = "", core_channels: int = 32, key_channels: int = 8,
+                 value_channels: int = 16, queries: int = 4, frequencies: int = 4,
+                 hidden: int = 256) -> None:  # fmt: skip
+        super().__init__()
+        for name, value in (("n_actions", n_actions), ("in_channels", in_channels), ("queries", queries),
+                            ("core_channels", core_channels), ("key_channels", key_channels),
+                            ("value_channels", value_channels), ("hidden", hidden)):  # fmt: skip
+            if value < 1:
+                raise ValueError(f"{name} must be >= 1 (got {value})")
+        self.n_actions, self.in_channels, self.input_shape = n_actions, in_channels, tuple(input_shape)
+        self.torso_kind = torso or ("small" if input_shape[-1] < 64 else "nature")
+        self.sizes = dict(core_channels=core_channels, key_channels=key_channels,
+                          value_channels=value_channels, queries=queries, frequencies=frequencies,
+                          hidden=hidden)  # fmt: skip
+        self.vision = vision_torso(self.torso_kind, in_channels)
+        with torch.no_grad():
+            _, channels, height, width = self.vision(torch.zeros(1, in_channels, *input_shape)).shape
+        self.map_shape = (height, width)
+        self.core = ConvLSTMCell(channels, core_channels)
+        self.keys_values = nn.Conv2d(core_channels, key_channels + value_channels, 1)
+        # fixed, not learned: a buffer, saved with the weights and never stepped by the optimizer
+        self.register_buffer("basis", spatial_basis(height, width, frequencies))
+        basis = self.basis.shape[0]
+        self.query_size, self.answer_size = key_channels + basis, value_channels + basis
+        self.make_queries = nn.Sequential(nn.Linear(hidden, hidden), nn.ReLU(),
+                                          nn.Linear(hidden, queries * self.query_size))  # fmt: skip
+        self.policy_core = nn.LSTMCell(queries * (self.query_size + self.answer_size) + 1 + n_actions, hidden)
+        self.policy_logits = nn.Linear(hidden, n_actions)
+        self.value = nn.Linear(hidden, 1)
+
+    def initial_state(self, batch: int) -> State:
+        """Zeros: the vision core's (h, c) maps and the policy core's (h, c)."""
+        p = next(self.parameters())
+        maps = torch.zeros(batch, self.sizes["core_channels"], *self.map_shape, device=p.device)
+        vec = torch.zeros(batch, self.sizes["hidden"], device=p.device)
+        return maps, maps.clone(), vec, vec.clone()
+
+    def step(self, obs: torch.Tensor, state: State, prev_action: torch.Tensor | None = None,
+             prev_reward: torch.Tensor | None = None) -> tuple[dict[str, torch.Tensor], State]:  # fmt: skip
+        """One step: the heads and the next state. ``prev_action`` (B,) int and ``prev_reward``
+        (B,) float are the last step's (none before an episode's first step)."""
+        expected = (self.in_channels, *self.input_shape)
+        if obs.dim() != 4 or tuple(obs.shape[1:]) != expected:
+            raise ValueError(f"observation must have shape (batch, {', '.join(map(str, expected))}), "
+                             f"got {tuple(obs.shape)}")  # fmt: skip
+        x = obs.float() / 255.0 if obs.dtype == torch.uint8 else obs
+        b = len(x)
+        conv_h, conv_c = self.core(self.vision(x), state[:2])
+        k, v = self.keys_values(conv_h).split([self.sizes["key_channels"], self.sizes["value_channels"]], 1)
+        basis = self.basis.expand(b, -1, -1, -1)
+        queries = self.make_queries(state[2]).view(b, self.sizes["queries"], self.query_size)
+        maps, answers = attend(torch.cat([k, basis], 1), torch.cat([v, basis], 1), queries)
+        action = torch.zeros(b, self.n_actions, device=x.device)
+        if prev_action is not None:
+            action = nn.functional.one_hot(prev_action.long(), self.n_actions).float()
+        reward = torch.zeros(b, 1, device=x.device) if prev_reward is None else prev_reward.float()[:, None]
+        inputs = torch.cat([answers.flatten(1), queries.flatten(1), reward, action], 1)
+        h, c = self.policy_core(inputs, state[2:])
+        heads = {"policy_logits": self.policy_logits(h), "value": self.value(h).squeeze(1), "attention": maps}
+        return heads, (conv_h, conv_c, h, c)
+
+    def forward(self, obs: torch.Tensor) -> dict[str, torch.Tensor]:
+        return self.step(obs, self.initial_state(len(obs)))[0]
+
+    def architecture(self) -> dict[str, Any]:
+        """The constructor's arguments: what a checkpoint records to rebuild the network."""
+        return {"class": "SoftAttentionAgent", "n_actions": self.n_actions, "in_channels": self.in_channels,
+                "input_shape": list(self.input_shape), "torso": self.torso_kind, **self.sizes}  # fmt: skip

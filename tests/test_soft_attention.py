@@ -1,0 +1,83 @@
+"""The soft-attention agent's network (Mott et al. 2019): every map sums to 1 over space, the spatial
+basis is fixed, a key that matches the query at one place gives that place's value, the heads keep
+their contract, and bad sizes are one line each."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+from agents.common.architecture import build_network
+from agents.soft import SoftAttentionAgent, attend, spatial_basis
+
+
+def test_the_spatial_basis_is_the_products_of_cosines_by_hand():
+    basis = spatial_basis(3, 2, 2)
+    assert basis.shape == (4, 3, 2)
+    # channel (u=1, v=2) at row i=1, column j=0: cos(pi * 1 * 1.5 / 3) * cos(pi * 2 * 0.5 / 2)
+    assert basis[1, 1, 0].item() == pytest.approx(math.cos(math.pi * 1.5 / 3) * math.cos(math.pi * 0.5))
+    assert basis[0, 0, 0].item() == pytest.approx(math.cos(math.pi * 0.5 / 3) * math.cos(math.pi * 0.5 / 2))
+
+
+def test_a_key_that_matches_the_query_at_one_place_answers_with_that_place_s_value():
+    """Keys are zero but at position (2, 1), where the key is the query scaled up: the softmax puts
+    (nearly) all its mass there, and the answer is the value at (2, 1)."""
+    keys = torch.zeros(1, 3, 4, 5)
+    query = torch.tensor([[[0.0, 1.0, -1.0]]])
+    keys[0, :, 2, 1] = 50 * query[0, 0]
+    values = torch.randn(1, 6, 4, 5, generator=torch.Generator().manual_seed(0))
+    maps, answers = attend(keys, values, query)
+    assert maps.shape == (1, 1, 4, 5) and maps[0, 0, 2, 1].item() == pytest.approx(1.0, abs=1e-12)
+    torch.testing.assert_close(answers[0, 0], values[0, :, 2, 1])
+    # a query matching nothing spreads evenly: the answer is the values' mean
+    maps, answers = attend(torch.zeros(1, 3, 4, 5), values, query)
+    torch.testing.assert_close(maps, torch.full((1, 1, 4, 5), 1 / 20))
+    torch.testing.assert_close(answers[0, 0], values[0].mean((1, 2)))
+
+
+@pytest.mark.parametrize("shape, channels", [((24, 24), 1), ((84, 84), 4)])
+def test_every_map_sums_to_one_and_the_heads_keep_their_contract(shape, channels):
+    torch.manual_seed(0)
+    net = SoftAttentionAgent(3, channels, input_shape=shape, queries=4, hidden=32)
+    obs = torch.randint(0, 256, (5, channels, *shape), dtype=torch.uint8)
+    state = net.initial_state(5)
+    for t in range(3):  # the maps of later steps too, once the queries come from a real state
+        heads, state = net.step(obs, state, torch.full((5,), t % 3), torch.ones(5))
+    assert set(heads) == {"policy_logits", "value", "attention"}
+    assert heads["policy_logits"].shape == (5, 3) and heads["value"].shape == (5,)
+    assert heads["attention"].shape == (5, 4, *net.map_shape) and (heads["attention"] >= 0).all()
+    torch.testing.assert_close(heads["attention"].sum((2, 3)), torch.ones(5, 4))
+    assert set(net(obs)) == set(heads)  # forward: one step from the initial state
+
+
+def test_the_spatial_basis_is_fixed_saved_and_not_trained():
+    net = SoftAttentionAgent(3, 1, input_shape=(24, 24), hidden=16)
+    before = net.basis.clone()
+    assert "basis" not in dict(net.named_parameters()) and "basis" in net.state_dict()
+    optimizer = torch.optim.Adam(net.parameters(), lr=0.1)
+    heads = net(torch.randint(0, 256, (4, 1, 24, 24), dtype=torch.uint8))
+    (heads["value"].sum() + heads["attention"].square().sum()).backward()
+    optimizer.step()
+    assert torch.equal(net.basis, before)
+
+
+def test_the_network_rebuilds_from_its_record():
+    net = SoftAttentionAgent(4, 1, input_shape=(24, 24), queries=2, frequencies=3, hidden=16)
+    again = build_network(json.loads(json.dumps(net.architecture())))
+    again.load_state_dict(net.state_dict())
+    obs = torch.randint(0, 256, (2, 1, 24, 24), dtype=torch.uint8)
+    torch.testing.assert_close(again(obs)["policy_logits"], net(obs)["policy_logits"])
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"queries": 0}, r"queries must be >= 1 \(got 0\)"),
+    ({"frequencies": 13}, r"a spatial basis of 13 frequencies is finer than the 12x12 feature map"),
+    ({"frequencies": 0}, r"the spatial basis needs at least one frequency \(got 0\)"),
+    ({"torso": "deep"}, r"torso must be 'nature' or 'small' \(got 'deep'\)"),
+])  # fmt: skip
+def test_bad_sizes_are_one_line(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        SoftAttentionAgent(3, 1, input_shape=(24, 24), **kwargs)
