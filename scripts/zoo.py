@@ -4,7 +4,7 @@ and the summary table on the README's front, from those files.
 
     attn zoo analyse pretrained/pong                 # docs/zoo/pong/: report, still, clip, attacks
     attn zoo analyse pretrained/pong --episodes 5    # a quicker look (the page says 30 episodes)
-    attn zoo page                                    # docs/zoo.md and the README's table
+    attn zoo page                                    # docs/zoo.md, the README's and home page's table
 """
 
 from __future__ import annotations
