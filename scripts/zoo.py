@@ -1,9 +1,9 @@
 """The zoo of shipped agents: analyse each (its head report, a still and a clip of its saliency
 video, its robustness to FGSM, PGD and noise), then make the page that shows them all, docs/zoo.md,
-and the summary table on the README's front, from those files.
+and the summary table on the README's front and the docs' home page, from those files.
 
     attn zoo analyse pretrained/pong                 # docs/zoo/pong/: report, still, clip, attacks
-    attn zoo analyse pretrained/pong --episodes 5    # a quicker look (the page says 30 episodes)
+    attn zoo analyse pretrained/pong --episodes 5    # a quicker look (the page says how many)
     attn zoo page                                    # docs/zoo.md, the README's and home page's table
 """
 
