@@ -195,7 +195,7 @@ class TrainConfig:
     """Whether ``--precision auto`` is bf16 on a machine that runs it (else fp32 everywhere)."""
 
     @classmethod
-    def for_game(cls, game: str, preset: str = "", **overrides: Any) -> Any:
+    def for_game(cls: type[C], game: str, preset: str = "", **overrides: Any) -> C:
         """The config ``attn train --game GAME`` starts from: the class defaults, then the game's
         presets (``"catch"`` or ``"atari"``, then the game's own name, then ``preset``), then
         ``overrides``."""
