@@ -24,6 +24,7 @@ COMMANDS: dict[str, Command] = {
     "train dqn": Command("train_dqn", "train a dueling Double DQN (Wang et al. 2016)"),
     "train pqn": Command("train_pqn", "train the dueling network with PQN (parallel Q(lambda))"),
     "train glimpse": Command("train_glimpse", "train the hard-attention glimpse agent (Mnih et al. 2014)"),
+    "train soft": Command("train_soft", "train the soft-attention agent (Mott et al. 2019)"),
     "evaluate": Command("evaluate", "score a checkpoint with the papers' protocol"),
     "saliency": Command("record_saliency", "record a video of the value and advantage saliency"),
     "glimpses": Command("record_glimpses", "record a video of where a glimpse agent looks"),

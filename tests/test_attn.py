@@ -42,7 +42,7 @@ def test_attn_lists_its_commands_and_a_group_its_own():
     code, out, _ = attn()
     assert code == 0 and all(f"attn {name} " in out for name in COMMANDS)
     code, out, _ = attn("train")
-    assert code == 0 and out.startswith("usage: attn train {dqn,pqn,glimpse} [flags]")
+    assert code == 0 and out.startswith("usage: attn train {dqn,pqn,glimpse,soft} [flags]")
     assert "attn evaluate" not in out
 
 
@@ -56,7 +56,7 @@ def test_a_subcommand_is_its_script_under_its_name():
 
 @pytest.mark.parametrize(("args", "message"), [
     (("fly",), "error: unknown command 'fly'; choose one of attack, bench,"),
-    (("train", "ppo"), "error: unknown train command 'ppo'; choose one of dqn, pqn, glimpse"),
+    (("train", "ppo"), "error: unknown train command 'ppo'; choose one of dqn, pqn, glimpse, soft"),
     (("list-games", "--all"), "error: attn list-games takes no arguments, got --all"),
     (("train", "dqn", "--hidden", "x"), "--hidden"),
 ])  # fmt: skip

@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 import torch
 
+from agents.common.ppo import clipped_policy_loss
 from agents.glimpse import (
     GlimpsePolicy,
     RecurrentAttentionModel,
-    clipped_policy_loss,
     factored_clipped_loss,
     orthogonal_init,
     reinforce_loss,

@@ -13,14 +13,9 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from agents.common.checkpoint import CheckpointError, load_checkpoint, read_json, resolve_checkpoint
 from agents.common.evaluate import evaluate_checkpoint, make_eval_env
+from agents.common.ppo import advantages, explained_variance
 from agents.glimpse import RecurrentAttentionModel
-from agents.glimpse.train import (
-    GlimpseConfig,
-    GlimpseTrainer,
-    advantages,
-    explained_variance,
-    glimpse_catch_rate,
-)
+from agents.glimpse.train import GlimpseConfig, GlimpseTrainer, glimpse_catch_rate
 
 
 def tiny(tmp_path, name="run", **kw) -> GlimpseConfig:

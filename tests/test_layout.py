@@ -70,6 +70,6 @@ def test_every_agent_registers_its_networks_policy_and_trainer():
 
     assert set(NETWORKS) == {"DuelingQNetwork", "SingleStreamQNetwork", "RecurrentAttentionModel",
                              "SoftAttentionAgent"}  # fmt: skip
-    assert set(TRAINERS) == {"dqn", "pqn", "glimpse"} and set(POLICIES) == {"glimpse"}
+    assert set(TRAINERS) == {"dqn", "pqn", "glimpse", "soft"} and set(POLICIES) == {"glimpse", "soft"}
     for kind in TRAINERS.values():
         assert dataclasses.is_dataclass(kind.config_class())

@@ -25,6 +25,7 @@ from agents.common.run import Every
 from agents.glimpse.train import GlimpseConfig, GlimpseTrainer
 from agents.qlearning.dqn import DQNConfig, DQNTrainer
 from agents.qlearning.pqn import PQNConfig, PQNTrainer
+from agents.soft.train import SoftConfig, SoftTrainer
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -38,8 +39,11 @@ TRAINERS = {
     "glimpse": lambda run, **kw: GlimpseTrainer(GlimpseConfig(**{
         "total_steps": 8 * 24 * 2, "num_envs": 8, "save_every": 8 * 24, "progress": False,
         "run_dir": str(run), **kw})),
+    "soft": lambda run, **kw: SoftTrainer(SoftConfig(**{
+        "total_steps": 4 * 24 * 2, "num_envs": 4, "save_every": 4 * 24, "progress": False, "hidden": 16,
+        "epochs": 1, "run_dir": str(run), **kw})),
 }  # fmt: skip
-RESUME = {"dqn": DQNConfig, "pqn": PQNConfig, "glimpse": GlimpseConfig}
+RESUME = {"dqn": DQNConfig, "pqn": PQNConfig, "glimpse": GlimpseConfig, "soft": SoftConfig}
 
 
 @pytest.mark.parametrize("kind", TRAINERS)

@@ -81,3 +81,69 @@ def test_the_network_rebuilds_from_its_record():
 def test_bad_sizes_are_one_line(kwargs, message):
     with pytest.raises(ValueError, match=message):
         SoftAttentionAgent(3, 1, input_shape=(24, 24), **kwargs)
+
+
+class _Session:
+    """What a rollout needs of a RunSession: a progress bar to move."""
+
+    class bar:  # noqa: N801
+        @staticmethod
+        def update(n: int) -> None:
+            pass
+
+
+def test_ppo_replay_gives_back_the_rollout_across_episode_ends(tmp_path):
+    """A rollout of 30 steps on Catch crosses the 24-step episodes' ends and the reset steps after
+    them; replayed from its start state on the recorded inputs with the same weights, every step's
+    log-probability of the action taken and value are the ones played (the state restarts where the
+    rollout's did, the previous action and reward are the recorded ones)."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    from agents.soft.train import SoftConfig, SoftTrainer
+
+    trainer = SoftTrainer(SoftConfig(num_envs=4, rollout=30, hidden=16, progress=False,
+                                     run_dir=str(tmp_path / "run")))  # fmt: skip
+    trainer.writer = SummaryWriter(str(tmp_path / "events"))
+    obs, _ = trainer.env.reset(seed=0)
+    start = trainer.model.initial_state(4)
+    prev = (torch.zeros(4, dtype=torch.long), torch.zeros(4))
+    rows, *_ = trainer.rollout(obs, start, prev, _Session())
+    t = {k: torch.stack(v) for k, v in rows.items()}
+    assert t["restart"].any() and not t["mask"].all()  # reset steps were played and masked
+    with torch.no_grad():
+        played = trainer.replay(start, t, torch.arange(4))
+    torch.testing.assert_close(played["logp"], t["logp"], atol=1e-5, rtol=0)
+    torch.testing.assert_close(played["value"], t["value"], atol=1e-5, rtol=0)
+    trainer.writer.close()
+
+
+def test_a_soft_run_trains_resumes_and_evaluates_as_every_agent_does(tmp_path):
+    """The trainer through the command line's path: its tags, a checkpoint that loads and plays
+    under the evaluation protocol (the policy told the action and the reward of every step)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from agents.common.evaluate import evaluate_checkpoint
+    from agents.soft.train import SoftConfig, SoftTrainer
+
+    run = tmp_path / "run"
+    SoftTrainer(SoftConfig(num_envs=4, total_steps=4 * 24 * 3, hidden=16, log_every=96, attention_every=96,
+                           progress=False, run_dir=str(run))).run()  # fmt: skip
+    events = EventAccumulator(str(run), size_guidance={"images": 0}).Reload()
+    assert {"charts/episodic_return", "losses/policy_loss", "losses/explained_variance",
+            "charts/SPS"} <= set(events.Tags()["scalars"])  # fmt: skip
+    assert "attention/maps" in events.Tags()["images"]
+    result = evaluate_checkpoint(str(run), episodes=6, num_envs=3, progress=False)
+    assert result["policy"] == "greedy" and 0.0 <= result["mean"] <= 1.0 and result["episodes"] == 6
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"precision": "bf16"}, "--precision bf16 is not available for the soft-attention agent"),
+    ({"minibatches": 5, "num_envs": 4}, r"must be at most --num-envs \(4\) \(got 5\)"),
+    ({"frame_stack": 2}, "--frame-stack and --life-loss-info are for Atari games"),
+    ({"queries": 0}, r"--queries must be >= 1 \(got 0\)"),
+])  # fmt: skip
+def test_bad_soft_flags_are_one_line(kwargs, message):
+    from agents.soft.train import SoftConfig
+
+    with pytest.raises(ValueError, match=message):
+        SoftConfig(**kwargs).validate()

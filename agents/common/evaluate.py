@@ -103,7 +103,10 @@ def evaluate(
             actions = np.asarray(policy(torch.from_numpy(obs).to(device)))
         explore = rng.random(num_envs) < epsilon
         actions = np.where(explore, rng.integers(n_actions, size=num_envs), actions)
-        obs, rewards, terminated, truncated, info = env.step(fire.actions(actions))
+        played = fire.actions(actions)
+        obs, rewards, terminated, truncated, info = env.step(played)
+        if hasattr(policy, "observe"):  # an agent that reads its last action and reward
+            policy.observe(played, rewards)
         fire.observe(info, terminated | truncated)
         ret += np.where(ended, 0.0, rewards)
         length += ~ended

@@ -4,7 +4,7 @@ action and baseline heads), its losses, the policy that plays it, and its traine
 
 from agents.common.registry import register_network, register_policy, register_trainer
 from agents.glimpse.glimpse_network import GLIMPSE_NETS, GlimpseNetwork
-from agents.glimpse.losses import clipped_policy_loss, factored_clipped_loss, reinforce_loss
+from agents.glimpse.losses import factored_clipped_loss, reinforce_loss
 from agents.glimpse.model import (
     CORES,
     LOCATION_POLICIES,
@@ -21,6 +21,6 @@ register_trainer("glimpse", "agents.glimpse.train", "GlimpseConfig", "GlimpseTra
 
 __all__ = [
     "CORES", "GLIMPSE_NETS", "LOCATION_POLICIES", "POOLS", "GlimpseNetwork", "GlimpsePolicy",
-    "ReLURNNCell", "RecurrentAttentionModel", "Retina", "clipped_policy_loss",
-    "factored_clipped_loss", "orthogonal_init", "reinforce_loss",
+    "ReLURNNCell", "RecurrentAttentionModel", "Retina", "factored_clipped_loss", "orthogonal_init",
+    "reinforce_loss",
 ]  # fmt: skip

@@ -1,9 +1,11 @@
 """The glimpse agent's policy-gradient losses: REINFORCE with a baseline (the paper's) and PPO's
-clipped surrogate, one ratio per part of what is sampled."""
+clipped surrogate (``agents.common.ppo``) with one ratio per part of what is sampled."""
 
 from __future__ import annotations
 
 import torch
+
+from agents.common.ppo import clipped_policy_loss
 
 
 def reinforce_loss(
@@ -27,26 +29,6 @@ def reinforce_loss(
     policy_loss = -(advantage * logp * mask).sum() / n
     baseline_loss = (((baseline - returns) ** 2) * mask).sum() / n
     return policy_loss, baseline_loss
-
-
-def clipped_policy_loss(
-    logp: torch.Tensor, old_logp: torch.Tensor, advantage: torch.Tensor, mask: torch.Tensor,
-    clip: float,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:  # fmt: skip
-    """PPO's clipped surrogate (Schulman et al. 2017, eq. 7) of one part of what is sampled at a
-    step (the action, or the locations), masked like :func:`reinforce_loss`; returns (loss,
-    fraction of decisions clipped, approximate KL ``mean((r - 1) - log r)``). At ``logp`` equal to
-    ``old_logp`` its gradient is REINFORCE's; later epochs reuse a rollout without stepping far
-    from the policy that collected it."""
-    n = mask.sum().clamp_min(1)
-    log_ratio = logp - old_logp.detach()
-    ratio = log_ratio.exp()
-    advantage = advantage.detach()
-    surrogate = torch.min(ratio * advantage, ratio.clamp(1 - clip, 1 + clip) * advantage)
-    with torch.no_grad():
-        clipped = (((ratio - 1).abs() > clip).float() * mask).sum() / n
-        kl = (((ratio - 1) - log_ratio) * mask).sum() / n
-    return -(surrogate * mask).sum() / n, clipped, kl
 
 
 def factored_clipped_loss(

@@ -41,6 +41,7 @@ from agents.common.config import (
     flag,
     refuse,
 )
+from agents.common.ppo import advantages, explained_variance
 from agents.common.precision import resolve_precision
 from agents.common.resources import emulator_bytes, keep_freed_memory
 from agents.common.run import (
@@ -302,40 +303,6 @@ def make_glimpse_env(cfg: GlimpseConfig, seed: int) -> tuple[Any, AtariOptions |
     options = AtariOptions(img_height=210, img_width=160, stack_num=cfg.frame_stack,
                            reward_clipping=False, life_loss_info=cfg.life_loss_info)  # fmt: skip
     return make_vector_env(game, cfg.num_envs, seed=seed, **options.as_dict()), options, game
-
-
-def advantages(
-    rewards: torch.Tensor,
-    baselines: torch.Tensor,
-    dones: torch.Tensor,
-    bootstrap: torch.Tensor,
-    gamma: float,
-    lam: float,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """(advantages, baseline targets) of a (T, N) rollout.
-
-    ``dones[t]`` marks the last step of an episode; ``bootstrap`` is the baseline after the last
-    step. With ``lam`` = 1 the targets are the discounted returns (bootstrapped only where the
-    rollout cuts an episode) and the advantages are returns minus baseline: REINFORCE's.
-    """
-    adv = torch.zeros_like(rewards)
-    running = torch.zeros_like(bootstrap)
-    next_value = bootstrap
-    for t in reversed(range(rewards.shape[0])):
-        live = 1.0 - dones[t]
-        delta = rewards[t] + gamma * next_value * live - baselines[t]
-        running = delta + gamma * lam * live * running
-        adv[t] = running
-        next_value = baselines[t]
-    return adv, adv + baselines
-
-
-def explained_variance(predicted: torch.Tensor, targets: torch.Tensor) -> float:
-    """``1 - Var(targets - predicted) / Var(targets)``: 1 for a baseline that predicts its targets,
-    0 for one no better than their mean, negative for worse (CleanRL's ``losses/explained_variance``).
-    A policy gradient's advantages are only as good as this: near or below 0 they are noise."""
-    var = targets.var()
-    return float("nan") if targets.numel() < 2 or var == 0 else float(1 - (targets - predicted).var() / var)
 
 
 class GlimpseTrainer:
