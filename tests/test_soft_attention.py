@@ -9,6 +9,7 @@ import math
 
 import pytest
 import torch
+from conftest import call_script
 
 from agents.common.architecture import build_network
 from agents.soft import SoftAttentionAgent, attend, spatial_basis
@@ -134,6 +135,11 @@ def test_a_soft_run_trains_resumes_and_evaluates_as_every_agent_does(tmp_path):
     assert "attention/maps" in events.Tags()["images"]
     result = evaluate_checkpoint(str(run), episodes=6, num_envs=3, progress=False)
     assert result["policy"] == "greedy" and 0.0 <= result["mean"] <= 1.0 and result["episodes"] == 6
+    for script, args in (("compare_heads", ["--steps", "5", "--out", str(tmp_path / "report")]),
+                         ("attack", ["--episodes", "1", "--out", str(tmp_path / "attack")])):  # fmt: skip
+        done = call_script(f"scripts/{script}.py", "--checkpoint", str(run), *args)
+        assert done.returncode == 1 and done.stderr.count("\n") == 1, done.stderr
+        assert "is a 'soft' checkpoint" in done.stderr and not (tmp_path / args[-1]).exists()
 
 
 @pytest.mark.parametrize("kwargs, message", [
