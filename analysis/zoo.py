@@ -37,7 +37,8 @@ def analyse_agent(agent: str | Path, out: str | Path, *, steps: int = 1000, clip
                   attacks: Sequence[str] = ATTACKS, num_envs: int = 8, seed: int = 0,
                   progress: bool = True) -> list[Path]:  # fmt: skip
     """Write the zoo's files for one shipped agent (see the module docstring) into ``out``. An
-    agent without two heads to compare (the glimpse agent) gets its clip and robustness only."""
+    agent without two heads to compare (the glimpse agent) gets its robustness only; no
+    ``attacks``, the head report and the clip only (the attacks are most of the time)."""
     from agents.common.checkpoint import load_checkpoint
     from analysis.adversarial import check_attack, plot_robustness, robustness, summarise
 
@@ -51,6 +52,8 @@ def analyse_agent(agent: str | Path, out: str | Path, *, steps: int = 1000, clip
     if dueling:
         written += _head_report(net, config, out, steps, seed, progress)
         written += _clip_and_still(net, config, out, clip_steps, seed, progress)
+    if not attacks:  # the head report and the clip alone
+        return written
     eps = sorted(set(epsilons))
     runs = [robustness(str(agent), attack, eps, episodes=episodes, seed=seed, num_envs=num_envs,
                        progress=progress) for attack in attacks]  # fmt: skip

@@ -37,7 +37,8 @@ class Analyse:
     epsilons: tuple[float, ...] = EPSILONS
     """L-infinity budgets of the attacks, in pixel levels (0-255) of the uint8 frame."""
     attacks: tuple[str, ...] = ATTACKS
-    """Attacks: fgsm, pgd (10 steps), noise (the control)."""
+    """Attacks: fgsm, pgd (10 steps), noise (the control); none (--attacks with no value): the
+    head report and the clip only."""
     num_envs: PositiveInt = 8
     """Parallel environments of the attacked evaluations."""
     seed: int = 0

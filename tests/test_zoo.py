@@ -115,3 +115,11 @@ def test_the_readme_the_home_page_and_the_zoo_page_show_the_shipped_agents_as_th
     for page in (root / "README.md", root / "docs" / "index.md"):
         assert f"<!-- zoo:begin -->\n{summary(found)}\n<!-- zoo:end -->" in page.read_text(), page
     assert table(found) in (root / "docs" / "zoo.md").read_text()
+
+
+def test_an_analysis_without_attacks_is_the_head_report_and_the_clip(shipped, tmp_path):
+    out = tmp_path / "zoo" / "catch"
+    written = analyse_agent(shipped / "pretrained" / "catch", out, steps=12, clip_steps=6, attacks=(),
+                            progress=False)  # fmt: skip
+    assert {p.name for p in written} == {"report.json", "report.png", "clip.mp4", "still.png"}
+    assert not (out / "robustness.json").exists()
