@@ -262,7 +262,7 @@ def test_init_from_starts_a_new_run_from_another_runs_weights(tmp_path):
         ({"heatmap_every": -1}, r"--heatmap-every must be >= 0 \(got -1\)"),
         ({"game": "pongg"}, "unknown game 'pongg'"),
         ({"epochs": 0}, r"--epochs must be >= 1 \(got 0\)"),
-        ({"epochs": 2, "minibatches": 9}, r"at most --num-envs \(8\); got 9"),
+        ({"epochs": 2, "minibatches": 9}, r"at most --num-envs \(8\) \(got 9\)"),
         ({"clip_coef": 0.0}, r"--clip-coef must be > 0 \(got 0\.0\)"),
         ({"life_loss_info": True}, "--life-loss-info is for Atari games"),
         ({"retina_pool": "min"}, r"--retina-pool must be one of avg, max \(got 'min'\)"),

@@ -1,10 +1,56 @@
 """What the actor-critic trainers share (the glimpse agent's recurrent PPO, the soft-attention
 agent's): generalised advantages, PPO's clipped surrogate and how well the critic explains its
-targets. Pure functions of a rollout's (T, N) tensors, each tested by hand."""
+targets, pure functions of a rollout's (T, N) tensors, each tested by hand; and the settings of
+PPO they both take (:class:`PPOConfig`)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import ClassVar
+
 import torch
+
+from agents.common.config import (
+    NonNegativeFloat,
+    PositiveFloat,
+    PositiveInt,
+    Probability,
+    TrainConfig,
+)
+
+
+@dataclass
+class PPOConfig(TrainConfig):
+    """PPO's settings (Schulman et al. 2017) for a recurrent actor-critic: the defaults are CleanRL's
+    ``ppo.py`` unless a trainer's config says otherwise. The recurrent state runs through an env's
+    sequence, so minibatches split the envs, not the steps."""
+
+    rollout: PositiveInt = 128
+    """Steps per env between updates (CleanRL's num_steps)."""
+    epochs: PositiveInt = 4
+    """Passes over each rollout, each replayed through the network from the state it began with."""
+    minibatches: PositiveInt = 4
+    """Minibatches of whole env sequences per pass (at most --num-envs)."""
+    clip_coef: PositiveFloat = 0.2
+    """PPO's clip range on the probability ratio."""
+    gae_lambda: Probability = 0.95
+    """GAE's lambda (Schulman et al. 2016): 1 gives Monte-Carlo returns minus the baseline."""
+    entropy_coef: NonNegativeFloat = 0.01
+    """Weight of the policy's entropy bonus."""
+    baseline_coef: NonNegativeFloat = 0.5
+    """Weight of the value's (baseline's) squared error."""
+    anneal_lr: bool = True
+    """Decay the learning rate linearly to zero at ``total_steps`` (CleanRL's PPO): the updates
+    shrink as the policy settles. A function of the step, so a resumed run continues the schedule
+    and ``--resume --total-steps`` stretches it."""
+
+    BUDGET: ClassVar[tuple[str, ...]] = (*TrainConfig.BUDGET, "anneal_lr")
+
+    def validate(self) -> None:
+        super().validate()
+        if self.minibatches > self.num_envs:
+            raise ValueError(f"--minibatches splits the envs, so it must be at most --num-envs "
+                             f"({self.num_envs}) (got {self.minibatches})")  # fmt: skip
 
 
 def advantages(

@@ -37,11 +37,10 @@ from agents.common.config import (
     Precision,
     Probability,
     Range,
-    TrainConfig,
     flag,
     refuse,
 )
-from agents.common.ppo import advantages, explained_variance
+from agents.common.ppo import PPOConfig, advantages, explained_variance
 from agents.common.precision import resolve_precision
 from agents.common.resources import emulator_bytes, keep_freed_memory
 from agents.common.run import (
@@ -66,7 +65,7 @@ from envs.options import AtariOptions
 
 
 @dataclass
-class GlimpseConfig(TrainConfig):
+class GlimpseConfig(PPOConfig):
     """A glimpse-agent experiment; saved as ``config.json`` beside every run. The defaults are
     chosen for Catch; the ``atari`` preset gives those for Atari games. Why each default is what it
     is, with the runs that chose it: docs/glimpse_agent.md."""
@@ -173,10 +172,6 @@ class GlimpseConfig(TrainConfig):
     core, which sees only glimpses."""
     detach_baseline: bool = False
     """Baseline reads a detached core state (the baseline then does not train the core)."""
-    anneal_lr: bool = True
-    """Decay the learning rate linearly to zero at ``total_steps``, as CleanRL's PPO and the RL
-    Zoo's Atari PPO preset do: the updates shrink as the policy settles. Extending a run with
-    ``--resume --total-steps`` stretches the schedule (the rate is a function of the step)."""
     anneal_from: NonNegativeInt = 0
     """With --anneal-lr: the step the decay starts from; the rate is constant before it. Resuming a
     run that trained without --anneal-lr with the flag starts the decay at the step resumed from,
@@ -206,8 +201,6 @@ class GlimpseConfig(TrainConfig):
     """Weight of the action policy's entropy bonus."""
     location_entropy_coef: NonNegativeFloat = 0.0
     """Weight of the location policy's entropy bonus (the Gaussian's is a constant)."""
-    baseline_coef: NonNegativeFloat = 0.5
-    """Weight of the baseline's squared error."""
     fire_after_life_loss: bool = False
     """Atari only, with --life-loss-info: the step after a lost life presses FIRE for the agent (a
     step that is not the policy's decision, masked like a reset step), as OpenAI Baselines'
@@ -221,7 +214,7 @@ class GlimpseConfig(TrainConfig):
     heatmap_every: NonNegativeInt = 250_000
     """Environment steps between heat-map images of where glimpses landed (0: never)."""
 
-    BUDGET: ClassVar[tuple[str, ...]] = (*TrainConfig.BUDGET, "anneal_lr", "anneal_from")
+    BUDGET: ClassVar[tuple[str, ...]] = (*PPOConfig.BUDGET, "anneal_from")
     AUTO_BF16: ClassVar[bool] = False
 
     def widest_patch(self) -> int:
@@ -241,9 +234,6 @@ class GlimpseConfig(TrainConfig):
             raise ValueError(f"--anneal-from starts the decay of --anneal-lr, so it needs that flag "
                              f"and a step before --total-steps ({self.total_steps:,}); got "
                              f"{self.anneal_from:,} with anneal_lr={self.anneal_lr}")  # fmt: skip
-        if self.minibatches > self.num_envs:
-            raise ValueError(f"--minibatches splits the envs, so it must be at most --num-envs "
-                             f"({self.num_envs}); got {self.minibatches}")  # fmt: skip
         self._check_game()
 
     def _check_game(self) -> None:

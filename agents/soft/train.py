@@ -18,14 +18,11 @@ import numpy as np
 import torch
 
 from agents.common.config import (
-    NonNegativeFloat,
     NonNegativeInt,
     PositiveFloat,
     PositiveInt,
-    Probability,
-    TrainConfig,
 )
-from agents.common.ppo import advantages, clipped_policy_loss, explained_variance
+from agents.common.ppo import PPOConfig, advantages, clipped_policy_loss, explained_variance
 from agents.common.resources import emulator_bytes, keep_freed_memory
 from agents.common.run import (
     Callback,
@@ -44,7 +41,7 @@ from envs.options import AtariOptions
 
 
 @dataclass
-class SoftConfig(TrainConfig):
+class SoftConfig(PPOConfig):
     """A soft-attention agent's experiment; saved as ``config.json`` beside every run. The defaults
     are Catch's; the ``atari`` preset gives CleanRL's Atari PPO settings with a recurrent core."""
 
@@ -65,10 +62,6 @@ class SoftConfig(TrainConfig):
     """Environment steps over all envs."""
     num_envs: PositiveInt = 16
     """Parallel environments (one batch through the network per step)."""
-    learning_rate: PositiveFloat = 2e-3
-    """Adam learning rate."""
-    gamma: Probability = 0.99
-    """Discount."""
     max_grad_norm: PositiveFloat = 0.5
     """Gradient-norm clip (CleanRL's PPO)."""
     hidden: PositiveInt = 64
@@ -80,21 +73,9 @@ class SoftConfig(TrainConfig):
     """Atari only: frames per observation (1: the recurrent core remembers the motion)."""
     rollout: PositiveInt = 24
     """Steps per update: one Catch episode (23 steps and the reset step)."""
-    epochs: PositiveInt = 4
-    """PPO's passes over each rollout, each replayed through the network from its start state."""
-    minibatches: PositiveInt = 4
-    """Minibatches of whole env sequences per pass (the recurrent state runs through a sequence):
-    on Catch, many small steps (16 a rollout) learn where few large ones do not."""
-    clip_coef: PositiveFloat = 0.2
-    """PPO's clip range on the probability ratio (Schulman et al. 2017)."""
-    gae_lambda: Probability = 0.95
-    """GAE's lambda (Schulman et al. 2016)."""
-    entropy_coef: NonNegativeFloat = 0.01
-    """Weight of the policy's entropy bonus."""
-    baseline_coef: NonNegativeFloat = 0.5
-    """Weight of the value's squared error."""
-    anneal_lr: bool = True
-    """Decay the learning rate linearly to zero at ``total_steps`` (CleanRL's PPO)."""
+    learning_rate: PositiveFloat = 2e-3
+    """Adam learning rate: on Catch, many small steps (16 a rollout: 4 epochs of 4 minibatches)
+    learn where few large ones do not (docs/guide/soft.md)."""
     core_channels: PositiveInt = 8
     """Channels of the vision core's ConvLSTM."""
     key_channels: PositiveInt = 8
@@ -115,9 +96,6 @@ class SoftConfig(TrainConfig):
         if self.precision == "bf16":
             raise ValueError("--precision bf16 is not available for the soft-attention agent: use fp32 "
                              "or auto (which is fp32 for it)")  # fmt: skip
-        if self.minibatches > self.num_envs:
-            raise ValueError(f"--minibatches splits the envs, so it must be at most --num-envs "
-                             f"({self.num_envs}) (got {self.minibatches})")  # fmt: skip
         if self.is_catch() and (self.frame_stack != 1 or self.life_loss_info):
             raise ValueError("--frame-stack and --life-loss-info are for Atari games (got them with "
                              "--game catch)")  # fmt: skip
