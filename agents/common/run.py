@@ -54,6 +54,7 @@ class Trainer(Protocol):
     stop_signal: int | None
     stopped_by: str  # "signal", "time limit" or "" (the budget spent)
     action_names: list[str]
+    callbacks: list[Callback]
 
     def run(self) -> Path: ...
 
@@ -117,6 +118,15 @@ class Every:
             return False
         self.next = step + self.every
         return True
+
+
+def end_of_update(trainer: Trainer, save: Every) -> None:
+    """What closes each update: the trainer's callbacks (a sweep's report, a test's probe) told the
+    step reached, then a checkpoint when one is due by ``save``."""
+    for callback in trainer.callbacks:
+        callback(trainer, trainer.global_step)
+    if save(trainer.global_step):
+        trainer.save()
 
 
 def run_loop(trainer: Trainer, loop: Callable[[RunSession], None]) -> Path:

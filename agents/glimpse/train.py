@@ -47,6 +47,7 @@ from agents.common.run import (
     Callback,
     Every,
     RunSession,
+    end_of_update,
     load_training,
     open_run,
     run_loop,
@@ -456,10 +457,7 @@ class GlimpseTrainer:
                 self.writer.add_image("glimpses/heatmap", self.heatmap(obs[0, -1]),
                                       self.global_step, dataformats="HWC")  # fmt: skip
                 self.heat[:] = 0.0
-            for callback in self.callbacks:
-                callback(self, self.global_step)
-            if save(self.global_step):
-                self.save()
+            end_of_update(self, save)
 
     def rollout(self, obs: np.ndarray, loc: torch.Tensor, state: tuple[torch.Tensor, ...],
                 fire: FireAfterLifeLoss, session: RunSession) -> tuple[Any, ...]:  # fmt: skip

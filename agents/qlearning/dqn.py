@@ -37,6 +37,7 @@ from agents.common.run import (
     Callback,
     Every,
     RunSession,
+    end_of_update,
     load_training,
     open_run,
     run_loop,
@@ -328,10 +329,7 @@ class DQNTrainer:
                     self.writer.add_scalar(k, v, self.global_step)
                 session.bar.set_postfix(SPS=f"{sps:.0f}", ret=f"{tracker.recent_mean():.2f}",
                                         eps=f"{epsilon:.2f}")  # fmt: skip
-            for callback in self.callbacks:
-                callback(self, self.global_step)
-            if save(self.global_step):
-                self.save()
+            end_of_update(self, save)
 
     # ---- checkpoints --------------------------------------------------------------------------
     def env_config(self) -> dict[str, Any]:

@@ -28,6 +28,7 @@ from agents.common.run import (
     Callback,
     Every,
     RunSession,
+    end_of_update,
     load_training,
     open_run,
     run_loop,
@@ -271,10 +272,7 @@ class SoftTrainer:
                 maps = heads["attention"][0]
                 self.writer.add_images("attention/maps", (maps / maps.amax((1, 2), keepdim=True))[:, None],
                                        self.global_step)  # fmt: skip
-            for callback in self.callbacks:
-                callback(self, self.global_step)
-            if save(self.global_step):
-                self.save()
+            end_of_update(self, save)
 
     # ---- checkpoints --------------------------------------------------------------------------
     def env_config(self) -> dict[str, Any]:
