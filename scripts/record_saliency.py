@@ -1,8 +1,10 @@
 """Record a saliency video: the game beside the value and the advantage saliency (Wang et al. 2016,
 Fig. 2), for our checkpoints, SB3 zips (PPO/A2C: value against policy logits) or a random network.
+A soft-attention checkpoint gets its attention maps, one per query, beside its value's Jacobian.
 
     attn saliency --checkpoint runs/demo_pong --steps 1000 --out pong.mp4
     attn saliency --checkpoint ppo_pong.zip --game pong --episodes 1 --out ppo.mp4
+    attn saliency --checkpoint runs/catch__soft__1__1700000000 --episodes 3 --out soft.mp4
 """
 
 from __future__ import annotations
@@ -28,7 +30,8 @@ class Args:
     episodes: PositiveInt | None = None
     """Whole episodes to record instead of --steps."""
     epsilon: Probability = 0.001
-    """Exploration while playing (the evaluation protocol's)."""
+    """Exploration while playing (the evaluation protocol's; a soft-attention agent plays its
+    greedy policy)."""
     seed: int = 0
     """Environment and exploration seed."""
     per_frame_norm: bool = False
@@ -39,7 +42,7 @@ class Args:
     """Height in pixels of each panel (the 210-row screen upscaled)."""
     method: str = "jacobian"
     """Saliency method: jacobian, smoothgrad, integrated_gradients, gradient_x_input or
-    perturbation (Greydanus et al. 2018)."""
+    perturbation (Greydanus et al. 2018); a soft-attention agent's video shows the Jacobian."""
 
 
 def main() -> None:
@@ -55,6 +58,9 @@ def main() -> None:
         check_video_options(args.fps, args.height)
         check_method(args.method)
         check_writable(args.out)
+        if args.checkpoint and soft_checkpoint(args.checkpoint):
+            record_soft(args, steps)
+            return
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             net, config = load_policy(args.checkpoint, args.game)
@@ -69,6 +75,36 @@ def main() -> None:
     except (ValueError, CheckpointError) as e:
         fail(e)
     print(f"wrote {path}")
+
+
+def record_soft(args: Args, steps: int | None) -> None:
+    """A soft-attention agent's video: its attention maps beside its value's Jacobian, and how
+    much they agree."""
+    from agents.common.checkpoint import load_checkpoint
+    from analysis.attention_video import record_attention
+
+    if args.game is not None or args.method != "jacobian":
+        raise ValueError("a soft-attention checkpoint records its game, and its video draws its "
+                         "attention maps beside its value's Jacobian: leave out --game and "
+                         "--method")  # fmt: skip
+    with signals_end_cleanly():
+        path, summary = record_attention(
+            *load_checkpoint(args.checkpoint), args.out, steps=steps, episodes=args.episodes,
+            seed=args.seed, fps=args.fps, height=args.height, per_frame_norm=args.per_frame_norm,
+        )  # fmt: skip
+    print(f"attention against the value's Jacobian (Spearman over the feature cells): median "
+          f"{summary['agreement_median']:.2f}, quartiles {summary['agreement_q25']:.2f} to "
+          f"{summary['agreement_q75']:.2f}, over {summary['steps']} steps")  # fmt: skip
+    print(f"wrote {path}")
+
+
+def soft_checkpoint(checkpoint: str) -> bool:
+    """Whether ``checkpoint`` is one of ours holding a soft-attention agent (an SB3 zip is not)."""
+    from agents.common.checkpoint import read_json, resolve_checkpoint
+
+    if checkpoint.endswith(".zip"):
+        return False
+    return read_json(resolve_checkpoint(checkpoint) / "config.json").get("agent") == "soft"
 
 
 if __name__ == "__main__":

@@ -118,7 +118,7 @@ def test_ppo_replay_gives_back_the_rollout_across_episode_ends(tmp_path):
     trainer.writer.close()
 
 
-def test_a_soft_run_trains_resumes_and_evaluates_as_every_agent_does(tmp_path):
+def test_a_soft_run_trains_resumes_and_evaluates_as_every_agent_does(tmp_path, capsys):
     """The trainer through the command line's path: its tags, a checkpoint that loads and plays
     under the evaluation protocol (the policy told the action and the reward of every step)."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -140,6 +140,29 @@ def test_a_soft_run_trains_resumes_and_evaluates_as_every_agent_does(tmp_path):
         done = call_script(f"scripts/{script}.py", "--checkpoint", str(run), *args)
         assert done.returncode == 1 and done.stderr.count("\n") == 1, done.stderr
         assert "is a 'soft' checkpoint" in done.stderr and not (tmp_path / args[-1]).exists()
+    # its video: the game, one panel per query and the value's Jacobian, a frame a step
+    video = tmp_path / "soft.mp4"
+    done = call_script("scripts/record_saliency.py", "--checkpoint", str(run), "--steps", "30",
+                       "--height", "96", "--out", str(video))  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "attention against the value's Jacobian" in capsys.readouterr().out
+    frames = _frames(video)
+    assert len(frames) == 30 and frames[0].shape[1] == 4 * 96  # 24x24 panels: game, 2 queries, Jacobian
+    done = call_script("scripts/record_saliency.py", "--checkpoint", str(run), "--method", "smoothgrad",
+                       "--out", str(tmp_path / "other.mp4"))  # fmt: skip
+    assert done.returncode == 1 and done.stderr.count("\n") == 1 and "leave out --game and" in done.stderr
+    assert not (tmp_path / "other.mp4").exists()
+
+
+def _frames(path) -> list:
+    import cv2
+
+    capture, frames = cv2.VideoCapture(str(path)), []
+    while True:
+        ok, frame = capture.read()
+        if not ok:
+            return frames
+        frames.append(frame)
 
 
 @pytest.mark.parametrize("kwargs, message", [

@@ -87,29 +87,32 @@ class SoftAttentionAgent(nn.Module):
     def initial_state(self, batch: int) -> State:
         """Zeros: the vision core's (h, c) maps and the policy core's (h, c)."""
         p = next(self.parameters())
-        maps = torch.zeros(batch, self.sizes["core_channels"], *self.map_shape, device=p.device)
-        vec = torch.zeros(batch, self.sizes["hidden"], device=p.device)
+        like = {"dtype": p.dtype, "device": p.device}
+        maps = torch.zeros(batch, self.sizes["core_channels"], *self.map_shape, **like)
+        vec = torch.zeros(batch, self.sizes["hidden"], **like)
         return maps, maps.clone(), vec, vec.clone()
 
     def step(self, obs: torch.Tensor, state: State, prev_action: torch.Tensor | None = None,
              prev_reward: torch.Tensor | None = None) -> tuple[dict[str, torch.Tensor], State]:  # fmt: skip
         """One step: the heads and the next state. ``prev_action`` (B,) int and ``prev_reward``
-        (B,) float are the last step's (none before an episode's first step)."""
+        (B,) float are the last step's; before an episode's first step, action 0 and reward 0 (what
+        the trainer and :class:`SoftPolicy` give), which ``None`` stands for."""
         expected = (self.in_channels, *self.input_shape)
         if obs.dim() != 4 or tuple(obs.shape[1:]) != expected:
             raise ValueError(f"observation must have shape (batch, {', '.join(map(str, expected))}), "
                              f"got {tuple(obs.shape)}")  # fmt: skip
-        x = obs.float() / 255.0 if obs.dtype == torch.uint8 else obs
+        x = obs.to(self.basis.dtype) / 255.0 if obs.dtype == torch.uint8 else obs
         b = len(x)
         conv_h, conv_c = self.core(self.vision(x), state[:2])
         k, v = self.keys_values(conv_h).split([self.sizes["key_channels"], self.sizes["value_channels"]], 1)
         basis = self.basis.expand(b, -1, -1, -1)
         queries = self.make_queries(state[2]).view(b, self.sizes["queries"], self.query_size)
         maps, answers = attend(torch.cat([k, basis], 1), torch.cat([v, basis], 1), queries)
-        action = torch.zeros(b, self.n_actions, device=x.device)
-        if prev_action is not None:
-            action = nn.functional.one_hot(prev_action.long(), self.n_actions).float()
-        reward = torch.zeros(b, 1, device=x.device) if prev_reward is None else prev_reward.float()[:, None]
+        if prev_action is None:  # an episode's start, as training and play begin it: action 0
+            prev_action = torch.zeros(b, dtype=torch.long, device=x.device)
+        action = nn.functional.one_hot(prev_action.long(), self.n_actions).to(x.dtype)
+        reward = torch.zeros(b, 1, dtype=x.dtype, device=x.device) if prev_reward is None \
+            else prev_reward.to(x.dtype)[:, None]
         inputs = torch.cat([answers.flatten(1), queries.flatten(1), reward, action], 1)
         h, c = self.policy_core(inputs, state[2:])
         heads = {"policy_logits": self.policy_logits(h), "value": self.value(h).squeeze(1), "attention": maps}

@@ -1,0 +1,170 @@
+"""What the soft-attention agent (Mott et al. 2019) attends to while it plays: each query's map over
+the game, beside the Jacobian of its value at the same step and recurrent state, and how much the
+two agree.
+
+A query's map lives on the vision core's feature grid (9x9 for 84x84 frames, 12x12 for Catch); a
+cell's value is put on the observation's pixels nearest its receptive field's centre, so that a map
+lands where the pixels it reads are, and then on the screen as every saliency map is."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from agents.soft import SoftAttentionAgent, SoftPolicy
+from analysis.playback import check_budget, playback_env
+from analysis.render import RunningPercentile, hud_strip, label, overlay, panels
+from analysis.saliency import to_frame
+from analysis.video import VideoWriter, check_writable
+
+
+def receptive_field_centres(torso: nn.Sequential) -> tuple[float, float]:
+    """(offset, stride) of the vision torso: feature cell ``j`` is centred on input pixel ``offset +
+    stride * j`` (pixel indices, 0 the first pixel's centre). For a chain of convolutions each one
+    multiplies the stride by its own and moves the first centre by ``((kernel - 1) / 2 - padding)``
+    times the stride before it (Araujo et al. 2019, "Computing receptive fields of convolutional
+    neural networks"). Square kernels, strides and paddings, as the agent's are."""
+    offset, stride = 0.0, 1
+    for layer in torso:
+        if isinstance(layer, nn.Conv2d):
+            k, s, p = layer.kernel_size[0], layer.stride[0], layer.padding[0]
+            offset += ((k - 1) / 2 - p) * stride
+            stride *= s
+    return offset, stride
+
+
+def maps_to_obs(maps: np.ndarray, model: SoftAttentionAgent) -> np.ndarray:
+    """(..., h, w) feature-grid maps as (..., H, W) observation-sized ones: every observation pixel
+    takes the value of the cell whose receptive field's centre is nearest."""
+    offset, stride = receptive_field_centres(model.vision)
+    h, w = maps.shape[-2:]
+    height, width = model.input_shape
+    rows = np.clip(np.rint((np.arange(height) - offset) / stride), 0, h - 1).astype(np.int64)
+    cols = np.clip(np.rint((np.arange(width) - offset) / stride), 0, w - 1).astype(np.int64)
+    return maps[..., rows[:, None], cols[None, :]]
+
+
+def cells_of(saliency: np.ndarray, model: SoftAttentionAgent, shape: tuple[int, int]) -> np.ndarray:
+    """An observation-sized (H, W) map summed over each feature cell's pixels (those nearest its
+    centre, as :func:`maps_to_obs` spreads them): a map on the attention's own grid."""
+    index = maps_to_obs(np.arange(shape[0] * shape[1]).reshape(shape), model).ravel()
+    return np.bincount(index, weights=saliency.ravel(), minlength=shape[0] * shape[1]).reshape(shape)
+
+
+def spearman(a: np.ndarray, b: np.ndarray) -> float:
+    """Rank correlation of two maps' cells (average ranks for ties); nan when either is constant."""
+    from scipy.stats import spearmanr
+
+    if np.ptp(a) == 0 or np.ptp(b) == 0:
+        return float("nan")
+    return float(spearmanr(a.ravel(), b.ravel()).statistic)
+
+
+@dataclass
+class AttentionStep:
+    t: int
+    episode: int
+    screen: np.ndarray  # (H, W, 3) uint8 frame the observation ends on
+    action: int
+    value: float
+    attention: np.ndarray  # (queries, h, w): each map sums to 1 over the feature grid
+    value_jacobian: np.ndarray  # (H, W) |d value / d observation|, summed over channels
+    agreement: float  # Spearman of the queries' mean map with the Jacobian's mass per cell
+    score: float
+
+
+def value_jacobian(model: SoftAttentionAgent, obs: torch.Tensor, policy: SoftPolicy) -> np.ndarray:
+    """|d value / d obs| (the observation scaled to [0, 1], as every saliency map here) at the
+    policy's current recurrent state, previous action and reward, held fixed: what the value reads
+    in this frame, given what the agent remembers."""
+    x = (obs.to(model.basis.dtype) / 255.0).requires_grad_(True)
+    state = tuple(s.detach() for s in policy.state)
+    with torch.enable_grad():
+        heads, _ = model.step(x, state, policy.prev_action, policy.prev_reward)
+        (grad,) = torch.autograd.grad(heads["value"].sum(), x)
+    return grad.abs().sum(1)[0].numpy()
+
+
+def play_attention(model: SoftAttentionAgent, config: dict[str, Any], steps: int | None = None,
+                   episodes: int | None = None, seed: int = 0,
+                   greedy: bool = True) -> Iterator[AttentionStep]:  # fmt: skip
+    """Play one env with the agent until ``steps`` steps or ``episodes`` episodes, the recurrent
+    state carried as in training (zeroed at each episode's start)."""
+    check_budget(steps, episodes)
+    env = playback_env(config, seed)
+    torch.manual_seed(seed)
+    policy = SoftPolicy(model.eval(), 1, greedy=greedy)
+    obs, _ = env.reset(seed=seed)
+    t = episode = 0
+    score = 0.0
+    while (steps is None or t < steps) and (episodes is None or episode < episodes):
+        x = torch.from_numpy(np.asarray(obs)[None])
+        jac = value_jacobian(model, x, policy)
+        action = int(policy(x)[0])
+        maps = policy.heads["attention"][0].numpy()
+        agreement = spearman(maps.mean(0), cells_of(jac, model, maps.shape[-2:]))
+        yield AttentionStep(t, episode, env.rgb_frame(), action, float(policy.heads["value"][0]), maps,
+                            jac, agreement, score)  # fmt: skip
+        obs, reward, terminated, truncated, _ = env.step(action)
+        policy.observe(np.array([action]), np.array([reward], np.float32))
+        score += float(reward)
+        t += 1
+        if terminated or truncated:
+            episode += 1
+            score = 0.0
+            obs, _ = env.reset()
+            policy.reset()
+    env.close()
+
+
+def attention_frame(step: AttentionStep, model: SoftAttentionAgent, norm: RunningPercentile,
+                    height: int) -> np.ndarray:  # fmt: skip
+    """The screen, each query's map over it (divided by its maximum: a map is a distribution, and
+    where it peaks is what it says), then the value's Jacobian, titled, side by side."""
+    shape = step.screen.shape[:2]
+    maps = maps_to_obs(step.attention / step.attention.max(axis=(1, 2), keepdims=True), model)
+    tiles = [step.screen] + [overlay(step.screen, to_frame(m, shape)) for m in maps]
+    tiles.append(overlay(step.screen, to_frame(norm(step.value_jacobian), shape)))
+    frame = panels(tiles, height)
+    w = frame.shape[1] // len(tiles)
+    titles = ["game", *(f"query {q + 1}" for q in range(len(maps))), "value Jacobian"]
+    for k, title in enumerate(titles):
+        frame[:, k * w : (k + 1) * w] = label(frame[:, k * w : (k + 1) * w], [title])
+    return frame
+
+
+def record_attention(model: SoftAttentionAgent, config: dict[str, Any], out: str | os.PathLike[str], *,
+                     steps: int | None = None, episodes: int | None = None, seed: int = 0,
+                     fps: float = 30.0, height: int = 420, per_frame_norm: bool = False,
+                     progress: bool = True) -> tuple[Path, dict[str, float]]:  # fmt: skip
+    """Play and write an H.264 mp4 of the soft agent's attention (:func:`attention_frame`, with a
+    heads-up line: step, episode, score, action, value, agreement); returns the path and a summary:
+    the median and quartiles over the steps of the attention-Jacobian agreement, and the steps."""
+    from tqdm import tqdm
+
+    out = check_writable(out)
+    names = config.get("action_set") if isinstance(config.get("action_set"), list) else None
+    norm = RunningPercentile(momentum=0.0 if per_frame_norm else 0.95)
+    agreement = []
+    with VideoWriter(out, fps=fps) as video, tqdm(total=steps, desc="attention video", unit="frame",
+                                                  disable=not progress) as bar:  # fmt: skip
+        for step in play_attention(model, config, steps=steps, episodes=episodes, seed=seed):
+            act = names[step.action] if names else str(step.action)
+            hud = [f"step {step.t}  ep {step.episode}  score {step.score:.0f}  action {act}",
+                   f"V {step.value:.2f}   attention~Jacobian Spearman {step.agreement:.2f}"]  # fmt: skip
+            video.write(hud_strip(attention_frame(step, model, norm, height), hud))
+            agreement.append(step.agreement)
+            bar.update(1)
+    a = np.array(agreement)
+    a = a[np.isfinite(a)]
+    q = np.percentile(a, [25, 50, 75]) if len(a) else [float("nan")] * 3
+    summary = {"steps": len(agreement), "agreement_median": float(q[1]), "agreement_q25": float(q[0]),
+               "agreement_q75": float(q[2])}  # fmt: skip
+    return video.path, summary

@@ -1,0 +1,90 @@
+"""The soft-attention agent's video: its maps land on the pixels their feature cells read (receptive
+fields by hand), the value's Jacobian at a recurrent state matches finite differences and, at an
+episode's start, the saliency module's, and the agreement statistic is a rank correlation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from agents.soft import SoftAttentionAgent, SoftPolicy
+from analysis.attention_video import (
+    cells_of,
+    maps_to_obs,
+    receptive_field_centres,
+    spearman,
+    value_jacobian,
+)
+from analysis.saliency import jacobian_saliency
+
+
+def _agent(shape: tuple[int, int] = (24, 24), n_actions: int = 3) -> SoftAttentionAgent:
+    torch.manual_seed(0)
+    return SoftAttentionAgent(n_actions, 1, input_shape=shape, core_channels=4, hidden=16, queries=2).eval()
+
+
+def test_receptive_field_centres_by_hand():
+    # nature: 8x8 stride 4 puts the first centre at 3.5, then 4x4 stride 2 at 3.5 + 1.5 * 4 = 9.5;
+    # the stride is 4 * 2. small: padded 3x3 convolutions keep the first centre on pixel 0
+    assert receptive_field_centres(_agent((84, 84)).vision) == (9.5, 8)
+    assert receptive_field_centres(_agent((24, 24)).vision) == (0.0, 2)
+
+
+def test_a_cell_lands_on_the_pixels_nearest_its_centre():
+    model = _agent((84, 84))
+    assert model.map_shape == (9, 9)
+    corner = np.zeros((9, 9))
+    corner[0, 0] = corner[8, 8] = 1.0
+    obs = maps_to_obs(corner, model)
+    assert obs.shape == (84, 84)
+    # cell 0 is centred on 9.5 and cell 1 on 17.5: pixels 0-13 are nearer cell 0; cell 8 is centred
+    # on 73.5, nearest to pixels 70-83
+    lit = np.flatnonzero(obs.any(1))
+    assert list(lit) == [*range(14), *range(70, 84)]
+    assert obs[:14, :14].all() and obs[70:, 70:].all() and obs.sum() == 2 * 14 * 14
+    # summing back over each cell's pixels gives the cell its pixel count; no mass is lost
+    counts = cells_of(obs, model, (9, 9))
+    assert counts[0, 0] == counts[8, 8] == 14 * 14 and counts.sum() == obs.sum()
+    x = np.random.default_rng(0).random((84, 84))
+    assert cells_of(x, model, (9, 9)).sum() == pytest.approx(x.sum())
+
+
+def test_the_value_jacobian_is_the_saliency_module_s_at_an_episode_s_start():
+    model = _agent()
+    obs = torch.from_numpy(np.random.default_rng(1).integers(0, 256, (1, 1, 24, 24), dtype=np.uint8))
+    ours = value_jacobian(model, obs, SoftPolicy(model, 1))
+    theirs = jacobian_saliency(model, obs, "value").combined[0]
+    np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-9)
+
+
+def test_the_value_jacobian_at_a_recurrent_state_matches_finite_differences():
+    model = _agent().double()  # differences of a value well above its rounding
+    rng = np.random.default_rng(2)
+    policy = SoftPolicy(model, 1)
+    for _ in range(3):  # a state that is no longer zero, a previous action and reward
+        policy(torch.from_numpy(rng.integers(0, 256, (1, 1, 24, 24), dtype=np.uint8)))
+        policy.observe(np.array([2]), np.array([1.0]))
+    obs = torch.from_numpy(rng.integers(0, 256, (1, 1, 24, 24), dtype=np.uint8))
+    jac = value_jacobian(model, obs, policy)
+    state = tuple(s.clone() for s in policy.state)
+
+    def value(x: torch.Tensor) -> float:
+        with torch.no_grad():
+            return float(model.step(x, state, policy.prev_action, policy.prev_reward)[0]["value"][0])
+
+    x = obs.double() / 255.0
+    for r, c in zip(*np.unravel_index(np.argsort(jac, axis=None)[-3:], jac.shape), strict=True):
+        h = 1e-5
+        up, down = x.clone(), x.clone()
+        up[0, 0, r, c] += h
+        down[0, 0, r, c] -= h
+        assert abs(value(up) - value(down)) / (2 * h) == pytest.approx(jac[r, c], rel=1e-4)
+    assert not np.allclose(jac, value_jacobian(model, obs, SoftPolicy(model, 1)))  # the state counts
+
+
+def test_agreement_is_a_rank_correlation():
+    a = np.arange(9.0).reshape(3, 3)
+    assert spearman(a, a**3) == pytest.approx(1.0)
+    assert spearman(a, -a) == pytest.approx(-1.0)
+    assert np.isnan(spearman(a, np.ones((3, 3))))
