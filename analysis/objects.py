@@ -113,9 +113,19 @@ def _space_invaders(ram: np.ndarray) -> list[Box]:
     return found
 
 
+def _catch(state: np.ndarray) -> list[Box]:
+    """Catch (Mnih et al. 2014): the ball and the paddle, one pixel high, from the game's own state
+    (:meth:`envs.CatchEnv.pooled_ram`: ball row and column, paddle column and width), exact by
+    construction. Its screen is its observation's grid (``size x size``)."""
+    row, col, paddle, width = (int(v) for v in state[:4])
+    return [Box("ball", col, row, 1, 1), Box("paddle", paddle, int(state[4]) - 1, width, 1)]
+
+
 GAMES: dict[str, Callable[[np.ndarray], list[Box]]] = {"pong": _pong, "breakout": _breakout,
-                                                       "space_invaders": _space_invaders}  # fmt: skip
-CLASSES = {"pong": ("ball", "player", "enemy", "score"),
+                                                       "space_invaders": _space_invaders,
+                                                       "catch": _catch}  # fmt: skip
+CLASSES = {"catch": ("ball", "paddle"),
+           "pong": ("ball", "player", "enemy", "score"),
            "breakout": ("ball", "paddle", "bricks", "score"),
            "space_invaders": ("player", "alien", "shield", "shot", "score")}  # fmt: skip
 
@@ -154,11 +164,12 @@ def stacked_boxes(found: Sequence[Sequence[Box]], episodes: Sequence[int], stack
 
 
 def class_masks(game: str, found: Sequence[Box], shape: tuple[int, int] = (84, 84),
-                screen: tuple[int, int] = (210, 160)) -> dict[str, np.ndarray]:  # fmt: skip
+                screen: tuple[int, int] | None = None) -> dict[str, np.ndarray]:  # fmt: skip
     """A (H, W) bool mask per object class on an observation's grid of ``shape``: every cell that
-    a box of the class overlaps (the resize from ``screen`` mixes a box's pixels into each cell
-    it touches)."""
+    a box of the class overlaps (the resize from ``screen``, Atari's 210 x 160 unless given, mixes
+    a box's pixels into each cell it touches). Catch's screen is its observation's grid."""
     h, w = shape
+    screen = screen or (shape if game == "catch" else (210, 160))
     sy, sx = h / screen[0], w / screen[1]
     masks = {cls: np.zeros(shape, bool) for cls in CLASSES[game]}
     for b in found:

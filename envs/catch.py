@@ -157,6 +157,13 @@ class CatchEnv(gym.Env[np.ndarray, np.int64]):
     def render(self) -> np.ndarray | None:
         return self.rgb_frame() if self.render_mode == "rgb_array" else None
 
+    def pooled_ram(self) -> list[np.ndarray]:
+        """The game's state as the Atari envs give their RAM, for :mod:`analysis.objects` to read
+        the objects from: ball row and column, paddle column and width, screen size (one frame:
+        Catch pools none)."""
+        g = self._game
+        return [np.array([g.ball_row[0], g.ball_col[0], g.paddle[0], g.paddle_width, g.size], np.int64)]
+
     def rgb_frame(self) -> np.ndarray:
         """The current screen as RGB, for drawing glimpses and saliency on."""
         return np.repeat(self._game.stack[0, -1][..., None], 3, axis=2)

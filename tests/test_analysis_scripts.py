@@ -129,7 +129,10 @@ def test_catch_agents_get_videos_and_reports_at_their_own_size(catch_run, tmp_pa
     assert r.returncode == 0, r.stderr
     report = json.loads((tmp_path / "rep" / "report.json").read_text())
     assert report["frames"] == 46 and report["regions"] == {}  # two whole episodes of 23 steps
-    assert "objects" not in report  # Catch has no RAM tables
+    # Catch's objects come from its state: each head's map shared out over the ball and the paddle
+    classes = report["objects"]["jacobian"]["heads"]["value"]["classes"]
+    assert set(classes) == {"ball", "paddle"} and all(c["frames_on_screen"] == 46 for c in classes.values())
+    assert 0 < classes["ball"]["mass_share"]["mean"] + classes["paddle"]["mass_share"]["mean"] <= 1
     assert 0 <= report["mean_maps"]["centre_a"][0] < 24  # on the 24x24 screen, not 210x160
 
 

@@ -233,3 +233,31 @@ def test_space_invaders_boxes_hold_their_objects_on_the_observation_s_two_pooled
     assert min(seen.values()) > 1000 and len(alive) > 10, (seen, alive)
     assert empty["alien"] == empty["shield"] == 0, empty
     assert empty["shot"] <= 0.02 * seen["shot"] and empty["player"] <= 0.08 * seen["player"], (empty, seen)
+
+
+@pytest.mark.parametrize("paddle_width, turn_prob", [(2, 0.0), (3, 0.3)])
+def test_catch_objects_are_the_lit_pixels_across_episodes(paddle_width, turn_prob):
+    """Catch's boxes come from its state: on every frame of random play, episode ends included,
+    the ball's and the paddle's masks are exactly the screen's lit pixels, one and ``width`` of them."""
+    from envs import CatchEnv
+
+    env = CatchEnv(size=12, paddle_width=paddle_width, turn_prob=turn_prob)
+    obs, _ = env.reset(seed=3)
+    rng = np.random.default_rng(3)
+    episodes = 0
+    for _ in range(200):
+        masks = class_masks("catch", boxes("catch", env.pooled_ram()), (12, 12))
+        assert masks["ball"].sum() == 1 and masks["paddle"].sum() == paddle_width
+        assert masks["paddle"][-1].sum() == paddle_width  # the bottom row
+        np.testing.assert_array_equal(masks["ball"] | masks["paddle"], obs[-1] > 0)
+        np.testing.assert_array_equal(env.rgb_frame()[..., 0] > 0, obs[-1] > 0)
+        obs, _, done, _, _ = env.step(int(rng.integers(3)))
+        if done:
+            episodes += 1
+            obs, _ = env.reset()
+    assert episodes >= 15
+    ball = np.zeros((1, 12, 12))
+    ball[0][class_masks("catch", boxes("catch", env.pooled_ram()), (12, 12))["ball"]] = 1.0
+    report = object_report("catch", ["value", "advantage"], {"value": ball, "advantage": ball},
+                           [boxes("catch", env.pooled_ram())])  # fmt: skip
+    assert report["heads"]["value"]["classes"]["ball"]["mass_share"]["mean"] == 1.0
