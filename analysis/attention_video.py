@@ -42,12 +42,14 @@ def receptive_field_centres(torso: nn.Sequential) -> tuple[float, float]:
 
 def maps_to_obs(maps: np.ndarray, model: SoftAttentionAgent) -> np.ndarray:
     """(..., h, w) feature-grid maps as (..., H, W) observation-sized ones: every observation pixel
-    takes the value of the cell whose receptive field's centre is nearest."""
+    takes the value of the cell whose receptive field's centre is nearest (the last cells take the
+    pixels beyond the last centre)."""
     offset, stride = receptive_field_centres(model.vision)
     h, w = maps.shape[-2:]
     height, width = model.input_shape
-    rows = np.clip(np.rint((np.arange(height) - offset) / stride), 0, h - 1).astype(np.int64)
-    cols = np.clip(np.rint((np.arange(width) - offset) / stride), 0, w - 1).astype(np.int64)
+    # a pixel halfway between two centres goes to the later cell
+    rows = np.clip(np.floor((np.arange(height) - offset) / stride + 0.5), 0, h - 1).astype(np.int64)
+    cols = np.clip(np.floor((np.arange(width) - offset) / stride + 0.5), 0, w - 1).astype(np.int64)
     return maps[..., rows[:, None], cols[None, :]]
 
 
@@ -78,6 +80,7 @@ class AttentionStep:
     value_jacobian: np.ndarray  # (H, W) |d value / d observation|, summed over channels
     agreement: float  # Spearman of the queries' mean map with the Jacobian's mass per cell
     score: float
+    shares: dict[str, tuple[float, float]]  # per object class: the attention's and the Jacobian's share
 
 
 def value_jacobian(model: SoftAttentionAgent, obs: torch.Tensor, policy: SoftPolicy) -> np.ndarray:
@@ -90,6 +93,23 @@ def value_jacobian(model: SoftAttentionAgent, obs: torch.Tensor, policy: SoftPol
         heads, _ = model.step(x, state, policy.prev_action, policy.prev_reward)
         (grad,) = torch.autograd.grad(heads["value"].sum(), x)
     return grad.abs().sum(1)[0].numpy()
+
+
+def object_shares(game: str, rams: list[np.ndarray] | None, attention: np.ndarray, jacobian: np.ndarray,
+                  model: SoftAttentionAgent) -> dict[str, tuple[float, float]]:  # fmt: skip
+    """Per object class of a game with object tables (:mod:`analysis.objects`), the share of the
+    queries' mean map on the class's cells, and the share of the Jacobian's mass; the attention's
+    cells spread their probability evenly over their pixels, so that the map still sums to 1."""
+    from analysis.objects import GAMES, boxes, class_masks, mass_share
+
+    if game not in GAMES or rams is None:
+        return {}
+    shape = jacobian.shape
+    mean = attention.mean(0)
+    pixels = cells_of(np.ones(shape), model, mean.shape)
+    spread = maps_to_obs(np.divide(mean, pixels, out=np.zeros_like(mean), where=pixels > 0), model)
+    masks = class_masks(game, boxes(game, rams), shape)
+    return {c: (mass_share(spread, m), mass_share(jacobian, m)) for c, m in masks.items()}
 
 
 def play_attention(model: SoftAttentionAgent, config: dict[str, Any], steps: int | None = None,
@@ -110,8 +130,10 @@ def play_attention(model: SoftAttentionAgent, config: dict[str, Any], steps: int
         action = int(policy(x)[0])
         maps = policy.heads["attention"][0].numpy()
         agreement = spearman(maps.mean(0), cells_of(jac, model, maps.shape[-2:]))
+        rams = env.pooled_ram() if hasattr(env, "pooled_ram") else None
+        shares = object_shares(config["game"], rams, maps, jac, model)
         yield AttentionStep(t, episode, env.rgb_frame(), action, float(policy.heads["value"][0]), maps,
-                            jac, agreement, score)  # fmt: skip
+                            jac, agreement, score, shares)  # fmt: skip
         obs, reward, terminated, truncated, _ = env.step(action)
         policy.observe(np.array([action]), np.array([reward], np.float32))
         score += float(reward)
@@ -143,16 +165,16 @@ def attention_frame(step: AttentionStep, model: SoftAttentionAgent, norm: Runnin
 def record_attention(model: SoftAttentionAgent, config: dict[str, Any], out: str | os.PathLike[str], *,
                      steps: int | None = None, episodes: int | None = None, seed: int = 0,
                      fps: float = 30.0, height: int = 420, per_frame_norm: bool = False,
-                     progress: bool = True) -> tuple[Path, dict[str, float]]:  # fmt: skip
+                     progress: bool = True) -> tuple[Path, dict[str, Any]]:  # fmt: skip
     """Play and write an H.264 mp4 of the soft agent's attention (:func:`attention_frame`, with a
-    heads-up line: step, episode, score, action, value, agreement); returns the path and a summary:
-    the median and quartiles over the steps of the attention-Jacobian agreement, and the steps."""
+    heads-up line: step, episode, score, action, value, agreement); returns the path and
+    :func:`attention_summary`."""
     from tqdm import tqdm
 
     out = check_writable(out)
     names = config.get("action_set") if isinstance(config.get("action_set"), list) else None
     norm = RunningPercentile(momentum=0.0 if per_frame_norm else 0.95)
-    agreement = []
+    agreement, shares = [], []
     with VideoWriter(out, fps=fps) as video, tqdm(total=steps, desc="attention video", unit="frame",
                                                   disable=not progress) as bar:  # fmt: skip
         for step in play_attention(model, config, steps=steps, episodes=episodes, seed=seed):
@@ -161,10 +183,24 @@ def record_attention(model: SoftAttentionAgent, config: dict[str, Any], out: str
                    f"V {step.value:.2f}   attention~Jacobian Spearman {step.agreement:.2f}"]  # fmt: skip
             video.write(hud_strip(attention_frame(step, model, norm, height), hud))
             agreement.append(step.agreement)
+            shares.append(step.shares)
             bar.update(1)
+    return video.path, attention_summary(agreement, shares)
+
+
+def attention_summary(agreement: list[float], shares: list[dict[str, tuple[float, float]]]) -> dict[str, Any]:
+    """The steps, the median and quartiles of the attention-Jacobian agreement, and per object class
+    the mean share of the attention and of the Jacobian with 95% intervals (batch means: the
+    steps of play are correlated)."""
+    from analysis.compare import mean_ci_dict
+
     a = np.array(agreement)
     a = a[np.isfinite(a)]
     q = np.percentile(a, [25, 50, 75]) if len(a) else [float("nan")] * 3
-    summary = {"steps": len(agreement), "agreement_median": float(q[1]), "agreement_q25": float(q[0]),
-               "agreement_q75": float(q[2])}  # fmt: skip
-    return video.path, summary
+    summary: dict[str, Any] = {"steps": len(agreement), "agreement_median": float(q[1]),
+                               "agreement_q25": float(q[0]), "agreement_q75": float(q[2])}  # fmt: skip
+    if shares and shares[0]:
+        summary["objects"] = {c: {kind: mean_ci_dict(np.array([s[c][k] for s in shares]), series=True)
+                                  for k, kind in enumerate(("attention", "jacobian"))}
+                              for c in shares[0]}  # fmt: skip
+    return summary

@@ -95,6 +95,10 @@ def record_soft(args: Args, steps: int | None) -> None:
     print(f"attention against the value's Jacobian (Spearman over the feature cells): median "
           f"{summary['agreement_median']:.2f}, quartiles {summary['agreement_q25']:.2f} to "
           f"{summary['agreement_q75']:.2f}, over {summary['steps']} steps")  # fmt: skip
+    for cls, kinds in summary.get("objects", {}).items():
+        shares = (f"{kind} {v['mean']:.3f} [{v['ci_low']:.3f}, {v['ci_high']:.3f}]"
+                  for kind, v in kinds.items())
+        print(f"  share on the {cls}: {', '.join(shares)}")
     print(f"wrote {path}")
 
 

@@ -12,6 +12,7 @@ from agents.soft import SoftAttentionAgent, SoftPolicy
 from analysis.attention_video import (
     cells_of,
     maps_to_obs,
+    object_shares,
     receptive_field_centres,
     spearman,
     value_jacobian,
@@ -88,3 +89,18 @@ def test_agreement_is_a_rank_correlation():
     assert spearman(a, a**3) == pytest.approx(1.0)
     assert spearman(a, -a) == pytest.approx(-1.0)
     assert np.isnan(spearman(a, np.ones((3, 3))))
+
+
+def test_object_shares_spread_a_cell_over_its_pixels():
+    """On Catch's 24x24 screen the small torso's cell j is centred on pixel 2j; a pixel halfway
+    between two centres goes to the later cell, so cell 3 holds pixels 5 and 6 on each axis."""
+    model = _agent()
+    assert list(np.flatnonzero(maps_to_obs(np.eye(12)[3][:, None], model)[:, 0])) == [5, 6]
+    attention = np.zeros((2, 12, 12))
+    attention[:, 3, 3] = 1.0  # both queries on the cell holding pixels (5-6, 5-6)
+    jacobian = np.zeros((24, 24))
+    jacobian[6, 5] = 2.0
+    state = [np.array([6, 5, 10, 2, 24])]  # the ball at row 6, column 5; the paddle at columns 10-11
+    shares = object_shares("catch", state, attention, jacobian, model)
+    assert shares["ball"] == pytest.approx((0.25, 1.0)) and shares["paddle"] == (0.0, 0.0)
+    assert object_shares("pong", None, attention, jacobian, model) == {}
