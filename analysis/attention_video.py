@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from agents.soft import SoftAttentionAgent, SoftPolicy
-from analysis.playback import check_budget, playback_env
+from analysis.playback import Moment, play_episodes, playback_env
 from analysis.render import RunningPercentile, hud_strip, label, overlay, panels
 from analysis.saliency import to_frame
 from analysis.video import VideoWriter, check_writable
@@ -117,33 +117,26 @@ def play_attention(model: SoftAttentionAgent, config: dict[str, Any], steps: int
                    greedy: bool = True) -> Iterator[AttentionStep]:  # fmt: skip
     """Play one env with the agent until ``steps`` steps or ``episodes`` episodes, the recurrent
     state carried as in training (zeroed at each episode's start)."""
-    check_budget(steps, episodes)
     env = playback_env(config, seed)
     torch.manual_seed(seed)
     policy = SoftPolicy(model.eval(), 1, greedy=greedy)
-    obs, _ = env.reset(seed=seed)
-    t = episode = 0
-    score = 0.0
-    while (steps is None or t < steps) and (episodes is None or episode < episodes):
-        x = torch.from_numpy(np.asarray(obs)[None])
+
+    def act(m: Moment) -> tuple[int, AttentionStep]:
+        x = torch.from_numpy(np.asarray(m.obs)[None])
         jac = value_jacobian(model, x, policy)
         action = int(policy(x)[0])
         maps = policy.heads["attention"][0].numpy()
         agreement = spearman(maps.mean(0), cells_of(jac, model, maps.shape[-2:]))
         rams = env.pooled_ram() if hasattr(env, "pooled_ram") else None
         shares = object_shares(config["game"], rams, maps, jac, model)
-        yield AttentionStep(t, episode, env.rgb_frame(), action, float(policy.heads["value"][0]), maps,
-                            jac, agreement, score, shares)  # fmt: skip
-        obs, reward, terminated, truncated, _ = env.step(action)
+        return action, AttentionStep(m.t, m.episode, env.rgb_frame(), action, float(policy.heads["value"][0]),
+                                     maps, jac, agreement, m.score, shares)  # fmt: skip
+
+    def on_step(action: int, reward: float, ended: bool, info: dict[str, Any]) -> None:
         policy.observe(np.array([action]), np.array([reward], np.float32))
-        score += float(reward)
-        t += 1
-        if terminated or truncated:
-            episode += 1
-            score = 0.0
-            obs, _ = env.reset()
-            policy.reset()
-    env.close()
+
+    yield from play_episodes(env, act, steps, episodes, seed=seed, on_step=on_step,
+                             on_reset=lambda info: policy.reset())  # fmt: skip
 
 
 def attention_frame(step: AttentionStep, model: SoftAttentionAgent, norm: RunningPercentile,

@@ -54,32 +54,26 @@ def play_glimpses(model: RecurrentAttentionModel, config: dict[str, Any], steps:
                   episodes: int | None = None, seed: int = 0,
                   greedy: bool = True) -> Iterator[GlimpseStep]:  # fmt: skip
     """Play one env with the agent until ``steps`` steps or ``episodes`` episodes."""
-    from analysis.playback import check_budget, playback_env
+    from analysis.playback import Moment, play_episodes, playback_env
 
-    check_budget(steps, episodes)
     env = playback_env(config, seed)
     policy = GlimpsePolicy.for_checkpoint(model, config, 1, greedy=greedy)
     torch.manual_seed(seed)
-    obs, info = env.reset(seed=seed)
-    fire = FireAfterLifeLoss.for_checkpoint(config, info)  # the game the agent learnt
-    t = episode = 0
-    score = 0.0
-    while (steps is None or t < steps) and (episodes is None or episode < episodes):
-        action = int(fire.actions(np.asarray(policy(torch.from_numpy(obs[None]))[0])))
+    fire = None
+
+    def act(m: Moment) -> tuple[int, GlimpseStep]:
+        action = int(fire.actions(np.asarray(policy(torch.from_numpy(m.obs[None]))[0])))
         heads = {k: v[0].cpu().numpy() for k, v in policy.heads.items()}
-        yield GlimpseStep(t, episode, env.rgb_frame(), policy.locations[:, 0],
-                          policy.patches[:, 0], action, heads, score)  # fmt: skip
-        obs, reward, terminated, truncated, info = env.step(action)
-        fire.observe(info, terminated or truncated)
-        score += reward
-        t += 1
-        if terminated or truncated:
-            episode += 1
-            score = 0.0
-            obs, info = env.reset()
-            fire = FireAfterLifeLoss.for_checkpoint(config, info)
-            policy.reset()
-    env.close()
+        return action, GlimpseStep(m.t, m.episode, env.rgb_frame(), policy.locations[:, 0],
+                                   policy.patches[:, 0], action, heads, m.score)  # fmt: skip
+
+    def on_reset(info: dict[str, Any]) -> None:
+        nonlocal fire
+        fire = FireAfterLifeLoss.for_checkpoint(config, info)  # the game the agent learnt
+        policy.reset()
+
+    yield from play_episodes(env, act, steps, episodes, seed=seed, on_reset=on_reset,
+                             on_step=lambda _a, _r, ended, info: fire.observe(info, ended))  # fmt: skip
 
 
 def draw_glimpse(step: GlimpseStep, retina, trail: list[tuple[int, int]], action_names: list[str],

@@ -4,10 +4,10 @@ the real RGB screen, the observation, the action and the heads."""
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -15,6 +15,8 @@ from torch import nn
 
 from envs import make_atari_env
 from envs.options import AtariOptions
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -124,6 +126,55 @@ def playback_env(config: dict[str, Any], seed: int):
     )
 
 
+@dataclass
+class Moment:
+    """Where a playthrough stands before a step: the step's index, its episode, the episode's raw
+    score so far and the observation to act on."""
+
+    t: int
+    episode: int
+    score: float
+    obs: np.ndarray
+
+
+def play_episodes(
+    env: Any,
+    act: Callable[[Moment], tuple[int, T]],
+    steps: int | None = None,
+    episodes: int | None = None,
+    *,
+    seed: int | None = None,
+    on_step: Callable[[int, float, bool, dict[str, Any]], None] | None = None,
+    on_reset: Callable[[dict[str, Any]], None] | None = None,
+) -> Iterator[T]:
+    """The loop every playback shares: ``act`` picks each step's action and what to yield for it
+    (read before the env steps, so that its screen is the one acted on); ``on_step(action, reward,
+    ended, info)`` is told what the step did and ``on_reset(info)`` of every episode's start, the
+    first included (a recurrent policy's inputs and state, FIRE after a lost life). Runs until
+    ``steps`` steps or ``episodes`` episodes (give one), then closes the env."""
+    check_budget(steps, episodes)
+    obs, info = env.reset() if seed is None else env.reset(seed=seed)
+    if on_reset:
+        on_reset(info)
+    t = episode = 0
+    score = 0.0
+    while (steps is None or t < steps) and (episodes is None or episode < episodes):
+        action, item = act(Moment(t, episode, score, obs))
+        yield item
+        obs, reward, terminated, truncated, info = env.step(action)
+        if on_step:
+            on_step(action, float(reward), terminated or truncated, info)
+        score += float(reward)
+        t += 1
+        if terminated or truncated:
+            episode += 1
+            score = 0.0
+            obs, info = env.reset()
+            if on_reset:
+                on_reset(info)
+    env.close()
+
+
 def play(
     net: nn.Module,
     config: dict[str, Any],
@@ -136,23 +187,15 @@ def play(
     check_budget(steps, episodes)
     env = playback_env(config, seed)
     rng = np.random.default_rng(seed)
-    obs, _ = env.reset()
-    t = episode = 0
-    score = 0.0
-    while (steps is None or t < steps) and (episodes is None or episode < episodes):
+
+    def act(m: Moment) -> tuple[int, Step]:
         with torch.no_grad():
-            heads = net(torch.from_numpy(obs[None]))
+            heads = net(torch.from_numpy(m.obs[None]))
         action = int(greedy_action(heads)[0])
         if rng.random() < epsilon:
             action = int(rng.integers(env.action_space.n))
         ram = env.pooled_ram() if hasattr(env, "pooled_ram") else None
-        yield Step(t, episode, env.rgb_frame(), obs, action,
-                   {k: v[0].cpu().numpy() for k, v in heads.items()}, score, ram)  # fmt: skip
-        obs, reward, terminated, truncated, _ = env.step(action)
-        score += reward
-        t += 1
-        if terminated or truncated:
-            episode += 1
-            score = 0.0
-            obs, _ = env.reset()
-    env.close()
+        return action, Step(m.t, m.episode, env.rgb_frame(), m.obs, action,
+                            {k: v[0].cpu().numpy() for k, v in heads.items()}, m.score, ram)  # fmt: skip
+
+    yield from play_episodes(env, act, steps, episodes)
