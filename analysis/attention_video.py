@@ -22,7 +22,7 @@ from agents.soft import SoftAttentionAgent, SoftPolicy
 from analysis.playback import Moment, play_episodes, playback_env
 from analysis.render import RunningPercentile, hud_strip, label, overlay, panels
 from analysis.saliency import to_frame
-from analysis.video import VideoWriter, check_writable
+from analysis.video import VideoWriter, check_output_file, check_writable
 
 
 def receptive_field_centres(torso: nn.Sequential) -> tuple[float, float]:
@@ -81,6 +81,8 @@ class AttentionStep:
     agreement: float  # Spearman of the queries' mean map with the Jacobian's mass per cell
     score: float
     shares: dict[str, tuple[float, float]]  # per object class: the attention's and the Jacobian's share
+    obs: np.ndarray  # (C, H, W) uint8, the observation acted on
+    inputs: tuple[int, float]  # the previous action and (clipped) reward the agent was given with it
 
 
 def value_jacobian(model: SoftAttentionAgent, obs: torch.Tensor, policy: SoftPolicy) -> np.ndarray:
@@ -123,6 +125,7 @@ def play_attention(model: SoftAttentionAgent, config: dict[str, Any], steps: int
 
     def act(m: Moment) -> tuple[int, AttentionStep]:
         x = torch.from_numpy(np.asarray(m.obs)[None])
+        inputs = (int(policy.prev_action[0]), float(policy.prev_reward[0]))
         jac = value_jacobian(model, x, policy)
         action = int(policy(x)[0])
         maps = policy.heads["attention"][0].numpy()
@@ -130,7 +133,7 @@ def play_attention(model: SoftAttentionAgent, config: dict[str, Any], steps: int
         rams = env.pooled_ram() if hasattr(env, "pooled_ram") else None
         shares = object_shares(config["game"], rams, maps, jac, model)
         return action, AttentionStep(m.t, m.episode, env.rgb_frame(), action, float(policy.heads["value"][0]),
-                                     maps, jac, agreement, m.score, shares)  # fmt: skip
+                                     maps, jac, agreement, m.score, shares, m.obs, inputs)  # fmt: skip
 
     def on_step(action: int, reward: float, ended: bool, info: dict[str, Any]) -> None:
         policy.observe(np.array([action]), np.array([reward], np.float32))
@@ -158,13 +161,19 @@ def attention_frame(step: AttentionStep, model: SoftAttentionAgent, norm: Runnin
 def record_attention(model: SoftAttentionAgent, config: dict[str, Any], out: str | os.PathLike[str], *,
                      steps: int | None = None, episodes: int | None = None, seed: int = 0,
                      fps: float = 30.0, height: int = 420, per_frame_norm: bool = False,
+                     sequential: str | os.PathLike[str] | None = None,
                      progress: bool = True) -> tuple[Path, dict[str, Any]]:  # fmt: skip
     """Play and write an H.264 mp4 of the soft agent's attention (:func:`attention_frame`, with a
     heads-up line: step, episode, score, action, value, agreement); returns the path and
-    :func:`attention_summary`."""
+    :func:`attention_summary`. ``sequential``: also plot the value's sequential Jacobian over the
+    first episode (:func:`episode_jacobian`) into this .png; the summary then holds the median
+    memory span (steps back its sensitivity stays above 10% of its peak)."""
     from tqdm import tqdm
 
     out = check_writable(out)
+    if sequential is not None:
+        sequential = check_output_file(sequential, ".png")
+    first: list[AttentionStep] = []
     names = config.get("action_set") if isinstance(config.get("action_set"), list) else None
     norm = RunningPercentile(momentum=0.0 if per_frame_norm else 0.95)
     agreement, shares = [], []
@@ -177,8 +186,15 @@ def record_attention(model: SoftAttentionAgent, config: dict[str, Any], out: str
             video.write(hud_strip(attention_frame(step, model, norm, height), hud))
             agreement.append(step.agreement)
             shares.append(step.shares)
+            if sequential is not None and step.episode == 0 and len(first) < 200:
+                first.append(step)
             bar.update(1)
-    return video.path, attention_summary(agreement, shares)
+    summary = attention_summary(agreement, shares)
+    if sequential is not None:
+        jacobian = episode_jacobian(model, first)
+        jacobian.plot(str(sequential))
+        summary["memory_span_median"] = float(np.median(jacobian.memory_span()))
+    return video.path, summary
 
 
 def attention_summary(agreement: list[float], shares: list[dict[str, tuple[float, float]]]) -> dict[str, Any]:
@@ -197,3 +213,28 @@ def attention_summary(agreement: list[float], shares: list[dict[str, tuple[float
                                   for k, kind in enumerate(("attention", "jacobian"))}
                               for c in shares[0]}  # fmt: skip
     return summary
+
+
+def episode_jacobian(model: SoftAttentionAgent, played: list[AttentionStep], head: str = "value",
+                     max_steps: int = 200) -> Any:  # fmt: skip
+    """The sequential Jacobian (:mod:`analysis.sequential`) of the first recorded episode (at most
+    ``max_steps`` steps): how much the ``head`` (``value``, or the chosen action's
+    ``policy_logits``) at each step moves with the observation of every step before it, through
+    the ConvLSTM's and the policy LSTM's memory. The episode is replayed on the inputs it was
+    played with (the previous action and reward of each step), the observations scaled to [0, 1]."""
+    from analysis.sequential import sequential_jacobian
+
+    if head not in ("value", "policy_logits"):
+        raise ValueError(f"the sequential Jacobian takes the value or the policy_logits head (got {head!r})")
+    steps = [s for s in played if s.episode == played[0].episode][:max_steps]
+    like = {"dtype": model.basis.dtype}
+    frames = torch.from_numpy(np.stack([s.obs for s in steps])).to(**like) / 255.0
+    actions = torch.tensor([s.inputs[0] for s in steps])
+    rewards = torch.tensor([s.inputs[1] for s in steps], **like)
+
+    def step_fn(x: torch.Tensor, state: Any) -> tuple[dict[str, torch.Tensor], Any]:
+        t, memory = state  # the time index, to give each step the inputs it was played with
+        heads, memory = model.step(x, memory, actions[t : t + 1], rewards[t : t + 1])
+        return heads, (t + 1, memory)
+
+    return sequential_jacobian(step_fn, frames, (0, model.initial_state(1)), head)

@@ -40,6 +40,9 @@ class Args:
     """Frames per second of the video."""
     height: int = 420
     """Height in pixels of each panel (the 210-row screen upscaled)."""
+    sequential_jacobian: str | None = None
+    """Soft-attention checkpoints: also plot the value's sequential Jacobian over the first episode
+    (Graves 2012: how much each step's value moves with every earlier observation) into this .png."""
     method: str = "jacobian"
     """Saliency method: jacobian, smoothgrad, integrated_gradients, gradient_x_input or
     perturbation (Greydanus et al. 2018); a soft-attention agent's video shows the Jacobian."""
@@ -61,6 +64,9 @@ def main() -> None:
         if args.checkpoint and soft_checkpoint(args.checkpoint):
             record_soft(args, steps)
             return
+        if args.sequential_jacobian:
+            raise ValueError("--sequential-jacobian is for soft-attention checkpoints (a glimpse "
+                             "agent's: attn glimpses --jacobian)")  # fmt: skip
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             net, config = load_policy(args.checkpoint, args.game)
@@ -91,6 +97,7 @@ def record_soft(args: Args, steps: int | None) -> None:
         path, summary = record_attention(
             *load_checkpoint(args.checkpoint), args.out, steps=steps, episodes=args.episodes,
             seed=args.seed, fps=args.fps, height=args.height, per_frame_norm=args.per_frame_norm,
+            sequential=args.sequential_jacobian,
         )  # fmt: skip
     print(f"attention against the value's Jacobian (Spearman over the feature cells): median "
           f"{summary['agreement_median']:.2f}, quartiles {summary['agreement_q25']:.2f} to "
@@ -99,6 +106,9 @@ def record_soft(args: Args, steps: int | None) -> None:
         shares = (f"{kind} {v['mean']:.3f} [{v['ci_low']:.3f}, {v['ci_high']:.3f}]"
                   for kind, v in kinds.items())
         print(f"  share on the {cls}: {', '.join(shares)}")
+    if args.sequential_jacobian:
+        print(f"the value's memory span over the first episode: median {summary['memory_span_median']:.0f} "
+              f"steps back (sequential Jacobian in {args.sequential_jacobian})")  # fmt: skip
     print(f"wrote {path}")
 
 

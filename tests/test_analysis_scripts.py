@@ -106,6 +106,10 @@ def test_compare_heads_report(pong_checkpoint, tmp_path):
             ["--checkpoint", "{tmp}/bad.zip", "--out", "{tmp}/a.mp4"],
             "an SB3 zip does not record its game",
         ),
+        (
+            ["--game", "pong", "--sequential-jacobian", "{tmp}/s.png", "--out", "{tmp}/a.mp4"],
+            "--sequential-jacobian is for soft-attention checkpoints",
+        ),
     ],
 )
 def test_record_saliency_bad_input_is_one_line(args, message, tmp_path):

@@ -104,3 +104,19 @@ def test_object_shares_spread_a_cell_over_its_pixels():
     shares = object_shares("catch", state, attention, jacobian, model)
     assert shares["ball"] == pytest.approx((0.25, 1.0)) and shares["paddle"] == (0.0, 0.0)
     assert object_shares("pong", None, attention, jacobian, model) == {}
+
+
+def test_the_sequential_jacobian_replays_the_episode_and_its_diagonal_is_the_video_s_jacobian():
+    from analysis.attention_video import episode_jacobian, play_attention
+
+    model = _agent()
+    config = {"game": "catch", "env_options": {"stack_num": 1, "size": 24}}
+    played = list(play_attention(model, config, episodes=1, seed=4))
+    assert len(played) == 23 and played[1].inputs[0] == played[0].action  # each step told the last action
+    seq = episode_jacobian(model, played)
+    assert seq.matrix.shape == (23, 23) and np.allclose(np.triu(seq.matrix, 1), 0)
+    diagonal = [np.sqrt((s.value_jacobian**2).sum()) for s in played]  # one channel: |grad| is the grad
+    np.testing.assert_allclose(np.diag(seq.matrix), diagonal, rtol=1e-4)
+    assert seq.matrix[10, :10].max() > 0  # the value at step 10 still moves with earlier frames
+    with pytest.raises(ValueError, match="takes the value or the policy_logits head"):
+        episode_jacobian(model, played, head="attention")

@@ -143,9 +143,12 @@ def test_a_soft_run_trains_resumes_and_evaluates_as_every_agent_does(tmp_path, c
     # its video: the game, one panel per query and the value's Jacobian, a frame a step
     video = tmp_path / "soft.mp4"
     done = call_script("scripts/record_saliency.py", "--checkpoint", str(run), "--steps", "30",
-                       "--height", "96", "--out", str(video))  # fmt: skip
+                       "--height", "96", "--out", str(video), "--sequential-jacobian",
+                       str(tmp_path / "seq.png"))  # fmt: skip
     assert done.returncode == 0, done.stderr
-    assert "attention against the value's Jacobian" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "attention against the value's Jacobian" in printed and "share on the ball" in printed
+    assert "memory span over the first episode" in printed and (tmp_path / "seq.png").stat().st_size > 0
     frames = _frames(video)
     assert len(frames) == 30 and frames[0].shape[1] == 4 * 96  # 24x24 panels: game, 2 queries, Jacobian
     done = call_script("scripts/record_saliency.py", "--checkpoint", str(run), "--method", "smoothgrad",
