@@ -5,8 +5,9 @@ observations, on one page made from those files by :func:`write_zoo_page`, never
 Each agent's analysis (:func:`analyse_agent`) lives in ``docs/zoo/<agent>/``:
 
 * ``report.json`` and ``report.png``: the head report (``attn report``) over ``steps`` frames;
-* ``clip.mp4`` and ``still.png``: the first seconds of its saliency video (``attn saliency``) and
-  one frame of it;
+* ``clip.mp4`` and ``still.png``: the first seconds of its video and one frame of it: the value's
+  and the advantage's saliency (``attn saliency``), the glimpses and the patches they took
+  (``attn glimpses``), or the soft-attention agent's maps beside its value's Jacobian;
 * ``robustness.json`` and ``robustness.png``: FGSM, PGD and random noise at each epsilon, the agent
   attacked at every step of ``episodes`` evaluation episodes (``attn attack``), the intervals over
   those episodes.
@@ -26,7 +27,11 @@ from agents.common.checkpoint import CONFIG, read_json, resolve_checkpoint
 from analysis.render import markdown_table
 
 ATTACKS = ("fgsm", "pgd", "noise")
-KINDS = {"pqn": "dueling PQN", "dqn": "dueling DQN", "glimpse": "glimpse agent"}
+KINDS = {"pqn": "dueling PQN", "dqn": "dueling DQN", "glimpse": "glimpse agent",
+         "soft": "soft-attention agent"}  # fmt: skip
+# what a still shows, by kind of agent (the dueling agents: the game beside their heads' saliency)
+STILLS = {"glimpse": "the game with its glimpses, beside the patches it saw",
+          "soft": "the game, each query's attention and the value's Jacobian"}  # fmt: skip
 EPSILONS = (0.0, 1.0, 2.0, 4.0, 8.0)
 REPORT_KEPT = ("report.json", "report.png")
 NAMES = {"fgsm": "FGSM", "pgd": "PGD", "noise": "noise"}
@@ -37,8 +42,9 @@ def analyse_agent(agent: str | Path, out: str | Path, *, steps: int = 1000, clip
                   attacks: Sequence[str] = ATTACKS, num_envs: int = 8, seed: int = 0,
                   progress: bool = True) -> list[Path]:  # fmt: skip
     """Write the zoo's files for one shipped agent (see the module docstring) into ``out``. An
-    agent without two heads to compare (the glimpse agent) gets its robustness only; no
-    ``attacks``, the head report and the clip only (the attacks are most of the time)."""
+    agent without two heads to compare (the glimpse and soft-attention agents) gets no head report;
+    no ``attacks``, the head report and the clip only (the attacks are most of the time). The clip
+    plays the policy the agent's evaluation played (greedy, or sampled as its ``eval.json`` says)."""
     from agents.common.checkpoint import load_checkpoint
     from analysis.adversarial import check_attack, plot_robustness, robustness, summarise
 
@@ -51,7 +57,9 @@ def analyse_agent(agent: str | Path, out: str | Path, *, steps: int = 1000, clip
     written = []
     if dueling:
         written += _head_report(net, config, out, steps, seed, progress)
-        written += _clip_and_still(net, config, out, clip_steps, seed, progress)
+    record = Path(agent) / "eval.json"
+    greedy = not record.is_file() or read_json(record).get("policy", "greedy") == "greedy"
+    written += _clip_and_still(net, config, out, clip_steps, seed, progress, greedy)
     if not attacks:  # the head report and the clip alone
         return written
     eps = sorted(set(epsilons))
@@ -80,14 +88,25 @@ def _head_report(net: Any, config: dict[str, Any], out: Path, steps: int, seed: 
 
 
 def _clip_and_still(net: Any, config: dict[str, Any], out: Path, steps: int, seed: int,
-                    progress: bool) -> list[Path]:  # fmt: skip
-    """The saliency video's first ``steps`` frames, and its middle frame as a still."""
+                    progress: bool, greedy: bool = True) -> list[Path]:  # fmt: skip
+    """The first ``steps`` frames of the agent's video (its kind's: saliency, glimpses or attention),
+    and its middle frame as a still."""
     import imageio.v2 as imageio
 
-    from analysis.saliency_video import record_saliency
+    kind, path = config.get("agent"), out / "clip.mp4"
+    if kind == "glimpse":
+        from analysis.glimpse_video import record_glimpses
 
-    clip = record_saliency(net, config, out / "clip.mp4", steps=steps, seed=seed, height=320,
-                           progress=progress)  # fmt: skip
+        clip = record_glimpses(net, config, path, steps=steps, seed=seed, height=320, greedy=greedy,
+                               progress=progress)[0]  # fmt: skip
+    elif kind == "soft":
+        from analysis.attention_video import record_attention
+
+        clip = record_attention(net, config, path, steps=steps, seed=seed, height=320, progress=progress)[0]
+    else:
+        from analysis.saliency_video import record_saliency
+
+        clip = record_saliency(net, config, path, steps=steps, seed=seed, height=320, progress=progress)
     with imageio.get_reader(clip) as video:
         imageio.imwrite(out / "still.png", video.get_data(steps // 2))
     return [clip, out / "still.png"]
@@ -103,6 +122,7 @@ class Entry:
     report: dict[str, Any] | None
     robustness: dict[str, Any] | None
     files: dict[str, Path]  # what docs/zoo/<name>/ holds: still, clip, report and robustness figures
+    kind: str = "dqn"  # the agent's kind, as its checkpoint's config names it
 
 
 def entries(pretrained: str | Path, zoo: str | Path) -> list[Entry]:
@@ -120,7 +140,8 @@ def entries(pretrained: str | Path, zoo: str | Path) -> list[Entry]:
         record = json.loads((folder / "eval.json").read_text())
         agent = read_json(resolve_checkpoint(folder) / CONFIG).get("agent") or "dqn"
         label = f"{record['game'].replace('_', ' ').title()}, {KINDS.get(agent, agent)}"
-        found.append(Entry(folder.name, label, record, read.get("report"), read.get("robustness"), files))
+        found.append(Entry(folder.name, label, record, read.get("report"), read.get("robustness"), files,
+                           agent))  # fmt: skip
     return found
 
 
@@ -209,8 +230,9 @@ def page(found: list[Entry], zoo_link: str, command: str) -> str:
         parts += ["", f"## {e.label}", "", f"`pretrained/{e.name}`", ""]
         folder = f"{zoo_link}/{e.name}"
         if "still.png" in e.files:
-            parts += [f"![{e.label}: the game, the value and the advantage saliency]({folder}/still.png)", ""]
-        shown = (("saliency clip", "clip.mp4"), ("head report", "report.png"),
+            still = STILLS.get(e.kind, "the game, the value and the advantage saliency")
+            parts += [f"![{e.label}: {still}]({folder}/still.png)", ""]
+        shown = (("clip", "clip.mp4"), ("head report", "report.png"),
                  ("robustness", "robustness.png"))
         links = [f"[{label}]({folder}/{file})" for label, file in shown if file in e.files]
         command = e.record.get("training", {}).get("command", "")

@@ -123,3 +123,33 @@ def test_an_analysis_without_attacks_is_the_head_report_and_the_clip(shipped, tm
                             progress=False)  # fmt: skip
     assert {p.name for p in written} == {"report.json", "report.png", "clip.mp4", "still.png"}
     assert not (out / "robustness.json").exists()
+
+
+@pytest.mark.parametrize("kind", ["glimpse", "soft"])
+def test_attention_agents_get_their_own_clip_and_no_head_report(kind, tmp_path):
+    """A glimpse agent's clip shows its glimpses, a soft-attention agent's its attention maps; neither
+    has two heads to compare, and the page's still says what it shows."""
+    from agents.glimpse.train import GlimpseConfig, GlimpseTrainer
+    from agents.soft.train import SoftConfig, SoftTrainer
+
+    run = tmp_path / "run"
+    if kind == "glimpse":
+        GlimpseTrainer(GlimpseConfig(total_steps=2 * 24 * 4, num_envs=4, hidden=16, heatmap_every=0,
+                                     progress=False, run_dir=str(run))).run()  # fmt: skip
+    else:
+        SoftTrainer(SoftConfig(total_steps=2 * 24 * 4, num_envs=4, hidden=16, attention_every=0,
+                               progress=False, run_dir=str(run))).run()  # fmt: skip
+    agent = tmp_path / "pretrained" / "catch"
+    agent.mkdir(parents=True)
+    newest = sorted((run / "checkpoints").glob("step_*"))[-1]
+    for name in ("model.safetensors", "config.json"):
+        shutil.copyfile(newest / name, agent / name)
+    record = {"game": "catch", "mean": 0.1, "std": 0.3, "policy": "sample" if kind == "glimpse" else "greedy"}
+    (agent / "eval.json").write_text(json.dumps(record))
+    written = analyse_agent(agent, tmp_path / "zoo" / "catch", clip_steps=8, attacks=(), progress=False)
+    assert {p.name for p in written} == {"clip.mp4", "still.png"}
+    [entry] = entries(tmp_path / "pretrained", tmp_path / "zoo")
+    assert entry.kind == kind and entry.report is None
+    write_zoo_page(tmp_path / "pretrained", tmp_path / "zoo", tmp_path / "zoo.md", "attn zoo page")
+    shows = "the game with its glimpses" if kind == "glimpse" else "each query's attention"
+    assert f"{shows}" in (tmp_path / "zoo.md").read_text()
