@@ -236,7 +236,7 @@ def page(found: list[Entry], zoo_link: str, command: str) -> str:
                  ("robustness", "robustness.png"))
         links = [f"[{label}]({folder}/{file})" for label, file in shown if file in e.files]
         command = e.record.get("training", {}).get("command", "")
-        parts.append(f"Score {_score(e.record)}" + (f"; trained with `{command}`." if command else "."))
+        parts.append(f"Score {_score(e.record)}" + (f"; made with `{command}`." if command else "."))
         parts += ["", " · ".join(links) if links else "Not analysed yet: `attn zoo analyse` makes its files."]
     return "\n".join(parts) + "\n"
 
