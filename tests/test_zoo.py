@@ -75,7 +75,7 @@ def test_the_page_and_the_readme_table_come_from_the_files(shipped, tmp_path):
     assert row in text.splitlines()
     assert "![Catch, dueling PQN: the game, the value and the advantage saliency](zoo/catch/still.png)" \
         in text  # fmt: skip
-    assert "```bash\nattn zoo page\n```" in text and "trained with `attn train pqn --game catch`" in text
+    assert "```bash\nattn zoo page\n```" in text and "made with `attn train pqn --game catch`" in text
     summary = readme.read_text()
     assert "| Catch, dueling PQN | 0.50 +- 0.50 | 0.0M | CPU (x86_64), 2 threads, 1.5 min |" in summary
     assert summary.startswith("# x\n\n<!-- zoo:begin -->\n| agent |")
