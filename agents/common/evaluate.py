@@ -46,14 +46,16 @@ class EvalResult:
         }
 
 
-def make_eval_env(config: dict[str, Any], num_envs: int, seed: int, noop_max: int = 30):
+def make_eval_env(config: dict[str, Any], num_envs: int, seed: int, noop_max: int = 30,
+                  max_frames: int = 108_000):  # fmt: skip
     """The training preprocessing from a checkpoint config, with the evaluation protocol on top:
-    no-op starts, raw rewards, no life-loss terminals, the 108k-frame cap."""
+    no-op starts, raw rewards, no life-loss terminals, the 108k-frame cap (``max_frames``: a
+    shorter one for a quick check)."""
     if config["game"] == "catch":
         return CatchVectorEnv(num_envs, seed=seed, **catch_options(config["env_options"]))
     options = {**config["env_options"], "noop_max": noop_max, "reward_clipping": False,
                "episodic_life": False, "life_loss_info": False,
-               "max_num_frames_per_episode": 108_000}  # fmt: skip
+               "max_num_frames_per_episode": max_frames}  # fmt: skip
     options = AtariOptions.from_kwargs(**options).as_dict()
     return make_vector_env(config["game"], num_envs, seed=seed, **options)
 
@@ -68,6 +70,7 @@ def evaluate(
     noop_max: int = 30,
     device: str = "cpu",
     progress: bool = True,
+    max_frames: int = 108_000,
 ) -> EvalResult:
     """Play ``episodes`` episodes; ``policy(obs_tensor) -> actions`` is called on batches of
     ``min(num_envs, episodes)`` envs. A stateful policy (a recurrent agent) has ``reset(mask)``,
@@ -86,7 +89,7 @@ def evaluate(
     require_memory({"the envs": (emulator_bytes(config["game"], num_envs, frame), "--num-envs")})
     quota = np.full(num_envs, episodes // num_envs)
     quota[: episodes % num_envs] += 1
-    env = make_eval_env(config, num_envs, seed, noop_max)
+    env = make_eval_env(config, num_envs, seed, noop_max, max_frames)
     rng = np.random.default_rng(seed)
     n_actions = int(env.single_action_space.n)
     obs, info = env.reset()

@@ -406,15 +406,16 @@ def unpack(archive_path: str | Path, dest: str | Path) -> Path:
     return dest / names.pop()
 
 
-def one_episode(folder: str | Path, seed: int = 0) -> tuple[float, dict[str, Any]]:
+def one_episode(folder: str | Path, seed: int = 0, max_frames: int = 108_000) -> tuple[float, dict[str, Any]]:
     """One episode of a shipped agent with a fixed seed, played by the policy its evaluation
     played (greedy, or a glimpse agent's sampled one): (score, its eval.json), so a test can hold
-    the agent to what its evaluation promised."""
+    the agent to what its evaluation promised. ``max_frames`` cuts a long game's episode short."""
     from agents.common.checkpoint import load_checkpoint
     from agents.common.evaluate import evaluate_network
 
     record = read_json(Path(folder) / EVAL)
     network, config = load_checkpoint(folder)
     result = evaluate_network(network, config, sample=record.get("policy") == "sample", episodes=1,
-                              epsilon=0.0, seed=seed, num_envs=1, progress=False)  # fmt: skip
+                              epsilon=0.0, seed=seed, num_envs=1, progress=False,
+                              max_frames=max_frames)  # fmt: skip
     return result["mean"], record
