@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from agents.soft import SoftAttentionAgent, SoftPolicy
+from analysis.objects import pooled_state
 from analysis.playback import Moment, play_episodes, playback_env
 from analysis.render import RunningPercentile, hud_strip, label, overlay, panels
 from analysis.saliency import to_frame
@@ -97,20 +98,20 @@ def value_jacobian(model: SoftAttentionAgent, obs: torch.Tensor, policy: SoftPol
     return grad.abs().sum(1)[0].numpy()
 
 
-def object_shares(game: str, rams: list[np.ndarray] | None, attention: np.ndarray, jacobian: np.ndarray,
+def object_shares(game: str, pooled: list[np.ndarray] | None, attention: np.ndarray, jacobian: np.ndarray,
                   model: SoftAttentionAgent) -> dict[str, tuple[float, float]]:  # fmt: skip
     """Per object class of a game with object tables (:mod:`analysis.objects`), the share of the
     queries' mean map on the class's cells, and the share of the Jacobian's mass; the attention's
     cells spread their probability evenly over their pixels, so that the map still sums to 1."""
     from analysis.objects import GAMES, boxes, class_masks, mass_share
 
-    if game not in GAMES or rams is None:
+    if game not in GAMES or pooled is None:
         return {}
     shape = jacobian.shape
     mean = attention.mean(0)
     pixels = cells_of(np.ones(shape), model, mean.shape)
     spread = maps_to_obs(np.divide(mean, pixels, out=np.zeros_like(mean), where=pixels > 0), model)
-    masks = class_masks(game, boxes(game, rams), shape)
+    masks = class_masks(game, boxes(game, pooled), shape)
     return {c: (mass_share(spread, m), mass_share(jacobian, m)) for c, m in masks.items()}
 
 
@@ -130,8 +131,7 @@ def play_attention(model: SoftAttentionAgent, config: dict[str, Any], steps: int
         action = int(policy(x)[0])
         maps = policy.heads["attention"][0].numpy()
         agreement = spearman(maps.mean(0), cells_of(jac, model, maps.shape[-2:]))
-        rams = env.pooled_ram() if hasattr(env, "pooled_ram") else None
-        shares = object_shares(config["game"], rams, maps, jac, model)
+        shares = object_shares(config["game"], pooled_state(env, config["game"]), maps, jac, model)
         return action, AttentionStep(m.t, m.episode, env.rgb_frame(), action, float(policy.heads["value"][0]),
                                      maps, jac, agreement, m.score, shares, m.obs, inputs)  # fmt: skip
 

@@ -1,5 +1,5 @@
-"""Where the game's objects are, read from the emulator's RAM, and how much of a saliency map
-falls on each kind of object.
+"""Where the game's objects are, read from the emulator's RAM (or, for Enduro, its screen), and
+how much of a saliency map falls on each kind of object.
 
 A saliency map says which pixels move a head; whether those pixels are the ball, a paddle or the
 score needs to know where those are. Their positions are in the game's RAM. The addresses
@@ -113,6 +113,49 @@ def _space_invaders(ram: np.ndarray) -> list[Box]:
     return found
 
 
+ENDURO_FIELD = (51, 155)  # the rows between the horizon and the dashboard
+ENDURO_NEAR = 120  # a car whose box reaches below this row is just ahead of the player's car
+
+
+def _enduro(screen: np.ndarray) -> list[Box]:
+    """Enduro, read from the screen: no RAM table places its cars (OCAtari's ``enduro.py`` fits
+    their rows with a formula that misses them on the screen, measured here). On the field (rows
+    51-154; the first 8 columns are the console's blank bar), whatever is not the ground's colour
+    (the field's most common one, which changes with the time of day) is an object. The road's
+    edges and the player's car are grey (R = G = B) in every light; the other cars, or at night
+    their tail lights, never are. So: each 8-connected group of coloured pixels is a car, near
+    (reaching below row 120, the road just ahead) or far; the player's car is the grey group
+    below row 130 that holds runs of 4 or more grey pixels (an edge is 1-2 pixels a row; every
+    row of the car's sprite has one), on the rows that hold them; the rest of the grey is the
+    road's edges, one box per row and run; the dashboard is fixed."""
+    from scipy import ndimage
+
+    top, bottom = ENDURO_FIELD
+    field = np.asarray(screen[top:bottom, 8:], np.int32)
+    code = field[..., 0] << 16 | field[..., 1] << 8 | field[..., 2]
+    colours, counts = np.unique(code, return_counts=True)
+    other = code != colours[counts.argmax()]
+    grey = (field[..., 0] == field[..., 1]) & (field[..., 1] == field[..., 2]) & other
+    found = [Box("dashboard", 48, 161, 64, 30)]
+    cars, _ = ndimage.label(other & ~grey, structure=np.ones((3, 3)))
+    for rows, cols in ndimage.find_objects(cars):
+        cls = "car_near" if rows.stop + top > ENDURO_NEAR else "car_far"
+        found.append(Box(cls, cols.start + 8, rows.start + top, cols.stop - cols.start, rows.stop - rows.start))
+    low = grey.copy()
+    low[: 130 - top] = False
+    groups, _ = ndimage.label(low, structure=np.ones((3, 3)))
+    runs = low[:, 3:] & low[:, 2:-1] & low[:, 1:-2] & low[:, :-3]
+    player = np.isin(groups, np.unique(groups[:, 3:][runs])) & low & runs.any(1)[:, None]
+    if player.any():
+        rows, cols = np.nonzero(player)
+        found.append(Box("player", int(cols.min()) + 8, int(rows.min()) + top,
+                         int(cols.max() - cols.min()) + 1, int(rows.max() - rows.min()) + 1))  # fmt: skip
+    steps = np.diff(np.pad(grey & ~player, ((0, 0), (1, 1))).astype(np.int8), axis=1)
+    (rows, starts), (_, stops) = np.nonzero(steps == 1), np.nonzero(steps == -1)  # row by row
+    found += [Box("road", int(c) + 8, int(r) + top, int(e - c), 1) for r, c, e in zip(rows, starts, stops, strict=True)]
+    return found
+
+
 def _catch(state: np.ndarray) -> list[Box]:
     """Catch (Mnih et al. 2014): the ball and the paddle, one pixel high, from the game's own state
     (:meth:`envs.CatchEnv.pooled_ram`: ball row and column, paddle column and width), exact by
@@ -123,8 +166,10 @@ def _catch(state: np.ndarray) -> list[Box]:
 
 GAMES: dict[str, Callable[[np.ndarray], list[Box]]] = {"pong": _pong, "breakout": _breakout,
                                                        "space_invaders": _space_invaders,
-                                                       "catch": _catch}  # fmt: skip
+                                                       "enduro": _enduro, "catch": _catch}  # fmt: skip
+SCREEN_GAMES = frozenset({"enduro"})  # games whose objects are found on the screen, not in RAM
 CLASSES = {"catch": ("ball", "paddle"),
+           "enduro": ("player", "car_near", "car_far", "road", "dashboard"),
            "pong": ("ball", "player", "enemy", "score"),
            "breakout": ("ball", "paddle", "bricks", "score"),
            "space_invaders": ("player", "alien", "shield", "shot", "score")}  # fmt: skip
@@ -136,15 +181,23 @@ def check_game(game: str) -> None:
         raise ValueError(f"no object tables for {game!r}; games with objects: {', '.join(GAMES)}")
 
 
-def boxes(game: str, rams: np.ndarray | Sequence[np.ndarray]) -> list[Box]:
+def pooled_state(env: Any, game: str) -> list[np.ndarray]:
+    """What ``game``'s objects are read from for the newest observation frame: the RAM of each
+    frame it pooled, or for :data:`SCREEN_GAMES` their screens (the env must record them:
+    :meth:`envs.atari.AtariEnv.record_screens`)."""
+    return env.pooled_screens() if game in SCREEN_GAMES else env.pooled_ram()
+
+
+def boxes(game: str, states: np.ndarray | Sequence[np.ndarray]) -> list[Box]:
     """The objects of one observation's newest frame: the union of the boxes of the frames it
-    pooled (a (128,) RAM or a sequence of them, as :meth:`envs.atari.AtariEnv.pooled_ram`
-    gives), clipped to the screen."""
+    pooled (a (128,) RAM, or a 210 x 160 x 3 screen for :data:`SCREEN_GAMES`, or a sequence of
+    them, as :func:`pooled_state` gives), clipped to the screen."""
     check_game(game)
-    frames = [np.asarray(rams)] if np.asarray(rams).ndim == 1 else [np.asarray(r) for r in rams]
+    one = np.asarray(states).ndim == (3 if game in SCREEN_GAMES else 1)
+    frames = [np.asarray(states)] if one else [np.asarray(r) for r in states]
     out = []
-    for ram in frames:
-        for b in GAMES[game](ram):
+    for state in frames:
+        for b in GAMES[game](state):
             x0, y0, x1, y1 = max(b.x, 0), max(b.y, 0), min(b.x + b.w, 160), min(b.y + b.h, 210)
             if x1 > x0 and y1 > y0:
                 out.append(Box(b.cls, x0, y0, x1 - x0, y1 - y0))

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from analysis.objects import SCREEN_GAMES, pooled_state
 from envs import make_atari_env
 from envs.options import AtariOptions
 
@@ -28,7 +29,7 @@ class Step:
     action: int
     heads: dict[str, np.ndarray]
     score: float  # the episode's raw score so far
-    ram: list[np.ndarray] | None = None  # the RAM of the frames obs's newest frame pooled (Atari)
+    pooled: list[np.ndarray] | None = None  # what objects are read from (analysis.objects.pooled_state)
 
 
 def load_policy(checkpoint: str | None, game: str | None) -> tuple[nn.Module, dict[str, Any]]:
@@ -121,9 +122,10 @@ def playback_env(config: dict[str, Any], seed: int):
         return CatchEnv(**catch_options(config.get("env_options", {})))
     options = {**config.get("env_options", {}), "reward_clipping": False, "episodic_life": False,
                "life_loss_info": False}  # fmt: skip
-    return make_atari_env(
-        config["game"], seed=seed, **AtariOptions.from_kwargs(**options).as_dict()
-    )
+    env = make_atari_env(config["game"], seed=seed, **AtariOptions.from_kwargs(**options).as_dict())
+    if config["game"] in SCREEN_GAMES:
+        env.record_screens()
+    return env
 
 
 @dataclass
@@ -194,8 +196,8 @@ def play(
         action = int(greedy_action(heads)[0])
         if rng.random() < epsilon:
             action = int(rng.integers(env.action_space.n))
-        ram = env.pooled_ram() if hasattr(env, "pooled_ram") else None
         return action, Step(m.t, m.episode, env.rgb_frame(), m.obs, action,
-                            {k: v[0].cpu().numpy() for k, v in heads.items()}, m.score, ram)  # fmt: skip
+                            {k: v[0].cpu().numpy() for k, v in heads.items()}, m.score,
+                            pooled_state(env, config["game"]))  # fmt: skip
 
     yield from play_episodes(env, act, steps, episodes)

@@ -64,8 +64,8 @@ def collect(net: nn.Module, config: dict[str, Any], episodes: int | None, seed: 
     outputs: list[dict[str, np.ndarray]] = []
     for step in tqdm(play(net, config, steps=steps, episodes=episodes, seed=seed),
                      desc="playing", unit="step", disable=not progress):  # fmt: skip
-        if objects is not None and step.ram is not None:
-            objects.append(boxes(game, step.ram))
+        if objects is not None and step.pooled is not None:
+            objects.append(boxes(game, step.pooled))
             episode_of.append(step.episode)
         if not heads:
             heads = head_pair(list(step.heads))

@@ -75,6 +75,7 @@ class AtariEnv(gym.Env[np.ndarray, np.int64]):
         channels = () if o.grayscale else (3,)
         self._raw = [np.zeros((h, w, *channels), np.uint8) for _ in range(2)]
         self._ram = [np.zeros(128, np.uint8) for _ in range(2)]  # the RAM of each _raw frame
+        self._screens: list[np.ndarray] | None = None  # and its RGB screen, once recorded
         self._pooled = 1  # how many of them the newest observation frame pooled
         self._stack = np.zeros((o.stack_num, o.img_height, o.img_width, *channels), np.uint8)
         self._stack_idx = 0
@@ -93,6 +94,12 @@ class AtariEnv(gym.Env[np.ndarray, np.int64]):
             self.ale.getScreenGrayscale(buffer)
         else:
             self.ale.getScreenRGB(buffer)
+
+    def _remember(self, slot: int) -> None:
+        """Keep what analysis reads of raw frame ``slot``: its RAM, and its screen if recorded."""
+        self._ram[slot][:] = self.ale.getRAM()
+        if self._screens is not None:
+            self.ale.getScreenRGB(self._screens[slot])
 
     def _push_frame(self) -> None:
         o = self.options
@@ -135,7 +142,7 @@ class AtariEnv(gym.Env[np.ndarray, np.int64]):
         self._stack[:] = 0
         self._stack_idx = 0
         self._grab(self._raw[0])
-        self._ram[0][:] = self.ale.getRAM()
+        self._remember(0)
         self._raw[1][:] = 0
         self._pooled = 1
         self._push_frame()
@@ -164,7 +171,7 @@ class AtariEnv(gym.Env[np.ndarray, np.int64]):
                 break
             if skip <= 2:
                 self._grab(self._raw[skip - 1])
-                self._ram[skip - 1][:] = self.ale.getRAM()
+                self._remember(skip - 1)
         self._pooled = 2 if self.options.maxpool else 1
         self._push_frame()
         self._lives = self.ale.lives()
@@ -179,6 +186,20 @@ class AtariEnv(gym.Env[np.ndarray, np.int64]):
         and with ``maxpool`` the one before it), so that what is read from RAM
         (:mod:`analysis.objects`) matches what the observation shows."""
         return [r.copy() for r in self._ram[: self._pooled]]
+
+    def record_screens(self) -> None:
+        """Keep the RGB screen of each pooled frame from the next reset on, for
+        :meth:`pooled_screens` (off by default: two screen copies a step that only analysis uses)."""
+        if self._screens is None:
+            h, w = self.ale.getScreenDims()
+            self._screens = [np.zeros((h, w, 3), np.uint8) for _ in range(2)]
+
+    def pooled_screens(self) -> list[np.ndarray]:
+        """The RGB screens of the frames the newest observation frame pooled, newest first (as
+        :meth:`pooled_ram`), for objects found on the screen rather than in RAM."""
+        if self._screens is None:
+            raise RuntimeError("pooled_screens needs record_screens() before the episode's reset")
+        return [s.copy() for s in self._screens[: self._pooled]]
 
     def rgb_frame(self) -> np.ndarray:
         """The current 210x160x3 game screen, on which analysis draws saliency."""
