@@ -113,6 +113,30 @@ def _space_invaders(ram: np.ndarray) -> list[Box]:
     return found
 
 
+def _ms_pacman(ram: np.ndarray) -> list[Box]:
+    """Ms. Pac-Man (OCAtari ``mspacman.py``): Ms. Pac-Man, the ghosts (RAM bytes 6-9 and 12-15;
+    the first while byte 47 is set, the others as byte 19 counts them), the fruit while it is
+    out, the four power pills left (bits of byte 117), every pill left (14 rows of three bytes
+    from byte 59, one bit a pill, 8 pixels apart with a 4-pixel gap at the maze's middle) and
+    the score. The ghosts flicker, each drawn on alternate frames, so an observation's two pooled
+    frames show them all."""
+    found = [Box("score", 55, 187, 47, 7), Box("player", int(ram[10]) - 13, int(ram[16]) + 1, 9, 10)]
+    ghosts = ([0] if ram[47] else []) + [k for k in (1, 2, 3) if ram[47] and ram[19] >= k]
+    found += [Box("ghost", int(ram[6 + k]) - 13, int(ram[12 + k]) + 1, 9, 10) for k in ghosts]
+    if ram[11] and ram[17]:
+        found.append(Box("fruit", int(ram[11]) - 13, int(ram[17]) + 1, 9, 10))
+    for bit, (x, y) in zip((4, 8, 16, 32), ((148, 146), (148, 14), (8, 147), (8, 15)), strict=True):
+        if ram[117] & bit:
+            found.append(Box("power_pill", x, y, 4, 7))
+    for row in range(14):
+        edge, left, right = (int(b) for b in ram[59 + 3 * row : 62 + 3 * row])
+        columns = [c for c, bit in ((17, 16), (0, 64)) if edge & bit]
+        columns += [4 - (j >> 1) if j & 1 else 12 - (j >> 1) for j in range(8) if left >> j & 1]
+        columns += [13 + (j >> 1) if j & 1 else 5 + (j >> 1) for j in range(8) if right >> j & 1]
+        found += [Box("pill", 8 + 8 * c + 4 * (c > 8), 7 + 12 * row, 4, 2) for c in columns]
+    return found
+
+
 ENDURO_FIELD = (51, 155)  # the rows between the horizon and the dashboard
 ENDURO_NEAR = 120  # a car whose box reaches below this row is just ahead of the player's car
 
@@ -166,10 +190,12 @@ def _catch(state: np.ndarray) -> list[Box]:
 
 GAMES: dict[str, Callable[[np.ndarray], list[Box]]] = {"pong": _pong, "breakout": _breakout,
                                                        "space_invaders": _space_invaders,
-                                                       "enduro": _enduro, "catch": _catch}  # fmt: skip
+                                                       "enduro": _enduro, "ms_pacman": _ms_pacman,
+                                                       "catch": _catch}  # fmt: skip
 SCREEN_GAMES = frozenset({"enduro"})  # games whose objects are found on the screen, not in RAM
 CLASSES = {"catch": ("ball", "paddle"),
            "enduro": ("player", "car_near", "car_far", "road", "dashboard"),
+           "ms_pacman": ("player", "ghost", "fruit", "power_pill", "pill", "score"),
            "pong": ("ball", "player", "enemy", "score"),
            "breakout": ("ball", "paddle", "bricks", "score"),
            "space_invaders": ("player", "alien", "shield", "shot", "score")}  # fmt: skip
