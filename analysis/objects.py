@@ -137,6 +137,37 @@ def _ms_pacman(ram: np.ndarray) -> list[Box]:
     return found
 
 
+def _seaquest(ram: np.ndarray) -> list[Box]:
+    """Seaquest (OCAtari ``seaquest.py``): the player's submarine (hidden while byte 105 counts
+    its explosion), the enemies of each of the four lanes (a lane's formation byte says which of
+    its three slots, 16 pixels apart, hold one; a lane holds sharks, which bob by byte 93, or
+    submarines, as byte 89 + lane says), one diver or enemy shot a lane (a submarine lane fires,
+    a shark lane carries a diver), the enemy submarine on the surface in later waves, the
+    player's torpedo, the oxygen bar, and the score, lives and rescued divers (``hud``)."""
+    found = [Box("oxygen", 49, 170, 63, 5), Box("hud", 59, 9, 47, 8), Box("hud", 58, 22, 47, 8),
+             Box("hud", 58, 178, 48, 9)]  # fmt: skip
+    if not 0 < ram[105] < 15:
+        found.append(Box("player", int(ram[70]), int(ram[97]) + 33, 16, 11))
+    for lane in range(4):  # bottom lane first
+        submarines = 3 < int(ram[89 + lane]) % 8 < 7
+        for slot in range(3):
+            x = (int(ram[30 + lane]) + 16 * slot) % 256
+            if int(ram[36 + lane]) >> (2 - slot) & 1 and x <= 165:
+                if submarines:
+                    found.append(Box("submarine", x, 141 - 24 * lane, 8, 11))
+                else:
+                    found.append(Box("shark", x, 141 - 24 * lane + int(ram[93]) - 4, 8, 7))
+        x = int(ram[71 + lane])
+        if 0 < x < 160:
+            found.append(Box("shot", x + 3, 145 - 24 * lane, 6, 4) if submarines
+                         else Box("diver", x, 141 - 24 * lane, 8, 11))  # fmt: skip
+    if ram[60] >= 2 and ram[118] < 160:
+        found.append(Box("submarine", int(ram[118]), 45, 8, 11))
+    if 0 < ram[103] < 160:
+        found.append(Box("shot", int(ram[103]), int(ram[97]) + 40, 8, 1))
+    return found
+
+
 ENDURO_FIELD = (51, 155)  # the rows between the horizon and the dashboard
 ENDURO_NEAR = 120  # a car whose box reaches below this row is just ahead of the player's car
 
@@ -191,11 +222,13 @@ def _catch(state: np.ndarray) -> list[Box]:
 GAMES: dict[str, Callable[[np.ndarray], list[Box]]] = {"pong": _pong, "breakout": _breakout,
                                                        "space_invaders": _space_invaders,
                                                        "enduro": _enduro, "ms_pacman": _ms_pacman,
+                                                       "seaquest": _seaquest,
                                                        "catch": _catch}  # fmt: skip
 SCREEN_GAMES = frozenset({"enduro"})  # games whose objects are found on the screen, not in RAM
 CLASSES = {"catch": ("ball", "paddle"),
            "enduro": ("player", "car_near", "car_far", "road", "dashboard"),
            "ms_pacman": ("player", "ghost", "fruit", "power_pill", "pill", "score"),
+           "seaquest": ("player", "shark", "submarine", "diver", "shot", "oxygen", "hud"),
            "pong": ("ball", "player", "enemy", "score"),
            "breakout": ("ball", "paddle", "bricks", "score"),
            "space_invaders": ("player", "alien", "shield", "shot", "score")}  # fmt: skip
