@@ -221,7 +221,7 @@ def page(found: list[Entry], zoo_link: str, command: str) -> str:
              "score holds under attacks on its observations. Made by:", "", f"```bash\n{command}\n```",
              "", table(found), "",
              "The heads' largest difference is the value stream's share of saliency minus the "
-             "advantage stream's, on the game's objects where the suite reads them from RAM (else its "
+             "advantage stream's, on the game's objects where the suite reads them (else its "
              "regions), with a 95% batch-means interval over the frames. Sanity: whether each head's "
              "Jacobian maps change when the network is randomised (Adebayo et al. 2018). Attacks: "
              "FGSM, PGD-10 and random noise at an L-infinity budget of epsilon pixel levels, at every "

@@ -353,6 +353,27 @@ def test_pooled_screens_are_the_pooled_frames_and_need_recording():
     env.close()
 
 
+def _two_frames(game: str, frames: int, hold: int = 8, every: int = 4):
+    """Every ``every`` frames of random play at frameskip 1 (an action held ``hold`` frames, a new
+    game after each game over): the last two frames' screens and RAMs, as an observation pools
+    them (newest first), and the lives left."""
+    env = AtariEnv(game, seed=0, noop_max=0, repeat_action_probability=0.0, frameskip=1, maxpool=False)
+    env.reset()
+    rng = np.random.default_rng(0)
+    before, action = None, 0
+    for t in range(frames):
+        action = int(rng.integers(env.action_space.n)) if t % hold == 0 else action
+        _, _, terminated, truncated, info = env.step(action)
+        now = env.rgb_frame(), env.ale.getRAM().copy()
+        if before is not None and t % every == every - 1:
+            yield (now[0], before[0]), [now[1], before[1]], info["lives"]
+        before = now
+        if terminated or truncated:
+            env.reset()
+            before = None
+    env.close()
+
+
 MS_PACMAN_MAZE = np.array([(0, 28, 136), (228, 111, 111), (0, 0, 0)])  # corridors, walls and pills, black
 
 
@@ -363,35 +384,20 @@ def test_ms_pacman_boxes_hold_their_objects_on_both_pooled_frames():
     is not the maze's on 90% (measured 93%: the misses come in stretches where no ghost is drawn
     at all, such as the pause after a life is lost); a power pill's on 40% (they blink; measured
     56%). The pills' boxes are exactly the pills' RAM bits, and pills get eaten."""
-    env = AtariEnv("ms_pacman", seed=0, noop_max=0, repeat_action_probability=0.0, frameskip=1,
-                   maxpool=False)  # fmt: skip
-    env.reset()
-    rng = np.random.default_rng(0)
     colours = {"player": lambda p: (p == (210, 164, 74)).all(1).any(),
                "pill": lambda p: (p == (228, 111, 111)).all(1).any(),
                "ghost": lambda p: (p[:, None] != MS_PACMAN_MAZE).any(2).all(1).any()}  # fmt: skip
     colours["power_pill"], colours["fruit"] = colours["pill"], colours["ghost"]
     seen, empty, pills, lives = {}, {}, set(), set()
-    before, action = None, 0
-    for t in range(6000):
-        action = int(rng.integers(env.action_space.n)) if t % 8 == 0 else action
-        _, _, terminated, truncated, info = env.step(action)
-        lives.add(info["lives"])
-        now = env.rgb_frame(), env.ale.getRAM().copy()
-        if before is not None and t % 4 == 3:
-            found = boxes("ms_pacman", [now[1], before[1]])
-            for b in found:
-                if b.cls in colours:
-                    seen[b.cls] = seen.get(b.cls, 0) + 1
-                    empty[b.cls] = empty.get(b.cls, 0) + (not any(colours[b.cls](_pixels(s, b)) for s in (now[0], before[0])))
-            bits = sum(bin(int(v)).count("1") for v in now[1][59:101])
-            assert sum(b.cls == "pill" for b in boxes("ms_pacman", now[1])) == bits
-            pills.add(bits)
-        before = now
-        if terminated or truncated:
-            env.reset()
-            before = None
-    env.close()
+    for screens, rams, life in _two_frames("ms_pacman", 6000):
+        lives.add(life)
+        for b in boxes("ms_pacman", rams):
+            if b.cls in colours:
+                seen[b.cls] = seen.get(b.cls, 0) + 1
+                empty[b.cls] = empty.get(b.cls, 0) + (not any(colours[b.cls](_pixels(s, b)) for s in screens))
+        bits = sum(bin(int(v)).count("1") for v in rams[0][59:101])
+        assert sum(b.cls == "pill" for b in boxes("ms_pacman", rams[0])) == bits
+        pills.add(bits)
     assert {"player", "pill", "ghost", "power_pill", "fruit"} <= set(seen) and len(lives) >= 3, (seen, lives)
     assert empty["player"] <= 0.01 * seen["player"] and empty["pill"] <= 0.01 * seen["pill"], (empty, seen)
     assert empty["ghost"] + empty["fruit"] <= 0.1 * (seen["ghost"] + seen["fruit"]), (empty, seen)
@@ -406,26 +412,13 @@ def test_seaquest_boxes_hold_their_objects_on_both_pooled_frames():
     frames per class (measured: sharks 2.6%, all of them entering at the left edge, where the
     console blanks the first 8 columns; the others under 1%)."""
     water = np.array([(0, 28, 136), (0, 0, 0)])
-    env = AtariEnv("seaquest", seed=0, noop_max=0, repeat_action_probability=0.0, frameskip=1,
-                   maxpool=False)  # fmt: skip
-    env.reset()
-    rng = np.random.default_rng(0)
-    seen, empty, lives, before, action = {}, {}, set(), None, 0
-    for t in range(12000):
-        action = int(rng.integers(env.action_space.n)) if t % 8 == 0 else action
-        _, _, terminated, truncated, info = env.step(action)
-        lives.add(info["lives"])
-        now = env.rgb_frame(), env.ale.getRAM().copy()
-        if before is not None and t % 4 == 3:
-            for b in boxes("seaquest", [now[1], before[1]]):
-                if b.cls not in ("hud", "oxygen"):
-                    lit = any((_pixels(s, b)[:, None] != water).any(2).all(1).any() for s in (now[0], before[0]))
-                    seen[b.cls] = seen.get(b.cls, 0) + 1
-                    empty[b.cls] = empty.get(b.cls, 0) + (not lit)
-        before = now
-        if terminated or truncated:
-            env.reset()
-            before = None
-    env.close()
+    seen, empty, lives = {}, {}, set()
+    for screens, rams, life in _two_frames("seaquest", 12000):
+        lives.add(life)
+        for b in boxes("seaquest", rams):
+            if b.cls not in ("hud", "oxygen"):
+                lit = any((_pixels(s, b)[:, None] != water).any(2).all(1).any() for s in screens)
+                seen[b.cls] = seen.get(b.cls, 0) + 1
+                empty[b.cls] = empty.get(b.cls, 0) + (not lit)
     assert min(seen.values()) > 400 and len(seen) == 5 and len(lives) >= 4, (seen, lives)
     assert all(empty[c] <= 0.03 * seen[c] for c in seen), (empty, seen)
