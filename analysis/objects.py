@@ -195,7 +195,8 @@ def _enduro(screen: np.ndarray) -> list[Box]:
     cars, _ = ndimage.label(other & ~grey, structure=np.ones((3, 3)))
     for rows, cols in ndimage.find_objects(cars):
         cls = "car_near" if rows.stop + top > ENDURO_NEAR else "car_far"
-        found.append(Box(cls, cols.start + 8, rows.start + top, cols.stop - cols.start, rows.stop - rows.start))
+        w, h = cols.stop - cols.start, rows.stop - rows.start
+        found.append(Box(cls, cols.start + 8, rows.start + top, w, h))
     low = grey.copy()
     low[: 130 - top] = False
     groups, _ = ndimage.label(low, structure=np.ones((3, 3)))
@@ -207,7 +208,8 @@ def _enduro(screen: np.ndarray) -> list[Box]:
                          int(cols.max() - cols.min()) + 1, int(rows.max() - rows.min()) + 1))  # fmt: skip
     steps = np.diff(np.pad(grey & ~player, ((0, 0), (1, 1))).astype(np.int8), axis=1)
     (rows, starts), (_, stops) = np.nonzero(steps == 1), np.nonzero(steps == -1)  # row by row
-    found += [Box("road", int(c) + 8, int(r) + top, int(e - c), 1) for r, c, e in zip(rows, starts, stops, strict=True)]
+    found += [Box("road", int(c) + 8, int(r) + top, int(e - c), 1)
+              for r, c, e in zip(rows, starts, stops, strict=True)]  # fmt: skip
     return found
 
 

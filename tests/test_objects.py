@@ -159,8 +159,8 @@ def test_mass_share_enrichment_and_pointing_by_hand():
 
 
 def test_a_game_without_object_tables_is_one_line():
-    with pytest.raises(ValueError, match="no object tables for 'seaquest'; games with objects: pong, breakout"):
-        boxes("seaquest", np.zeros(128, np.uint8))
+    with pytest.raises(ValueError, match="no object tables for 'asterix'; games with objects: pong, breakout"):
+        boxes("asterix", np.zeros(128, np.uint8))
 
 
 def test_stacked_boxes_take_each_stacked_frame_s_objects_within_the_episode():
@@ -289,8 +289,8 @@ def test_enduro_objects_by_hand(ground):
     by = {c: [b for b in found if b.cls == c] for c in ("player", "car_near", "car_far", "road", "dashboard")}
     assert by["player"] == [Box("player", 27, 142, 16, 11)]
     assert by["car_near"] == [Box("car_near", 80, 115, 16, 10)]
-    assert sorted(by["car_far"], key=lambda b: b.x) == [Box("car_far", 70, 70, 8, 5), Box("car_far", 85, 90, 2, 1),
-                                                        Box("car_far", 89, 90, 2, 1)]  # fmt: skip
+    assert sorted(by["car_far"], key=lambda b: b.x) == [
+        Box("car_far", 70, 70, 8, 5), Box("car_far", 85, 90, 2, 1), Box("car_far", 89, 90, 2, 1)]  # fmt: skip
     assert by["dashboard"] == [Box("dashboard", 48, 161, 64, 30)]
     road = np.zeros((210, 160), bool)
     for b in by["road"]:
