@@ -159,7 +159,7 @@ def test_mass_share_enrichment_and_pointing_by_hand():
 
 
 def test_a_game_without_object_tables_is_one_line():
-    with pytest.raises(ValueError, match="no object tables for 'asterix'; games with objects: pong, breakout"):
+    with pytest.raises(ValueError, match="no object tables for 'asterix'; games with objects: pong,"):
         boxes("asterix", np.zeros(128, np.uint8))
 
 
@@ -335,7 +335,8 @@ def test_enduro_objects_agree_with_ram_through_a_whole_day():
     slots_, cars_ = np.array(slots), np.array(cars)
     assert resets == 1 and len(grounds) >= 6, (resets, grounds)
     assert np.mean(near_ram) >= 0.97, np.mean(near_ram)
-    assert cars_[slots_].mean() >= 0.97 and cars_[~slots_].mean() <= 0.03, (cars_[slots_].mean(), cars_[~slots_].mean())
+    found_with, found_without = cars_[slots_].mean(), cars_[~slots_].mean()
+    assert found_with >= 0.97 and found_without <= 0.03, (found_with, found_without)
 
 
 def test_pooled_screens_are_the_pooled_frames_and_need_recording():
