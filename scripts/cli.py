@@ -147,6 +147,14 @@ def report_end(trainer: Trainer, path: Path) -> None:
         print(f"final checkpoint: {path} ({steps})")
 
 
+def command_line() -> str:
+    """The command that runs this script, as a user would type it again (``attn pack --run ...``:
+    the subcommand's name is one word of the command, not a quoted string)."""
+    import shlex
+
+    return " ".join([Path(sys.argv[0]).name, *map(shlex.quote, sys.argv[1:])])
+
+
 @contextlib.contextmanager
 def signals_end_cleanly() -> Iterator[None]:
     """For scripts that write files: SIGTERM raises like Ctrl-C does, so that the writers' context

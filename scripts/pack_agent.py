@@ -15,13 +15,10 @@ it has learnt and goes on later:
 
 from __future__ import annotations
 
-import shlex
-import sys
 from dataclasses import dataclass
-from pathlib import Path
 
 from agents.common.config import PositiveInt
-from scripts.cli import fail, parse_args
+from scripts.cli import command_line, fail, parse_args, signals_end_cleanly
 
 
 @dataclass
@@ -61,11 +58,11 @@ def main() -> None:
         check_pack(args.run, args.out, args.training_state, args.dtype)
         network, config = load_checkpoint(args.run)
         round_weights(network, args.dtype)
-        summary = evaluate_network(network, config, sample=args.sample, episodes=args.episodes,
-                                   num_envs=args.num_envs, seed=args.seed,
-                                   progress=args.progress)  # fmt: skip
-        training = {"command": shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]]),
-                    "seed": config["train_config"].get("seed")}  # fmt: skip
+        with signals_end_cleanly():  # Ctrl-C while it evaluates: one line, the folder untouched
+            summary = evaluate_network(network, config, sample=args.sample, episodes=args.episodes,
+                                       num_envs=args.num_envs, seed=args.seed,
+                                       progress=args.progress)  # fmt: skip
+        training = {"command": command_line(), "seed": config["train_config"].get("seed")}
         if args.training_state:
             folder = pack_run(args.run, summary, args.out, training)
         else:

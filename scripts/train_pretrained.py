@@ -12,14 +12,12 @@ CPU with tiny budgets first, e.g. --games pong:2 --num-envs 4 --rollout 8 --eval
 
 from __future__ import annotations
 
-import shlex
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from scripts.cli import fail, parse_args
+from scripts.cli import command_line, fail, parse_args
 
 
 @dataclass
@@ -122,7 +120,7 @@ def main() -> None:
                                                       device=str(trainer.device),
                                                       progress=args.progress)  # fmt: skip
             summary = summaries.pop(final)
-            training = {"command": shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+            training = {"command": command_line(),
                         "wall_seconds": round(wall, 1), "time_limit": cfg.time_limit,
                         "stopped_by": trainer.stopped_by or "budget", "seed": cfg.seed}  # fmt: skip
             if args.eval_earlier:

@@ -86,3 +86,14 @@ def test_the_console_command_trains_and_evaluates(tmp_path):
     done = subprocess.run([exe, "evaluate", "--checkpoint", run, "--episodes", "2", "--num-envs", "2"],
                           check=True, capture_output=True, text=True, cwd=ROOT)  # fmt: skip
     assert "catch" in done.stdout.lower()
+
+
+def test_the_recorded_command_is_the_one_a_user_types(monkeypatch):
+    """eval.json records how an agent was packed: the subcommand is part of the command, not a
+    quoted word, and arguments with spaces are quoted."""
+    from scripts.cli import command_line
+
+    monkeypatch.setattr(sys, "argv", ["attn pack", "--run", "runs/my run", "--dtype", "float16"])
+    assert command_line() == "attn pack --run 'runs/my run' --dtype float16"
+    monkeypatch.setattr(sys, "argv", ["/usr/bin/pack_agent.py", "--run", "r"])
+    assert command_line() == "pack_agent.py --run r"
