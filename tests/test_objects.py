@@ -423,3 +423,19 @@ def test_seaquest_boxes_hold_their_objects_on_both_pooled_frames():
                 empty[b.cls] = empty.get(b.cls, 0) + (not lit)
     assert min(seen.values()) > 400 and len(seen) == 5 and len(lives) >= 4, (seen, lives)
     assert all(empty[c] <= 0.03 * seen[c] for c in seen), (empty, seen)
+
+
+def test_playback_reads_each_game_s_objects_from_what_holds_them():
+    """The analyses' playback env records Enduro's screens, so its objects come from the two
+    frames an observation pooled; a RAM game's come from their RAM."""
+    from analysis.objects import pooled_state
+    from analysis.playback import playback_env
+
+    for game, shape in (("enduro", (210, 160, 3)), ("pong", (128,))):
+        env = playback_env({"game": game}, seed=0)
+        env.reset()
+        env.step(0)
+        state = pooled_state(env, game)
+        assert len(state) == 2 and state[0].shape == shape
+        assert any(b.cls == "player" for b in boxes(game, state))
+        env.close()
