@@ -17,7 +17,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from analysis.objects import class_masks, mass_share
+from analysis.objects import SCREEN_GAMES, class_masks, mass_share
 
 PALETTE = ("#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6", "#9a6324")
 
@@ -79,6 +79,7 @@ def explorer_data(collected: Any, action_names: list[str] | None = None) -> dict
         "boxes": [[[b.cls, b.x, b.y, b.w, b.h] for b in found] for found in collected.on_screen],
         "classes": [],
         "timeline": {},
+        "objects_from": "screen" if collected.game in SCREEN_GAMES else "RAM",
     }
     if collected.objects:
         masks = [class_masks(collected.game, found, maps[data["methods"][0]][heads[0]].shape[1:])
@@ -192,6 +193,8 @@ def explorer_html(data: dict[str, Any]) -> str:
     panels = "".join(f'<figure><canvas id="map-{j}" width="{cols}" height="{rows}" style="{size}" '
                      f'aria-label="{html.escape(h)} map"></canvas><figcaption>{html.escape(h)}</figcaption>'
                      f"</figure>" for j, h in enumerate(heads))  # fmt: skip
+    source = data["objects_from"]
+    boxes_note = f" Boxes: the game's objects, read from its {source}." if data["classes"] else ""
     legend = "".join(f'<span style="color:{PALETTE[i % len(PALETTE)]}">&#9632; {html.escape(c)}</span>'
                      for i, c in enumerate(data["classes"]))  # fmt: skip
     timelines = "".join(
@@ -203,7 +206,7 @@ def explorer_html(data: dict[str, Any]) -> str:
     return f"""<h2>Explore the playback</h2>
 <p class="note">The first {steps} steps of the playback. Drag the slider or press play. The maps
 share one colour scale per method and head over these steps (the square root of the map over its
-99.5th percentile).{" Boxes: the game's objects, read from its RAM." if data["classes"] else ""}</p>
+99.5th percentile).{boxes_note}</p>
 <style>{STYLE}</style>
 <div id="explorer">
 <div class="controls"><button id="play" type="button">play</button>
