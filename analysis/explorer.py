@@ -82,7 +82,8 @@ def explorer_data(collected: Any, action_names: list[str] | None = None) -> dict
         "objects_from": "screen" if collected.game in SCREEN_GAMES else "RAM",
     }
     if collected.objects:
-        masks = [class_masks(collected.game, found, maps[data["methods"][0]][heads[0]].shape[1:])
+        shape = maps[data["methods"][0]][heads[0]].shape[1:]
+        masks = [class_masks(collected.game, found, shape, classes=collected.classes)
                  for found in collected.objects[:steps]]  # fmt: skip
         data["classes"] = list(masks[0])
         data["timeline"] = {

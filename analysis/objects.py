@@ -242,6 +242,16 @@ def check_game(game: str) -> None:
         raise ValueError(f"no object tables for {game!r}; games with objects: {', '.join(GAMES)}")
 
 
+def check_classes(game: str, classes: Sequence[str] = ()) -> tuple[str, ...]:
+    """The object classes to measure on ``game``: those given, in their order, or all of the
+    game's; one line for a game without object tables or a class it does not have."""
+    check_game(game)
+    for c in classes:
+        if c not in CLASSES[game]:
+            raise ValueError(f"{game} has no object class {c!r}; its classes: {', '.join(CLASSES[game])}")
+    return tuple(dict.fromkeys(classes)) or CLASSES[game]
+
+
 def pooled_state(env: Any, game: str) -> list[np.ndarray]:
     """What ``game``'s objects are read from for the newest observation frame: the RAM of each
     frame it pooled, or for :data:`SCREEN_GAMES` their screens (the env must record them:
@@ -278,15 +288,19 @@ def stacked_boxes(found: Sequence[Sequence[Box]], episodes: Sequence[int], stack
 
 
 def class_masks(game: str, found: Sequence[Box], shape: tuple[int, int] = (84, 84),
-                screen: tuple[int, int] | None = None) -> dict[str, np.ndarray]:  # fmt: skip
-    """A (H, W) bool mask per object class on an observation's grid of ``shape``: every cell that
-    a box of the class overlaps (the resize from ``screen``, Atari's 210 x 160 unless given, mixes
-    a box's pixels into each cell it touches). Catch's screen is its observation's grid."""
+                screen: tuple[int, int] | None = None,
+                classes: Sequence[str] = ()) -> dict[str, np.ndarray]:  # fmt: skip
+    """A (H, W) bool mask per object class (``classes``, or all the game's) on an observation's
+    grid of ``shape``: every cell that a box of the class overlaps (the resize from ``screen``,
+    Atari's 210 x 160 unless given, mixes a box's pixels into each cell it touches). Catch's screen
+    is its observation's grid."""
     h, w = shape
     screen = screen or (shape if game == "catch" else (210, 160))
     sy, sx = h / screen[0], w / screen[1]
-    masks = {cls: np.zeros(shape, bool) for cls in CLASSES[game]}
+    masks = {cls: np.zeros(shape, bool) for cls in (classes or CLASSES[game])}
     for b in found:
+        if b.cls not in masks:
+            continue
         r0, r1 = int(np.floor(b.y * sy)), int(np.ceil((b.y + b.h) * sy))
         c0, c1 = int(np.floor(b.x * sx)), int(np.ceil((b.x + b.w) * sx))
         masks[b.cls][r0:r1, c0:c1] = True
@@ -316,8 +330,9 @@ def pointing_hit(saliency: np.ndarray, mask: np.ndarray) -> bool:
 
 
 def object_report(game: str, heads: Sequence[str], maps: dict[str, np.ndarray],
-                  found: Sequence[Sequence[Box]]) -> dict[str, Any]:  # fmt: skip
-    """Where each head's maps fall among the game's objects, over an episode's frames.
+                  found: Sequence[Sequence[Box]], classes: Sequence[str] = ()) -> dict[str, Any]:  # fmt: skip
+    """Where each head's maps fall among the game's objects (``classes``, or all of them), over an
+    episode's frames.
 
     ``maps`` holds each head's (T, H, W) maps on the observation's grid and ``found`` each
     frame's boxes (:func:`boxes`). Per head and class: the mass share, the enrichment (over the
@@ -326,9 +341,9 @@ def object_report(game: str, heads: Sequence[str], maps: dict[str, np.ndarray],
     consecutive frames are correlated (:func:`analysis.compare.batch_means_ci`)."""
     from analysis.compare import mean_ci_dict
 
-    classes = CLASSES[game]
+    classes = tuple(classes) or CLASSES[game]
     shape = next(iter(maps.values())).shape[1:]
-    masks = [class_masks(game, f, shape) for f in found]
+    masks = [class_masks(game, f, shape, classes=classes) for f in found]
     area = {c: np.array([m[c].mean() for m in masks]) for c in classes}
     shares: dict[str, dict[str, np.ndarray]] = {}
     per_head: dict[str, Any] = {}

@@ -20,7 +20,7 @@ from analysis.explorer import explorer_data
 from analysis.fidelity import deletion_curve, insertion_curve, plot_fidelity
 from analysis.objects import GAMES as OBJECT_GAMES
 from analysis.objects import Box as ObjectBox
-from analysis.objects import boxes, object_report, stacked_boxes
+from analysis.objects import boxes, check_classes, object_report, stacked_boxes
 from analysis.playback import head_pair, play
 from analysis.saliency import attribute, check_method, heads_of, to_frame
 from analysis.sanity import plot_randomization, randomization_test
@@ -42,30 +42,35 @@ class Collected:
     outputs: list[dict[str, np.ndarray]] = dataclasses.field(default_factory=list)  # and its heads
     on_screen: list[list[ObjectBox]] = dataclasses.field(default_factory=list)  # and its frame's objects
     action_names: list[str] | None = None
+    classes: tuple[str, ...] = ()  # the object classes measured (analysis.objects.check_classes)
 
 
 def collect(net: nn.Module, config: dict[str, Any], episodes: int | None, seed: int = 0,
             batch: int = 64, progress: bool = True, steps: int | None = None,
-            methods: Sequence[str] = ("jacobian",), clip: int = 0) -> Collected:  # fmt: skip
+            methods: Sequence[str] = ("jacobian",), clip: int = 0,
+            classes: Sequence[str] = ()) -> Collected:  # fmt: skip
     """Play ``episodes`` episodes or ``steps`` steps (give one), keep the observations (and the first
-    ``clip`` screens), and compute each method's maps of the two heads, ``batch`` steps a call."""
+    ``clip`` screens), and compute each method's maps of the two heads, ``batch`` steps a call.
+    ``classes``: the object classes to measure the maps against (all the game's unless given; a
+    game without object tables has none, and naming classes for it is an error)."""
     from tqdm import tqdm
 
     for m in methods:
         check_method(m)
+    game = config.get("game", "")
+    kept = check_classes(game, classes) if classes or game in OBJECT_GAMES else ()
     obs: list[np.ndarray] = []
     screens: list[np.ndarray] = []
     heads: tuple[str, ...] = ()
     frame_shape = (210, 160)
-    game = config.get("game", "")
-    objects: list[list[ObjectBox]] | None = [] if game in OBJECT_GAMES else None
+    objects: list[list[ObjectBox]] | None = [] if kept else None
     episode_of: list[int] = []  # each kept step's episode
     actions: list[int] = []
     outputs: list[dict[str, np.ndarray]] = []
     for step in tqdm(play(net, config, steps=steps, episodes=episodes, seed=seed),
                      desc="playing", unit="step", disable=not progress):  # fmt: skip
         if objects is not None and step.pooled is not None:
-            objects.append(boxes(game, step.pooled))
+            objects.append([b for b in boxes(game, step.pooled) if b.cls in kept])
             episode_of.append(step.episode)
         if not heads:
             heads = head_pair(list(step.heads))
@@ -95,7 +100,7 @@ def collect(net: nn.Module, config: dict[str, Any], episodes: int | None, seed: 
         objects = stacked_boxes(objects, episode_of, all_obs.shape[1])
     names = config.get("action_set") if isinstance(config.get("action_set"), list) else None
     return Collected(heads, all_obs, screens, maps, frame_shape, game, objects or None, actions, outputs,
-                     on_screen, names)
+                     on_screen, names, kept)
 
 
 def _combined(maps: np.ndarray) -> np.ndarray:
@@ -211,7 +216,8 @@ def build_report(net: nn.Module, collected: Collected, regions: dict[str, Box], 
     if collected.objects:  # where each head looks among the game's objects (analysis.objects)
         report["objects"] = {m: object_report(collected.game, collected.heads,
                                               {h: _combined(collected.maps[m][h]) for h in collected.heads},
-                                              collected.objects) for m in methods}  # fmt: skip
+                                              collected.objects, collected.classes)
+                             for m in methods}  # fmt: skip
     idx = np.unique(np.linspace(0, len(collected.obs) - 1, min(probe, len(collected.obs))).round())
     idx = idx.astype(np.int64)
     probe_obs = collected.obs[idx]

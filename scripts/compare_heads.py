@@ -39,11 +39,15 @@ class Args:
     """Frames, spread over the playback, for the sanity and fidelity checks."""
     clip: NonNegativeInt = 120
     """Steps at the start of the playback shown as a clip in report.html (0: none)."""
+    objects: tuple[str, ...] = ()
+    """Object classes to measure each head's maps against (default: all of the game's, on games
+    whose objects the suite reads: analysis.objects.CLASSES), e.g. --objects car_near car_far."""
 
 
 def main() -> None:
     args = parse_args(Args, __doc__)
     from agents.common.checkpoint import CheckpointError
+    from analysis.objects import check_classes
     from analysis.playback import load_policy
     from analysis.report import REPORT_FILES, build_report, collect, regions_for, write_report
     from analysis.saliency import check_method
@@ -56,12 +60,15 @@ def main() -> None:
             raise ValueError("--method needs at least one method")
         for m in args.method:
             check_method(m)
-        check_output_dir(args.out, writes=REPORT_FILES)
         net, config = load_policy(args.checkpoint, args.game)
+        if args.objects:
+            check_classes(config["game"], args.objects)
+        check_output_dir(args.out, writes=REPORT_FILES)
         with signals_end_cleanly():
             episodes = None if args.steps else args.episodes
             collected = collect(net, config, episodes, seed=args.seed, steps=args.steps,
-                                methods=list(dict.fromkeys(args.method)), clip=args.clip)  # fmt: skip
+                                methods=list(dict.fromkeys(args.method)), clip=args.clip,
+                                classes=args.objects)  # fmt: skip
             report = build_report(net, collected, regions_for(config["game"]),
                                   probe=args.probe_frames, seed=args.seed)  # fmt: skip
             heads = collected.heads

@@ -138,6 +138,12 @@ def test_catch_agents_get_videos_and_reports_at_their_own_size(catch_run, tmp_pa
     assert set(classes) == {"ball", "paddle"} and all(c["frames_on_screen"] == 46 for c in classes.values())
     assert 0 < classes["ball"]["mass_share"]["mean"] + classes["paddle"]["mass_share"]["mean"] <= 1
     assert 0 <= report["mean_maps"]["centre_a"][0] < 24  # on the 24x24 screen, not 210x160
+    r = script("scripts/compare_heads.py", "--checkpoint", str(catch_run), "--episodes", "1",
+               "--probe-frames", "2", "--clip", "3", "--objects", "ball",
+               "--out", str(tmp_path / "ball"))  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    only = json.loads((tmp_path / "ball" / "report.json").read_text())["objects"]["jacobian"]
+    assert only["classes"] == ["ball"] and list(only["heads"]["advantage"]["classes"]) == ["ball"]
 
 
 def test_compare_heads_methods_checks_and_html(pong_checkpoint, tmp_path):
@@ -231,6 +237,9 @@ def test_saliency_over_training_figure_and_tensorboard(catch_run, tmp_path):
          "error: run directory not found"),
         (["scripts/saliency_over_training.py", "--run", "{run}", "--out", "{tmp}/o.jpg"],
          "error: output must end in .png"),
+        (["scripts/compare_heads.py", "--checkpoint", "{run}", "--objects", "ball", "cars", "--out",
+          "{tmp}/r"],
+         "error: catch has no object class 'cars'; its classes: ball, paddle"),
         (["scripts/compare_heads.py", "--checkpoint", "{glimpse}", "--out", "{tmp}/r"],
          "is a 'glimpse' checkpoint; saliency of value and advantage heads needs a DQN or PQN"),
         (["scripts/saliency_over_training.py", "--run", "{glimpse}", "--out", "{tmp}/o.png"],

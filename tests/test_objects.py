@@ -163,6 +163,19 @@ def test_a_game_without_object_tables_is_one_line():
         boxes("asterix", np.zeros(128, np.uint8))
 
 
+def test_object_classes_are_checked_and_kept_in_their_order():
+    from analysis.objects import check_classes
+
+    assert check_classes("enduro") == ("player", "car_near", "car_far", "road", "dashboard")
+    assert check_classes("enduro", ["car_far", "car_near", "car_far"]) == ("car_far", "car_near")
+    with pytest.raises(ValueError, match="^pong has no object class 'car'; its classes: ball, player"):
+        check_classes("pong", ["ball", "car"])
+    with pytest.raises(ValueError, match="no object tables for 'asterix'"):
+        check_classes("asterix", ["ball"])
+    masks = class_masks("pong", [Box("ball", 80, 105, 2, 4), Box("player", 140, 50, 4, 15)], classes=["ball"])
+    assert list(masks) == ["ball"] and masks["ball"].sum() == 4
+
+
 def test_stacked_boxes_take_each_stacked_frame_s_objects_within_the_episode():
     a, b, c = Box("ball", 0, 0, 1, 1), Box("ball", 10, 0, 1, 1), Box("ball", 20, 0, 1, 1)
     found = stacked_boxes([[a], [b], [c], [a]], episodes=[0, 0, 1, 1], stack=3)
