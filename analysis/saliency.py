@@ -9,6 +9,8 @@
 * :func:`attribute` -- any of :data:`METHODS` by name: the two above, and SmoothGrad (Smilkov et al.
   2017), Integrated Gradients (Sundararajan et al. 2017) and gradient x input (Shrikumar et al.
   2016) through captum, each batched (one call per batch, not per frame).
+* ``lrp`` -- layer-wise relevance propagation (Bach et al. 2015), epsilon rule, through captum's
+  :class:`captum.attr.LRP`, on each stream of our Q networks (:class:`LRPStream`).
 * :func:`to_frame` -- carry an 84x84 map back onto the 210x160 game screen.
 
 Gradients are taken with respect to the network's float input, i.e. the uint8 observation divided by
@@ -18,6 +20,7 @@ interactions (no batch norm in training mode) for the batched backward pass to e
 
 from __future__ import annotations
 
+import copy
 import typing
 import warnings
 from collections.abc import Mapping
@@ -30,7 +33,7 @@ import torch
 from torch import nn
 
 ActionSpec = int | torch.Tensor | np.ndarray | Literal["argmax", "all"] | None
-Method = Literal["jacobian", "smoothgrad", "integrated_gradients", "gradient_x_input", "perturbation"]
+Method = Literal["jacobian", "smoothgrad", "integrated_gradients", "gradient_x_input", "perturbation", "lrp"]
 METHODS: tuple[str, ...] = typing.get_args(Method)
 
 
@@ -197,6 +200,67 @@ def perturbation_saliency(
     return np.stack([cv2.resize(g, (w, h), interpolation=cv2.INTER_LINEAR) for g in grid])
 
 
+class LRPStream(nn.Module):
+    """One head of our Q networks as a plain stack of layers, for LRP: the torso (its LayerNorms
+    pass relevance through unchanged, captum's identity rule, as LRP treats a normalisation
+    whose statistics are held fixed; Ali et al. 2022), then the head's stream. The dueling ``q``
+    head makes Wang et al.'s aggregation explicit, ``Q(a) = V + A(a) - mean_b A(b)``, as one linear
+    layer over both streams' hidden units, so that the epsilon rule applies to it as to any layer.
+    Copies of the network's layers: LRP's hooks never touch the network itself. The gradient
+    scaling of the dueling torso (training only) is left out; it would scale every map alike."""
+
+    def __init__(self, net: nn.Module, head: str) -> None:
+        from captum.attr._utils.lrp_rules import IdentityRule
+
+        from agents.qlearning.networks import DuelingQNetwork, SingleStreamQNetwork
+
+        super().__init__()
+        heads = ("value", "advantage", "q") if isinstance(net, DuelingQNetwork) else ("q",)
+        if not isinstance(net, (DuelingQNetwork, SingleStreamQNetwork)):
+            raise ValueError(f"the lrp method runs on this suite's DQN and PQN networks, not on a "
+                             f"{type(net).__name__}")  # fmt: skip
+        if head not in heads:
+            raise ValueError(f"unknown head {head!r} for lrp; this network has: {', '.join(heads)}")
+        self.torso = copy.deepcopy(nn.Sequential(*[m for m in net.torso if not isinstance(m, nn.Flatten)]))
+        if isinstance(net, SingleStreamQNetwork):
+            self.hidden, self.out = copy.deepcopy(net.head[:-1]), copy.deepcopy(net.head[-1])
+        elif head != "q":
+            stream = net.value_stream if head == "value" else net.advantage_stream
+            self.hidden, self.out = copy.deepcopy(stream[:-1]), copy.deepcopy(stream[-1])
+        else:
+            if net.aggregation != "mean":
+                raise ValueError("lrp of the q head needs the mean aggregation (Wang et al.'s Eq. 9)")
+            self.hidden = copy.deepcopy(net.value_stream[:-1])
+            self.other = copy.deepcopy(net.advantage_stream[:-1])
+            v, a = net.value_stream[-1], net.advantage_stream[-1]
+            self.out = nn.Linear(v.in_features + a.in_features, a.out_features)
+            with torch.no_grad():
+                centred = a.weight - a.weight.mean(0, keepdim=True)
+                self.out.weight.copy_(torch.cat([v.weight.expand(a.out_features, -1), centred], 1))
+                self.out.bias.copy_(v.bias + a.bias - a.bias.mean())
+        for m in self.modules():
+            if isinstance(m, nn.LayerNorm):
+                m.rule = IdentityRule()
+        self.scalar = head == "value"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.torso(x).flatten(1)
+        hidden = self.hidden(h)
+        if hasattr(self, "other"):
+            hidden = torch.cat([hidden, self.other(h)], 1)
+        return self.out(hidden)
+
+
+def lrp_saliency(model: nn.Module, x: torch.Tensor, head: str, actions: np.ndarray | None) -> torch.Tensor:
+    """LRP relevance (epsilon rule) of ``head`` on the float input ``x`` (B, stack, H, W); for a
+    vector head, of each sample's component ``actions``."""
+    from captum.attr import LRP
+
+    stream = LRPStream(model, head).to(x.device).eval()
+    target = 0 if actions is None else torch.as_tensor(actions, device=x.device)
+    return LRP(stream).attribute(x.detach().clone().requires_grad_(True), target=target)
+
+
 def attribute(
     model: nn.Module,
     obs: torch.Tensor | np.ndarray,
@@ -217,6 +281,7 @@ def attribute(
     * ``integrated_gradients``: ``samples`` Riemann steps from a black frame (the absence of any
       object on an Atari screen) to the observation; the attributions sum to the head's change.
     * ``gradient_x_input``: the gradient times the pixel; zero on black pixels, by construction.
+    * ``lrp``: layer-wise relevance, epsilon rule (:class:`LRPStream`): our Q networks only.
 
     The captum methods differentiate the same float input as :func:`jacobian_saliency`; ``action``
     picks the component of a vector head as there (default: its argmax per sample).
@@ -259,6 +324,8 @@ def attribute(
                 x, baselines=0.0, target=target, n_steps=samples,
                 internal_batch_size=max(len(x), 512),
             )  # fmt: skip
+        elif method == "lrp":
+            g = lrp_saliency(model, x, head, actions)
         else:
             g = InputXGradient(forward).attribute(x.requires_grad_(True), target=target)
     per_frame = g.detach().abs().contiguous().cpu().numpy()

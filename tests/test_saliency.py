@@ -228,3 +228,75 @@ def test_head_report_pairs_the_region_shares_per_frame():
     d = r["region_differences"]["value - advantage/top"]
     assert d["mean"] == pytest.approx(0.75, abs=0.01) and d["ci_low"] == pytest.approx(d["ci_high"])
     assert r["region_differences"]["value - advantage/bottom"]["mean"] == pytest.approx(-0.75, abs=0.01)
+
+
+def _bias_free(net: nn.Module, norms_too: bool = False) -> nn.Module:
+    with torch.no_grad():
+        for m in net.modules():
+            if isinstance(m, (nn.Conv2d, nn.Linear)) or (norms_too and isinstance(m, nn.LayerNorm)):
+                m.bias.zero_()
+    return net.eval()
+
+
+@pytest.mark.parametrize("head", ["value", "advantage", "q"])
+def test_lrp_of_a_bias_free_relu_network_is_gradient_times_input(head):
+    """LRP's epsilon rule with a vanishing epsilon, on a ReLU network without biases, equals the
+    gradient times the input (Ancona et al. 2018, Section 3); here times sqrt(2), the dueling
+    torso's training-time gradient scale that the network's gradients carry and LRP leaves out."""
+    from agents.qlearning.networks import DuelingQNetwork
+    from analysis.saliency import attribute
+
+    torch.manual_seed(0)
+    net = _bias_free(DuelingQNetwork(4, 4))
+    obs = torch.randint(0, 256, (3, 4, 84, 84), dtype=torch.uint8)
+    lrp, gxi = attribute(net, obs, head, "lrp"), attribute(net, obs, head, "gradient_x_input")
+    scale = gxi.per_frame.max()
+    np.testing.assert_allclose(lrp.per_frame, np.sqrt(2) * gxi.per_frame, rtol=1e-3, atol=1e-4 * scale)
+    assert lrp.method == "lrp" and np.array_equal(lrp.actions, gxi.actions)
+
+
+@pytest.mark.parametrize("head", ["value", "advantage", "q"])
+def test_lrp_relevance_sums_to_the_head_s_output_through_layer_norms(head):
+    """Relevance is conserved layer by layer: on PQN's network (LayerNorms, which pass relevance
+    through unchanged) without biases and LayerNorm offsets (which, as biases do, take a share of
+    the relevance), the relevance of the input pixels sums to the head's output."""
+    from agents.qlearning.networks import DuelingQNetwork
+    from analysis.saliency import lrp_saliency
+
+    torch.manual_seed(1)
+    net = _bias_free(DuelingQNetwork(6, 4, layer_norm=True), norms_too=True)
+    x = torch.rand(4, 4, 84, 84)
+    out = net(x)[head]
+    actions = None if out.dim() == 1 else out.argmax(1).numpy()
+    picked = out if out.dim() == 1 else out.gather(1, torch.as_tensor(actions)[:, None]).squeeze(1)
+    relevance = lrp_saliency(net, x, head, actions).sum((1, 2, 3))
+    np.testing.assert_allclose(relevance.detach().numpy(), picked.detach().numpy(), rtol=2e-3, atol=1e-5)
+
+
+def test_lrp_stream_is_the_network_s_head_and_the_q_aggregation_explicit():
+    from agents.qlearning.networks import DuelingQNetwork, SingleStreamQNetwork
+    from analysis.saliency import LRPStream
+
+    torch.manual_seed(2)
+    net = DuelingQNetwork(5, 4, layer_norm=True).eval()
+    x = torch.rand(3, 4, 84, 84)
+    out = net(x)
+    torch.testing.assert_close(LRPStream(net, "value")(x)[:, 0], out["value"])
+    torch.testing.assert_close(LRPStream(net, "advantage")(x), out["advantage"])
+    torch.testing.assert_close(LRPStream(net, "q")(x), out["q"], rtol=1e-5, atol=1e-5)
+    single = SingleStreamQNetwork(5, 4).eval()
+    torch.testing.assert_close(LRPStream(single, "q")(x), single(x)["q"])
+    assert not any(hasattr(m, "rule") for m in net.modules())  # the network itself is untouched
+
+
+def test_lrp_refuses_networks_it_has_no_rules_for_in_one_line():
+    from agents.qlearning.networks import DuelingQNetwork
+    from agents.soft.model import SoftAttentionAgent
+    from analysis.saliency import attribute
+
+    soft = SoftAttentionAgent(3, 1, input_shape=(24, 24))
+    with pytest.raises(ValueError, match="^the lrp method runs on this suite's DQN and PQN networks, not on a"
+                                         " SoftAttentionAgent$"):  # fmt: skip
+        attribute(soft, torch.zeros(1, 1, 24, 24, dtype=torch.uint8), "value", "lrp")
+    with pytest.raises(ValueError, match="q head needs the mean aggregation"):
+        attribute(DuelingQNetwork(3, 4, aggregation="max"), torch.zeros(1, 4, 84, 84), "q", "lrp")
