@@ -200,6 +200,20 @@ def perturbation_saliency(
     return np.stack([cv2.resize(g, (w, h), interpolation=cv2.INTER_LINEAR) for g in grid])
 
 
+def lrp_heads(net: nn.Module) -> tuple[str, ...]:
+    """The heads LRP has rules for on ``net``; one line for a network it has none for (it needs
+    every layer's rule: the glimpse and soft-attention agents' recurrent cores and SB3's
+    policies have none here)."""
+    from agents.qlearning.networks import DuelingQNetwork, SingleStreamQNetwork
+
+    if isinstance(net, DuelingQNetwork):
+        return ("value", "advantage", "q")
+    if isinstance(net, SingleStreamQNetwork):
+        return ("q",)
+    raise ValueError(f"the lrp method runs on this suite's DQN and PQN networks, not on a "
+                     f"{type(net).__name__}")  # fmt: skip
+
+
 class LRPStream(nn.Module):
     """One head of our Q networks as a plain stack of layers, for LRP: the torso (its LayerNorms
     pass relevance through unchanged, captum's identity rule, as LRP treats a normalisation
@@ -212,13 +226,10 @@ class LRPStream(nn.Module):
     def __init__(self, net: nn.Module, head: str) -> None:
         from captum.attr._utils.lrp_rules import IdentityRule
 
-        from agents.qlearning.networks import DuelingQNetwork, SingleStreamQNetwork
+        from agents.qlearning.networks import SingleStreamQNetwork
 
         super().__init__()
-        heads = ("value", "advantage", "q") if isinstance(net, DuelingQNetwork) else ("q",)
-        if not isinstance(net, (DuelingQNetwork, SingleStreamQNetwork)):
-            raise ValueError(f"the lrp method runs on this suite's DQN and PQN networks, not on a "
-                             f"{type(net).__name__}")  # fmt: skip
+        heads = lrp_heads(net)
         if head not in heads:
             raise ValueError(f"unknown head {head!r} for lrp; this network has: {', '.join(heads)}")
         self.torso = copy.deepcopy(nn.Sequential(*[m for m in net.torso if not isinstance(m, nn.Flatten)]))

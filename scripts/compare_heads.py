@@ -34,11 +34,14 @@ class Args:
     """Environment seed (and the seed of the randomisation check and the random-pixel control)."""
     method: tuple[str, ...] = ("jacobian",)
     """Saliency methods, the first one the report's main one: jacobian, smoothgrad,
-    integrated_gradients, gradient_x_input, perturbation."""
+    integrated_gradients, gradient_x_input, perturbation, lrp (layer-wise relevance, DQN and PQN
+    networks)."""
     probe_frames: Annotated[int, Range(ge=2)] = 16
     """Frames, spread over the playback, for the sanity and fidelity checks."""
     clip: NonNegativeInt = 120
     """Steps at the start of the playback shown as a clip in report.html (0: none)."""
+    progress: bool = True
+    """Show progress bars (playing, saliency)."""
     objects: tuple[str, ...] = ()
     """Object classes to measure each head's maps against (default: all of the game's, on games
     whose objects the suite reads: analysis.objects.CLASSES), e.g. --objects car_near car_far."""
@@ -50,7 +53,7 @@ def main() -> None:
     from analysis.objects import check_classes
     from analysis.playback import load_policy
     from analysis.report import REPORT_FILES, build_report, collect, regions_for, write_report
-    from analysis.saliency import check_method
+    from analysis.saliency import check_method, lrp_heads
     from analysis.video import check_output_dir
 
     try:
@@ -61,6 +64,8 @@ def main() -> None:
         for m in args.method:
             check_method(m)
         net, config = load_policy(args.checkpoint, args.game)
+        if "lrp" in args.method:
+            lrp_heads(net)
         if args.objects:
             check_classes(config["game"], args.objects)
         check_output_dir(args.out, writes=REPORT_FILES)
@@ -68,7 +73,7 @@ def main() -> None:
             episodes = None if args.steps else args.episodes
             collected = collect(net, config, episodes, seed=args.seed, steps=args.steps,
                                 methods=list(dict.fromkeys(args.method)), clip=args.clip,
-                                classes=args.objects)  # fmt: skip
+                                classes=args.objects, progress=args.progress)  # fmt: skip
             report = build_report(net, collected, regions_for(config["game"]),
                                   probe=args.probe_frames, seed=args.seed)  # fmt: skip
             heads = collected.heads

@@ -44,8 +44,9 @@ class Args:
     """Soft-attention checkpoints: also plot the value's sequential Jacobian over the first episode
     (Graves 2012: how much each step's value moves with every earlier observation) into this .png."""
     method: str = "jacobian"
-    """Saliency method: jacobian, smoothgrad, integrated_gradients, gradient_x_input or
-    perturbation (Greydanus et al. 2018); a soft-attention agent's video shows the Jacobian."""
+    """Saliency method: jacobian, smoothgrad, integrated_gradients, gradient_x_input, perturbation
+    (Greydanus et al. 2018) or lrp (DQN and PQN networks); a soft-attention agent's video shows the
+    Jacobian."""
 
 
 def main() -> None:

@@ -22,8 +22,8 @@ class Args:
     out: str
     """Output figure (.png)."""
     method: str = "jacobian"
-    """Saliency method: jacobian, smoothgrad, integrated_gradients, gradient_x_input or
-    perturbation."""
+    """Saliency method: jacobian, smoothgrad, integrated_gradients, gradient_x_input, perturbation
+    or lrp."""
     probe_frames: int = 4
     """Probe frames (rows), spread over --probe-steps steps of the final network's play."""
     probe_steps: int = 200
