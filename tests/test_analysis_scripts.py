@@ -227,8 +227,8 @@ def test_saliency_over_training_figure_and_tensorboard(catch_run, tmp_path):
     [
         (["scripts/compare_heads.py", "--checkpoint", "{run}", "--method", "grad", "--out", "{tmp}/r"],
          "error: unknown saliency method 'grad'; accepted: jacobian, smoothgrad"),
-        (["scripts/record_saliency.py", "--game", "pong", "--method", "lrp", "--out", "{tmp}/a.mp4"],
-         "error: unknown saliency method 'lrp'"),
+        (["scripts/record_saliency.py", "--game", "pong", "--method", "deeplift", "--out", "{tmp}/a.mp4"],
+         "error: unknown saliency method 'deeplift'"),
         (["scripts/saliency_over_training.py", "--run", "{run}", "--method", "x", "--out", "{tmp}/o.png"],
          "error: unknown saliency method 'x'"),
         (["scripts/saliency_over_training.py", "--run", "{tmp}/empty", "--out", "{tmp}/o.png"],

@@ -114,7 +114,7 @@ def test_bad_method_and_head_are_one_line():
     with pytest.raises(ValueError, match="unknown head"):
         randomization_test(net, dots(1), "logits")
     assert set(METHODS) == {"jacobian", "smoothgrad", "integrated_gradients",
-                            "gradient_x_input", "perturbation"}  # fmt: skip
+                            "gradient_x_input", "perturbation", "lrp"}  # fmt: skip
 
 
 def test_deletion_of_the_value_map_moves_the_value_far_more_than_random():
