@@ -146,6 +146,21 @@ def _fidelity(report: dict[str, Any], out_dir: Path) -> str:
     )
 
 
+def _quantus(report: dict[str, Any]) -> str:
+    """Quantus's complexity and randomisation scores per method and head (analysis.xai_metrics)."""
+    rows = [[html.escape(f"{m}, {h}"), _ci(s["sparseness"]), _ci(s["complexity"]),
+             f'<span class="{"good" if s["emprt"]["mean"] > 0 else "bad"}">{_ci(s["emprt"])}</span>']
+            for m, heads in report.get("quantus", {}).items() for h, s in heads.items()]  # fmt: skip
+    if not rows:
+        return ""
+    return ("<h2>The field's scores (Quantus)</h2><p class=\"note\">Hedström et al. 2023, on the probe "
+            "frames. Sparseness: the Gini index of the map's mass (Chalasani et al. 2020; 1 on one "
+            "pixel, 0 spread evenly). Complexity: its entropy (Bhatt et al. 2020). Efficient MPRT "
+            "(Hedström et al. 2023): the relative rise of the maps' complexity once every layer is "
+            "randomised; near 0, the map does not depend on the weights.</p>"
+            + _table(["method, head", "sparseness", "complexity", "efficient MPRT"], rows))  # fmt: skip
+
+
 def write_html(report: dict[str, Any], out_dir: Path, title: str) -> Path:
     """Write ``report.html`` beside the figures that :func:`analysis.report.write_report` made."""
     a, b = report["heads"]
@@ -179,6 +194,7 @@ Data randomisation (retraining on permuted rewards) is out of scope.</p>
 head moves; the control is as many random pixels. A ratio above 1 means the map's pixels matter
 more than random ones.</p>
 {_fidelity(report, out_dir)}
+{_quantus(report)}
 </body></html>
 """
     path = out_dir / "report.html"

@@ -138,6 +138,10 @@ def test_catch_agents_get_videos_and_reports_at_their_own_size(catch_run, tmp_pa
     assert set(classes) == {"ball", "paddle"} and all(c["frames_on_screen"] == 46 for c in classes.values())
     assert 0 < classes["ball"]["mass_share"]["mean"] + classes["paddle"]["mass_share"]["mean"] <= 1
     assert 0 <= report["mean_maps"]["centre_a"][0] < 24  # on the 24x24 screen, not 210x160
+    scores = report["quantus"]["jacobian"]  # Quantus's scores of both heads' maps on the probe frames
+    assert set(scores) == {"value", "advantage"}
+    assert all(0 <= s["sparseness"]["mean"] <= 1 for s in scores.values())
+    assert "The field's scores (Quantus)" in (tmp_path / "rep" / "report.html").read_text()
     r = script("scripts/compare_heads.py", "--checkpoint", str(catch_run), "--episodes", "1",
                "--probe-frames", "2", "--clip", "3", "--objects", "ball",
                "--out", str(tmp_path / "ball"))  # fmt: skip

@@ -122,3 +122,36 @@ def test_quantus_whole_map_mprt_is_fooled_by_the_pixels_a_network_never_reads_an
     assert _mprt_last(net, x, "jacobian") > 0.9  # three quarters of both maps are zero
     assert abs(randomization_test(net, torch.from_numpy(x), "value", seed=1).stages[-1]
                .similarity["value"]["spearman"].mean()) < 0.1  # fmt: skip
+
+
+class Pixels(nn.Module):
+    """value = <w, x> with ``w`` equal to 1 on ``k`` fixed pixels and 0 elsewhere: its Jacobian is
+    ``w`` on every frame, so Quantus's scores of the map are known by hand."""
+
+    def __init__(self, k: int) -> None:
+        super().__init__()
+        w = torch.zeros(4 * 84 * 84)
+        w[torch.randperm(len(w), generator=torch.Generator().manual_seed(0))[:k]] = 1.0
+        self.value = nn.Linear(len(w), 1, bias=False)
+        with torch.no_grad():
+            self.value.weight.copy_(w[None])
+
+    def forward(self, obs: torch.Tensor) -> dict[str, torch.Tensor]:
+        x = (obs.float() / 255 if obs.dtype == torch.uint8 else obs).flatten(1)
+        return {"value": self.value(x).squeeze(1)}
+
+
+def test_quantus_scores_of_a_map_known_by_hand():
+    """k equal pixels of n: the Gini index is 1 - k/n and the entropy ln k; randomising the
+    network spreads its Jacobian over every pixel, so the maps' complexity rises (eMPRT well above
+    0). The perturbation method has no map per stacked frame and gets no scores."""
+    from analysis.xai_metrics import SCORES, quantus_scores
+
+    k, n = 100, 4 * 84 * 84
+    obs = np.random.default_rng(0).integers(0, 256, (3, 4, 84, 84), dtype=np.uint8)
+    scores = quantus_scores(Pixels(k), obs, "value", "jacobian")
+    assert set(scores) == set(SCORES)
+    assert scores["sparseness"]["mean"] == pytest.approx(1 - k / n, abs=1e-4)
+    assert scores["complexity"]["mean"] == pytest.approx(np.log(k), abs=1e-4)
+    assert scores["emprt"]["mean"] > 0.5
+    assert quantus_scores(Pixels(k), obs, "value", "perturbation") is None
