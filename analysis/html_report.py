@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from analysis.explorer import explorer_html
+from analysis.xai_metrics import SCORES
 
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; color: #222; }
@@ -148,8 +149,7 @@ def _fidelity(report: dict[str, Any], out_dir: Path) -> str:
 
 def _quantus(report: dict[str, Any]) -> str:
     """Quantus's complexity and randomisation scores per method and head (analysis.xai_metrics)."""
-    rows = [[html.escape(f"{m}, {h}"), _ci(s["sparseness"]), _ci(s["complexity"]),
-             f'<span class="{"good" if s["emprt"]["mean"] > 0 else "bad"}">{_ci(s["emprt"])}</span>']
+    rows = [[html.escape(f"{m}, {h}")] + [_ci(s[k]) if k in s else "-" for k in SCORES]
             for m, heads in report.get("quantus", {}).items() for h, s in heads.items()]  # fmt: skip
     if not rows:
         return ""
@@ -157,8 +157,11 @@ def _quantus(report: dict[str, Any]) -> str:
             "frames. Sparseness: the Gini index of the map's mass (Chalasani et al. 2020; 1 on one "
             "pixel, 0 spread evenly). Complexity: its entropy (Bhatt et al. 2020). Efficient MPRT "
             "(Hedström et al. 2023): the relative rise of the maps' complexity once every layer is "
-            "randomised; near 0, the map does not depend on the weights.</p>"
-            + _table(["method, head", "sparseness", "complexity", "efficient MPRT"], rows))  # fmt: skip
+            "randomised; near 0, the map does not depend on the weights. Random logit (Sixt et al. "
+            "2020), for a head with an output per action: the SSIM of the chosen action's map and "
+            "a random other action's; near 1, the map does not tell the actions apart.</p>"
+            + _table(["method, head", "sparseness", "complexity", "efficient MPRT", "random logit"],
+                     rows))  # fmt: skip
 
 
 def write_html(report: dict[str, Any], out_dir: Path, title: str) -> Path:

@@ -7,7 +7,10 @@ JMLR), which the head report gives beside its own checks on the same probe frame
 * randomisation: ``EfficientMPRT`` (Hedström et al. 2023, "Sanity checks revisited"): how much the
   maps' complexity rises once every layer of the network is randomised. A map that reads the
   network turns into noise with a random one and rises well above 0; a map that shows the input
-  whatever the weights stays near 0.
+  whatever the weights stays near 0. For a head with an output per action (the advantage),
+  ``RandomLogit`` (Sixt et al. 2020): the SSIM between the map for the chosen action and the map
+  for another action drawn at random; near 1, the map does not tell the actions apart (the
+  report's own random-action control asks the same with Spearman and top-5% overlap).
 
 Quantus scores one output of a model: a head of a network of named heads becomes that output
 (:class:`HeadOutput`), and its maps are :func:`analysis.saliency.attribute`'s, with the component
@@ -28,7 +31,7 @@ from torch import nn
 from analysis.compare import mean_ci_dict
 from analysis.saliency import attribute
 
-SCORES = ("sparseness", "complexity", "emprt")
+SCORES = ("sparseness", "complexity", "emprt", "random_logit")
 
 
 class HeadOutput(nn.Module):
@@ -46,8 +49,10 @@ class HeadOutput(nn.Module):
 def quantus_scores(net: nn.Module, obs: np.ndarray, head: str, method: str,
                    seed: int = 0) -> dict[str, Any] | None:  # fmt: skip
     """Sparseness, Complexity and efficient MPRT of ``head``'s ``method`` maps on the uint8
-    observations ``obs`` (N, stack, H, W): per score its mean over the frames with a 95% interval.
-    None for a method without a map per stacked frame (perturbation)."""
+    observations ``obs`` (N, stack, H, W), and the random-logit SSIM for a head with an output per
+    action: per score its mean over the frames with a 95% interval. No efficient MPRT for a network
+    without layers that Quantus can re-initialise (their ``reset_parameters``); None for a method
+    without a map per stacked frame (perturbation)."""
     import quantus
 
     x = np.asarray(obs, np.float32) / 255.0
@@ -62,15 +67,21 @@ def quantus_scores(net: nn.Module, obs: np.ndarray, head: str, method: str,
         return attribute(model.net, np.asarray(inputs, np.float32), head, method, action=action,
                          seed=seed).per_frame  # fmt: skip
 
-    common = {"model": None, "x_batch": x, "y_batch": targets, "a_batch": maps.per_frame}
+    device = next(net.parameters()).device
+    common = {"x_batch": x, "y_batch": targets, "a_batch": maps.per_frame}
     model = HeadOutput(net, head).eval()
+    with_model = {**common, "model": model, "explain_func": explain, "device": str(device)}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # Quantus prints its metrics' references as warnings
-        scores = {
-            "sparseness": quantus.Sparseness(disable_warnings=True)(**common),
-            "complexity": quantus.Complexity(disable_warnings=True)(**common),
-            "emprt": quantus.EfficientMPRT(disable_warnings=True, seed=seed)(
-                **{**common, "model": model}, explain_func=explain, device=str(next(net.parameters()).device)
-            ),
-        }  # fmt: skip
+        scores = {"sparseness": quantus.Sparseness(disable_warnings=True)(model=None, **common),
+                  "complexity": quantus.Complexity(disable_warnings=True)(model=None, **common)}  # fmt: skip
+        if any(hasattr(m, "reset_parameters") for m in net.modules()):  # layers Quantus can randomise
+            scores["emprt"] = quantus.EfficientMPRT(disable_warnings=True, seed=seed)(**with_model)
+        if maps.actions is not None:
+            with torch.no_grad():
+                outputs = int(model(torch.as_tensor(x[:1], device=device)).shape[1])
+            random_logit = quantus.RandomLogit(similarity_func=quantus.similarity_func.ssim,
+                                               num_classes=outputs, seed=seed,
+                                               disable_warnings=True)  # fmt: skip
+            scores["random_logit"] = random_logit(**with_model)
     return {k: mean_ci_dict(np.asarray(v, np.float64)) for k, v in scores.items()}

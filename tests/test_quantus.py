@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import quantus
 import torch
-from test_saliency_checks import Dense, TopQuarterReader
+from test_saliency_checks import Dense, Energy, TopQuarterReader, dots
 from torch import nn
 
 from analysis.fidelity import FRACTIONS, deletion_curve
@@ -150,8 +150,37 @@ def test_quantus_scores_of_a_map_known_by_hand():
     k, n = 100, 4 * 84 * 84
     obs = np.random.default_rng(0).integers(0, 256, (3, 4, 84, 84), dtype=np.uint8)
     scores = quantus_scores(Pixels(k), obs, "value", "jacobian")
-    assert set(scores) == set(SCORES)
+    assert set(scores) == set(SCORES) - {"random_logit"}  # a scalar head: no other action
     assert scores["sparseness"]["mean"] == pytest.approx(1 - k / n, abs=1e-4)
     assert scores["complexity"]["mean"] == pytest.approx(np.log(k), abs=1e-4)
     assert scores["emprt"]["mean"] > 0.5
     assert quantus_scores(Pixels(k), obs, "value", "perturbation") is None
+
+
+class Columns(nn.Module):
+    """Three actions, each one's advantage the sum of its own third of the screen's columns: the
+    map for one action and the map for another share no pixel."""
+
+    def forward(self, obs: torch.Tensor) -> dict[str, torch.Tensor]:
+        x = obs.float() / 255 if obs.dtype == torch.uint8 else obs
+        thirds = [x[..., 28 * a : 28 * (a + 1)].sum((1, 2, 3)) for a in range(3)]
+        return {"value": x.sum((1, 2, 3)), "advantage": torch.stack(thirds, 1) * self.scale}
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.scale = nn.Parameter(torch.ones(3))
+
+
+def test_random_logit_tells_maps_that_name_the_action_from_maps_that_do_not():
+    """Quantus's random logit on the advantage head: where every action's advantage reads the same
+    pixels (``Energy``: c_a times the bottom half's energy) the chosen and a random action's maps
+    are the same once normalised, SSIM near 1; where each action reads its own columns, they share
+    no lit pixel and the SSIM falls to what their shared black background leaves. A scalar head
+    gets no random-logit score."""
+    from analysis.xai_metrics import quantus_scores
+
+    obs = dots(4).numpy()
+    same = quantus_scores(Energy(), obs, "advantage", "jacobian")["random_logit"]["mean"]
+    apart = quantus_scores(Columns(), obs, "advantage", "jacobian")["random_logit"]["mean"]
+    assert same > 0.95 and apart < 0.3, (same, apart)  # measured 0.97 and 0.22
+    assert "random_logit" not in quantus_scores(Energy(), obs, "value", "jacobian")
