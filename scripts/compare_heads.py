@@ -63,12 +63,12 @@ def main() -> None:
             raise ValueError("--method needs at least one method")
         for m in args.method:
             check_method(m)
+        check_output_dir(args.out, writes=REPORT_FILES)
         net, config = load_policy(args.checkpoint, args.game)
-        if "lrp" in args.method:
+        if "lrp" in args.method:  # refused here, before playing; fail() removes the folder made
             lrp_heads(net)
         if args.objects:
             check_classes(config["game"], args.objects)
-        check_output_dir(args.out, writes=REPORT_FILES)
         with signals_end_cleanly():
             episodes = None if args.steps else args.episodes
             collected = collect(net, config, episodes, seed=args.seed, steps=args.steps,
