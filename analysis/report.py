@@ -230,9 +230,9 @@ def build_report(net: nn.Module, collected: Collected, regions: dict[str, Box], 
             maps = _combined(collected.maps[m][h][idx])
             fidelity[m][h] = [fn(net, probe_obs, maps, h, seed=seed)
                               for fn in (deletion_curve, insertion_curve)]  # fmt: skip
-    report["quantus"] = {m: {h: scores for h in collected.heads
-                             if (scores := quantus_scores(net, probe_obs, h, m, seed)) is not None}
-                         for m in methods}  # fmt: skip
+    report["quantus"] = {m: {h: quantus_scores(net, probe_obs, h, m, seed, collected.maps[m][h][idx])
+                             for h in collected.heads}
+                         for m in methods if collected.maps[m][collected.heads[0]].ndim == 4}  # fmt: skip
     report["probe_frames"] = idx.tolist()
     report["sanity"] = {m: r.summary() for m, r in sanity.items()}
     report["fidelity"] = {m: {h: {c.kind: c.summary() for c in curves} for h, curves in f.items()}

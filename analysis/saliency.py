@@ -252,7 +252,6 @@ class LRPStream(nn.Module):
         for m in self.modules():
             if isinstance(m, nn.LayerNorm):
                 m.rule = IdentityRule()
-        self.scalar = head == "value"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.torso(x).flatten(1)

@@ -46,29 +46,35 @@ class HeadOutput(nn.Module):
         return y[:, None] if y.dim() == 1 else y
 
 
-def quantus_scores(net: nn.Module, obs: np.ndarray, head: str, method: str,
-                   seed: int = 0) -> dict[str, Any] | None:  # fmt: skip
+def quantus_scores(net: nn.Module, obs: np.ndarray, head: str, method: str, seed: int = 0,
+                   per_frame: np.ndarray | None = None) -> dict[str, Any] | None:  # fmt: skip
     """Sparseness, Complexity and efficient MPRT of ``head``'s ``method`` maps on the uint8
     observations ``obs`` (N, stack, H, W), and the random-logit SSIM for a head with an output per
-    action: per score its mean over the frames with a 95% interval. No efficient MPRT for a network
-    without layers that Quantus can re-initialise (their ``reset_parameters``); None for a method
-    without a map per stacked frame (perturbation)."""
+    action: per score its mean over the frames with a 95% interval. ``per_frame``: those maps when
+    the caller has them (a vector head's for its argmax, :func:`attribute`'s default), else they
+    are computed. No efficient MPRT for a network without layers that Quantus can re-initialise
+    (their ``reset_parameters``); None for a method without a map per stacked frame
+    (perturbation)."""
     import quantus
 
     x = np.asarray(obs, np.float32) / 255.0
-    maps = attribute(net, x, head, method, seed=seed)
-    if maps.per_frame is None:
-        return None
-    targets = np.zeros(len(x), np.int64) if maps.actions is None else maps.actions
+    if per_frame is None:
+        per_frame = attribute(net, x, head, method, seed=seed).per_frame
+        if per_frame is None:
+            return None
+    with torch.no_grad():
+        out = net(torch.as_tensor(x, device=next(net.parameters()).device))[head]
+    vector = out.dim() == 2
+    targets = out.argmax(1).cpu().numpy() if vector else np.zeros(len(x), np.int64)
 
     def explain(model: nn.Module, inputs: np.ndarray, targets: np.ndarray, **_: Any) -> np.ndarray:
         """The maps of ``model`` (a :class:`HeadOutput`, trained or randomised by Quantus)."""
-        action = None if maps.actions is None else np.asarray(targets)
+        action = np.asarray(targets) if vector else None
         return attribute(model.net, np.asarray(inputs, np.float32), head, method, action=action,
                          seed=seed).per_frame  # fmt: skip
 
     device = next(net.parameters()).device
-    common = {"x_batch": x, "y_batch": targets, "a_batch": maps.per_frame}
+    common = {"x_batch": x, "y_batch": targets, "a_batch": per_frame}
     model = HeadOutput(net, head).eval()
     with_model = {**common, "model": model, "explain_func": explain, "device": str(device)}
     with warnings.catch_warnings():
@@ -77,11 +83,9 @@ def quantus_scores(net: nn.Module, obs: np.ndarray, head: str, method: str,
                   "complexity": quantus.Complexity(disable_warnings=True)(model=None, **common)}  # fmt: skip
         if any(hasattr(m, "reset_parameters") for m in net.modules()):  # layers Quantus can randomise
             scores["emprt"] = quantus.EfficientMPRT(disable_warnings=True, seed=seed)(**with_model)
-        if maps.actions is not None:
-            with torch.no_grad():
-                outputs = int(model(torch.as_tensor(x[:1], device=device)).shape[1])
+        if vector:
             random_logit = quantus.RandomLogit(similarity_func=quantus.similarity_func.ssim,
-                                               num_classes=outputs, seed=seed,
+                                               num_classes=int(out.shape[1]), seed=seed,
                                                disable_warnings=True)  # fmt: skip
             scores["random_logit"] = random_logit(**with_model)
     return {k: mean_ci_dict(np.asarray(v, np.float64)) for k, v in scores.items()}
