@@ -10,7 +10,9 @@ Each agent's analysis (:func:`analyse_agent`) lives in ``docs/zoo/<agent>/``:
   (``attn glimpses``), or the soft-attention agent's maps beside its value's Jacobian;
 * ``robustness.json`` and ``robustness.png``: FGSM, PGD and random noise at each epsilon, the agent
   attacked at every step of ``episodes`` evaluation episodes (``attn attack``), the intervals over
-  those episodes.
+  those episodes;
+* ``analysis.json``: the SHA-256 of the weights analysed and the settings of each part, so that an
+  interrupted analysis resumes instead of starting over.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from agents.common.checkpoint import CONFIG, read_json, resolve_checkpoint
+from agents.common.checkpoint import CONFIG, atomic_write_text, read_json, resolve_checkpoint
 from analysis.render import markdown_table
 
 ATTACKS = ("fgsm", "pgd", "noise")
@@ -40,37 +42,101 @@ NAMES = {"fgsm": "FGSM", "pgd": "PGD", "noise": "noise"}
 def analyse_agent(agent: str | Path, out: str | Path, *, steps: int = 1000, clip_steps: int = 150,
                   episodes: int = 30, epsilons: Sequence[float] = EPSILONS,
                   attacks: Sequence[str] = ATTACKS, num_envs: int = 8, seed: int = 0,
-                  progress: bool = True) -> list[Path]:  # fmt: skip
+                  progress: bool = True, fresh: bool = False) -> list[Path]:  # fmt: skip
     """Write the zoo's files for one shipped agent (see the module docstring) into ``out``. An
     agent without two heads to compare (the glimpse and soft-attention agents) gets no head report;
     no ``attacks``, the head report and the clip only (the attacks are most of the time). The clip
-    plays the policy the agent's evaluation played (greedy, or sampled as its ``eval.json`` says)."""
+    plays the policy the agent's evaluation played (greedy, or sampled as its ``eval.json`` says).
+
+    An analysis resumes: ``analysis.json`` names the weights (their SHA-256) and the settings of
+    what ``out`` holds, and ``robustness.json`` is written after every attack and epsilon, so that
+    the same call, after Ctrl-C or on another day, redoes only what is missing or was made for
+    other weights or settings (on two CPU cores one PGD point of a long game takes hours).
+    ``fresh`` redoes everything."""
     from agents.common.checkpoint import load_checkpoint
-    from analysis.adversarial import check_attack, plot_robustness, robustness, summarise
+    from agents.common.pretrained import weights_digest
+    from analysis.adversarial import check_attack, plot_robustness, summarise
 
     for attack in attacks:
         check_attack(attack, list(epsilons))
     net, config = load_checkpoint(agent)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    dueling = config.get("agent") in ("dqn", "pqn")
+    digest = weights_digest(agent)
+    stamp_path = out / "analysis.json"
+    stamp = {} if fresh or not stamp_path.is_file() else read_json(stamp_path)
+    if stamp.get("weights_sha256") != digest:
+        stamp = {"weights_sha256": digest}
     written = []
-    if dueling:
-        written += _head_report(net, config, out, steps, seed, progress)
+
+    def part(name: str, files: list[str], settings: dict[str, Any], make: Any) -> None:
+        """Make a part unless ``out`` holds it for these weights and settings already."""
+        if stamp.get(name) == settings and all((out / f).is_file() for f in files):
+            written.extend(out / f for f in files)
+            return
+        written.extend(make())
+        stamp[name] = settings
+        _write_json(stamp_path, stamp)
+
+    if config.get("agent") in ("dqn", "pqn"):  # the dueling heads to compare
+        part("report", list(REPORT_KEPT), {"steps": steps, "seed": seed},
+             lambda: _head_report(net, config, out, steps, seed, progress))
     record = Path(agent) / "eval.json"
     greedy = not record.is_file() or read_json(record).get("policy", "greedy") == "greedy"
-    written += _clip_and_still(net, config, out, clip_steps, seed, progress, greedy)
+    part("clip", ["clip.mp4", "still.png"], {"steps": clip_steps, "seed": seed, "greedy": greedy},
+         lambda: _clip_and_still(net, config, out, clip_steps, seed, progress, greedy))
     if not attacks:  # the head report and the clip alone
-        return written
+        return written + [stamp_path]
     eps = sorted(set(epsilons))
-    runs = [robustness(str(agent), attack, eps, episodes=episodes, seed=seed, num_envs=num_envs,
-                       progress=progress) for attack in attacks]  # fmt: skip
-    summary = summarise(runs)
-    (out / "robustness.json").write_text(json.dumps({"epsilons": eps, "summary": summary, "runs": runs},
-                                                    indent=2))  # fmt: skip
-    figure = plot_robustness(summary, out / "robustness.png", f"{config['game']}: robustness")
-    written += [out / "robustness.json", figure]
-    return written
+    settings = {"episodes": episodes, "seed": seed, "num_envs": num_envs}
+    runs = _attack_points(agent, out / "robustness.json", digest, list(attacks), eps, settings,
+                          fresh, progress)  # fmt: skip
+    figure = plot_robustness(summarise(runs), out / "robustness.png", f"{config['game']}: robustness")
+    return written + [stamp_path, out / "robustness.json", figure]
+
+
+def _attack_points(agent: str | Path, path: Path, digest: str, attacks: list[str], eps: list[float],
+                   settings: dict[str, Any], fresh: bool,
+                   progress: bool) -> list[dict[str, Any]]:  # fmt: skip
+    """Every attack at every epsilon, one point at a time, ``path`` rewritten after each (its
+    ``complete`` false until the last); a point ``path`` already holds for these weights and
+    ``settings`` is kept, not played again. Epsilon 0 is the clean evaluation whatever the attack
+    (an attack at 0 hands the frame on untouched), so it is played once and shared."""
+    from analysis.adversarial import robustness, summarise
+
+    held: dict[tuple[str, float], tuple[dict[str, Any], dict[str, Any]]] = {}
+    if not fresh and path.is_file():
+        previous = read_json(path)
+        if previous.get("weights_sha256") == digest and previous.get("settings") == settings:
+            for run in previous.get("runs", []):
+                for row in run["results"]:
+                    held[(run["attack"], row["epsilon"])] = (run, row)
+    runs: list[dict[str, Any]] = []
+    for attack in attacks:
+        run: dict[str, Any] = {}
+        for e in eps:
+            clean = next((held[(a, e)] for a in attacks if e == 0 and (a, e) in held), None)
+            if (attack, e) in held or clean:
+                meta, row = held.get((attack, e)) or ({**clean[0], "attack": attack}, clean[1])
+            else:
+                meta = robustness(str(agent), attack, [e], episodes=settings["episodes"],
+                                  seed=settings["seed"], num_envs=settings["num_envs"], progress=progress)
+                row = meta["results"][0]
+            held[(attack, e)] = (meta, row)
+            if not run:
+                runs.append(run)
+            # the attack's own settings (PGD's steps) come with its first point past the shared one
+            run.update({k: v for k, v in meta.items() if k != "results"})
+            run.setdefault("results", []).append(row)
+            complete = attack == attacks[-1] and e == eps[-1]
+            _write_json(path, {"weights_sha256": digest, "settings": settings, "epsilons": eps,
+                               "complete": complete, "summary": summarise(runs), "runs": runs})
+    return runs
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    """Whole or not at all: a Ctrl-C between two points leaves the last complete file."""
+    atomic_write_text(path, json.dumps(data, indent=2))
 
 
 def _head_report(net: Any, config: dict[str, Any], out: Path, steps: int, seed: int,
@@ -225,7 +291,9 @@ def page(found: list[Entry], zoo_link: str, command: str) -> str:
              "regions), with a 95% batch-means interval over the frames. Sanity: whether each head's "
              "Jacobian maps change when the network is randomised (Adebayo et al. 2018). Attacks: "
              "FGSM, PGD-10 and random noise at an L-infinity budget of epsilon pixel levels, at every "
-             "step of the attacked episodes, the interval over those episodes."]  # fmt: skip
+             "step of the attacked episodes, the interval over those episodes; a blank is a point "
+             "not played yet (`attn zoo analyse pretrained/<agent>` plays the missing points, and "
+             "an interrupted one goes on where it stopped)."]  # fmt: skip
     for e in found:
         parts += ["", f"## {e.label}", "", f"`pretrained/{e.name}`", ""]
         folder = f"{zoo_link}/{e.name}"

@@ -4,6 +4,7 @@ and the summary table on the README's front and the docs' home page, from those 
 
     attn zoo analyse pretrained/pong                 # docs/zoo/pong/: report, still, clip, attacks
     attn zoo analyse pretrained/pong --episodes 5    # a quicker look (the page says how many)
+    attn zoo analyse pretrained/pong                 # again, after Ctrl-C: goes on where it stopped
     attn zoo page                                    # docs/zoo.md, the README's and home page's table
 """
 
@@ -45,6 +46,9 @@ class Analyse:
     """Seed of the environments and of the noise."""
     progress: bool = True
     """Show progress bars."""
+    fresh: bool = False
+    """Redo every part. Without it the analysis resumes: what the agent's folder in the zoo holds
+    for these weights and settings (analysis.json, and robustness.json point by point) is kept."""
 
 
 @dataclass
@@ -79,7 +83,7 @@ def main() -> None:
                 written = analyse_agent(cfg.agent, out, steps=cfg.steps, clip_steps=cfg.clip_steps,
                                         episodes=cfg.episodes, epsilons=cfg.epsilons,
                                         attacks=cfg.attacks, num_envs=cfg.num_envs, seed=cfg.seed,
-                                        progress=cfg.progress)  # fmt: skip
+                                        progress=cfg.progress, fresh=cfg.fresh)  # fmt: skip
         else:
             command = "attn zoo " + " ".join(a if a else "''" for a in sys.argv[1:])
             written = write_zoo_page(cfg.pretrained, cfg.zoo, cfg.out, command, cfg.summaries)

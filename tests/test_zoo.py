@@ -95,7 +95,7 @@ def test_an_agents_analysis_writes_what_the_page_shows(shipped, tmp_path):
                             episodes=2, epsilons=(0.0, 2.0), attacks=("fgsm", "noise"), num_envs=2,
                             progress=False)  # fmt: skip
     assert {p.name for p in written} == {"report.json", "report.png", "clip.mp4", "still.png",
-                                         "robustness.json", "robustness.png"}  # fmt: skip
+                                         "robustness.json", "robustness.png", "analysis.json"}  # fmt: skip
     assert all(p.stat().st_size > 0 for p in written)
     robustness = json.loads((out / "robustness.json").read_text())
     assert robustness["epsilons"] == [0.0, 2.0] and set(robustness["summary"]) == {"fgsm", "noise"}
@@ -103,6 +103,61 @@ def test_an_agents_analysis_writes_what_the_page_shows(shipped, tmp_path):
     assert entry.report["frames"] == 24 and set(entry.files) == {"still.png", "clip.mp4", "report.png",
                                                                  "robustness.png"}  # fmt: skip
     assert "value: " in sanity_verdicts(entry.report)
+
+
+def test_an_analysis_resumes_point_by_point_and_plays_the_clean_point_once(shipped, tmp_path, monkeypatch):
+    """Stopped after its first attacked point, the same call plays only the points it lacks; made
+    whole, it plays nothing again; another agent's weights in the folder start it over. Epsilon 0
+    (the clean play) is played once for both attacks."""
+    import analysis.adversarial
+    import analysis.zoo
+
+    real, played = analysis.adversarial.robustness, []
+
+    def counted(agent, attack, eps, **kw):
+        played.append((attack, eps[0]))
+        if len(played) == stop_after + 1:
+            raise KeyboardInterrupt
+        return real(agent, attack, eps, **kw)
+
+    monkeypatch.setattr(analysis.adversarial, "robustness", counted)
+    agent, out = shipped / "pretrained" / "catch", tmp_path / "catch"
+    kwargs = dict(steps=12, clip_steps=6, episodes=2, epsilons=(0.0, 2.0, 4.0), attacks=("fgsm", "noise"),
+                  num_envs=2, progress=False)  # fmt: skip
+    stop_after = 2
+    with pytest.raises(KeyboardInterrupt):
+        analyse_agent(agent, out, **kwargs)
+    partial = json.loads((out / "robustness.json").read_text())
+    assert not partial["complete"] and [r["epsilon"] for r in partial["runs"][0]["results"]] == [0.0, 2.0]
+    made = {f: (out / f).stat().st_mtime_ns for f in ("report.json", "clip.mp4")}
+
+    played.clear(), monkeypatch.setattr(analysis.zoo, "_head_report", None)  # not called again
+    stop_after = 99
+    analyse_agent(agent, out, **kwargs)
+    assert played == [("fgsm", 4.0), ("noise", 2.0), ("noise", 4.0)]  # noise at 0 is fgsm's clean play
+    whole = json.loads((out / "robustness.json").read_text())
+    assert whole["complete"] and [run["attack"] for run in whole["runs"]] == ["fgsm", "noise"]
+    assert whole["runs"][1]["results"][0] == whole["runs"][0]["results"][0]
+    assert {e: len(r["scores"]) for e, r in ((r["epsilon"], r) for r in whole["runs"][1]["results"])} == \
+        {0.0: 2, 2.0: 2, 4.0: 2}  # fmt: skip
+    assert made == {f: (out / f).stat().st_mtime_ns for f in made}
+
+    played.clear()
+    analyse_agent(agent, out, **kwargs)
+    assert played == []
+    stamp = json.loads((out / "analysis.json").read_text())
+    stamp["weights_sha256"] = "another agent's"
+    (out / "analysis.json").write_text(json.dumps(stamp))
+    with pytest.raises(TypeError):  # the head report is made again, and _head_report is None
+        analyse_agent(agent, out, **kwargs)
+    monkeypatch.undo()
+    monkeypatch.setattr(analysis.adversarial, "robustness", counted)
+    rewritten = json.loads((out / "robustness.json").read_text())
+    rewritten["weights_sha256"] = "another agent's"
+    (out / "robustness.json").write_text(json.dumps(rewritten))
+    played.clear()
+    analyse_agent(agent, out, **kwargs)
+    assert len(played) == 5  # every point but the shared clean one, again
 
 
 def test_the_readme_the_home_page_and_the_zoo_page_show_the_shipped_agents_as_they_are():
@@ -121,7 +176,8 @@ def test_an_analysis_without_attacks_is_the_head_report_and_the_clip(shipped, tm
     out = tmp_path / "zoo" / "catch"
     written = analyse_agent(shipped / "pretrained" / "catch", out, steps=12, clip_steps=6, attacks=(),
                             progress=False)  # fmt: skip
-    assert {p.name for p in written} == {"report.json", "report.png", "clip.mp4", "still.png"}
+    assert {p.name for p in written} == {"report.json", "report.png", "clip.mp4", "still.png",
+                                         "analysis.json"}  # fmt: skip
     assert not (out / "robustness.json").exists()
 
 
@@ -147,7 +203,7 @@ def test_attention_agents_get_their_own_clip_and_no_head_report(kind, tmp_path):
     record = {"game": "catch", "mean": 0.1, "std": 0.3, "policy": "sample" if kind == "glimpse" else "greedy"}
     (agent / "eval.json").write_text(json.dumps(record))
     written = analyse_agent(agent, tmp_path / "zoo" / "catch", clip_steps=8, attacks=(), progress=False)
-    assert {p.name for p in written} == {"clip.mp4", "still.png"}
+    assert {p.name for p in written} == {"clip.mp4", "still.png", "analysis.json"}
     [entry] = entries(tmp_path / "pretrained", tmp_path / "zoo")
     assert entry.kind == kind and entry.report is None
     write_zoo_page(tmp_path / "pretrained", tmp_path / "zoo", tmp_path / "zoo.md", "attn zoo page")
