@@ -17,6 +17,7 @@ Each agent's analysis (:func:`analyse_agent`) lives in ``docs/zoo/<agent>/``:
 
 from __future__ import annotations
 
+import collections
 import json
 import shutil
 import tempfile
@@ -208,6 +209,10 @@ def entries(pretrained: str | Path, zoo: str | Path) -> list[Entry]:
         label = f"{record['game'].replace('_', ' ').title()}, {KINDS.get(agent, agent)}"
         found.append(Entry(folder.name, label, record, read.get("report"), read.get("robustness"), files,
                            agent))  # fmt: skip
+    labels = collections.Counter(e.label for e in found)
+    for e in found:  # two agents of one kind on one game (a young one kept beside): named by folder
+        if labels[e.label] > 1:
+            e.label += f" (`{e.name}`)"
     return found
 
 
