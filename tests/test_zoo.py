@@ -131,7 +131,8 @@ def test_an_analysis_resumes_point_by_point_and_plays_the_clean_point_once(shipp
     assert not partial["complete"] and [r["epsilon"] for r in partial["runs"][0]["results"]] == [0.0, 2.0]
     made = {f: (out / f).stat().st_mtime_ns for f in ("report.json", "clip.mp4")}
 
-    played.clear(), monkeypatch.setattr(analysis.zoo, "_head_report", None)  # not called again
+    played.clear()
+    monkeypatch.setattr(analysis.zoo, "_head_report", None)  # not called again
     stop_after = 99
     analyse_agent(agent, out, **kwargs)
     assert played == [("fgsm", 4.0), ("noise", 2.0), ("noise", 4.0)]  # noise at 0 is fgsm's clean play
