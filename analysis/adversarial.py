@@ -229,11 +229,14 @@ class AttackedPolicy:
         return actions
 
     def _target_clean(self, obs: torch.Tensor) -> np.ndarray:
-        """The target agent's action on the clean frame, without advancing a recurrent state."""
+        """The target agent's most likely action on the clean frame (a sampling policy asked for
+        its mode, as the white-box attacks count flips), without advancing a recurrent state."""
         state, loc = getattr(self.policy, "state", None), getattr(self.policy, "loc", None)
+        if state is None:  # a Q-network's greedy policy: nothing to keep
+            return np.asarray(self.policy(obs))
+        greedy, self.policy.greedy = self.policy.greedy, True
         actions = np.asarray(self.policy(obs))
-        if state is not None:
-            self.policy.state, self.policy.loc = state, loc
+        self.policy.state, self.policy.loc, self.policy.greedy = state, loc, greedy
         return actions
 
     @property
@@ -246,9 +249,11 @@ def catch_rate(scores: list[float]) -> float:
     return float(np.mean(np.asarray(scores) > 0))
 
 
-def load_agent(checkpoint: str, game: str | None = None) -> tuple[Any, Any, dict[str, Any]]:
+def load_agent(checkpoint: str, game: str | None = None,
+               sample: bool = False) -> tuple[Any, Any, dict[str, Any]]:  # fmt: skip
     """(network, a fresh-policy factory ``make(num_envs)``, config) for our DQN, PQN and glimpse
-    checkpoints and SB3 zips."""
+    checkpoints and SB3 zips. ``sample``: a glimpse agent samples its actions and glimpse locations,
+    the policy it is scored with (``evaluate.py --sample``); Q-networks act greedily and refuse it."""
     from agents.common.checkpoint import load_checkpoint, read_json, resolve_checkpoint
     from analysis.playback import load_policy, obs_shape
 
@@ -257,7 +262,10 @@ def load_agent(checkpoint: str, game: str | None = None) -> tuple[Any, Any, dict
         from agents.glimpse import GlimpsePolicy
 
         net, config = load_checkpoint(checkpoint)
-        return net, lambda n: GlimpsePolicy.for_checkpoint(net, config, n), config
+        return net, lambda n: GlimpsePolicy.for_checkpoint(net, config, n, greedy=not sample), config
+    if sample:
+        raise ValueError(f"sampling is for glimpse agents, whose policies are distributions; {checkpoint} "
+                         "is a Q-network, which acts greedily")  # fmt: skip
     net, config = load_policy(checkpoint, None if ours else game)  # ours record their game
     head = action_head(net, obs_shape(net, config))
     return net, lambda n: (lambda obs: net(obs)[head].argmax(1).cpu().numpy()), config
@@ -291,15 +299,18 @@ def make_attack(attack: str, eps: float, net: nn.Module, policy: Any, config: di
 def robustness(checkpoint: str, attack: str, epsilons: list[float], episodes: int = 100,
                game: str | None = None, transfer_from: str | None = None, steps: int = 10,
                step_size: float | None = None, seed: int = 0, num_envs: int = 8,
-               progress: bool = True) -> dict[str, Any]:  # fmt: skip
+               progress: bool = True, sample: bool = False) -> dict[str, Any]:  # fmt: skip
     """Mean return (and catch rate on Catch) and the share of flipped actions at each epsilon, the
-    agent attacked at every step of ``episodes`` evaluation episodes (the evaluation protocol)."""
+    agent attacked at every step of ``episodes`` evaluation episodes (the evaluation protocol).
+    ``sample``: a glimpse agent plays its sampled policy (seeded from ``seed`` at each epsilon); a
+    flipped action is then one that differs from the most likely action on the clean frame, so
+    that the flip rate at epsilon 0 is the share of sampled actions that are not the mode."""
     from agents.common.evaluate import evaluate
 
     check_attack(attack, epsilons)
     if transfer_from is not None and attack == "noise":
         raise ValueError("--transfer-from crafts FGSM or PGD on another agent; noise needs no source")
-    net, make_policy, config = load_agent(checkpoint, game)
+    net, make_policy, config = load_agent(checkpoint, game, sample)
     source = None if transfer_from is None else transfer_source(transfer_from, game)
     if source is not None and source[1]["game"] != config["game"]:
         raise ValueError(f"--transfer-from is a {source[1]['game']!r} agent; the target plays "
@@ -307,6 +318,8 @@ def robustness(checkpoint: str, attack: str, epsilons: list[float], episodes: in
     n = max(1, min(num_envs, episodes))
     rows = []
     for eps in epsilons:
+        if sample:
+            torch.manual_seed(seed)
         policy = make_policy(n)
         attacked = AttackedPolicy(policy, make_attack(attack, eps, net, policy, config, source,
                                                       steps, step_size, seed))  # fmt: skip
@@ -321,13 +334,14 @@ def robustness(checkpoint: str, attack: str, epsilons: list[float], episodes: in
             "game": config["game"], "attack": attack, "transfer_from": transfer_from,
             "transfer_from_agent": source[1].get("agent") or "dqn" if source else None,
             "pgd_steps": steps if attack == "pgd" else None, "episodes": episodes, "seed": seed,
-            "results": rows}  # fmt: skip
+            "policy": "sample" if sample else "greedy", "results": rows}  # fmt: skip
 
 
 def group_label(run: dict[str, Any]) -> str:
-    """Runs of one kind of agent (over seeds) under one attack share a label."""
+    """Runs of one kind of agent (over seeds) under one attack share a label; a run may name its
+    own group (``label``: one shipped agent among others of its kind)."""
     source = f", crafted on {run['transfer_from_agent']}" if run.get("transfer_from") else ""
-    return f"{run['agent']}{source}"
+    return f"{run.get('label') or run['agent']}{source}"
 
 
 def summarise(runs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -363,6 +377,10 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return summary
 
 
+# what a robustness curve plots, in this order of preference, and its axis
+SCORES = {"catch_rate": "catch rate", "return_share": "return / clean return", "mean_return": "mean return"}
+
+
 def plot_robustness(summary: dict[str, dict[str, Any]], path: str | os.PathLike[str],
                     title: str = "") -> Path:  # fmt: skip
     """One column per attack: the return (or catch rate) and the flipped-action share against
@@ -375,7 +393,7 @@ def plot_robustness(summary: dict[str, dict[str, Any]], path: str | os.PathLike[
     for col, (attack, groups) in enumerate(summary.items()):
         for k, (label, rows) in enumerate(groups.items()):
             eps = [r["epsilon"] for r in rows]
-            score = "catch_rate" if "catch_rate" in rows[0] else "mean_return"
+            score = next(k for k in SCORES if k in rows[0])
             for row, key in ((0, score), (1, "flip_rate")):
                 mean = [r[key]["mean"] for r in rows]
                 ax = axes[row, col]
@@ -384,7 +402,7 @@ def plot_robustness(summary: dict[str, dict[str, Any]], path: str | os.PathLike[
                                 color=f"C{k}", alpha=0.2)  # fmt: skip
                 ax.set_xscale("symlog", linthresh=1)
                 ax.set_xlabel("epsilon (pixel levels of 255)")
-                ax.set_ylabel(score.replace("_", " ") if row == 0 else "share of actions flipped")
+                ax.set_ylabel(SCORES[score] if row == 0 else "share of actions flipped")
         axes[0, col].set_title(attack.upper() if attack != "noise" else "random noise (control)")
         axes[0, col].legend(fontsize=7)
     return save_figure(fig, path, title or "robustness to adversarial observations")

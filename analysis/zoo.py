@@ -36,6 +36,7 @@ KINDS = {"pqn": "dueling PQN", "dqn": "dueling DQN", "glimpse": "glimpse agent",
 STILLS = {"glimpse": "the game with its glimpses, beside the patches it saw",
           "soft": "the game, each query's attention and the value's Jacobian"}  # fmt: skip
 EPSILONS = (0.0, 1.0, 2.0, 4.0, 8.0)
+PGD_STEPS = 10  # PGD's iterations (Madry et al. 2018)
 REPORT_KEPT = ("report.json", "report.png")
 NAMES = {"fgsm": "FGSM", "pgd": "PGD", "noise": "noise"}
 
@@ -43,11 +44,14 @@ NAMES = {"fgsm": "FGSM", "pgd": "PGD", "noise": "noise"}
 def analyse_agent(agent: str | Path, out: str | Path, *, steps: int = 1000, clip_steps: int = 150,
                   episodes: int = 30, epsilons: Sequence[float] = EPSILONS,
                   attacks: Sequence[str] = ATTACKS, num_envs: int = 8, seed: int = 0,
-                  progress: bool = True, fresh: bool = False) -> list[Path]:  # fmt: skip
+                  progress: bool = True, fresh: bool = False,
+                  transfer_from: str | Path | None = None) -> list[Path]:  # fmt: skip
     """Write the zoo's files for one shipped agent (see the module docstring) into ``out``. An
     agent without two heads to compare (the glimpse and soft-attention agents) gets no head report;
     no ``attacks``, the head report and the clip only (the attacks are most of the time). The clip
-    plays the policy the agent's evaluation played (greedy, or sampled as its ``eval.json`` says).
+    and the attacked evaluations play the policy the agent's evaluation played (greedy, or sampled
+    as its ``eval.json`` says). ``transfer_from``, a CNN agent of the same game: FGSM and PGD are
+    also crafted on it and applied to this agent's frames (transfer attacks), at every epsilon.
 
     An analysis resumes: ``analysis.json`` names the weights (their SHA-256) and the settings of
     what ``out`` holds, and ``robustness.json`` is written after every attack and epsilon, so that
@@ -61,6 +65,11 @@ def analyse_agent(agent: str | Path, out: str | Path, *, steps: int = 1000, clip
     for attack in attacks:
         check_attack(attack, list(epsilons))
     net, config = load_checkpoint(agent)
+    source = _transfer_source(transfer_from, attacks, config["game"])
+    record = Path(agent) / "eval.json"
+    greedy = not record.is_file() or read_json(record).get("policy", "greedy") == "greedy"
+    if not greedy and config.get("agent") != "glimpse":
+        raise ValueError(f"{record} scores a sampled policy, which only a glimpse agent has")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     digest = weights_digest(agent)
@@ -82,57 +91,132 @@ def analyse_agent(agent: str | Path, out: str | Path, *, steps: int = 1000, clip
     if config.get("agent") in ("dqn", "pqn"):  # the dueling heads to compare
         part("report", list(REPORT_KEPT), {"steps": steps, "seed": seed},
              lambda: _head_report(net, config, out, steps, seed, progress))
-    record = Path(agent) / "eval.json"
-    greedy = not record.is_file() or read_json(record).get("policy", "greedy") == "greedy"
     part("clip", ["clip.mp4", "still.png"], {"steps": clip_steps, "seed": seed, "greedy": greedy},
          lambda: _clip_and_still(net, config, out, clip_steps, seed, progress, greedy))
     if not attacks:  # the head report and the clip alone
         return written + [stamp_path]
     eps = sorted(set(epsilons))
-    settings = {"episodes": episodes, "seed": seed, "num_envs": num_envs}
-    runs = _attack_points(agent, out / "robustness.json", digest, list(attacks), eps, settings,
-                          fresh, progress)  # fmt: skip
+    settings = {"episodes": episodes, "seed": seed, "num_envs": num_envs,
+                "policy": "greedy" if greedy else "sample"}  # fmt: skip
+    plans = [(a, None) for a in attacks] + [(a, source) for a in attacks if source and a != "noise"]
+    runs = _attack_points(agent, out / "robustness.json", digest, plans, eps, settings, fresh, progress)
     figure = plot_robustness(summarise(runs), out / "robustness.png", f"{config['game']}: robustness")
     return written + [stamp_path, out / "robustness.json", figure]
 
 
-def _attack_points(agent: str | Path, path: Path, digest: str, attacks: list[str], eps: list[float],
+@dataclass(frozen=True)
+class Source:
+    """The CNN agent that transfer attacks are crafted on: its folder, its weights' SHA-256 (a
+    point crafted on other weights is played again) and its kind."""
+
+    path: str
+    sha: str
+    agent: str
+
+
+def _transfer_source(transfer_from: str | Path | None, attacks: Sequence[str], game: str) -> Source | None:
+    """The source of the transfer attacks, checked before anything is played: a CNN agent of
+    ``game``, and an attack to transfer."""
+    if transfer_from is None:
+        return None
+    from agents.common.pretrained import weights_digest
+    from analysis.adversarial import transfer_source
+
+    if not set(attacks) - {"noise"}:
+        raise ValueError("--transfer-from crafts FGSM or PGD on another agent: give --attacks fgsm or pgd")
+    _, config = transfer_source(str(transfer_from))
+    if config["game"] != game:
+        raise ValueError(f"--transfer-from is a {config['game']!r} agent; the agent attacked plays {game!r}")
+    return Source(str(transfer_from), weights_digest(transfer_from), config.get("agent") or "dqn")
+
+
+def _attack_points(agent: str | Path, path: Path, digest: str,
+                   plans: list[tuple[str, Source | None]], eps: list[float],
                    settings: dict[str, Any], fresh: bool,
                    progress: bool) -> list[dict[str, Any]]:  # fmt: skip
-    """Every attack at every epsilon, one point at a time, ``path`` rewritten after each (its
-    ``complete`` false until the last); a point ``path`` already holds for these weights and
-    ``settings`` is kept, not played again. Epsilon 0 is the clean evaluation whatever the attack
-    (an attack at 0 hands the frame on untouched), so it is played once and shared."""
+    """Every attack of ``plans`` (an attack, and the agent it is crafted on for a transfer attack,
+    else None) at every epsilon, one point at a time, ``path`` rewritten
+    after each (its ``complete`` false until the last); a point ``path`` already holds for these
+    weights, ``settings`` and source is kept, not played again. Epsilon 0 is the clean evaluation
+    whatever the attack (an attack at 0 hands the frame on untouched), so it is played once and
+    shared."""
     from analysis.adversarial import robustness, summarise
 
-    held: dict[tuple[str, float], tuple[dict[str, Any], dict[str, Any]]] = {}
+    def key(attack: str, sha: str | None, e: float) -> tuple[str, str, float]:
+        return attack, sha or "", e
+
+    held: dict[tuple[str, str, float], tuple[dict[str, Any], dict[str, Any]]] = {}
     if not fresh and path.is_file():
         previous = read_json(path)
         if previous.get("weights_sha256") == digest and previous.get("settings") == settings:
             for run in previous.get("runs", []):
                 for row in run["results"]:
-                    held[(run["attack"], row["epsilon"])] = (run, row)
+                    held[key(run["attack"], run.get("transfer_sha256"), row["epsilon"])] = (run, row)
+    clean = next((point for k, point in held.items() if k[2] == 0), None)
     runs: list[dict[str, Any]] = []
-    for attack in attacks:
+    for n, (attack, source) in enumerate(plans):
         run: dict[str, Any] = {}
+        runs.append(run)
         for e in eps:
-            clean = next((held[(a, e)] for a in attacks if e == 0 and (a, e) in held), None)
-            if (attack, e) in held or clean:
-                meta, row = held.get((attack, e)) or ({**clean[0], "attack": attack}, clean[1])
-            else:
+            point = held.get(key(attack, source and source.sha, e)) or (clean if e == 0 else None)
+            if point is None:
                 meta = robustness(str(agent), attack, [e], episodes=settings["episodes"],
-                                  seed=settings["seed"], num_envs=settings["num_envs"], progress=progress)
-                row = meta["results"][0]
-            held[(attack, e)] = (meta, row)
-            if not run:
-                runs.append(run)
-            # the attack's own settings (PGD's steps) come with its first point past the shared one
-            run.update({k: v for k, v in meta.items() if k != "results"})
-            run.setdefault("results", []).append(row)
-            complete = attack == attacks[-1] and e == eps[-1]
+                                  seed=settings["seed"], num_envs=settings["num_envs"], progress=progress,
+                                  sample=settings["policy"] == "sample", steps=PGD_STEPS,
+                                  transfer_from=source and source.path)  # fmt: skip
+                point = meta, meta["results"][0]
+            held[key(attack, source and source.sha, e)] = point
+            clean = clean or (point if e == 0 else None)
+            # the run's settings from its points (the shared clean one made under another attack
+            # named for this one), what names this attack and its source over them
+            run.update({k: v for k, v in point[0].items() if k != "results"})
+            run.update({"attack": attack, "pgd_steps": PGD_STEPS if attack == "pgd" else None,
+                        "transfer_from": source and source.path, "transfer_sha256": source and source.sha,
+                        "transfer_from_agent": source and source.agent})  # fmt: skip
+            run.setdefault("results", []).append(point[1])
+            complete = n == len(plans) - 1 and e == eps[-1]
             _write_json(path, {"weights_sha256": digest, "settings": settings, "epsilons": eps,
                                "complete": complete, "summary": summarise(runs), "runs": runs})
     return runs
+
+
+def compare_robustness(agents: Sequence[str], zoo: str | Path, figure: str | Path) -> tuple[Path, str]:
+    """Several agents' robustness curves from their analyses (``<zoo>/<agent>/robustness.json``)
+    on one figure, and the Markdown table of the same numbers. Each return is a share of the
+    agent's own clean return (epsilon 0), so that agents of very different scores compare: how
+    much of what it plays for an attack takes away. The intervals are the attacked return's over
+    its episodes, divided by the clean mean (whose own uncertainty they leave out)."""
+    from analysis.adversarial import plot_robustness, summarise
+
+    if len(agents) < 2:
+        raise ValueError(f"comparing needs at least two agents (got {len(agents)})")
+    runs = []
+    for name in agents:
+        path = Path(zoo) / name / "robustness.json"
+        if not path.is_file():
+            raise ValueError(f"{path} does not exist: run `attn zoo analyse pretrained/{name}` first")
+        runs += [{**run, "label": name} for run in read_json(path)["runs"]]
+    summary = summarise(runs)
+    for attack, groups in summary.items():
+        for label, rows in groups.items():
+            clean = next((r["mean_return"]["mean"] for r in rows if r["epsilon"] == 0), None)
+            if clean is None or clean <= 0:
+                raise ValueError(f"{label} under {attack} has no positive clean return (epsilon 0) to "
+                                 "scale by")  # fmt: skip
+            for r in rows:
+                r["return_share"] = {k: v / clean for k, v in r["mean_return"].items()}
+    path = plot_robustness(summary, figure, "return under attack, as a share of the clean return")
+    eps = sorted({r["epsilon"] for groups in summary.values() for rows in groups.values() for r in rows
+                  if r["epsilon"] > 0})  # fmt: skip
+    table = []
+    for attack, groups in summary.items():
+        for label, rows in groups.items():
+            at = {r["epsilon"]: r for r in rows}
+            clean = at[0]["mean_return"]
+            table.append([label, NAMES[attack], f"{clean['mean']:.1f}",
+                          *(_interval(at[e]["return_share"]) if e in at else "" for e in eps)])  # fmt: skip
+    header = ["agent", "attack", "clean return", *(f"epsilon {e:g}" for e in eps)]
+    return path, markdown_table(header, table)
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:

@@ -40,6 +40,9 @@ class Args:
     """Seed of the environments and of the noise."""
     num_envs: PositiveInt = 8
     """Parallel environments per evaluation."""
+    sample: bool = False
+    """Glimpse agents play the sampled policy they are scored with (evaluate.py --sample), seeded
+    from --seed; CNN agents act greedily whatever it says."""
 
 
 def main() -> None:
@@ -69,8 +72,10 @@ def main() -> None:
                 raise ValueError("--transfer-from crafts FGSM or PGD on another agent; noise needs "
                                  "no source")  # fmt: skip
             transfer_source(args.transfer_from, args.game)
-        for ckpt in args.checkpoint:  # every agent loads before the first is attacked
-            load_agent(ckpt, args.game)
+        kinds = {ckpt: load_agent(ckpt, args.game)[2].get("agent") for ckpt in args.checkpoint}
+        if args.sample and "glimpse" not in kinds.values():  # every agent loads before any is attacked
+            raise ValueError("--sample is for glimpse agents, whose policies are distributions; none of "
+                             "--checkpoint is one")  # fmt: skip
         epsilons = sorted(set(args.epsilons))
         out = check_output_dir(args.out, writes=("robustness.json", "robustness.png"))
         runs = []
@@ -78,10 +83,11 @@ def main() -> None:
                       step_size=args.pgd_step_size, seed=args.seed, num_envs=args.num_envs)  # fmt: skip
         with signals_end_cleanly():
             for ckpt in args.checkpoint:
+                sample = args.sample and kinds[ckpt] == "glimpse"
                 for attack in args.attack:
-                    runs.append(robustness(ckpt, attack, epsilons, **common))
+                    runs.append(robustness(ckpt, attack, epsilons, sample=sample, **common))
                     if args.transfer_from and attack != "noise" and runs[-1]["agent"] == "glimpse":
-                        runs.append(robustness(ckpt, attack, epsilons,
+                        runs.append(robustness(ckpt, attack, epsilons, sample=sample,
                                                transfer_from=args.transfer_from, **common))  # fmt: skip
             summary = summarise(runs)
             report = {"epsilons": epsilons, "summary": summary, "runs": runs}

@@ -6,6 +6,8 @@ and the summary table on the README's front and the docs' home page, from those 
     attn zoo analyse pretrained/pong --episodes 5    # a quicker look (the page says how many)
     attn zoo analyse pretrained/pong                 # again, after Ctrl-C: goes on where it stopped
     attn zoo page                                    # docs/zoo.md, the README's and home page's table
+    attn zoo analyse pretrained/breakout_glimpse --transfer-from pretrained/breakout
+    attn zoo compare breakout breakout_glimpse --out docs/figures/breakout_robustness.png
 """
 
 from __future__ import annotations
@@ -49,6 +51,22 @@ class Analyse:
     fresh: bool = False
     """Redo every part. Without it the analysis resumes: what the agent's folder in the zoo holds
     for these weights and settings (analysis.json, and robustness.json point by point) is kept."""
+    transfer_from: str | None = None
+    """A CNN agent of the same game (pretrained/<game>): FGSM and PGD are also crafted on it and
+    applied to this agent's frames, the transfer attack of a black-box attacker (default: none)."""
+
+
+@dataclass
+class Compare:
+    """Put several agents' robustness curves (attn zoo analyse) on one figure, each return as a
+    share of the agent's clean return, and print their table."""
+
+    agents: tyro.conf.Positional[tuple[str, ...]]
+    """The agents' folder names in the zoo (two or more, e.g. breakout breakout_glimpse)."""
+    out: str
+    """The figure to write (.png)."""
+    zoo: str = "docs/zoo"
+    """The agents' analyses."""
 
 
 @dataclass
@@ -68,11 +86,12 @@ class Page:
 def main() -> None:
     cfg = tyro.extras.subcommand_cli_from_dict(
         {"analyse": Annotated[Analyse, tyro.conf.arg(help=Analyse.__doc__)],
+         "compare": Annotated[Compare, tyro.conf.arg(help=Compare.__doc__)],
          "page": Annotated[Page, tyro.conf.arg(help=Page.__doc__)]},
         description=__doc__,
     )  # fmt: skip
     from agents.common.checkpoint import CheckpointError
-    from analysis.zoo import analyse_agent, write_zoo_page
+    from analysis.zoo import analyse_agent, compare_robustness, write_zoo_page
     from scripts.cli import fail, signals_end_cleanly
 
     try:
@@ -83,7 +102,12 @@ def main() -> None:
                 written = analyse_agent(cfg.agent, out, steps=cfg.steps, clip_steps=cfg.clip_steps,
                                         episodes=cfg.episodes, epsilons=cfg.epsilons,
                                         attacks=cfg.attacks, num_envs=cfg.num_envs, seed=cfg.seed,
-                                        progress=cfg.progress, fresh=cfg.fresh)  # fmt: skip
+                                        progress=cfg.progress, fresh=cfg.fresh,
+                                        transfer_from=cfg.transfer_from)  # fmt: skip
+        elif isinstance(cfg, Compare):
+            figure, table = compare_robustness(cfg.agents, cfg.zoo, cfg.out)
+            print(table)
+            written = [figure]
         else:
             command = "attn zoo " + " ".join(a if a else "''" for a in sys.argv[1:])
             written = write_zoo_page(cfg.pretrained, cfg.zoo, cfg.out, command, cfg.summaries)

@@ -174,9 +174,27 @@ def test_attack_script_compares_agents_with_transfer(runs, tmp_path):
     assert (out / "robustness.png").stat().st_size > 0
 
 
+def test_a_sampled_glimpse_policy_is_attacked_as_it_is_scored(runs):
+    """The sampled policy (what policy-gradient agents are scored with) replays from its seed; its
+    flips count against the clean frame's most likely action, so that sampling alone flips some
+    at epsilon 0 where the greedy policy flips none."""
+    from analysis.adversarial import robustness
+
+    kw = dict(episodes=4, num_envs=4, progress=False)
+    sampled = [robustness(str(runs / "glimpse"), "fgsm", [0.0, 8.0], sample=True, **kw) for _ in range(2)]
+    assert sampled[0]["policy"] == "sample" and sampled[0]["results"] == sampled[1]["results"]
+    greedy = robustness(str(runs / "glimpse"), "fgsm", [0.0], **kw)
+    assert greedy["policy"] == "greedy" and greedy["results"][0]["flip_rate"] == 0
+    assert sampled[0]["results"][0]["flip_rate"] > 0
+    transferred = robustness(str(runs / "glimpse"), "fgsm", [0.0], sample=True,
+                             transfer_from=str(runs / "dqn"), **kw)  # fmt: skip
+    assert transferred["results"][0]["flip_rate"] > 0  # against the clean mode, not a second sample
+
+
 @pytest.mark.parametrize(
     "args,message",
     [
+        (["--sample"], "--sample is for glimpse agents, whose policies are distributions"),
         (["--attack", "cw"], "error: unknown attack 'cw'; accepted: fgsm, pgd, noise"),
         (["--epsilons", "-1"], "error: epsilon must be in [0, 255] pixel levels"),
         (["--epsilons", "300"], "error: epsilon must be in [0, 255] pixel levels"),

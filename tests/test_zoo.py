@@ -6,6 +6,7 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest import call_script
 
@@ -159,6 +160,64 @@ def test_an_analysis_resumes_point_by_point_and_plays_the_clean_point_once(shipp
     played.clear()
     analyse_agent(agent, out, **kwargs)
     assert len(played) == 5  # every point but the shared clean one, again
+
+
+def test_transfer_attacks_join_the_analysis_and_resume_by_their_source(shipped, tmp_path, monkeypatch):
+    """Crafted on the agent itself, a transfer attack is the white-box attack (the same frames, the
+    same perturbation): the same scores, labelled as crafted on a PQN agent; its points are kept
+    while the source's weights are the same and played again when they are not."""
+    import analysis.adversarial
+
+    agent, out = shipped / "pretrained" / "catch", tmp_path / "zoo" / "catch"
+    kwargs = dict(steps=12, clip_steps=6, episodes=4, epsilons=(0.0, 8.0), attacks=("fgsm", "noise"),
+                  num_envs=4, progress=False, transfer_from=agent)  # fmt: skip
+    analyse_agent(agent, out, **kwargs)
+    whole = json.loads((out / "robustness.json").read_text())
+    white, noise, transfer = whole["runs"]
+    assert (white["attack"], noise["attack"], transfer["attack"]) == ("fgsm", "noise", "fgsm")
+    assert transfer["transfer_from"] == str(agent) and white["transfer_from"] is None
+    assert transfer["results"] == white["results"] and whole["complete"]
+    assert set(whole["summary"]["fgsm"]) == {"pqn", "pqn, crafted on pqn"}
+
+    real, played = analysis.adversarial.robustness, []
+    monkeypatch.setattr(analysis.adversarial, "robustness",
+                        lambda *a, **kw: played.append((a[1], kw["transfer_from"])) or real(*a, **kw))
+    analyse_agent(agent, out, **kwargs)
+    assert played == []
+    transfer["transfer_sha256"] = "another source's"
+    (out / "robustness.json").write_text(json.dumps(whole))
+    analyse_agent(agent, out, **kwargs)
+    assert played == [("fgsm", str(agent))]  # its attacked point; the clean one is everyone's
+
+
+def test_agents_compare_by_the_share_of_their_clean_return_they_keep(tmp_path):
+    """Two agents' curves on one figure, each return over the agent's own clean return; the table
+    by hand: a clean 5 and an attacked 2 keep 0.40, a clean 50 and an attacked 45 keep 0.90."""
+    from analysis.zoo import compare_robustness
+
+    def run(agent: str, clean: list[float], attacked: list[float], **extra) -> dict:
+        rows = [{"epsilon": e, "mean_return": float(np.mean(x)), "flip_rate": 0.1 * e, "scores": x}
+                for e, x in ((0.0, clean), (8.0, attacked))]  # fmt: skip
+        return {"agent": agent, "attack": "fgsm", "transfer_from": None, "results": rows, **extra}
+
+    for name, runs in (("cnn", [run("pqn", [4.0, 6.0], [1.0, 3.0])]),
+                       ("glimpse", [run("glimpse", [40.0, 60.0], [44.0, 46.0]),
+                                    run("glimpse", [40.0, 60.0], [30.0, 34.0], transfer_from="cnn",
+                                        transfer_from_agent="pqn")])):  # fmt: skip
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "robustness.json").write_text(json.dumps({"runs": runs}))
+    figure, table = compare_robustness(["cnn", "glimpse"], tmp_path, tmp_path / "cmp.png")
+    assert figure.stat().st_size > 0
+    lines = table.splitlines()
+    assert lines[0] == "| agent | attack | clean return | epsilon 8 |"
+    assert lines[2].startswith("| cnn | FGSM | 5.0 | 0.40 [")
+    assert lines[3].startswith("| glimpse | FGSM | 50.0 | 0.90 [")
+    assert lines[4].startswith("| glimpse, crafted on pqn | FGSM | 50.0 | 0.64 [")
+    (tmp_path / "cnn" / "robustness.json").write_text(json.dumps({"runs": [run("pqn", [-1.0], [-1.0])]}))
+    with pytest.raises(ValueError, match="cnn under fgsm has no positive clean return"):
+        compare_robustness(["cnn", "glimpse"], tmp_path, tmp_path / "cmp.png")
+    with pytest.raises(ValueError, match="at least two agents"):
+        compare_robustness(["cnn"], tmp_path, tmp_path / "cmp.png")
 
 
 def test_the_readme_the_home_page_and_the_zoo_page_show_the_shipped_agents_as_they_are():
