@@ -18,15 +18,15 @@ $(STAMP): setup.cfg pyproject.toml | $(BIN)/python
 
 install: $(STAMP)
 
-# The young Enduro agent (pretrained/enduro_1m, trained on a GPU): its value/advantage saliency
+# The zoo's Enduro agent (pretrained/enduro): its value/advantage saliency
 # video and the head report over 1,000 frames (about 30 s on 2 cores; the figures of
 # docs/saliency.md); the shipped Pong agent's saliency video (about 10 s); then a short dueling DQN
 # run on Pong (about 2 minutes) so that TensorBoard has a run to show.
 # The demo run is made anew each time: a training refuses a directory that already holds a run.
 demo: install
-	$(BIN)/attn saliency --checkpoint pretrained/enduro_1m --steps 600 \
+	$(BIN)/attn saliency --checkpoint pretrained/enduro --steps 600 \
 		--out demo/enduro_saliency.mp4
-	$(BIN)/attn report --checkpoint pretrained/enduro_1m --steps 1000 \
+	$(BIN)/attn report --checkpoint pretrained/enduro --steps 1000 \
 		--out demo/enduro_report
 	$(BIN)/attn saliency --checkpoint pretrained/pong --steps 600 \
 		--out demo/pong_saliency.mp4
