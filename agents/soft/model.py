@@ -8,6 +8,7 @@ CPU cores; every one of them is a constructor argument that a checkpoint records
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -35,16 +36,23 @@ class ConvLSTMCell(nn.Module):
         return torch.sigmoid(o) * torch.tanh(c), c
 
 
+TORSOS = ("nature", "small", "patch")
+
+
 def vision_torso(kind: str, in_channels: int) -> nn.Sequential:
     """``nature``: the first two convolutions of Mnih et al. 2015 (84x84 to 9x9); ``small``: two
-    3x3 convolutions for small screens (Catch's 24x24 to 12x12)."""
+    3x3 convolutions for small screens (Catch's 24x24 to 12x12); ``patch``: one 4x4 convolution
+    of stride 4 (Catch's 24x24 to 6x6), each cell a patch of the screen, a quarter of the
+    positions to attend over and a fraction of the small torso's arithmetic."""
     if kind == "nature":
         return nn.Sequential(nn.Conv2d(in_channels, 32, 8, stride=4), nn.ReLU(),
                              nn.Conv2d(32, 64, 4, stride=2), nn.ReLU())  # fmt: skip
     if kind == "small":
         return nn.Sequential(nn.Conv2d(in_channels, 16, 3, padding=1), nn.ReLU(),
                              nn.Conv2d(16, 32, 3, stride=2, padding=1), nn.ReLU())  # fmt: skip
-    raise ValueError(f"torso must be 'nature' or 'small' (got {kind!r})")
+    if kind == "patch":
+        return nn.Sequential(nn.Conv2d(in_channels, 32, 4, stride=4), nn.ReLU())
+    raise ValueError(f"torso must be one of {', '.join(TORSOS)} (got {kind!r})")
 
 
 class SoftAttentionAgent(nn.Module):
@@ -56,7 +64,7 @@ class SoftAttentionAgent(nn.Module):
     def __init__(self, n_actions: int, in_channels: int = 1, *, input_shape: tuple[int, int] = (84, 84),
                  torso: str = "", core_channels: int = 32, key_channels: int = 8,
                  value_channels: int = 16, queries: int = 4, frequencies: int = 4,
-                 hidden: int = 256) -> None:  # fmt: skip
+                 hidden: int = 256, qk_norm: bool = False) -> None:  # fmt: skip
         super().__init__()
         for name, value in (("n_actions", n_actions), ("in_channels", in_channels), ("queries", queries),
                             ("core_channels", core_channels), ("key_channels", key_channels),
@@ -67,7 +75,7 @@ class SoftAttentionAgent(nn.Module):
         self.torso_kind = torso or ("small" if input_shape[-1] < 64 else "nature")
         self.sizes = dict(core_channels=core_channels, key_channels=key_channels,
                           value_channels=value_channels, queries=queries, frequencies=frequencies,
-                          hidden=hidden)  # fmt: skip
+                          hidden=hidden, qk_norm=qk_norm)  # fmt: skip
         self.vision = vision_torso(self.torso_kind, in_channels)
         with torch.no_grad():
             _, channels, height, width = self.vision(torch.zeros(1, in_channels, *input_shape)).shape
@@ -81,6 +89,9 @@ class SoftAttentionAgent(nn.Module):
         self.make_queries = nn.Sequential(nn.Linear(hidden, hidden), nn.ReLU(),
                                           nn.Linear(hidden, queries * self.query_size))  # fmt: skip
         self.policy_core = nn.LSTMCell(queries * (self.query_size + self.answer_size) + 1 + n_actions, hidden)
+        # QK-norm (attend's temperature), learned from 10: maps sharp from the first step instead of
+        # near uniform over the positions
+        self.log_temperature = nn.Parameter(torch.tensor(math.log(10.0))) if qk_norm else None
         self.policy_logits = nn.Linear(hidden, n_actions)
         self.value = nn.Linear(hidden, 1)
 
@@ -107,7 +118,8 @@ class SoftAttentionAgent(nn.Module):
         k, v = self.keys_values(conv_h).split([self.sizes["key_channels"], self.sizes["value_channels"]], 1)
         basis = self.basis.expand(b, -1, -1, -1)
         queries = self.make_queries(state[2]).view(b, self.sizes["queries"], self.query_size)
-        maps, answers = attend(torch.cat([k, basis], 1), torch.cat([v, basis], 1), queries)
+        temperature = None if self.log_temperature is None else self.log_temperature.exp()
+        maps, answers = attend(torch.cat([k, basis], 1), torch.cat([v, basis], 1), queries, temperature)
         if prev_action is None:  # an episode's start, as training and play begin it: action 0
             prev_action = torch.zeros(b, dtype=torch.long, device=x.device)
         action = nn.functional.one_hot(prev_action.long(), self.n_actions).to(x.dtype)

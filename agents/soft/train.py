@@ -35,7 +35,7 @@ from agents.common.run import (
     save_training,
 )
 from agents.common.training import EpisodeTracker, action_names
-from agents.soft.model import SoftAttentionAgent
+from agents.soft.model import TORSOS, SoftAttentionAgent
 from agents.soft.policy import restart
 from envs import CatchVectorEnv, make_vector_env, resolve_game
 from envs.options import AtariOptions
@@ -53,6 +53,7 @@ class SoftConfig(PPOConfig):
             total_steps=10_000_000, num_envs=16, rollout=32, learning_rate=2.5e-4, gamma=0.99,
             gae_lambda=0.95, epochs=4, minibatches=2, clip_coef=0.1, max_grad_norm=0.5,
             entropy_coef=0.01, hidden=256, core_channels=32, queries=4, life_loss_info=True,
+            qk_norm=False,  # the paper's inner product of query and key
         ),
     }  # fmt: skip
 
@@ -61,8 +62,9 @@ class SoftConfig(PPOConfig):
     exp_name: str = "soft"
     total_steps: PositiveInt = 2_000_000
     """Environment steps over all envs."""
-    num_envs: PositiveInt = 16
-    """Parallel environments (one batch through the network per step)."""
+    num_envs: PositiveInt = 64
+    """Parallel environments (one batch through the network per step; on Catch, minibatches of 16
+    envs replay several times faster a sample than of 4)."""
     max_grad_norm: PositiveFloat = 0.5
     """Gradient-norm clip (CleanRL's PPO)."""
     hidden: PositiveInt = 64
@@ -77,6 +79,9 @@ class SoftConfig(PPOConfig):
     learning_rate: PositiveFloat = 2e-3
     """Adam learning rate: on Catch, many small steps (16 a rollout: 4 epochs of 4 minibatches)
     learn where few large ones do not (docs/guide/soft.md)."""
+    torso: str = ""
+    """Convolutions before the ConvLSTM: nature (84x84 to 9x9), small (24x24 to 12x12) or patch
+    (24x24 to 6x6; agents.soft.model.vision_torso); empty: patch on Catch, nature on Atari."""
     core_channels: PositiveInt = 8
     """Channels of the vision core's ConvLSTM."""
     key_channels: PositiveInt = 8
@@ -86,7 +91,12 @@ class SoftConfig(PPOConfig):
     queries: PositiveInt = 2
     """Attention queries a step (the paper's 4 is the Atari preset's)."""
     frequencies: PositiveInt = 4
-    """Frequencies of the spatial basis along each axis (frequencies squared channels)."""
+    """Frequencies of the spatial basis along each axis, 0 to this: (frequencies + 1) squared less
+    one channels (agents.soft.attention.spatial_basis)."""
+    qk_norm: bool = True
+    """Attend by the cosine of queries and keys times a learned temperature (starting at 10)
+    instead of their inner product (the paper's, --no-qk-norm): maps sharp from the first step,
+    which on Catch every seed learns from (QK-norm, Henry et al. 2020; docs/guide/soft.md)."""
     attention_every: NonNegativeInt = 250_000
     """Environment steps between images of the attention maps in TensorBoard (0: never)."""
 
@@ -97,6 +107,8 @@ class SoftConfig(PPOConfig):
         if self.precision == "bf16":
             raise ValueError("--precision bf16 is not available for the soft-attention agent: use fp32 "
                              "or auto (which is fp32 for it)")  # fmt: skip
+        if self.torso not in ("", *TORSOS):
+            raise ValueError(f"--torso must be one of {', '.join(TORSOS)} (got {self.torso!r})")
         if self.is_catch() and (self.frame_stack != 1 or self.life_loss_info):
             raise ValueError("--frame-stack and --life-loss-info are for Atari games (got them with "
                              "--game catch)")  # fmt: skip
@@ -138,9 +150,12 @@ class SoftTrainer:
         shape = self.env.single_observation_space.shape
         self.n_actions = int(self.env.single_action_space.n)
         self.model = SoftAttentionAgent(self.n_actions, shape[0], input_shape=tuple(shape[1:]),
-                                        core_channels=cfg.core_channels, key_channels=cfg.key_channels,
+                                        torso=cfg.torso or ("patch" if cfg.is_catch() else "nature"),
+                                        core_channels=cfg.core_channels,
+                                        key_channels=cfg.key_channels,
                                         value_channels=cfg.value_channels, queries=cfg.queries,
-                                        frequencies=cfg.frequencies, hidden=cfg.hidden)  # fmt: skip
+                                        frequencies=cfg.frequencies, hidden=cfg.hidden,
+                                        qk_norm=cfg.qk_norm)  # fmt: skip
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.learning_rate, fused=True)
         self.run_dir = Path(cfg.run_dir or cfg.default_run_dir())
         self.action_names = action_names(self.game, self.env_options)
