@@ -156,10 +156,10 @@ def command_line() -> str:
 
 
 @contextlib.contextmanager
-def signals_end_cleanly() -> Iterator[None]:
+def signals_end_cleanly(kept: str = "no partial output was kept") -> Iterator[None]:
     """For scripts that write files: SIGTERM raises like Ctrl-C does, so that the writers' context
-    managers remove their partial files; either ends the script with one line and exit code
-    128 + the signal's number (130, 143) instead of a traceback."""
+    managers remove their partial files; either ends the script with one line, saying what was
+    ``kept``, and exit code 128 + the signal's number (130, 143) instead of a traceback."""
     received: list[int] = []
 
     def handler(signum: int, frame: Any) -> None:
@@ -174,8 +174,7 @@ def signals_end_cleanly() -> Iterator[None]:
 
         remove_created_dirs()
         sig = received[0] if received else signal.SIGINT
-        print(f"interrupted by {signal.Signals(sig).name}; no partial output was kept",
-              file=sys.stderr)  # fmt: skip
+        print(f"interrupted by {signal.Signals(sig).name}; {kept}", file=sys.stderr)
         sys.exit(128 + sig)
     finally:
         for sig, h in old.items():

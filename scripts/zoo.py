@@ -97,8 +97,9 @@ def main() -> None:
     try:
         check_config(cfg)
         if isinstance(cfg, Analyse):
-            with signals_end_cleanly():
-                out = Path(cfg.zoo) / Path(cfg.agent).name
+            out = Path(cfg.zoo) / Path(cfg.agent).name
+            with signals_end_cleanly(f"what was complete is kept in {out}; the same command goes on "
+                                     "from there"):  # fmt: skip
                 written = analyse_agent(cfg.agent, out, steps=cfg.steps, clip_steps=cfg.clip_steps,
                                         episodes=cfg.episodes, epsilons=cfg.epsilons,
                                         attacks=cfg.attacks, num_envs=cfg.num_envs, seed=cfg.seed,

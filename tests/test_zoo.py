@@ -190,6 +190,18 @@ def test_transfer_attacks_join_the_analysis_and_resume_by_their_source(shipped, 
     assert played == [("fgsm", str(agent))]  # its attacked point; the clean one is everyone's
 
 
+def test_an_interrupted_analysis_says_where_its_points_are_kept(monkeypatch, tmp_path):
+    import analysis.zoo
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(analysis.zoo, "analyse_agent", interrupted)
+    done = call_script("scripts/zoo.py", "analyse", "pretrained/pong", "--zoo", str(tmp_path))
+    assert done.returncode == 130 and done.stderr.count("\n") == 1
+    assert f"interrupted by SIGINT; what was complete is kept in {tmp_path / 'pong'}" in done.stderr
+
+
 def test_agents_compare_by_the_share_of_their_clean_return_they_keep(tmp_path):
     """Two agents' curves on one figure, each return over the agent's own clean return; the table
     by hand: a clean 5 and an attacked 2 keep 0.40, a clean 50 and an attacked 45 keep 0.90."""
