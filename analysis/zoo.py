@@ -135,11 +135,10 @@ def _attack_points(agent: str | Path, path: Path, digest: str,
                    settings: dict[str, Any], fresh: bool,
                    progress: bool) -> list[dict[str, Any]]:  # fmt: skip
     """Every attack of ``plans`` (an attack, and the agent it is crafted on for a transfer attack,
-    else None) at every epsilon, one point at a time, ``path`` rewritten
-    after each (its ``complete`` false until the last); a point ``path`` already holds for these
-    weights, ``settings`` and source is kept, not played again. Epsilon 0 is the clean evaluation
-    whatever the attack (an attack at 0 hands the frame on untouched), so it is played once and
-    shared."""
+    else None) at every epsilon, one point at a time, ``path`` rewritten after each (its
+    ``complete`` false until the last); a point ``path`` already holds for these weights,
+    ``settings`` and source is kept, not played again. Epsilon 0 is the clean evaluation whatever
+    the attack (an attack at 0 hands the frame on untouched), so it is played once and shared."""
     from analysis.adversarial import robustness, summarise
 
     def key(attack: str, sha: str | None, e: float) -> tuple[str, str, float]:
@@ -183,8 +182,8 @@ def _attack_points(agent: str | Path, path: Path, digest: str,
 def compare_robustness(agents: Sequence[str], zoo: str | Path, figure: str | Path) -> tuple[Path, str]:
     """Several agents' robustness curves from their analyses (``<zoo>/<agent>/robustness.json``)
     on one figure, and the Markdown table of the same numbers. Each return is a share of the
-    agent's own clean return (epsilon 0), so that agents of very different scores compare: how
-    much of what it plays for an attack takes away. The intervals are the attacked return's over
+    agent's own clean return (epsilon 0), so that agents of very different scores compare by the
+    share of their play that an attack leaves them. The intervals are the attacked return's over
     its episodes, divided by the clean mean (whose own uncertainty they leave out)."""
     from analysis.adversarial import plot_robustness, summarise
 
