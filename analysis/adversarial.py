@@ -280,6 +280,18 @@ def transfer_source(checkpoint: str, game: str | None = None) -> tuple[nn.Module
     return net, config
 
 
+def check_same_screen(source: dict[str, Any], target: dict[str, Any]) -> None:
+    """One line when a transfer attack's source sees frames of another size than the agent it
+    attacks (the Breakout glimpse agent's 210x160 against the PQN agent's 84x84): its perturbation
+    would not fit the frames it is applied to."""
+    sizes = [tuple(c.get("env_options", {}).get(k) for k in ("img_height", "img_width"))
+             for c in (source, target)]  # fmt: skip
+    if None not in sizes[0] + sizes[1] and sizes[0] != sizes[1]:
+        (h, w), (th, tw) = sizes
+        raise ValueError(f"--transfer-from sees {h}x{w} frames and the agent attacked {th}x{tw}: a transfer "
+                         "attack needs both to see frames of one size")  # fmt: skip
+
+
 def make_attack(attack: str, eps: float, net: nn.Module, policy: Any, config: dict[str, Any],
                 source: tuple[nn.Module, dict[str, Any]] | None = None, steps: int = 10,
                 step_size: float | None = None, seed: int = 0) -> Any:  # fmt: skip
@@ -315,6 +327,8 @@ def robustness(checkpoint: str, attack: str, epsilons: list[float], episodes: in
     if source is not None and source[1]["game"] != config["game"]:
         raise ValueError(f"--transfer-from is a {source[1]['game']!r} agent; the target plays "
                          f"{config['game']!r}")  # fmt: skip
+    if source is not None:
+        check_same_screen(source[1], config)
     n = max(1, min(num_envs, episodes))
     rows = []
     for eps in epsilons:

@@ -65,7 +65,7 @@ def analyse_agent(agent: str | Path, out: str | Path, *, steps: int = 1000, clip
     for attack in attacks:
         check_attack(attack, list(epsilons))
     net, config = load_checkpoint(agent)
-    source = _transfer_source(transfer_from, attacks, config["game"])
+    source = _transfer_source(transfer_from, attacks, config)
     record = Path(agent) / "eval.json"
     greedy = not record.is_file() or read_json(record).get("policy", "greedy") == "greedy"
     if not greedy and config.get("agent") != "glimpse":
@@ -114,19 +114,22 @@ class Source:
     agent: str
 
 
-def _transfer_source(transfer_from: str | Path | None, attacks: Sequence[str], game: str) -> Source | None:
-    """The source of the transfer attacks, checked before anything is played: a CNN agent of
-    ``game``, and an attack to transfer."""
+def _transfer_source(transfer_from: str | Path | None, attacks: Sequence[str],
+                     target: dict[str, Any]) -> Source | None:  # fmt: skip
+    """The source of the transfer attacks, checked before anything is played: a CNN agent of the
+    ``target``'s game that sees frames of its size, and an attack to transfer."""
     if transfer_from is None:
         return None
     from agents.common.pretrained import weights_digest
-    from analysis.adversarial import transfer_source
+    from analysis.adversarial import check_same_screen, transfer_source
 
     if not set(attacks) - {"noise"}:
         raise ValueError("--transfer-from crafts FGSM or PGD on another agent: give --attacks fgsm or pgd")
     _, config = transfer_source(str(transfer_from))
-    if config["game"] != game:
-        raise ValueError(f"--transfer-from is a {config['game']!r} agent; the agent attacked plays {game!r}")
+    if config["game"] != target["game"]:
+        raise ValueError(f"--transfer-from is a {config['game']!r} agent; the agent attacked plays "
+                         f"{target['game']!r}")  # fmt: skip
+    check_same_screen(config, target)
     return Source(str(transfer_from), weights_digest(transfer_from), config.get("agent") or "dqn")
 
 

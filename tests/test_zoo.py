@@ -190,6 +190,15 @@ def test_transfer_attacks_join_the_analysis_and_resume_by_their_source(shipped, 
     assert played == [("fgsm", str(agent))]  # its attacked point; the clean one is everyone's
 
 
+def test_a_transfer_between_agents_that_see_other_frame_sizes_is_refused_before_any_play(tmp_path):
+    """The Breakout glimpse agent sees 210x160 frames, the PQN agent 84x84."""
+    done = call_script("scripts/zoo.py", "analyse", "pretrained/breakout_glimpse", "--transfer-from",
+                       "pretrained/breakout", "--zoo", str(tmp_path))  # fmt: skip
+    assert done.returncode == 1 and done.stderr.count("\n") == 1
+    assert "--transfer-from sees 84x84 frames and the agent attacked 210x160" in done.stderr
+    assert not any(tmp_path.iterdir())
+
+
 def test_an_interrupted_analysis_says_where_its_points_are_kept(monkeypatch, tmp_path):
     import analysis.zoo
 
