@@ -6,7 +6,6 @@ and the summary table on the README's front and the docs' home page, from those 
     attn zoo analyse pretrained/pong --episodes 5    # a quicker look (the page says how many)
     attn zoo analyse pretrained/pong                 # again, after Ctrl-C: goes on where it stopped
     attn zoo page                                    # docs/zoo.md, the README's and home page's table
-    attn zoo analyse pretrained/breakout_glimpse --transfer-from pretrained/breakout
     attn zoo compare breakout breakout_glimpse --out docs/figures/breakout_robustness.png
 """
 
@@ -52,8 +51,9 @@ class Analyse:
     """Redo every part. Without it the analysis resumes: what the agent's folder in the zoo holds
     for these weights and settings (analysis.json, and robustness.json point by point) is kept."""
     transfer_from: str | None = None
-    """A CNN agent of the same game (pretrained/<game>): FGSM and PGD are also crafted on it and
-    applied to this agent's frames, the transfer attack of a black-box attacker (default: none)."""
+    """A CNN agent of the same game that sees frames of the same size (pretrained/<game>): FGSM and
+    PGD are also crafted on it and applied to this agent's frames, the transfer attack of a
+    black-box attacker (default: none)."""
 
 
 @dataclass
