@@ -197,6 +197,7 @@ def _frames(path) -> list:
     ({"minibatches": 5, "num_envs": 4}, r"must be at most --num-envs \(4\) \(got 5\)"),
     ({"frame_stack": 2}, "--frame-stack and --life-loss-info are for Atari games"),
     ({"queries": 0}, r"--queries must be >= 1 \(got 0\)"),
+    ({"torso": "deep"}, r"--torso must be one of nature, small, patch \(got 'deep'\)"),
 ])  # fmt: skip
 def test_bad_soft_flags_are_one_line(kwargs, message):
     from agents.soft.train import SoftConfig
