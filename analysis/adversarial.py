@@ -1,18 +1,20 @@
 """Adversarial observations at every step of play (Huang et al. 2017, "Adversarial attacks on neural
 network policies"): untargeted L-infinity attacks that push an agent off the action it would take.
 
-* FGSM (Goodfellow et al. 2015) and PGD (Madry et al. 2018) on the CNN agents (our DQN and PQN, SB3
-  models) come from the Adversarial Robustness Toolbox (ART, LF AI & Data): maintained, L-infinity
-  FGSM and PGD in the data's own units (``clip_values=(0, 255)``, so epsilon is in pixel levels of
-  the uint8 frame), batched, and it takes a PyTorch module as the classifier. torchattacks assumes
-  [0, 1] inputs and pins torchvision; foolbox adds its own tensor layer. The agent's action head is
-  the classifier's logits (the Q-values or the policy logits) and the loss is the cross-entropy
-  with the action the agent takes on the clean frame, Huang et al.'s choice for DQN and A3C.
-* The glimpse agent has no such head to hand over: its action comes out of a recurrent loop whose
-  glimpse locations depend on what it saw. :class:`GlimpseAttack` differentiates through that loop
-  by hand: through the retina at the gaze the agent is taking, its core, and (for a second glimpse
-  within a step) the location head, from the agent's current state. Or the perturbation is crafted
-  on a CNN agent of the same game and transferred (:class:`TransferAttack`).
+* FGSM (Goodfellow et al. 2015) and PGD (Madry et al. 2018, no random start, steps of 2.5 epsilon /
+  steps) are one hand-written loop (:func:`linf_attack`) in the frame's own units (pixel levels,
+  so epsilon is in levels of the uint8 frame), for every agent. The loss is the cross-entropy of
+  the agent's action logits (the Q-values or the policy logits) with the action it takes on the
+  clean frame, Huang et al.'s choice for DQN and A3C. On the CNN agents the loop gives the frames
+  that the Adversarial Robustness Toolbox (ART, LF AI & Data) gives, which the tests hold it to,
+  at about twice ART's speed: ART's ``PyTorchClassifier`` back-propagates into every weight and
+  converts between NumPy and torch at each step (docs/benchmarks.md).
+* The glimpse agent's action comes out of a recurrent loop whose glimpse locations depend on what
+  it saw. :class:`GlimpseAttack` differentiates through that loop: through the retina at the gaze
+  the agent is taking, its core, and (for a second glimpse within a step) the location head, from
+  the agent's current state. Or the perturbation is crafted on a CNN agent of the same game and
+  transferred (:class:`TransferAttack`), through the CNN's own resize when it sees smaller frames
+  (:class:`ResizedInput`).
 * The control is random noise of the same budget: every pixel moved by +epsilon or -epsilon at
   random (the largest random perturbation within the L-infinity ball).
 
@@ -22,8 +24,8 @@ agent would see, and no frame leaves [0, 255] or ``obs +- epsilon``.
 
 from __future__ import annotations
 
-import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -69,20 +71,32 @@ def random_sign_noise(obs: torch.Tensor, eps: float, generator: torch.Generator)
     return quantise(obs, obs.float() + eps * signs, eps)
 
 
-class _Logits(nn.Module):
-    """ART's classifier: pixel levels in, the agent's action head out (as logits)."""
+def linf_attack(logits: Callable[[torch.Tensor], torch.Tensor], obs: torch.Tensor,
+                target: torch.Tensor, eps: float, step: float, steps: int) -> torch.Tensor:  # fmt: skip
+    """Untargeted L-infinity FGSM (``steps=1, step=eps``) or PGD: ``steps`` signed-gradient steps
+    of ``step`` pixel levels that raise the cross-entropy of ``logits(frames / 255)`` with
+    ``target``, each projected back onto ``obs +- eps`` and [0, 255]; rounded to uint8 inside the
+    ball. Only the frame's gradient is taken (none of the weights')."""
+    x = obs.float()
+    delta = torch.zeros_like(x)
+    for _ in range(steps):
+        xa = (x + delta).requires_grad_(True)
+        with torch.enable_grad():  # evaluation plays under no_grad; the attack needs gradients
+            loss = nn.functional.cross_entropy(logits(xa / 255.0), target)
+            (g,) = torch.autograd.grad(loss, xa)
+        delta = (delta + step * g.sign()).clamp(-eps, eps)
+        delta = (x + delta).clamp(0, 255) - x
+    return quantise(obs, x + delta, eps)
 
-    def __init__(self, net: nn.Module, head: str) -> None:
-        super().__init__()
-        self.net, self.head = net, head
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x / 255.0)[self.head]
+def pgd_step(eps: float, steps: int, step_size: float | None) -> float:
+    """Madry et al.'s step, 2.5 epsilon / steps, so that the iterates can cross the ball."""
+    return step_size if step_size is not None else 2.5 * eps / steps
 
 
 class CNNAttack:
-    """``attack(obs_uint8) -> perturbed obs_uint8`` against a feed-forward agent (FGSM, PGD via ART, or
-    the noise control); ``last_clean_actions`` holds the actions the attack pushed away from."""
+    """``attack(obs_uint8) -> perturbed obs_uint8`` against a feed-forward agent (FGSM, PGD or the
+    noise control); ``last_clean_actions`` holds the actions the attack pushed away from."""
 
     def __init__(self, net: nn.Module, obs_shape: tuple[int, ...], attack: str, eps: float,
                  steps: int = 10, step_size: float | None = None, seed: int = 0) -> None:  # fmt: skip
@@ -91,32 +105,10 @@ class CNNAttack:
             raise ValueError(f"PGD steps must be >= 1, got {steps}")
         self.net, self.attack, self.eps = net, attack, float(eps)
         self.head = action_head(net, obs_shape)
+        self.steps = 1 if attack == "fgsm" else steps
+        self.step = self.eps if attack == "fgsm" else pgd_step(self.eps, steps, step_size)
         self.generator = torch.Generator().manual_seed(seed)
         self.last_clean_actions = np.zeros(0, np.int64)
-        self._art = None
-        if attack != "noise" and eps > 0:
-            logging.getLogger("art").setLevel(logging.ERROR)
-            from art.attacks.evasion import FastGradientMethod, ProjectedGradientDescent
-            from art.estimators.classification import PyTorchClassifier
-
-            with torch.no_grad():
-                n = self.net(torch.zeros(1, *obs_shape, dtype=torch.uint8,
-                                         device=_device(net)))[self.head].shape[1]  # fmt: skip
-            classifier = PyTorchClassifier(
-                model=_Logits(net, self.head), loss=nn.CrossEntropyLoss(), input_shape=obs_shape,
-                nb_classes=n, clip_values=(0.0, 255.0),
-                device_type="gpu" if _device(net).type == "cuda" else "cpu",
-            )  # fmt: skip
-            if attack == "fgsm":
-                self._art = FastGradientMethod(classifier, norm=np.inf, eps=self.eps,
-                                               targeted=False, batch_size=4096)  # fmt: skip
-            else:
-                # Madry et al.'s step: 2.5 * eps / steps, so that the iterates can cross the ball
-                step = step_size if step_size is not None else 2.5 * self.eps / steps
-                self._art = ProjectedGradientDescent(
-                    classifier, norm=np.inf, eps=self.eps, eps_step=step, max_iter=steps,
-                    targeted=False, num_random_init=0, batch_size=4096, verbose=False,
-                )  # fmt: skip
 
     def clean_actions(self, obs: torch.Tensor) -> np.ndarray:
         with torch.no_grad():
@@ -128,10 +120,10 @@ class CNNAttack:
             return obs
         if self.attack == "noise":
             return random_sign_noise(obs, self.eps, self.generator)
-        x = obs.detach().cpu().float().numpy()
-        with torch.enable_grad():  # evaluation plays under no_grad; the attack needs gradients
-            adv = self._art.generate(x=x, y=self.last_clean_actions)
-        return quantise(obs, torch.from_numpy(adv).to(obs.device), self.eps)
+        x = obs.to(_device(self.net))
+        target = torch.as_tensor(self.last_clean_actions, device=x.device)
+        adv = linf_attack(lambda x01: self.net(x01)[self.head], x, target, self.eps, self.step, self.steps)
+        return adv.to(obs.device)
 
 
 class GlimpseAttack:
@@ -148,7 +140,7 @@ class GlimpseAttack:
             raise ValueError(f"PGD steps must be >= 1, got {steps}")
         self.policy, self.attack, self.eps = policy, attack, float(eps)
         self.steps = 1 if attack == "fgsm" else steps
-        self.step = self.eps if attack == "fgsm" else (step_size or 2.5 * self.eps / steps)
+        self.step = self.eps if attack == "fgsm" else pgd_step(self.eps, steps, step_size)
         self.generator = torch.Generator().manual_seed(seed)
         self.last_clean_actions = np.zeros(0, np.int64)
 
@@ -170,15 +162,7 @@ class GlimpseAttack:
         if self.attack == "noise":
             return random_sign_noise(obs, self.eps, self.generator)
         target = torch.as_tensor(self.last_clean_actions, device=obs.device)
-        delta = torch.zeros_like(x)
-        for _ in range(self.steps):
-            xa = (x + delta).requires_grad_(True)
-            with torch.enable_grad():
-                loss = nn.functional.cross_entropy(self.logits(xa / 255), target)
-                (g,) = torch.autograd.grad(loss, xa)
-            delta = (delta + self.step * g.sign()).clamp(-self.eps, self.eps)
-            delta = (x + delta).clamp(0, 255) - x
-        return quantise(obs, x + delta, self.eps)
+        return linf_attack(self.logits, obs, target, self.eps, self.step, self.steps)
 
 
 class TransferAttack:
@@ -280,16 +264,70 @@ def transfer_source(checkpoint: str, game: str | None = None) -> tuple[nn.Module
     return net, config
 
 
-def check_same_screen(source: dict[str, Any], target: dict[str, Any]) -> None:
-    """One line when a transfer attack's source sees frames of another size than the agent it
-    attacks (the Breakout glimpse agent's 210x160 against the PQN agent's 84x84): its perturbation
-    would not fit the frames it is applied to."""
-    sizes = [tuple(c.get("env_options", {}).get(k) for k in ("img_height", "img_width"))
-             for c in (source, target)]  # fmt: skip
-    if None not in sizes[0] + sizes[1] and sizes[0] != sizes[1]:
-        (h, w), (th, tw) = sizes
-        raise ValueError(f"--transfer-from sees {h}x{w} frames and the agent attacked {th}x{tw}: a transfer "
-                         "attack needs both to see frames of one size")  # fmt: skip
+class AreaResize(nn.Module):
+    """OpenCV's INTER_AREA downscaling from ``src`` to ``dst`` (height, width), the resize our Atari
+    env applies to a CNN agent's frames (``envs/atari.py``), as a differentiable map. Area averaging
+    is separable, ``out = rows @ frame @ cols``; both matrices are read off ``cv2.resize`` itself (the
+    resize of an identity), so the attacker differentiates through the env's own weights."""
+
+    def __init__(self, src: tuple[int, int], dst: tuple[int, int]) -> None:
+        super().__init__()
+        import cv2
+
+        (sh, sw), (dh, dw) = src, dst
+        if dh > sh or dw > sw:
+            raise ValueError(f"area resizing shrinks frames; {sh}x{sw} to {dh}x{dw} would enlarge them")
+        area = cv2.INTER_AREA
+        self.register_buffer("rows", torch.from_numpy(cv2.resize(np.eye(sh, dtype=np.float32), (sh, dh),
+                                                                 interpolation=area)))  # fmt: skip
+        self.register_buffer("cols", torch.from_numpy(cv2.resize(np.eye(sw, dtype=np.float32), (dw, sw),
+                                                                 interpolation=area)))  # fmt: skip
+
+    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        return self.rows @ frames @ self.cols
+
+
+class ResizedInput(nn.Module):
+    """A CNN agent handed another agent's larger frames: each is resized as the CNN's own env would
+    resize it (:class:`AreaResize`) before the CNN sees it, so that an attack crafted through this
+    module perturbs the frames of the agent attacked. The rounding of the resized frame to uint8 is
+    left out (its gradient is taken as the identity)."""
+
+    def __init__(self, net: nn.Module, in_channels: int, src: tuple[int, int], dst: tuple[int, int]) -> None:
+        super().__init__()
+        self.net, self.resize = net, AreaResize(src, dst)
+        self.in_channels, self.input_shape = in_channels, src
+
+    def forward(self, obs: torch.Tensor) -> dict[str, torch.Tensor]:
+        x = obs.float() / 255.0 if obs.dtype == torch.uint8 else obs
+        return self.net(self.resize(x))
+
+
+def _screen(config: dict[str, Any]) -> tuple[tuple[int, int] | None, bool | None]:
+    options = config.get("env_options") or {}
+    h, w = options.get("img_height"), options.get("img_width")
+    return (None if None in (h, w) else (h, w)), options.get("grayscale")
+
+
+def fit_to_screen(net: nn.Module, source: dict[str, Any], target: dict[str, Any]) -> nn.Module:
+    """The transfer source ``net`` as it sees the attacked agent's frames: itself when both see
+    frames of one size, else preceded by its env's resize (the Breakout PQN agent's 84x84 made from
+    the glimpse agent's 210x160). One line when the frames cannot be matched: the source sees larger
+    frames than the target, or colour where the target sees grey."""
+    (size, grey), (target_size, target_grey) = _screen(source), _screen(target)
+    if None not in (grey, target_grey) and grey != target_grey:
+        colours = {True: "grayscale", False: "RGB"}
+        raise ValueError(f"--transfer-from sees {colours[grey]} frames and the agent attacked "
+                         f"{colours[target_grey]}: a transfer attack needs one colour space")  # fmt: skip
+    if size is None or target_size is None or size == target_size:
+        return net
+    if size[0] > target_size[0] or size[1] > target_size[1]:
+        raise ValueError(f"--transfer-from sees {size[0]}x{size[1]} frames and the agent attacked "
+                         f"{target_size[0]}x{target_size[1]}: a transfer source must see frames no larger "
+                         "than the target's (they are resized down to it)")  # fmt: skip
+    from analysis.playback import obs_shape
+
+    return ResizedInput(net, obs_shape(net, source)[0], target_size, size)
 
 
 def make_attack(attack: str, eps: float, net: nn.Module, policy: Any, config: dict[str, Any],
@@ -328,7 +366,7 @@ def robustness(checkpoint: str, attack: str, epsilons: list[float], episodes: in
         raise ValueError(f"--transfer-from is a {source[1]['game']!r} agent; the target plays "
                          f"{config['game']!r}")  # fmt: skip
     if source is not None:
-        check_same_screen(source[1], config)
+        source = (fit_to_screen(*source, config), source[1])
     n = max(1, min(num_envs, episodes))
     rows = []
     for eps in epsilons:

@@ -121,15 +121,15 @@ def _transfer_source(transfer_from: str | Path | None, attacks: Sequence[str],
     if transfer_from is None:
         return None
     from agents.common.pretrained import weights_digest
-    from analysis.adversarial import check_same_screen, transfer_source
+    from analysis.adversarial import fit_to_screen, transfer_source
 
     if not set(attacks) - {"noise"}:
         raise ValueError("--transfer-from crafts FGSM or PGD on another agent: give --attacks fgsm or pgd")
-    _, config = transfer_source(str(transfer_from))
+    net, config = transfer_source(str(transfer_from))
     if config["game"] != target["game"]:
         raise ValueError(f"--transfer-from is a {config['game']!r} agent; the agent attacked plays "
                          f"{target['game']!r}")  # fmt: skip
-    check_same_screen(config, target)
+    fit_to_screen(net, config, target)
     return Source(str(transfer_from), weights_digest(transfer_from), config.get("agent") or "dqn")
 
 

@@ -186,7 +186,8 @@ def run_saliency(cfg: Saliency) -> list[Report]:
 
 @dataclass
 class Attack(Output):
-    """Adversarial attacks: attacked frames/s for FGSM, PGD-10 and noise, CNN and glimpse agent."""
+    """Adversarial attacks: attacked frames/s for FGSM, PGD-10 and noise, CNN (ours and ART's) and
+    glimpse agent."""
 
     batch: int = 32
     """Frames attacked per call (the envs of one evaluation step)."""
@@ -198,7 +199,14 @@ def run_attack(cfg: Attack) -> list[Report]:
     from scripts.bench.analysis import benchmark_attacks
 
     rows = benchmark_attacks(cfg.batch, cfg.repeats)
-    table = Table(["attack (epsilon 4)", "frames per second"], [[name, f"{r:,.1f}"] for name, r in rows])
+    speed = dict(rows)
+
+    def against_art(name: str) -> str:  # ours over ART's, the same attack in the same run
+        peer = name.replace("(ours)", "(ART)")
+        return f"{speed[name] / speed[peer]:.2f}x" if "(ours)" in name else ""
+
+    table = Table(["attack (epsilon 4)", "frames per second", "ours / ART"],
+                  [[name, f"{r:,.1f}", against_art(name)] for name, r in rows])  # fmt: skip
     return [Report("attack", [table], dict(rows))]
 
 

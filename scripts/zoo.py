@@ -51,9 +51,9 @@ class Analyse:
     """Redo every part. Without it the analysis resumes: what the agent's folder in the zoo holds
     for these weights and settings (analysis.json, and robustness.json point by point) is kept."""
     transfer_from: str | None = None
-    """A CNN agent of the same game that sees frames of the same size (pretrained/<game>): FGSM and
-    PGD are also crafted on it and applied to this agent's frames, the transfer attack of a
-    black-box attacker (default: none)."""
+    """A CNN agent of the same game (pretrained/<game>): FGSM and PGD are also crafted on it
+    (through its env's resize if it sees smaller frames) and applied to this agent's frames, the
+    transfer attack of a black-box attacker (default: none)."""
 
 
 @dataclass

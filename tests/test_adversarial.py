@@ -13,11 +13,13 @@ from conftest import call_script
 from torch import nn
 
 from analysis.adversarial import (
+    AreaResize,
     AttackedPolicy,
     CNNAttack,
     GlimpseAttack,
     TransferAttack,
     action_head,
+    fit_to_screen,
     quantise,
 )
 
@@ -69,6 +71,25 @@ def test_fgsm_flips_the_linear_policy_exactly_when_the_budget_beats_the_margin()
         adv = CNNAttack(net, (2, 12, 12), "fgsm", float(eps))(obs)
         flipped = int(net(adv)["q"].argmax(1)) != a
         assert flipped == (eps * l1 / 255 > margin), (eps, threshold)
+
+
+@pytest.mark.parametrize("attack", ["fgsm", "pgd"])
+@pytest.mark.parametrize("eps", [2.0, 8.0])
+def test_fgsm_and_pgd_give_arts_frames(attack, eps):
+    """On the dueling network of the Atari agents (random weights) and random frames, our loop's
+    frames are ART's (the same loss, steps, projection), rounded to uint8 the same way."""
+    from agents.qlearning.networks import DuelingQNetwork
+    from scripts.bench.analysis import art_attack
+
+    torch.manual_seed(0)
+    net = DuelingQNetwork(4, 2, input_shape=(44, 44), hidden=64).eval()
+    obs = frames(6, (2, 44, 44), seed=4)
+    attacker = CNNAttack(net, (2, 44, 44), attack, eps)
+    ours = attacker(obs)
+    theirs = art_attack(net, "q", (2, 44, 44), attack, eps).generate(x=obs.float().numpy(),
+                                                                y=attacker.last_clean_actions)  # fmt: skip
+    assert (ours != obs).float().mean() > 0.5  # the attack moved most pixels
+    np.testing.assert_array_equal(ours.numpy(), quantise(obs, torch.from_numpy(theirs), eps).numpy())
 
 
 def test_quantise_rounds_inside_the_ball():
@@ -134,6 +155,85 @@ def test_transfer_attack_hands_over_the_newest_frame_and_counts_the_targets_flip
     adv = transfer(second)
     assert adv.shape == second.shape and (adv.int() - second.int()).abs().max() <= 8
     assert attacked.steps == 6 and 0 <= attacked.flip_rate <= 1
+
+
+def breakout_frames(size, n=16, steps=80):
+    """The frames of ``n`` Breakout games after ``steps`` random actions, as an env of the shipped
+    PQN agent's options makes them at ``size``: the same games at any size (one seed)."""
+    from agents.common.checkpoint import read_json, resolve_checkpoint
+    from envs.atari import make_vector_env
+
+    options = read_json(resolve_checkpoint(ROOT / "pretrained" / "breakout") / "config.json")["env_options"]
+    env = make_vector_env("breakout", n, seed=3, **{**options, "img_height": size[0], "img_width": size[1]})
+    obs, _ = env.reset(seed=3)
+    rng = np.random.default_rng(0)
+    for _ in range(steps):
+        obs, *_ = env.step(rng.integers(0, 4, n))
+    env.close()
+    return torch.from_numpy(obs)
+
+
+def test_area_resize_is_the_resize_of_the_cnns_env():
+    """An 84x84 env's frames are the same games' 210x160 frames through AreaResize, to within the
+    uint8 rounding (one level); on float frames it is OpenCV's INTER_AREA to float precision."""
+    import cv2
+
+    resize = AreaResize((210, 160), (84, 84))
+    big, small = breakout_frames((210, 160), 4, 40), breakout_frames((84, 84), 4, 40)
+    assert big.shape == (4, 4, 210, 160) and small.shape == (4, 4, 84, 84)
+    made = resize(big.float()).round()
+    assert (made - small.float()).abs().max() <= 1 and (made != small.float()).float().mean() < 0.01
+    x = np.random.default_rng(0).uniform(0, 255, (210, 160)).astype(np.float32)
+    np.testing.assert_allclose(resize(torch.from_numpy(x)).numpy(),
+                               cv2.resize(x, (84, 84), interpolation=cv2.INTER_AREA), atol=1e-3)  # fmt: skip
+    with pytest.raises(ValueError, match="area resizing shrinks frames; 84x84 to 210x160"):
+        AreaResize((84, 84), (210, 160))
+
+
+def test_a_transfer_through_the_resize_fools_the_cnn_on_the_frames_its_env_makes():
+    """PGD crafted on the shipped Breakout PQN agent through its env's resize, on the 210x160 frames
+    the glimpse agent sees: once resized as the CNN's env resizes them, the CNN's own actions flip
+    on nearly every state at epsilon 2, where noise of the same budget flips few."""
+    import cv2
+
+    from analysis.adversarial import load_agent
+
+    net, _, config = load_agent(str(ROOT / "pretrained" / "breakout"))
+    _, _, target = load_agent(str(ROOT / "pretrained" / "breakout_glimpse"))
+    source = fit_to_screen(net, config, target)
+    assert source.input_shape == (210, 160) and source.in_channels == 4
+    big = breakout_frames((210, 160))
+
+    def cnn_view(frames):  # what the CNN's env makes of full-size frames
+        return torch.from_numpy(np.stack([[cv2.resize(f, (84, 84), interpolation=cv2.INTER_AREA)
+                                           for f in stack] for stack in frames.numpy()]))  # fmt: skip
+
+    with torch.no_grad():
+        clean = net(cnn_view(big))["q"].argmax(1)
+    flips = {}
+    for attack in ("pgd", "noise"):
+        adv = CNNAttack(source, (4, 210, 160), attack, 2.0)(big)
+        assert adv.shape == big.shape and (adv.int() - big.int()).abs().max() <= 2
+        with torch.no_grad():
+            flips[attack] = float((net(cnn_view(adv))["q"].argmax(1) != clean).float().mean())
+    assert flips["pgd"] >= 0.9 and flips["noise"] <= 0.5, flips
+
+
+@pytest.mark.parametrize("source, message", [
+    ({"img_height": 210, "img_width": 160, "grayscale": True},
+     "--transfer-from sees 210x160 frames and the agent attacked 84x84: a transfer source must see "
+     "frames no larger than the target's"),
+    ({"img_height": 84, "img_width": 84, "grayscale": False},
+     "--transfer-from sees RGB frames and the agent attacked grayscale: a transfer attack needs one "
+     "colour space"),
+])  # fmt: skip
+def test_a_source_whose_frames_cannot_be_made_from_the_targets_is_one_line(source, message):
+    target = {"env_options": {"img_height": 84, "img_width": 84, "grayscale": True}}
+    with pytest.raises(ValueError, match=message):
+        fit_to_screen(LinearQ(), {"env_options": source}, target)
+    same = {"env_options": {"img_height": 84, "img_width": 84, "grayscale": True}}
+    net = LinearQ()
+    assert fit_to_screen(net, same, target) is net
 
 
 def script(*args, timeout=300):

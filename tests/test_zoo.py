@@ -190,13 +190,18 @@ def test_transfer_attacks_join_the_analysis_and_resume_by_their_source(shipped, 
     assert played == [("fgsm", str(agent))]  # its attacked point; the clean one is everyone's
 
 
-def test_a_transfer_between_agents_that_see_other_frame_sizes_is_refused_before_any_play(tmp_path):
-    """The Breakout glimpse agent sees 210x160 frames, the PQN agent 84x84."""
-    done = call_script("scripts/zoo.py", "analyse", "pretrained/breakout_glimpse", "--transfer-from",
-                       "pretrained/breakout", "--zoo", str(tmp_path))  # fmt: skip
-    assert done.returncode == 1 and done.stderr.count("\n") == 1
-    assert "--transfer-from sees 84x84 frames and the agent attacked 210x160" in done.stderr
-    assert not any(tmp_path.iterdir())
+def test_the_breakout_glimpse_agent_is_attacked_through_the_pqn_agents_resize():
+    """The Breakout glimpse agent sees 210x160 frames, the PQN agent 84x84: its attacks go through
+    the PQN agent's resize, and its points are kept under the PQN agent's weights."""
+    from agents.common.checkpoint import read_json, resolve_checkpoint
+    from agents.common.pretrained import weights_digest
+    from analysis.zoo import _transfer_source
+
+    target = read_json(resolve_checkpoint("pretrained/breakout_glimpse") / "config.json")
+    source = _transfer_source("pretrained/breakout", ("fgsm", "pgd", "noise"), target)
+    assert (source.agent, source.sha) == ("pqn", weights_digest("pretrained/breakout"))
+    with pytest.raises(ValueError, match="--transfer-from crafts FGSM or PGD on another agent"):
+        _transfer_source("pretrained/breakout", ("noise",), target)
 
 
 def test_an_interrupted_analysis_says_where_its_points_are_kept(monkeypatch, tmp_path):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import tempfile
 import time
+from typing import Any
 
 import numpy as np
 import torch
@@ -55,9 +56,38 @@ def benchmark_saliency(
     return rows
 
 
+def art_attack(net: torch.nn.Module, head: str, shape: tuple[int, ...], attack: str, eps: float,
+               steps: int = 10) -> Any:  # fmt: skip
+    """FGSM or PGD from the Adversarial Robustness Toolbox at our attacks' settings (pixel levels,
+    the clean action's cross-entropy, Madry et al.'s step, no random start): the peer that
+    ``analysis.adversarial`` is timed beside here and checked against in its tests."""
+    from art.attacks.evasion import FastGradientMethod, ProjectedGradientDescent
+    from art.estimators.classification import PyTorchClassifier
+
+    class Logits(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = net
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.net(x / 255.0)[head]
+
+    with torch.no_grad():
+        classes = net(torch.zeros(1, *shape))[head].shape[1]
+    classifier = PyTorchClassifier(model=Logits(), loss=torch.nn.CrossEntropyLoss(),
+                                   input_shape=shape, nb_classes=classes, clip_values=(0.0, 255.0),
+                                   device_type="cpu")  # fmt: skip
+    if attack == "fgsm":
+        return FastGradientMethod(classifier, norm=np.inf, eps=eps, targeted=False, batch_size=4096)
+    return ProjectedGradientDescent(classifier, norm=np.inf, eps=eps, eps_step=2.5 * eps / steps,
+                                    max_iter=steps, targeted=False, num_random_init=0, batch_size=4096,
+                                    verbose=False)  # fmt: skip
+
+
 def benchmark_attacks(batch: int = 32, repeats: int = 5) -> list[tuple[str, float]]:
     """Attacked frames per second (one batched call crafts a batch): FGSM, PGD-10 and the noise
-    control on the dueling network (4x84x84) and on a glimpse agent of patch 12, 3 scales (210x160)."""
+    control on the dueling network (4x84x84), ours beside ART's, and on a glimpse agent of patch
+    12, 3 scales (210x160)."""
     from agents.glimpse import GlimpsePolicy, RecurrentAttentionModel
     from agents.qlearning.networks import DuelingQNetwork
     from analysis.adversarial import CNNAttack, GlimpseAttack
@@ -74,8 +104,15 @@ def benchmark_attacks(batch: int = 32, repeats: int = 5) -> list[tuple[str, floa
         name = {"fgsm": "FGSM", "pgd": "PGD-10", "noise": "noise"}[attack]
         cnn = CNNAttack(net, (4, 84, 84), attack, 4.0, steps=10)
         glimpse = GlimpseAttack(policy, attack, 4.0, steps=10)
-        how = (" (ART)", " (through its loop)") if attack != "noise" else ("", "")
+        how = (" (ours)", " (through its loop)") if attack != "noise" else ("", "")
         rows.append((f"dueling CNN, {name}{how[0]}", batch / median_seconds(lambda a=cnn: a(obs), repeats)))
+        if attack != "noise":
+            art = art_attack(net, "q", (4, 84, 84), attack, 4.0)
+            # as ours, the clean actions first, then the attack (on the float frames ART takes)
+            def peer(a=art, c=cnn):  # noqa: ANN202
+                return a.generate(x=obs.float().numpy(), y=c.clean_actions(obs))
+
+            rows.append((f"dueling CNN, {name} (ART)", batch / median_seconds(peer, repeats)))
         rows.append((f"glimpse agent, {name}{how[1]}",
                      batch / median_seconds(lambda a=glimpse: a(frames), repeats)))  # fmt: skip
     return rows
