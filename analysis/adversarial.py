@@ -9,10 +9,12 @@ network policies"): untargeted L-infinity attacks that push an agent off the act
   that the Adversarial Robustness Toolbox (ART, LF AI & Data) gives, which the tests hold it to,
   at about twice ART's speed: ART's ``PyTorchClassifier`` back-propagates into every weight and
   converts between NumPy and torch at each step (docs/benchmarks.md).
-* The glimpse agent's action comes out of a recurrent loop whose glimpse locations depend on what
-  it saw. :class:`GlimpseAttack` differentiates through that loop: through the retina at the gaze
-  the agent is taking, its core, and (for a second glimpse within a step) the location head, from
-  the agent's current state. Or the perturbation is crafted on a CNN agent of the same game and
+* The recurrent agents' actions come out of a loop: the glimpse agent's glimpse locations depend
+  on what it saw, the soft-attention agent's queries on its memory. :class:`RecurrentAttack`
+  differentiates through one step of the agent from its current state (the policy's ``logits``):
+  for the glimpse agent through the retina at the gaze it is taking, its core, and (for a second
+  glimpse within a step) the location head; for the soft agent through its vision core, its
+  attention and its policy core. Or the perturbation is crafted on a CNN agent of the same game and
   transferred (:class:`TransferAttack`), through the CNN's own resize when it sees smaller frames
   (:class:`ResizedInput`).
 * The control is random noise of the same budget: every pixel moved by +epsilon or -epsilon at
@@ -126,12 +128,13 @@ class CNNAttack:
         return adv.to(obs.device)
 
 
-class GlimpseAttack:
-    """FGSM or PGD against the glimpse agent, by hand: the loss is the cross-entropy of the action
-    logits at the end of the agent's step (all its glimpses, from its current core state and
-    location) with the action it takes on the clean frame; its gradient reaches the frame through
-    the patches the retina takes. The agent's state is not advanced here: the policy then plays the
-    perturbed frame as usual."""
+class RecurrentAttack:
+    """FGSM or PGD against a recurrent agent (the glimpse and soft-attention agents): the loss is the
+    cross-entropy of the action logits at the end of the agent's step from its current state (the
+    policy's ``logits``: every glimpse of the step, or the soft agent's step with its previous
+    action and reward) with the action it takes on the clean frame; its gradient reaches the frame
+    through what the agent reads of it. The agent's state is not advanced here: the policy then
+    plays the perturbed frame as usual."""
 
     def __init__(self, policy: Any, attack: str, eps: float, steps: int = 10,
                  step_size: float | None = None, seed: int = 0) -> None:  # fmt: skip
@@ -144,25 +147,15 @@ class GlimpseAttack:
         self.generator = torch.Generator().manual_seed(seed)
         self.last_clean_actions = np.zeros(0, np.int64)
 
-    def logits(self, images01: torch.Tensor) -> torch.Tensor:
-        """The action logits the agent would produce on ``images01`` (floats in [0, 1])."""
-        model, state, loc = self.policy.model, self.policy.state, self.policy.loc
-        heads: dict[str, torch.Tensor] = {}
-        for _ in range(self.policy.glimpses_per_step):
-            heads, state = model(images01, loc, state)
-            loc = model.greedy_location(heads) if self.policy.greedy else model.sample_location(heads)[0]
-        return heads["action_logits"]
-
     def __call__(self, obs: torch.Tensor) -> torch.Tensor:
-        x = obs.float()
         with torch.no_grad():
-            self.last_clean_actions = self.logits(x / 255).argmax(1).cpu().numpy()
+            self.last_clean_actions = self.policy.logits(obs.float() / 255).argmax(1).cpu().numpy()
         if self.eps == 0:
             return obs
         if self.attack == "noise":
             return random_sign_noise(obs, self.eps, self.generator)
         target = torch.as_tensor(self.last_clean_actions, device=obs.device)
-        return linf_attack(self.logits, obs, target, self.eps, self.step, self.steps)
+        return linf_attack(self.policy.logits, obs, target, self.eps, self.step, self.steps)
 
 
 class TransferAttack:
@@ -212,15 +205,20 @@ class AttackedPolicy:
         self.flips += int((actions != clean).sum())
         return actions
 
+    def observe(self, actions: np.ndarray, rewards: np.ndarray) -> None:
+        """What the env played and gave, for an agent that reads its last action and reward."""
+        if hasattr(self.policy, "observe"):
+            self.policy.observe(actions, rewards)
+
     def _target_clean(self, obs: torch.Tensor) -> np.ndarray:
         """The target agent's most likely action on the clean frame (a sampling policy asked for
         its mode, as the white-box attacks count flips), without advancing a recurrent state."""
-        state, loc = getattr(self.policy, "state", None), getattr(self.policy, "loc", None)
-        if state is None:  # a Q-network's greedy policy: nothing to keep
+        if not hasattr(self.policy, "logits"):  # a Q-network's greedy policy: nothing to keep
             return np.asarray(self.policy(obs))
         greedy, self.policy.greedy = self.policy.greedy, True
-        actions = np.asarray(self.policy(obs))
-        self.policy.state, self.policy.loc, self.policy.greedy = state, loc, greedy
+        with torch.no_grad():
+            actions = self.policy.logits(obs.float() / 255).argmax(1).cpu().numpy()
+        self.policy.greedy = greedy
         return actions
 
     @property
@@ -235,31 +233,41 @@ def catch_rate(scores: list[float]) -> float:
 
 def load_agent(checkpoint: str, game: str | None = None,
                sample: bool = False) -> tuple[Any, Any, dict[str, Any]]:  # fmt: skip
-    """(network, a fresh-policy factory ``make(num_envs)``, config) for our DQN, PQN and glimpse
-    checkpoints and SB3 zips. ``sample``: a glimpse agent samples its actions and glimpse locations,
-    the policy it is scored with (``evaluate.py --sample``); Q-networks act greedily and refuse it."""
+    """(network, a fresh-policy factory ``make(num_envs)``, config) for our DQN, PQN, glimpse and
+    soft-attention checkpoints and SB3 zips. ``sample``: a recurrent agent (glimpse, soft) samples
+    its actions (and glimpse locations), the policy it is scored with (``evaluate.py --sample``);
+    Q-networks act greedily and refuse it."""
     from agents.common.checkpoint import load_checkpoint, read_json, resolve_checkpoint
+    from agents.common.registry import POLICIES
     from analysis.playback import load_policy, obs_shape
 
     ours = not str(checkpoint).endswith(".zip")
-    if ours and read_json(resolve_checkpoint(checkpoint) / "config.json").get("agent") == "glimpse":
-        from agents.glimpse import GlimpsePolicy
-
+    make = POLICIES.get(read_json(resolve_checkpoint(checkpoint) / "config.json").get("agent", "")) \
+        if ours else None  # fmt: skip
+    if make is not None:
         net, config = load_checkpoint(checkpoint)
-        return net, lambda n: GlimpsePolicy.for_checkpoint(net, config, n, greedy=not sample), config
+        return net, lambda n: make(net, config, n, greedy=not sample), config
     if sample:
-        raise ValueError(f"sampling is for glimpse agents, whose policies are distributions; {checkpoint} "
-                         "is a Q-network, which acts greedily")  # fmt: skip
+        raise ValueError(f"sampling is for the glimpse and soft-attention agents, whose policies are "
+                         f"distributions; {checkpoint} is a Q-network, which acts greedily")  # fmt: skip
     net, config = load_policy(checkpoint, None if ours else game)  # ours record their game
     head = action_head(net, obs_shape(net, config))
     return net, lambda n: (lambda obs: net(obs)[head].argmax(1).cpu().numpy()), config
 
 
+def recurrent(config: dict[str, Any]) -> bool:
+    """Whether a checkpoint's agent plays through a policy with a state of its own (the glimpse and
+    soft-attention agents): attacked through its step, not a frame-wide head."""
+    from agents.common.registry import POLICIES
+
+    return config.get("agent") in POLICIES
+
+
 def transfer_source(checkpoint: str, game: str | None = None) -> tuple[nn.Module, dict[str, Any]]:
-    """The CNN agent a transfer attack is crafted on (not a glimpse agent: it has no frame-wide
+    """The CNN agent a transfer attack is crafted on (not a recurrent agent: it has no frame-wide
     head to differentiate)."""
     net, _, config = load_agent(checkpoint, game)
-    if config.get("agent") == "glimpse":
+    if recurrent(config):
         raise ValueError("--transfer-from needs a CNN agent (DQN, PQN or SB3) to craft on")
     return net, config
 
@@ -334,15 +342,15 @@ def make_attack(attack: str, eps: float, net: nn.Module, policy: Any, config: di
                 source: tuple[nn.Module, dict[str, Any]] | None = None, steps: int = 10,
                 step_size: float | None = None, seed: int = 0) -> Any:  # fmt: skip
     """The attack on one agent: crafted on ``source`` (a CNN agent: a transfer attack) when given,
-    else on the agent itself (through the glimpse loop for the glimpse agent)."""
+    else on the agent itself (through its step for a recurrent agent)."""
     from analysis.playback import obs_shape
 
     if source is not None:
         src_net, src_config = source
         shape = obs_shape(src_net, src_config)
         return TransferAttack(CNNAttack(src_net, shape, attack, eps, steps, step_size, seed), shape[0])
-    if config.get("agent") == "glimpse":
-        return GlimpseAttack(policy, attack, eps, steps, step_size, seed)
+    if recurrent(config):
+        return RecurrentAttack(policy, attack, eps, steps, step_size, seed)
     return CNNAttack(net, obs_shape(net, config), attack, eps, steps, step_size, seed)
 
 
@@ -352,7 +360,7 @@ def robustness(checkpoint: str, attack: str, epsilons: list[float], episodes: in
                progress: bool = True, sample: bool = False) -> dict[str, Any]:  # fmt: skip
     """Mean return (and catch rate on Catch) and the share of flipped actions at each epsilon, the
     agent attacked at every step of ``episodes`` evaluation episodes (the evaluation protocol).
-    ``sample``: a glimpse agent plays its sampled policy (seeded from ``seed`` at each epsilon); a
+    ``sample``: a recurrent agent plays its sampled policy (seeded from ``seed`` at each epsilon); a
     flipped action is then one that differs from the most likely action on the clean frame, so
     that the flip rate at epsilon 0 is the share of sampled actions that are not the mode."""
     from agents.common.evaluate import evaluate

@@ -68,8 +68,9 @@ def analyse_agent(agent: str | Path, out: str | Path, *, steps: int = 1000, clip
     source = _transfer_source(transfer_from, attacks, config)
     record = Path(agent) / "eval.json"
     greedy = not record.is_file() or read_json(record).get("policy", "greedy") == "greedy"
-    if not greedy and config.get("agent") != "glimpse":
-        raise ValueError(f"{record} scores a sampled policy, which only a glimpse agent has")
+    if not greedy and config.get("agent") not in ("glimpse", "soft"):
+        raise ValueError(f"{record} scores a sampled policy, which only the glimpse and soft-attention "
+                         "agents have")  # fmt: skip
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     digest = weights_digest(agent)

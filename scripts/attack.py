@@ -19,7 +19,8 @@ from scripts.cli import fail, parse_args, signals_end_cleanly
 @dataclass
 class Args:
     checkpoint: tuple[str, ...]
-    """Our DQN, PQN or glimpse run/checkpoint directories, or SB3 zips (with --game); one or more."""
+    """Our DQN, PQN, glimpse or soft-attention run/checkpoint directories, or SB3 zips (with
+    --game); one or more."""
     out: str
     """Folder for robustness.json and robustness.png."""
     attack: tuple[str, ...] = ("fgsm",)
@@ -29,7 +30,8 @@ class Args:
     episodes: PositiveInt = 100
     """Evaluation episodes per checkpoint, attack and epsilon."""
     transfer_from: str | None = None
-    """Also attack the glimpse checkpoints with FGSM/PGD crafted on this CNN agent (transfer)."""
+    """Also attack the glimpse and soft-attention checkpoints with FGSM/PGD crafted on this CNN
+    agent (transfer)."""
     pgd_steps: PositiveInt = 10
     """PGD iterations."""
     pgd_step_size: PositiveFloat | None = None
@@ -41,8 +43,8 @@ class Args:
     num_envs: PositiveInt = 8
     """Parallel environments per evaluation."""
     sample: bool = False
-    """Glimpse agents play the sampled policy they are scored with (evaluate.py --sample), seeded
-    from --seed; CNN agents act greedily whatever it says."""
+    """Glimpse and soft-attention agents play the sampled policy they are scored with (evaluate.py
+    --sample), seeded from --seed; CNN agents act greedily whatever it says."""
 
 
 def main() -> None:
@@ -55,6 +57,7 @@ def main() -> None:
         check_attack,
         load_agent,
         plot_robustness,
+        recurrent,
         robustness,
         summarise,
         transfer_source,
@@ -72,10 +75,11 @@ def main() -> None:
                 raise ValueError("--transfer-from crafts FGSM or PGD on another agent; noise needs "
                                  "no source")  # fmt: skip
             transfer_source(args.transfer_from, args.game)
-        kinds = {ckpt: load_agent(ckpt, args.game)[2].get("agent") for ckpt in args.checkpoint}
-        if args.sample and "glimpse" not in kinds.values():  # every agent loads before any is attacked
-            raise ValueError("--sample is for glimpse agents, whose policies are distributions; none of "
-                             "--checkpoint is one")  # fmt: skip
+        # every agent loads before any is attacked
+        stateful = {ckpt: recurrent(load_agent(ckpt, args.game)[2]) for ckpt in args.checkpoint}
+        if args.sample and not any(stateful.values()):
+            raise ValueError("--sample is for the glimpse and soft-attention agents, whose policies are "
+                             "distributions; none of --checkpoint is one")  # fmt: skip
         epsilons = sorted(set(args.epsilons))
         out = check_output_dir(args.out, writes=("robustness.json", "robustness.png"))
         runs = []
@@ -83,10 +87,10 @@ def main() -> None:
                       step_size=args.pgd_step_size, seed=args.seed, num_envs=args.num_envs)  # fmt: skip
         with signals_end_cleanly():
             for ckpt in args.checkpoint:
-                sample = args.sample and kinds[ckpt] == "glimpse"
+                sample = args.sample and stateful[ckpt]
                 for attack in args.attack:
                     runs.append(robustness(ckpt, attack, epsilons, sample=sample, **common))
-                    if args.transfer_from and attack != "noise" and runs[-1]["agent"] == "glimpse":
+                    if args.transfer_from and attack != "noise" and stateful[ckpt]:
                         runs.append(robustness(ckpt, attack, epsilons, sample=sample,
                                                transfer_from=args.transfer_from, **common))  # fmt: skip
             summary = summarise(runs)

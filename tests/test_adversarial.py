@@ -16,7 +16,7 @@ from analysis.adversarial import (
     AreaResize,
     AttackedPolicy,
     CNNAttack,
-    GlimpseAttack,
+    RecurrentAttack,
     TransferAttack,
     action_head,
     fit_to_screen,
@@ -126,7 +126,7 @@ def test_glimpse_attack_budget_state_and_effect(attack):
     obs = frames(6, (1, 24, 24), seed=3)
     policy(obs)  # a state and a gaze of its own, as in the middle of an episode
     state, loc = [s.clone() for s in policy.state], policy.loc.clone()
-    attacker = GlimpseAttack(policy, attack, 16.0, steps=5)
+    attacker = RecurrentAttack(policy, attack, 16.0, steps=5)
     adv = attacker(obs)
     assert (adv.int() - obs.int()).abs().max() <= 16 and adv.dtype == torch.uint8
     # crafting does not advance the agent
@@ -136,10 +136,41 @@ def test_glimpse_attack_budget_state_and_effect(attack):
         # the attack's loss is the clean action's cross-entropy: it must not fall
         target = torch.as_tensor(attacker.last_clean_actions)
         with torch.no_grad():
-            clean_loss = nn.functional.cross_entropy(attacker.logits(obs.float() / 255), target)
-            adv_loss = nn.functional.cross_entropy(attacker.logits(adv.float() / 255), target)
+            clean_loss = nn.functional.cross_entropy(policy.logits(obs.float() / 255), target)
+            adv_loss = nn.functional.cross_entropy(policy.logits(adv.float() / 255), target)
         assert adv_loss > clean_loss
-    assert torch.equal(GlimpseAttack(policy, attack, 0.0)(obs), obs)
+    assert torch.equal(RecurrentAttack(policy, attack, 0.0)(obs), obs)
+
+
+def soft_policy(seed=0):
+    from agents.soft import SoftAttentionAgent, SoftPolicy
+
+    torch.manual_seed(seed)
+    model = SoftAttentionAgent(3, 1, input_shape=(24, 24), torso="patch", hidden=16, queries=2,
+                               qk_norm=True).eval()  # fmt: skip
+    return SoftPolicy(model, 6)
+
+
+@pytest.mark.parametrize("attack", ["fgsm", "pgd", "noise"])
+def test_the_soft_agent_is_attacked_through_its_step(attack):
+    """From the state, previous action and reward it has in the middle of an episode, which the
+    attack leaves as they were; FGSM and PGD raise the clean action's loss of that step."""
+    policy = soft_policy()
+    obs = frames(6, (1, 24, 24), seed=3)
+    policy(obs)
+    policy.observe(np.array([2, 1, 0, 2, 1, 0]), np.array([1.0, 0, 0, -1.0, 0, 0]))
+    kept = [s.clone() for s in policy.state], policy.prev_action.clone(), policy.prev_reward.clone()
+    attacker = RecurrentAttack(policy, attack, 16.0, steps=5)
+    adv = attacker(obs)
+    assert (adv.int() - obs.int()).abs().max() <= 16 and adv.dtype == torch.uint8
+    assert all(torch.equal(a, b) for a, b in zip(policy.state, kept[0], strict=True))
+    assert torch.equal(policy.prev_action, kept[1]) and torch.equal(policy.prev_reward, kept[2])
+    if attack != "noise":
+        target = torch.as_tensor(attacker.last_clean_actions)
+        with torch.no_grad():
+            clean_loss = nn.functional.cross_entropy(policy.logits(obs.float() / 255), target)
+            adv_loss = nn.functional.cross_entropy(policy.logits(adv.float() / 255), target)
+        assert adv_loss > clean_loss
 
 
 def test_transfer_attack_hands_over_the_newest_frame_and_counts_the_targets_flips():
@@ -246,6 +277,7 @@ def runs(tmp_path_factory):
     from agents.glimpse.train import GlimpseConfig, GlimpseTrainer
     from agents.qlearning.dqn import DQNConfig, DQNTrainer
     from agents.qlearning.pqn import PQNConfig, PQNTrainer
+    from agents.soft.train import SoftConfig, SoftTrainer
 
     root = tmp_path_factory.mktemp("adv")
     DQNTrainer(DQNConfig.for_game("catch", total_steps=400, learning_starts=100, saliency_every=0,
@@ -254,19 +286,23 @@ def runs(tmp_path_factory):
                                run_dir=str(root / "pqn"), progress=False)).run()  # fmt: skip
     GlimpseTrainer(GlimpseConfig(total_steps=8 * 24, num_envs=8, progress=False,
                                  run_dir=str(root / "glimpse"))).run()  # fmt: skip
+    SoftTrainer(SoftConfig(num_envs=4, total_steps=4 * 24 * 2, hidden=16, attention_every=0,
+                           progress=False, run_dir=str(root / "soft"))).run()  # fmt: skip
     return root
 
 
 def test_attack_script_compares_agents_with_transfer(runs, tmp_path):
     out = tmp_path / "rep"
-    r = script("scripts/attack.py", "--checkpoint", *(str(runs / k) for k in ("dqn", "pqn", "glimpse")),
+    agents = ("dqn", "pqn", "glimpse", "soft")
+    r = script("scripts/attack.py", "--checkpoint", *(str(runs / k) for k in agents),
                "--attack", "fgsm", "noise", "--epsilons", "0", "4", "--episodes", "8",
                "--transfer-from", str(runs / "dqn"), "--out", str(out))  # fmt: skip
     assert r.returncode == 0, r.stderr
     report = json.loads((out / "robustness.json").read_text())
     assert set(report["summary"]) == {"fgsm", "noise"}
-    assert set(report["summary"]["fgsm"]) == {"dqn", "pqn", "glimpse", "glimpse, crafted on dqn"}
-    assert set(report["summary"]["noise"]) == {"dqn", "pqn", "glimpse"}
+    assert set(report["summary"]["fgsm"]) == {"dqn", "pqn", "glimpse", "soft", "glimpse, crafted on dqn",
+                                              "soft, crafted on dqn"}  # fmt: skip
+    assert set(report["summary"]["noise"]) == {"dqn", "pqn", "glimpse", "soft"}
     for run in report["runs"]:
         clean = run["results"][0]
         assert clean["epsilon"] == 0 and clean["flip_rate"] == 0 and 0 <= clean["catch_rate"] <= 1
@@ -291,10 +327,26 @@ def test_a_sampled_glimpse_policy_is_attacked_as_it_is_scored(runs):
     assert transferred["results"][0]["flip_rate"] > 0  # against the clean mode, not a second sample
 
 
+@pytest.mark.parametrize("agent, sample", [("glimpse", False), ("soft", False), ("soft", True)])
+def test_an_attack_of_budget_zero_plays_the_agents_own_games(runs, agent, sample):
+    """At epsilon 0 the attacked agent plays exactly its evaluation (the same seed, the same
+    episodes): the wrapper hands it everything it reads, the soft agent's last action and reward
+    among them. (A sampling glimpse agent's attacker samples glimpse locations from the same
+    generator as the agent, so its games are other draws.)"""
+    from agents.common.evaluate import evaluate_checkpoint
+    from analysis.adversarial import robustness
+
+    kw = dict(episodes=6, num_envs=3, progress=False, seed=5)
+    attacked = robustness(str(runs / agent), "fgsm", [0.0], sample=sample, **kw)["results"][0]
+    played = evaluate_checkpoint(str(runs / agent), sample=sample, **kw)
+    assert attacked["scores"] == played["scores"]
+
+
 @pytest.mark.parametrize(
     "args,message",
     [
-        (["--sample"], "--sample is for glimpse agents, whose policies are distributions"),
+        (["--sample"], "--sample is for the glimpse and soft-attention agents, whose policies are "
+                       "distributions"),
         (["--attack", "cw"], "error: unknown attack 'cw'; accepted: fgsm, pgd, noise"),
         (["--epsilons", "-1"], "error: epsilon must be in [0, 255] pixel levels"),
         (["--epsilons", "300"], "error: epsilon must be in [0, 255] pixel levels"),

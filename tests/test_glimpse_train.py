@@ -231,7 +231,7 @@ def test_evaluation_can_sample_the_glimpse_policies(tmp_path):
     # give the scores of a paddle pinned left; sampled, the paddle wanders
     pinned = ev.evaluate_network(model, config, episodes=32, progress=False, seed=3)
     assert first["scores"] != pinned["scores"]
-    with pytest.raises(ValueError, match="--sample is for glimpse agents"):
+    with pytest.raises(ValueError, match="--sample is for the glimpse and soft-attention agents"):
         ev.evaluate_network(torch.nn.Linear(1, 1), {"agent": "dqn"}, sample=True)
 
 

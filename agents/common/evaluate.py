@@ -143,23 +143,24 @@ def evaluate_checkpoint(path: str, **kwargs: Any) -> dict[str, Any]:
 
 def evaluate_network(network: torch.nn.Module, config: dict[str, Any], sample: bool = False,
                      **kwargs: Any) -> dict[str, Any]:  # fmt: skip
-    """Evaluate a loaded checkpoint's network (greedy Q-values, or the glimpse agent's policy) with
+    """Evaluate a loaded checkpoint's network (greedy Q-values, or a recurrent agent's policy) with
     :func:`evaluate`'s keywords; returns the summary dict, whose ``policy`` says which was played.
 
-    ``sample``: a glimpse agent samples its actions and glimpse locations as in training (seeded
-    from ``seed``), the policy that policy-gradient papers score (Mnih et al. 2016's A3C); the
-    greedy one can lock into a loop the stochastic one escapes, such as never serving in Breakout.
+    ``sample``: a recurrent agent (glimpse, soft) samples its actions (and glimpse locations) as in
+    training (seeded from ``seed``), the policy that policy-gradient papers score (Mnih et al.
+    2016's A3C); the greedy one can lock into a loop the stochastic one escapes, such as never
+    serving in Breakout.
     """
     make_policy = POLICIES.get(config.get("agent", ""))
-    if make_policy is not None:  # an agent with a policy of its own (the glimpse agent's)
+    if make_policy is not None:  # an agent with a policy of its own (the glimpse and soft agents)
         defaults = inspect.signature(evaluate).parameters  # the batch evaluate() will step
         n = min(kwargs.get(k, defaults[k].default) for k in ("num_envs", "episodes"))
         if sample:
             torch.manual_seed(kwargs.get("seed", defaults["seed"].default))
         policy = make_policy(network, config, n, greedy=not sample)
     elif sample:
-        raise ValueError("--sample is for glimpse agents, whose policies are distributions; a "
-                         "Q-network acts greedily (explore with --epsilon)")  # fmt: skip
+        raise ValueError("--sample is for the glimpse and soft-attention agents, whose policies are "
+                         "distributions; a Q-network acts greedily (explore with --epsilon)")  # fmt: skip
     else:
         policy = greedy_q_policy(network)
     summary = evaluate(policy, config, **kwargs).summary()

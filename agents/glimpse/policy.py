@@ -46,6 +46,17 @@ class GlimpsePolicy:
             everyone if mask is None else torch.as_tensor(mask), self.state, self.loc
         )
 
+    def logits(self, images01: torch.Tensor) -> torch.Tensor:
+        """The action logits this step would end with on ``images01`` (floats in [0, 1]): every
+        glimpse of the step from the current state and gaze, which are not advanced; what an
+        attack differentiates (``analysis.adversarial``)."""
+        state, loc = self.state, self.loc
+        heads: dict[str, torch.Tensor] = {}
+        for _ in range(self.glimpses_per_step):
+            heads, state = self.model(images01, loc, state)
+            loc = self.model.greedy_location(heads) if self.greedy else self.model.sample_location(heads)[0]
+        return heads["action_logits"]
+
     @torch.no_grad()
     def __call__(self, images: torch.Tensor) -> np.ndarray:
         looked, seen = [], []

@@ -31,6 +31,12 @@ class SoftPolicy:
                        greedy: bool = True) -> SoftPolicy:  # fmt: skip
         return cls(model, num_envs, greedy=greedy)
 
+    def logits(self, images01: torch.Tensor) -> torch.Tensor:
+        """The action logits of a step on ``images01`` (floats in [0, 1]) from the current state,
+        previous action and reward, which are not advanced; what an attack differentiates
+        (``analysis.adversarial``)."""
+        return self.model.step(images01, self.state, self.prev_action, self.prev_reward)[0]["policy_logits"]
+
     @torch.no_grad()
     def __call__(self, obs: torch.Tensor) -> np.ndarray:
         self.heads, self.state = self.model.step(obs, self.state, self.prev_action, self.prev_reward)

@@ -90,7 +90,7 @@ def benchmark_attacks(batch: int = 32, repeats: int = 5) -> list[tuple[str, floa
     12, 3 scales (210x160)."""
     from agents.glimpse import GlimpsePolicy, RecurrentAttentionModel
     from agents.qlearning.networks import DuelingQNetwork
-    from analysis.adversarial import CNNAttack, GlimpseAttack
+    from analysis.adversarial import CNNAttack, RecurrentAttack
 
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
@@ -103,7 +103,7 @@ def benchmark_attacks(batch: int = 32, repeats: int = 5) -> list[tuple[str, floa
     for attack in ("fgsm", "pgd", "noise"):
         name = {"fgsm": "FGSM", "pgd": "PGD-10", "noise": "noise"}[attack]
         cnn = CNNAttack(net, (4, 84, 84), attack, 4.0, steps=10)
-        glimpse = GlimpseAttack(policy, attack, 4.0, steps=10)
+        glimpse = RecurrentAttack(policy, attack, 4.0, steps=10)
         how = (" (ours)", " (through its loop)") if attack != "noise" else ("", "")
         rows.append((f"dueling CNN, {name}{how[0]}", batch / median_seconds(lambda a=cnn: a(obs), repeats)))
         if attack != "noise":
