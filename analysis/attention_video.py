@@ -8,6 +8,8 @@ lands where the pixels it reads are, and then on the screen as every saliency ma
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -18,6 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from agents.common.checkpoint import atomic_write_text
 from agents.soft import SoftAttentionAgent, SoftPolicy
 from analysis.objects import pooled_state
 from analysis.playback import Moment, play_episodes, playback_env
@@ -61,6 +64,14 @@ def cells_of(saliency: np.ndarray, model: SoftAttentionAgent, shape: tuple[int, 
     return np.bincount(index, weights=saliency.ravel(), minlength=shape[0] * shape[1]).reshape(shape)
 
 
+def attention_on_pixels(maps: np.ndarray, model: SoftAttentionAgent, shape: tuple[int, int]) -> np.ndarray:
+    """(..., h, w) attention on the feature grid as (..., H, W) maps on the observation's pixels,
+    each cell's probability spread evenly over its pixels (those nearest its centre), so that a map
+    still sums to 1: what a pixel-level check (object shares, deletion) reads."""
+    pixels = cells_of(np.ones(shape), model, maps.shape[-2:])
+    return maps_to_obs(np.divide(maps, pixels, out=np.zeros_like(maps), where=pixels > 0), model)
+
+
 def spearman(a: np.ndarray, b: np.ndarray) -> float:
     """Rank correlation of two maps' cells (average ranks for ties); nan when either is constant."""
     from scipy.stats import spearmanr
@@ -84,6 +95,7 @@ class AttentionStep:
     shares: dict[str, tuple[float, float]]  # per object class: the attention's and the Jacobian's share
     obs: np.ndarray  # (C, H, W) uint8, the observation acted on
     inputs: tuple[int, float]  # the previous action and (clipped) reward the agent was given with it
+    state: tuple[torch.Tensor, ...]  # the recurrent state the step was taken from (batch of 1)
 
 
 def value_jacobian(model: SoftAttentionAgent, obs: torch.Tensor, policy: SoftPolicy) -> np.ndarray:
@@ -108,9 +120,7 @@ def object_shares(game: str, pooled: list[np.ndarray] | None, attention: np.ndar
     if game not in GAMES or pooled is None:
         return {}
     shape = jacobian.shape
-    mean = attention.mean(0)
-    pixels = cells_of(np.ones(shape), model, mean.shape)
-    spread = maps_to_obs(np.divide(mean, pixels, out=np.zeros_like(mean), where=pixels > 0), model)
+    spread = attention_on_pixels(attention.mean(0), model, shape)
     masks = class_masks(game, boxes(game, pooled), shape)
     return {c: (mass_share(spread, m), mass_share(jacobian, m)) for c, m in masks.items()}
 
@@ -127,13 +137,14 @@ def play_attention(model: SoftAttentionAgent, config: dict[str, Any], steps: int
     def act(m: Moment) -> tuple[int, AttentionStep]:
         x = torch.from_numpy(np.asarray(m.obs)[None])
         inputs = (int(policy.prev_action[0]), float(policy.prev_reward[0]))
+        state = tuple(s.clone() for s in policy.state)
         jac = value_jacobian(model, x, policy)
         action = int(policy(x)[0])
         maps = policy.heads["attention"][0].numpy()
         agreement = spearman(maps.mean(0), cells_of(jac, model, maps.shape[-2:]))
         shares = object_shares(config["game"], pooled_state(env, config["game"]), maps, jac, model)
         return action, AttentionStep(m.t, m.episode, env.rgb_frame(), action, float(policy.heads["value"][0]),
-                                     maps, jac, agreement, m.score, shares, m.obs, inputs)  # fmt: skip
+                                     maps, jac, agreement, m.score, shares, m.obs, inputs, state)  # fmt: skip
 
     def on_step(action: int, reward: float, ended: bool, info: dict[str, Any]) -> None:
         policy.observe(np.array([action]), np.array([reward], np.float32))
@@ -162,18 +173,24 @@ def record_attention(model: SoftAttentionAgent, config: dict[str, Any], out: str
                      steps: int | None = None, episodes: int | None = None, seed: int = 0,
                      fps: float = 30.0, height: int = 420, per_frame_norm: bool = False,
                      sequential: str | os.PathLike[str] | None = None,
+                     checks: str | os.PathLike[str] | None = None,
                      progress: bool = True) -> tuple[Path, dict[str, Any]]:  # fmt: skip
     """Play and write an H.264 mp4 of the soft agent's attention (:func:`attention_frame`, with a
     heads-up line: step, episode, score, action, value, agreement); returns the path and
     :func:`attention_summary`. ``sequential``: also plot the value's sequential Jacobian over the
     first episode (:func:`episode_jacobian`) into this .png; the summary then holds the median
-    memory span (steps back its sensitivity stays above 10% of its peak)."""
+    memory span (steps back its sensitivity stays above 10% of its peak). ``checks``: also run
+    :func:`analysis.attention_checks.attention_checks` over up to 256 moments of the recording,
+    evenly spaced, into this .json; the summary then holds them under ``checks``."""
     from tqdm import tqdm
 
     out = check_writable(out)
     if sequential is not None:
         sequential = check_output_file(sequential, ".png")
+    if checks is not None:
+        checks = check_output_file(checks, ".json")
     first: list[AttentionStep] = []
+    kept: list[AttentionStep] = []  # without their screens and maps: what the checks replay
     names = config.get("action_set") if isinstance(config.get("action_set"), list) else None
     norm = RunningPercentile(momentum=0.0 if per_frame_norm else 0.95)
     agreement, shares = [], []
@@ -188,8 +205,16 @@ def record_attention(model: SoftAttentionAgent, config: dict[str, Any], out: str
             shares.append(step.shares)
             if sequential is not None and step.episode == 0 and len(first) < 200:
                 first.append(step)
+            if checks is not None:
+                kept.append(dataclasses.replace(step, screen=np.empty(0), value_jacobian=np.empty(0)))
             bar.update(1)
     summary = attention_summary(agreement, shares)
+    if checks is not None:
+        from analysis.attention_checks import attention_checks
+
+        chosen = np.unique(np.linspace(0, len(kept) - 1, min(256, len(kept))).round().astype(int))
+        summary["checks"] = attention_checks(model, [kept[i] for i in chosen], seed=seed)
+        atomic_write_text(checks, json.dumps(summary["checks"], indent=2))
     if sequential is not None:
         jacobian = episode_jacobian(model, first)
         jacobian.plot(str(sequential))

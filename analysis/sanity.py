@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import copy
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -146,22 +147,31 @@ def randomization_test(
     trained = {h: attribute(model, obs_t, h, method, seed=seed) for h in heads}
     result = RandomizationResult(method, heads, {h: m.combined[0] for h, m in trained.items()},
                                  threshold=threshold)  # fmt: skip
+    for name, randomised in cascade(model, seed):
+        maps = {h: attribute(randomised, obs_t, h, method, action=trained[h].actions,
+                             seed=seed).combined for h in heads}  # fmt: skip
+        result.stages.append(Stage(
+            name,
+            {h: similarities(trained[h].combined, maps[h]) for h in heads},
+            {h: maps[h][0] for h in heads},
+        ))  # fmt: skip
+    return result
+
+
+def cascade(model: nn.Module, seed: int = 0) -> Iterator[tuple[str, nn.Module]]:
+    """(layer group, a copy of ``model`` with that group and every group above it re-initialised),
+    from the output layers down to the input's, seeded; ``model`` is left untouched, and the
+    caller's random stream too."""
     randomised = copy.deepcopy(model)
     by_identity = dict(zip(map(id, model.modules()), randomised.modules(), strict=True))
+    device = next(model.parameters()).device
     with torch.random.fork_rng(devices=[] if device.type == "cpu" else [device]):
         torch.manual_seed(seed)
         for name, modules in reversed(layer_groups(model)):
             with torch.no_grad():
                 for m in modules:
                     _reinitialise(by_identity[id(m)])
-            maps = {h: attribute(randomised, obs_t, h, method, action=trained[h].actions,
-                                 seed=seed).combined for h in heads}  # fmt: skip
-            result.stages.append(Stage(
-                name,
-                {h: similarities(trained[h].combined, maps[h]) for h in heads},
-                {h: maps[h][0] for h in heads},
-            ))  # fmt: skip
-    return result
+            yield name, randomised
 
 
 def plot_randomization(result: RandomizationResult, path: str | os.PathLike[str]) -> Path:

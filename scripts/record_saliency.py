@@ -43,6 +43,10 @@ class Args:
     sequential_jacobian: str | None = None
     """Soft-attention checkpoints: also plot the value's sequential Jacobian over the first episode
     (Graves 2012: how much each step's value moves with every earlier observation) into this .png."""
+    checks: str | None = None
+    """Soft-attention checkpoints: also run the saliency checks on the attention maps themselves
+    (deletion of the attended pixels against random ones, cascading randomisation; the value's
+    Jacobian beside them) over up to 256 moments of the recording, into this .json."""
     method: str = "jacobian"
     """Saliency method: jacobian, smoothgrad, integrated_gradients, gradient_x_input, perturbation
     (Greydanus et al. 2018) or lrp (DQN and PQN networks); a soft-attention agent's video shows the
@@ -68,6 +72,9 @@ def main() -> None:
         if args.sequential_jacobian:
             raise ValueError("--sequential-jacobian is for soft-attention checkpoints (a glimpse "
                              "agent's: attn glimpses --jacobian)")  # fmt: skip
+        if args.checks:
+            raise ValueError("--checks is for soft-attention checkpoints (a Q-network's checks: "
+                             "attn compare-heads)")  # fmt: skip
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             net, config = load_policy(args.checkpoint, args.game)
@@ -98,7 +105,7 @@ def record_soft(args: Args, steps: int | None) -> None:
         path, summary = record_attention(
             *load_checkpoint(args.checkpoint), args.out, steps=steps, episodes=args.episodes,
             seed=args.seed, fps=args.fps, height=args.height, per_frame_norm=args.per_frame_norm,
-            sequential=args.sequential_jacobian,
+            sequential=args.sequential_jacobian, checks=args.checks,
         )  # fmt: skip
     print(f"attention against the value's Jacobian (Spearman over the feature cells): median "
           f"{summary['agreement_median']:.2f}, quartiles {summary['agreement_q25']:.2f} to "
@@ -110,7 +117,25 @@ def record_soft(args: Args, steps: int | None) -> None:
     if args.sequential_jacobian:
         print(f"the value's memory span over the first episode: median {summary['memory_span_median']:.0f} "
               f"steps back (sequential Jacobian in {args.sequential_jacobian})")  # fmt: skip
+    if args.checks:
+        print_checks(summary["checks"], args.checks)
     print(f"wrote {path}")
+
+
+def print_checks(checks: dict, path: str) -> None:
+    """The attention checks in a few lines: each deletion curve's ratio to random pixels, each
+    map's similarity to the trained agent's once every layer is random."""
+    for name, curve in checks["deletion"].items():
+        ranked_by, head = name.split("/")
+        print(f"deleting the pixels the {ranked_by} ranks first moves the {head} "
+              f"{curve['ratio']:.2f}x as much as random pixels")  # fmt: skip
+    for kind, result in checks["randomisation"].items():
+        last = result["stages"][-1]["similarity"]
+        rho = next(iter(last.values()))["spearman"]
+        verdict = "SURVIVES" if any(result["survives_full_randomisation"].values()) else "passes"
+        print(f"{kind} maps once every layer is random: Spearman {rho['mean']:.2f} [{rho['ci_low']:.2f}, "
+              f"{rho['ci_high']:.2f}] with the trained agent's ({verdict})")  # fmt: skip
+    print(f"checks over {checks['moments']} moments in {path}")
 
 
 def soft_checkpoint(checkpoint: str) -> bool:

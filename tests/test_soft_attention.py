@@ -159,20 +159,25 @@ def test_a_soft_run_trains_resumes_and_evaluates_as_every_agent_does(tmp_path, c
     assert "attention/maps" in events.Tags()["images"]
     result = evaluate_checkpoint(str(run), episodes=6, num_envs=3, progress=False)
     assert result["policy"] == "greedy" and 0.0 <= result["mean"] <= 1.0 and result["episodes"] == 6
-    for script, args in (("compare_heads", ["--steps", "5", "--out", str(tmp_path / "report")]),
-                         ("attack", ["--episodes", "1", "--out", str(tmp_path / "attack")])):  # fmt: skip
-        done = call_script(f"scripts/{script}.py", "--checkpoint", str(run), *args)
-        assert done.returncode == 1 and done.stderr.count("\n") == 1, done.stderr
-        assert "is a 'soft' checkpoint" in done.stderr and not (tmp_path / args[-1]).exists()
+    # the dueling heads' report needs a Q-network (its attacks are in tests/test_adversarial.py)
+    done = call_script("scripts/compare_heads.py", "--checkpoint", str(run), "--steps", "5", "--out",
+                       str(tmp_path / "report"))  # fmt: skip
+    assert done.returncode == 1 and done.stderr.count("\n") == 1, done.stderr
+    assert "is a 'soft' checkpoint" in done.stderr and not (tmp_path / "report").exists()
     # its video: the game, one panel per query and the value's Jacobian, a frame a step
     video = tmp_path / "soft.mp4"
     done = call_script("scripts/record_saliency.py", "--checkpoint", str(run), "--steps", "30",
                        "--height", "96", "--out", str(video), "--sequential-jacobian",
-                       str(tmp_path / "seq.png"))  # fmt: skip
+                       str(tmp_path / "seq.png"), "--checks", str(tmp_path / "checks.json"))  # fmt: skip
     assert done.returncode == 0, done.stderr
     printed = capsys.readouterr().out
     assert "attention against the value's Jacobian" in printed and "share on the ball" in printed
     assert "memory span over the first episode" in printed and (tmp_path / "seq.png").stat().st_size > 0
+    assert "deleting the pixels the attention ranks first moves the log_policy" in printed
+    assert "attention maps once every layer is random: Spearman" in printed
+    checks = json.loads((tmp_path / "checks.json").read_text())
+    assert checks["moments"] == 30 and set(checks["deletion"]) == {
+        "attention/log_policy", "attention/value", "jacobian/log_policy", "jacobian/value"}
     frames = _frames(video)
     assert len(frames) == 30 and frames[0].shape[1] == 4 * 96  # 24x24 panels: game, 2 queries, Jacobian
     done = call_script("scripts/record_saliency.py", "--checkpoint", str(run), "--method", "smoothgrad",

@@ -133,6 +133,17 @@ class SoftAttentionAgent(nn.Module):
     def forward(self, obs: torch.Tensor) -> dict[str, torch.Tensor]:
         return self.step(obs, self.initial_state(len(obs)))[0]
 
+    def layer_groups(self) -> list[tuple[str, list[nn.Module]]]:
+        """The network's layers by depth, input first, for cascading randomisation (Adebayo et al.
+        2018): the vision convolutions, the ConvLSTM, the keys and values, the query network (with
+        the QK-norm temperature, the model's own parameter), the policy LSTM, the two heads."""
+        convs = [m for m in self.vision if isinstance(m, nn.Conv2d)]
+        queries = [*self.make_queries.children(), *([self] if self.log_temperature is not None else [])]
+        return [*((f"conv{i + 1}", [m]) for i, m in enumerate(convs)), ("conv_lstm", [self.core]),
+                ("keys_values", [self.keys_values]),
+                ("queries", [m for m in queries if any(True for _ in m.parameters(recurse=False))]),
+                ("policy_lstm", [self.policy_core]), ("heads", [self.policy_logits, self.value])]  # fmt: skip
+
     def architecture(self) -> dict[str, Any]:
         """The constructor's arguments: what a checkpoint records to rebuild the network."""
         return {"class": "SoftAttentionAgent", "n_actions": self.n_actions, "in_channels": self.in_channels,
