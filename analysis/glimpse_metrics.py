@@ -31,17 +31,20 @@ class GazeTrace:
     caught: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
     """Per episode: whether the ball was caught (empty for a trace built by hand)."""
 
-    def hits(self) -> np.ndarray:
-        """Whether the ball lies inside the widest patch, the retina's own pixel window: rows and
-        columns from ``centre - widest // 2`` to ``centre - widest // 2 + widest - 1``."""
-        lo_r, lo_c = self.gaze_row - self.widest // 2, self.gaze_col - self.widest // 2
-        return ((self.ball_row >= lo_r) & (self.ball_row < lo_r + self.widest)
-                & (self.ball_col >= lo_c) & (self.ball_col < lo_c + self.widest))  # fmt: skip
+    def hits(self, width: int | None = None) -> np.ndarray:
+        """Whether the ball lies inside a patch of ``width`` (default the widest) at the gaze, the
+        retina's own pixel window: rows and columns from ``centre - width // 2`` to
+        ``centre - width // 2 + width - 1``. On Catch the widest patch may cover the whole screen;
+        the finest (the fovea) says whether the gaze is on the ball."""
+        width = self.widest if width is None else width
+        lo_r, lo_c = self.gaze_row - width // 2, self.gaze_col - width // 2
+        return ((self.ball_row >= lo_r) & (self.ball_row < lo_r + width)
+                & (self.ball_col >= lo_c) & (self.ball_col < lo_c + width))  # fmt: skip
 
-    def hit_rate(self) -> float:
-        """Share of hits over the second half of every episode's steps."""
+    def hit_rate(self, width: int | None = None) -> float:
+        """Share of hits (:meth:`hits`) over the second half of every episode's steps."""
         steps = len(self.ball_row)
-        return float(self.hits()[steps // 2 :].mean())
+        return float(self.hits(width)[steps // 2 :].mean())
 
 
 def trace_gaze(policy: Any, env: Any, retina: Any, device: str | torch.device = "cpu") -> GazeTrace:

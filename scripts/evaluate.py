@@ -55,7 +55,8 @@ def main() -> None:
         if config.get("agent") == "glimpse" and config.get("game") == "catch":
             from analysis.glimpse_metrics import gaze_hit_rate
 
-            summary["gaze_hit_rate"] = gaze_hit_rate(network, config, args.episodes, args.seed)[0]
+            summary["gaze_hit_rate"], trace = gaze_hit_rate(network, config, args.episodes, args.seed)
+            summary["fovea_hit_rate"] = trace.hit_rate(network.retina.sizes[0])
     except (CheckpointError, ValueError) as e:
         fail(e)
     hns = summary["human_normalized"]
@@ -65,8 +66,9 @@ def main() -> None:
         f"{summary['episodes']} episodes{hns_text} ({summary['policy']} policy)"
     )
     if "gaze_hit_rate" in summary:
-        print(f"gaze hit rate: {summary['gaze_hit_rate']:.2f} (the ball inside the widest glimpse "
-              "patch, second half of each greedy episode)")  # fmt: skip
+        print(f"gaze hit rate: {summary['gaze_hit_rate']:.2f} in the widest glimpse patch, "
+              f"{summary['fovea_hit_rate']:.2f} in the finest (the ball inside the patch, second "
+              "half of each greedy episode)")  # fmt: skip
     if args.json_out:
         with open(args.json_out, "w") as f:
             json.dump(summary, f, indent=2)

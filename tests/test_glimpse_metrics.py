@@ -30,6 +30,10 @@ def test_hits_by_hand():
                       gaze_row=np.full((4, 1), 10), gaze_col=np.full((4, 1), 10), widest=4)  # fmt: skip
     assert trace.hits()[:, 0].tolist() == [True, True, False, False]
     assert trace.hit_rate() == 0.0  # the second half: steps 2 and 3
+    # a finer patch of 2 at (10, 10): rows and columns 9..10
+    assert trace.hits(2)[:, 0].tolist() == [False, False, False, False]
+    assert GazeTrace(np.array([[9], [10]]), np.array([[10], [11]]), np.full((2, 1), 10),
+                     np.full((2, 1), 10), widest=4).hits(2)[:, 0].tolist() == [True, False]  # fmt: skip
     # the same window as the retina's own pixels
     frame = torch.zeros(1, 1, 24, 24)
     frame[0, 0, 8:12, 8:12] = 1.0
