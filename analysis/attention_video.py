@@ -92,7 +92,7 @@ class AttentionStep:
     value_jacobian: np.ndarray  # (H, W) |d value / d observation|, summed over channels
     agreement: float  # Spearman of the queries' mean map with the Jacobian's mass per cell
     score: float
-    shares: dict[str, tuple[float, float]]  # per object class: the attention's and the Jacobian's share
+    shares: dict[str, tuple[float, ...]]  # per object class: object_shares
     obs: np.ndarray  # (C, H, W) uint8, the observation acted on
     inputs: tuple[int, float]  # the previous action and (clipped) reward the agent was given with it
     state: tuple[torch.Tensor, ...]  # the recurrent state the step was taken from (batch of 1)
@@ -111,10 +111,13 @@ def value_jacobian(model: SoftAttentionAgent, obs: torch.Tensor, policy: SoftPol
 
 
 def object_shares(game: str, pooled: list[np.ndarray] | None, attention: np.ndarray, jacobian: np.ndarray,
-                  model: SoftAttentionAgent) -> dict[str, tuple[float, float]]:  # fmt: skip
-    """Per object class of a game with object tables (:mod:`analysis.objects`), the share of the
-    queries' mean map on the class's cells, and the share of the Jacobian's mass; the attention's
-    cells spread their probability evenly over their pixels, so that the map still sums to 1."""
+                  model: SoftAttentionAgent) -> dict[str, tuple[float, ...]]:  # fmt: skip
+    """Per object class of a game with object tables (:mod:`analysis.objects`): the share of the
+    queries' mean map on the class's pixels (the attention's cells spread their probability evenly
+    over their pixels, so that the map still sums to 1), the share of the Jacobian's mass, and
+    (:func:`peak_near`) how often a query's map peaks within one cell of the class, with the
+    chance of that for a cell drawn at random. A sharp map one cell off an object gives it almost
+    no mass; the peak's distance says whether the map follows it."""
     from analysis.objects import GAMES, boxes, class_masks, mass_share
 
     if game not in GAMES or pooled is None:
@@ -122,7 +125,25 @@ def object_shares(game: str, pooled: list[np.ndarray] | None, attention: np.ndar
     shape = jacobian.shape
     spread = attention_on_pixels(attention.mean(0), model, shape)
     masks = class_masks(game, boxes(game, pooled), shape)
-    return {c: (mass_share(spread, m), mass_share(jacobian, m)) for c, m in masks.items()}
+    return {c: (mass_share(spread, m), mass_share(jacobian, m),
+                *peak_near(attention, cells_of(m.astype(float), model, attention.shape[-2:]) > 0))
+            for c, m in masks.items()}  # fmt: skip
+
+
+def peak_near(attention: np.ndarray, cells: np.ndarray) -> tuple[float, float]:
+    """The share of the (queries, h, w) maps whose highest cell is within one cell (the 3x3 block
+    around it) of a cell in the boolean (h, w) ``cells``, and the share of all cells that are (a
+    peak drawn at random); NaN for both when ``cells`` is empty (the object is off screen)."""
+    if not cells.any():
+        return float("nan"), float("nan")
+    padded = np.pad(cells, 1)
+    h, w = cells.shape
+    near = np.zeros_like(cells)
+    for dr in range(3):
+        for dc in range(3):
+            near |= padded[dr : dr + h, dc : dc + w]
+    peaks = [np.unravel_index(a.argmax(), a.shape) for a in attention]
+    return float(np.mean([near[p] for p in peaks])), float(near.mean())
 
 
 def play_attention(model: SoftAttentionAgent, config: dict[str, Any], steps: int | None = None,
@@ -222,10 +243,11 @@ def record_attention(model: SoftAttentionAgent, config: dict[str, Any], out: str
     return video.path, summary
 
 
-def attention_summary(agreement: list[float], shares: list[dict[str, tuple[float, float]]]) -> dict[str, Any]:
+def attention_summary(agreement: list[float], shares: list[dict[str, tuple[float, ...]]]) -> dict[str, Any]:
     """The steps, the median and quartiles of the attention-Jacobian agreement, and per object class
-    the mean share of the attention and of the Jacobian with 95% intervals (batch means: the
-    steps of play are correlated)."""
+    the mean share of the attention and of the Jacobian, and of the queries' peaks within one cell
+    of it (with its chance), with 95% intervals (batch means: the steps of play are correlated;
+    the steps with the class off screen left out of its peaks)."""
     from analysis.compare import mean_ci_dict
 
     a = np.array(agreement)
@@ -234,9 +256,12 @@ def attention_summary(agreement: list[float], shares: list[dict[str, tuple[float
     summary: dict[str, Any] = {"steps": len(agreement), "agreement_median": float(q[1]),
                                "agreement_q25": float(q[0]), "agreement_q75": float(q[2])}  # fmt: skip
     if shares and shares[0]:
-        summary["objects"] = {c: {kind: mean_ci_dict(np.array([s[c][k] for s in shares]), series=True)
-                                  for k, kind in enumerate(("attention", "jacobian"))}
-                              for c in shares[0]}  # fmt: skip
+        kinds = ("attention", "jacobian", "peak_near", "peak_near_chance")
+        summary["objects"] = {}
+        for c in shares[0]:
+            values = np.array([s[c] for s in shares])
+            summary["objects"][c] = {kind: mean_ci_dict(v[np.isfinite(v)], series=True)
+                                     for kind, v in zip(kinds, values.T, strict=True)}  # fmt: skip
     return summary
 
 

@@ -111,9 +111,12 @@ def record_soft(args: Args, steps: int | None) -> None:
           f"{summary['agreement_median']:.2f}, quartiles {summary['agreement_q25']:.2f} to "
           f"{summary['agreement_q75']:.2f}, over {summary['steps']} steps")  # fmt: skip
     for cls, kinds in summary.get("objects", {}).items():
-        shares = (f"{kind} {v['mean']:.3f} [{v['ci_low']:.3f}, {v['ci_high']:.3f}]"
-                  for kind, v in kinds.items())
+        shares = (f"{k} {kinds[k]['mean']:.3f} [{kinds[k]['ci_low']:.3f}, {kinds[k]['ci_high']:.3f}]"
+                  for k in ("attention", "jacobian"))  # fmt: skip
         print(f"  share on the {cls}: {', '.join(shares)}")
+        near, chance = kinds["peak_near"], kinds["peak_near_chance"]
+        print(f"  attention peaks within one cell of the {cls}: {near['mean']:.2f} [{near['ci_low']:.2f}, "
+              f"{near['ci_high']:.2f}] of the maps (a cell at random: {chance['mean']:.2f})")  # fmt: skip
     if args.sequential_jacobian:
         print(f"the value's memory span over the first episode: median {summary['memory_span_median']:.0f} "
               f"steps back (sequential Jacobian in {args.sequential_jacobian})")  # fmt: skip

@@ -102,8 +102,23 @@ def test_object_shares_spread_a_cell_over_its_pixels():
     jacobian[6, 5] = 2.0
     state = [np.array([6, 5, 10, 2, 24])]  # the ball at row 6, column 5; the paddle at columns 10-11
     shares = object_shares("catch", state, attention, jacobian, model)
-    assert shares["ball"] == pytest.approx((0.25, 1.0)) and shares["paddle"] == (0.0, 0.0)
+    # both peaks on the ball's cell; a random cell is within one of it 9 times in 144
+    assert shares["ball"] == pytest.approx((0.25, 1.0, 1.0, 9 / 144))
+    assert shares["paddle"][:3] == (0.0, 0.0, 0.0) and 0 < shares["paddle"][3] < 9 / 144
     assert object_shares("pong", None, attention, jacobian, model) == {}
+
+
+def test_a_peak_is_near_an_object_within_one_cell_of_it():
+    from analysis.attention_video import peak_near
+
+    cells = np.zeros((6, 6), bool)
+    cells[2, 2] = True
+    maps = np.zeros((3, 6, 6))
+    maps[0, 3, 3] = maps[1, 2, 1] = maps[2, 4, 2] = 1.0  # one cell diagonally, one beside, two below
+    assert peak_near(maps, cells) == pytest.approx((2 / 3, 9 / 36))
+    cells[5, 5] = True  # a second cell of the class, in the corner: 4 more cells near it
+    assert peak_near(maps, cells)[1] == pytest.approx(13 / 36)
+    assert all(np.isnan(peak_near(maps, np.zeros((6, 6), bool))))
 
 
 def test_the_sequential_jacobian_replays_the_episode_and_its_diagonal_is_the_video_s_jacobian():
