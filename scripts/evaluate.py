@@ -56,7 +56,7 @@ def main() -> None:
             from analysis.glimpse_metrics import gaze_hit_rate
 
             summary["gaze_hit_rate"], trace = gaze_hit_rate(network, config, args.episodes, args.seed)
-            summary["fovea_hit_rate"] = trace.hit_rate(network.retina.sizes[0])
+            summary["gaze_hit_rate_by_patch"] = {size: trace.hit_rate(size) for size in network.retina.sizes}
     except (CheckpointError, ValueError) as e:
         fail(e)
     hns = summary["human_normalized"]
@@ -66,9 +66,10 @@ def main() -> None:
         f"{summary['episodes']} episodes{hns_text} ({summary['policy']} policy)"
     )
     if "gaze_hit_rate" in summary:
-        print(f"gaze hit rate: {summary['gaze_hit_rate']:.2f} in the widest glimpse patch, "
-              f"{summary['fovea_hit_rate']:.2f} in the finest (the ball inside the patch, second "
-              "half of each greedy episode)")  # fmt: skip
+        rates = ", ".join(f"{rate:.2f} in the {size}-pixel patch"
+                          for size, rate in reversed(summary["gaze_hit_rate_by_patch"].items()))  # fmt: skip
+        print(f"gaze hit rate: {rates} (the ball inside the glimpse's patch, second half of each "
+              "greedy episode)")  # fmt: skip
     if args.json_out:
         with open(args.json_out, "w") as f:
             json.dump(summary, f, indent=2)
