@@ -11,6 +11,9 @@ packs its GPU agents; with it, the run itself (its newest checkpoint with the op
 its config and TensorBoard events), so that a run that needs more sessions than one ships what
 it has learnt and goes on later:
 `cp -r pretrained/NAME runs/NAME && attn train glimpse --resume runs/NAME`.
+
+A shipped agent stored as float32 is stored again at half precision, evaluated again, in place:
+`attn pack --run pretrained/pong --out pretrained/pong --dtype float16 --restore`.
 """
 
 from __future__ import annotations
@@ -44,6 +47,10 @@ class Args:
     """How the weights are stored: float32, or float16 or bfloat16 at half the size (what the zoo
     uses to fit pretrained/'s 120 MB). The evaluation plays the rounded weights, which load as
     float32 in every script. Not with --training-state."""
+    restore: bool = False
+    """Store the shipped agent --run (pretrained/<name>, with --out the same folder) again at
+    --dtype, in place: its weights rounded and evaluated again (--episodes, --num-envs, --seed;
+    the policy its eval.json names), its training record and curve kept."""
     progress: bool = True
     """Progress bar of the evaluation."""
 
@@ -52,18 +59,34 @@ def main() -> None:
     args = parse_args(Args, __doc__)
     from agents.common.checkpoint import CheckpointError, load_checkpoint
     from agents.common.evaluate import evaluate_network
-    from agents.common.pretrained import check_pack, pack_agent, pack_run, round_weights
+    from agents.common.pretrained import (
+        check_pack,
+        check_restore,
+        pack_agent,
+        pack_run,
+        restore_agent,
+        round_weights,
+    )
 
     try:
-        check_pack(args.run, args.out, args.training_state, args.dtype)
+        if args.restore:
+            if args.training_state:
+                raise ValueError("--restore stores a shipped agent's weights again; --training-state "
+                                 "packs a run")  # fmt: skip
+            record = check_restore(args.run, args.out, args.dtype)
+        else:
+            check_pack(args.run, args.out, args.training_state, args.dtype)
         network, config = load_checkpoint(args.run)
         round_weights(network, args.dtype)
+        sample = record.get("policy") == "sample" if args.restore else args.sample
         with signals_end_cleanly():  # Ctrl-C while it evaluates: one line, the folder untouched
-            summary = evaluate_network(network, config, sample=args.sample, episodes=args.episodes,
+            summary = evaluate_network(network, config, sample=sample, episodes=args.episodes,
                                        num_envs=args.num_envs, seed=args.seed,
                                        progress=args.progress)  # fmt: skip
         training = {"command": command_line(), "seed": config["train_config"].get("seed")}
-        if args.training_state:
+        if args.restore:
+            folder = restore_agent(args.run, summary, args.dtype, command_line())
+        elif args.training_state:
             folder = pack_run(args.run, summary, args.out, training)
         else:
             folder = pack_agent(args.run, summary, args.out, training, args.dtype)

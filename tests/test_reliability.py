@@ -769,6 +769,38 @@ def test_a_pack_at_half_precision_ships_the_weights_its_evaluation_played(dtype,
     _one_line(_pack(run_copy, tmp_path / "other", "--dtype", dtype), "damaged or truncated tensor file")
 
 
+def test_a_shipped_agent_is_stored_again_at_half_precision_in_place(run_copy, tmp_path):
+    """A float32 agent stored again as float16: the weights its new evaluation played, its training
+    record and curve kept; then every refusal is one line and touches nothing."""
+    from agents.common.pretrained import is_packed_agent, round_weights, weights_digest
+
+    agent = tmp_path / "catch"
+    assert _pack(run_copy, agent).returncode == 0
+    before = json.loads((agent / "eval.json").read_text())
+    curve = (agent / "curve.csv").read_bytes()
+    rounded = round_weights(load_checkpoint(agent)[0], "float16")
+    assert _pack(agent, agent, "--dtype", "float16", "--restore").returncode == 0
+    assert {t.dtype for t in read_tensors(agent / "model.safetensors").values()} == {torch.float16}
+    for name, w in load_checkpoint(agent)[0].state_dict().items():
+        assert w.dtype == torch.float32 and torch.equal(w, rounded.state_dict()[name])
+    record = json.loads((agent / "eval.json").read_text())
+    assert record["weights_sha256"] == weights_digest(agent) != before["weights_sha256"]
+    assert record["training"] == {**before["training"], "weights_dtype": "float16",
+                                  "stored_again_with": record["training"]["stored_again_with"]}  # fmt: skip
+    assert "--restore" in record["training"]["stored_again_with"] and record["episodes"] == 1
+    assert (agent / "curve.csv").read_bytes() == curve and is_packed_agent(agent)
+    kept = _tree(agent)
+    _one_line(_pack(agent, agent, "--dtype", "float16", "--restore"), "is stored as float16 already")
+    _one_line(_pack(agent, tmp_path / "elsewhere", "--dtype", "bfloat16", "--restore"),
+              "give --out the same folder as --run")  # fmt: skip
+    _one_line(_pack(run_copy, run_copy, "--dtype", "float16", "--restore"), "is not one")
+    shipped_run = tmp_path / "state"
+    assert _pack(run_copy, shipped_run, "--training-state").returncode == 0
+    _one_line(_pack(shipped_run, shipped_run, "--dtype", "float16", "--restore"),
+              "a run shipped with its training state")  # fmt: skip
+    assert _tree(agent) == kept and not (tmp_path / "elsewhere").exists()
+
+
 @pytest.mark.parametrize("kind", TRAINERS)
 def test_every_trainer_stops_at_its_time_limit_with_a_checkpoint_that_resumes(kind, tmp_path):
     """--time-limit, declared once for all trainers: the loop ends at its first chance, saves, and

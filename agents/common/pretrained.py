@@ -319,6 +319,12 @@ def write_agent_folder(run: Path, out_dir: str | Path, fill: Callable[[Path], No
     where the file system lacks it, two renames). A pack that fails or is killed leaves the
     earlier agent as it was; the hidden folder a kill -9 leaves is removed by the next pack."""
     check_pack_target(run, out_dir)
+    return _replace_folder(out_dir, fill)
+
+
+def _replace_folder(out_dir: str | Path, fill: Callable[[Path], None]) -> Path:
+    """``fill`` writes into a hidden sibling of ``out_dir``, which then takes its place atomically
+    (see :func:`write_agent_folder`)."""
     out = Path(out_dir).resolve()  # a hidden sibling needs a name: '.' has none
     out.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale_packs(out)
@@ -336,6 +342,53 @@ def write_agent_folder(run: Path, out_dir: str | Path, fill: Callable[[Path], No
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return Path(out_dir)
+
+
+def check_restore(folder: str | Path, out: str | Path, dtype: str) -> dict[str, Any]:
+    """One line, before any evaluation, for a re-store that cannot be: ``out`` another folder than
+    ``folder``, a folder that is not a shipped agent's weights (a run, a run shipped with its
+    training state, which resumes from float32 weights), an unknown ``dtype``, or the dtype the
+    agent is stored as already. Returns the agent's record (``eval.json``)."""
+    f = Path(folder)
+    if dtype not in STORAGE_DTYPES:
+        raise ValueError(f"--dtype must be one of {', '.join(STORAGE_DTYPES)}, got {dtype!r}")
+    if Path(out).resolve() != f.resolve():
+        raise ValueError("--restore stores a shipped agent again in its own folder: give --out the "
+                         "same folder as --run")  # fmt: skip
+    if not f.is_dir() or not is_packed_agent(f):
+        raise ValueError(f"--restore takes a shipped agent's folder (pretrained/<name>); {str(folder)!r} "
+                         "is not one")  # fmt: skip
+    if (f / "checkpoints").exists():
+        raise ValueError(f"{str(folder)!r} is a run shipped with its training state, which resumes from "
+                         "its float32 weights and optimizer state; it is stored as it is")  # fmt: skip
+    record = read_json(f / EVAL)
+    if record.get("training", {}).get("weights_dtype", "float32") == dtype:
+        raise ValueError(f"{str(folder)!r} is stored as {dtype} already")
+    return record
+
+
+def restore_agent(folder: str | Path, summary: dict[str, Any], dtype: str, command: str) -> Path:
+    """Store a shipped agent's weights again as ``dtype`` (float16 or bfloat16 halve the file), in
+    place and atomically; ``summary`` must be the evaluation of :func:`round_weights`' network.
+    Its record keeps the training's (command, time, steps, machine) and adds the dtype and this
+    ``command``; its curve is kept."""
+    f = Path(folder)
+    old = read_json(f / EVAL)
+
+    def fill(tmp: Path) -> None:
+        stored = STORAGE_DTYPES[dtype]
+        weights = {k: (v.to(stored) if v.is_floating_point() else v).contiguous()
+                   for k, v in read_tensors(f / MODEL).items()}  # fmt: skip
+        save_file(weights, tmp / MODEL)
+        for name in (CONFIG, CURVE):
+            if (f / name).exists():
+                shutil.copy2(f / name, tmp / name)
+        training = {**old.get("training", {}), "weights_dtype": dtype, "stored_again_with": command}
+        record = {**summary, "protocol": PROTOCOL, "weights_sha256": weights_digest(tmp),
+                  "training": training, "versions": versions()}  # fmt: skip
+        (tmp / EVAL).write_text(json.dumps(record, indent=2))
+
+    return _replace_folder(f, fill)
 
 
 def _exchange(a: Path, b: Path) -> None:
