@@ -211,7 +211,7 @@ def record_attention(model: SoftAttentionAgent, config: dict[str, Any], out: str
     if checks is not None:
         checks = check_output_file(checks, ".json")
     first: list[AttentionStep] = []
-    kept: list[AttentionStep] = []  # without their screens and maps: what the checks replay
+    kept: list[AttentionStep] = []  # without their screens and Jacobians: what the checks replay
     names = config.get("action_set") if isinstance(config.get("action_set"), list) else None
     norm = RunningPercentile(momentum=0.0 if per_frame_norm else 0.95)
     agreement, shares = [], []

@@ -74,7 +74,7 @@ def main() -> None:
                              "agent's: attn glimpses --jacobian)")  # fmt: skip
         if args.checks:
             raise ValueError("--checks is for soft-attention checkpoints (a Q-network's checks: "
-                             "attn compare-heads)")  # fmt: skip
+                             "attn report)")  # fmt: skip
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             net, config = load_policy(args.checkpoint, args.game)
