@@ -108,6 +108,37 @@ def test_bad_sizes_are_one_line(kwargs, message):
         SoftAttentionAgent(3, 1, input_shape=(24, 24), **kwargs)
 
 
+@pytest.mark.parametrize("kwargs", [{}, {"torso": "patch", "qk_norm": True}])
+def test_unroll_is_step_after_step_with_restarts_and_its_gradients(kwargs):
+    """PPO's replay (``unroll``: the torso and the ConvLSTM's input gates on every frame at once)
+    gives the heads and the weights' gradients of playing ``step`` frame after frame, the state
+    zeroed after the restarted steps."""
+    torch.manual_seed(0)
+    net = SoftAttentionAgent(3, 1, input_shape=(24, 24), queries=2, hidden=16, **kwargs)
+    steps, b = 6, 3
+    obs = torch.randint(0, 256, (steps, b, 1, 24, 24), dtype=torch.uint8)
+    actions, rewards = torch.randint(0, 3, (steps, b)), torch.randn(steps, b)
+    restarts = torch.zeros(steps, b, dtype=torch.bool)
+    restarts[1, 0] = restarts[3, 2] = restarts[4, 0] = True
+    start = tuple(s + 0.1 * torch.randn_like(s) for s in net.initial_state(b))  # mid-episode
+
+    def loss(heads):
+        return heads["policy_logits"].log_softmax(-1).sum() + heads["value"].square().sum()
+
+    state, stepped = start, []
+    for t in range(steps):
+        heads, state = net.step(obs[t], state, actions[t], rewards[t])
+        stepped.append(heads)
+        state = tuple(torch.where(restarts[t].view(-1, *[1] * (s.dim() - 1)), 0.0, s) for s in state)
+    stepped = {k: torch.stack([h[k] for h in stepped]) for k in stepped[0]}
+    grads = torch.autograd.grad(loss(stepped), list(net.parameters()))
+    unrolled = net.unroll(obs, start, actions, rewards, restarts)
+    for name in stepped:
+        torch.testing.assert_close(unrolled[name], stepped[name], atol=1e-5, rtol=1e-5)
+    for again, grad in zip(torch.autograd.grad(loss(unrolled), list(net.parameters())), grads, strict=True):
+        torch.testing.assert_close(again, grad, atol=1e-5, rtol=1e-4)
+
+
 class _Session:
     """What a rollout needs of a RunSession: a progress bar to move."""
 

@@ -17,6 +17,7 @@ from torch import nn
 from agents.soft.attention import attend, spatial_basis
 
 State = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
+Pair = tuple[torch.Tensor, torch.Tensor]  # an LSTM's (h, c)
 
 
 class ConvLSTMCell(nn.Module):
@@ -25,13 +26,28 @@ class ConvLSTMCell(nn.Module):
 
     def __init__(self, in_channels: int, channels: int, kernel: int = 3) -> None:
         super().__init__()
-        self.channels = channels
+        self.in_channels, self.channels = in_channels, channels
         self.gates = nn.Conv2d(in_channels + channels, 4 * channels, kernel, padding=kernel // 2)
 
-    def forward(self, x: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor]
-                ) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
-        h, c = state
-        i, f, g, o = self.gates(torch.cat([x, h], 1)).chunk(4, 1)
+    def forward(self, x: torch.Tensor, state: Pair) -> Pair:
+        return self._cell(self.gates(torch.cat([x, state[0]], 1)), state[1])
+
+    def input_gates(self, x: torch.Tensor) -> torch.Tensor:
+        """The gates' part that reads the input alone, with the bias: over a whole sequence at once,
+        what :meth:`recur` completes step by step."""
+        w = self.gates.weight[:, : self.in_channels]
+        return nn.functional.conv2d(x, w, self.gates.bias, padding=self.gates.padding)
+
+    def recur(self, input_gates: torch.Tensor, state: Pair) -> Pair:
+        """One step from the input's part of the gates (:meth:`input_gates`): ``forward`` with the
+        convolution split in two, equal to it up to the order of the sums."""
+        w = self.gates.weight[:, self.in_channels :]
+        hidden = nn.functional.conv2d(state[0], w, None, padding=self.gates.padding)
+        return self._cell(input_gates + hidden, state[1])
+
+    @staticmethod
+    def _cell(gates: torch.Tensor, c: torch.Tensor) -> Pair:
+        i, f, g, o = gates.chunk(4, 1)
         c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
         return torch.sigmoid(o) * torch.tanh(c), c
 
@@ -108,27 +124,60 @@ class SoftAttentionAgent(nn.Module):
         """One step: the heads and the next state. ``prev_action`` (B,) int and ``prev_reward``
         (B,) float are the last step's; before an episode's first step, action 0 and reward 0 (what
         the trainer and :class:`SoftPolicy` give), which ``None`` stands for."""
+        x = self._see(obs)
+        b = len(x)
+        if prev_action is None:  # an episode's start, as training and play begin it: action 0
+            prev_action = torch.zeros(b, dtype=torch.long, device=x.device)
+        if prev_reward is None:
+            prev_reward = torch.zeros(b, dtype=x.dtype, device=x.device)
+        return self._read(self.core(x, state[:2]), state[2:], prev_action, prev_reward)
+
+    def unroll(self, obs: torch.Tensor, state: State, prev_actions: torch.Tensor,
+               prev_rewards: torch.Tensor, restarts: torch.Tensor) -> dict[str, torch.Tensor]:  # fmt: skip
+        """:meth:`step` over a sequence from ``state``: ``obs`` (T, B, C, H, W), ``prev_actions``,
+        ``prev_rewards`` and the boolean ``restarts`` (T, B), the state back at zero after step t
+        where ``restarts[t]``. Returns the heads stacked (T, B, ...). What does not depend on the
+        state (the vision torso and the ConvLSTM's input gates) runs on all T x B frames at once,
+        the rest step by step: PPO's replay in far fewer, larger convolutions."""
+        steps, b = obs.shape[:2]
+        x = self._see(obs.flatten(0, 1))
+        # unbind, not gates[t]: each step's slice would take a zero gradient the size of all steps
+        gates = self.core.input_gates(x).unflatten(0, (steps, b)).unbind(0)
+        out: dict[str, list[torch.Tensor]] = {}
+        for t in range(steps):
+            heads, state = self._read(self.core.recur(gates[t], state[:2]), state[2:], prev_actions[t],
+                                      prev_rewards[t])  # fmt: skip
+            state = restart(state, restarts[t])
+            for name, value in heads.items():
+                out.setdefault(name, []).append(value)
+        return {name: torch.stack(values) for name, values in out.items()}
+
+    def _see(self, obs: torch.Tensor) -> torch.Tensor:
+        """The vision torso's features of a batch of frames (uint8 pixels or floats in [0, 1])."""
         expected = (self.in_channels, *self.input_shape)
         if obs.dim() != 4 or tuple(obs.shape[1:]) != expected:
             raise ValueError(f"observation must have shape (batch, {', '.join(map(str, expected))}), "
                              f"got {tuple(obs.shape)}")  # fmt: skip
         x = obs.to(self.basis.dtype) / 255.0 if obs.dtype == torch.uint8 else obs
-        b = len(x)
-        conv_h, conv_c = self.core(self.vision(x), state[:2])
+        return self.vision(x)
+
+    def _read(self, core: Pair, policy_state: Pair, prev_action: torch.Tensor,
+              prev_reward: torch.Tensor) -> tuple[dict[str, torch.Tensor], State]:  # fmt: skip
+        """From the vision core's new maps: the keys and values, the queries from the policy core's
+        previous state, the answers, and the policy core's step under the heads."""
+        conv_h = core[0]
+        b = len(conv_h)
         k, v = self.keys_values(conv_h).split([self.sizes["key_channels"], self.sizes["value_channels"]], 1)
         basis = self.basis.expand(b, -1, -1, -1)
-        queries = self.make_queries(state[2]).view(b, self.sizes["queries"], self.query_size)
+        queries = self.make_queries(policy_state[0]).view(b, self.sizes["queries"], self.query_size)
         temperature = None if self.log_temperature is None else self.log_temperature.exp()
         maps, answers = attend(torch.cat([k, basis], 1), torch.cat([v, basis], 1), queries, temperature)
-        if prev_action is None:  # an episode's start, as training and play begin it: action 0
-            prev_action = torch.zeros(b, dtype=torch.long, device=x.device)
-        action = nn.functional.one_hot(prev_action.long(), self.n_actions).to(x.dtype)
-        reward = torch.zeros(b, 1, dtype=x.dtype, device=x.device) if prev_reward is None \
-            else prev_reward.to(x.dtype)[:, None]
+        action = nn.functional.one_hot(prev_action.long(), self.n_actions).to(conv_h.dtype)
+        reward = prev_reward.to(conv_h.dtype)[:, None]
         inputs = torch.cat([answers.flatten(1), queries.flatten(1), reward, action], 1)
-        h, c = self.policy_core(inputs, state[2:])
+        h, c = self.policy_core(inputs, policy_state)
         heads = {"policy_logits": self.policy_logits(h), "value": self.value(h).squeeze(1), "attention": maps}
-        return heads, (conv_h, conv_c, h, c)
+        return heads, (*core, h, c)
 
     def forward(self, obs: torch.Tensor) -> dict[str, torch.Tensor]:
         return self.step(obs, self.initial_state(len(obs)))[0]
@@ -148,3 +197,8 @@ class SoftAttentionAgent(nn.Module):
         """The constructor's arguments: what a checkpoint records to rebuild the network."""
         return {"class": "SoftAttentionAgent", "n_actions": self.n_actions, "in_channels": self.in_channels,
                 "input_shape": list(self.input_shape), "torso": self.torso_kind, **self.sizes}  # fmt: skip
+
+
+def restart(state: tuple[torch.Tensor, ...], fresh: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """``state`` with the envs in the boolean ``fresh`` (B,) back at zero, as at an episode's start."""
+    return tuple(torch.where(fresh.view(-1, *[1] * (s.dim() - 1)), torch.zeros_like(s), s) for s in state)

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from agents.soft.model import SoftAttentionAgent
+from agents.soft.model import SoftAttentionAgent, restart
 
 
 class SoftPolicy:
@@ -60,7 +60,3 @@ class SoftPolicy:
         self.prev_action = torch.where(fresh, torch.zeros_like(self.prev_action), self.prev_action)
         self.prev_reward = torch.where(fresh, torch.zeros_like(self.prev_reward), self.prev_reward)
 
-
-def restart(state: tuple[torch.Tensor, ...], fresh: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    """``state`` with the envs in the boolean ``fresh`` (B,) back at zero, as at an episode's start."""
-    return tuple(torch.where(fresh.view(-1, *[1] * (s.dim() - 1)), torch.zeros_like(s), s) for s in state)

@@ -35,8 +35,7 @@ from agents.common.run import (
     save_training,
 )
 from agents.common.training import EpisodeTracker, action_names
-from agents.soft.model import TORSOS, SoftAttentionAgent
-from agents.soft.policy import restart
+from agents.soft.model import TORSOS, SoftAttentionAgent, restart
 from envs import CatchVectorEnv, make_vector_env, resolve_game
 from envs.options import AtariOptions
 
@@ -207,16 +206,11 @@ class SoftTrainer:
         from the state ``start`` it began with, on the recorded inputs: (T, len(envs)) log-
         probabilities of the actions taken, entropies and values."""
         state = tuple(s[envs] for s in start)
-        out: dict[str, list[torch.Tensor]] = collections.defaultdict(list)
-        for t in range(len(rows["obs"])):
-            heads, state = self.model.step(rows["obs"][t, envs], state, rows["prev_action"][t, envs],
-                                           rows["prev_reward"][t, envs])  # fmt: skip
-            dist = torch.distributions.Categorical(logits=heads["policy_logits"])
-            out["logp"].append(dist.log_prob(rows["action"][t, envs]))
-            out["entropy"].append(dist.entropy())
-            out["value"].append(heads["value"])
-            state = restart(state, rows["restart"][t, envs])
-        return {k: torch.stack(v) for k, v in out.items()}
+        heads = self.model.unroll(rows["obs"][:, envs], state, rows["prev_action"][:, envs],
+                                  rows["prev_reward"][:, envs], rows["restart"][:, envs])  # fmt: skip
+        dist = torch.distributions.Categorical(logits=heads["policy_logits"])
+        return {"logp": dist.log_prob(rows["action"][:, envs]), "entropy": dist.entropy(),
+                "value": heads["value"]}
 
     # ---- learning -----------------------------------------------------------------------------
     def update(self, rows: dict[str, list[torch.Tensor]], bootstrap: torch.Tensor,
