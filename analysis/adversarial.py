@@ -73,22 +73,26 @@ def random_sign_noise(obs: torch.Tensor, eps: float, generator: torch.Generator)
     return quantise(obs, obs.float() + eps * signs, eps)
 
 
-def linf_attack(logits: Callable[[torch.Tensor], torch.Tensor], obs: torch.Tensor,
-                target: torch.Tensor, eps: float, step: float, steps: int) -> torch.Tensor:  # fmt: skip
+def linf_attack(logits: Callable[[torch.Tensor], torch.Tensor], obs: torch.Tensor, eps: float,
+                step: float, steps: int) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
     """Untargeted L-infinity FGSM (``steps=1, step=eps``) or PGD: ``steps`` signed-gradient steps
-    of ``step`` pixel levels that raise the cross-entropy of ``logits(frames / 255)`` with
-    ``target``, each projected back onto ``obs +- eps`` and [0, 255]; rounded to uint8 inside the
-    ball. Only the frame's gradient is taken (none of the weights')."""
+    of ``step`` pixel levels that raise the cross-entropy of ``logits(frames / 255)`` with the most
+    likely action on the clean frame, each projected back onto ``obs +- eps`` and [0, 255]; rounded
+    to uint8 inside the ball. Only the frame's gradient is taken (none of the weights'). Returns the
+    frames and those clean actions, read off the first step's forward pass (on the clean frame), so
+    that no pass is spent on them alone."""
     x = obs.float()
     delta = torch.zeros_like(x)
+    target: torch.Tensor | None = None
     for _ in range(steps):
         xa = (x + delta).requires_grad_(True)
         with torch.enable_grad():  # evaluation plays under no_grad; the attack needs gradients
-            loss = nn.functional.cross_entropy(logits(xa / 255.0), target)
-            (g,) = torch.autograd.grad(loss, xa)
+            out = logits(xa / 255.0)
+            target = out.detach().argmax(1) if target is None else target  # the clean frame's
+            (g,) = torch.autograd.grad(nn.functional.cross_entropy(out, target), xa)
         delta = (delta + step * g.sign()).clamp(-eps, eps)
         delta = (x + delta).clamp(0, 255) - x
-    return quantise(obs, x + delta, eps)
+    return quantise(obs, x + delta, eps), target
 
 
 def pgd_step(eps: float, steps: int, step_size: float | None) -> float:
@@ -117,14 +121,12 @@ class CNNAttack:
             return self.net(obs.to(_device(self.net)))[self.head].argmax(1).cpu().numpy()
 
     def __call__(self, obs: torch.Tensor) -> torch.Tensor:
-        self.last_clean_actions = self.clean_actions(obs)
-        if self.eps == 0:
-            return obs
-        if self.attack == "noise":
-            return random_sign_noise(obs, self.eps, self.generator)
-        x = obs.to(_device(self.net))
-        target = torch.as_tensor(self.last_clean_actions, device=x.device)
-        adv = linf_attack(lambda x01: self.net(x01)[self.head], x, target, self.eps, self.step, self.steps)
+        if self.eps == 0 or self.attack == "noise":
+            self.last_clean_actions = self.clean_actions(obs)
+            return obs if self.eps == 0 else random_sign_noise(obs, self.eps, self.generator)
+        adv, target = linf_attack(lambda x01: self.net(x01)[self.head], obs.to(_device(self.net)), self.eps,
+                                  self.step, self.steps)  # fmt: skip
+        self.last_clean_actions = target.cpu().numpy()
         return adv.to(obs.device)
 
 
@@ -148,14 +150,13 @@ class RecurrentAttack:
         self.last_clean_actions = np.zeros(0, np.int64)
 
     def __call__(self, obs: torch.Tensor) -> torch.Tensor:
-        with torch.no_grad():
-            self.last_clean_actions = self.policy.logits(obs.float() / 255).argmax(1).cpu().numpy()
-        if self.eps == 0:
-            return obs
-        if self.attack == "noise":
-            return random_sign_noise(obs, self.eps, self.generator)
-        target = torch.as_tensor(self.last_clean_actions, device=obs.device)
-        return linf_attack(self.policy.logits, obs, target, self.eps, self.step, self.steps)
+        if self.eps == 0 or self.attack == "noise":
+            with torch.no_grad():
+                self.last_clean_actions = self.policy.logits(obs.float() / 255).argmax(1).cpu().numpy()
+            return obs if self.eps == 0 else random_sign_noise(obs, self.eps, self.generator)
+        adv, target = linf_attack(self.policy.logits, obs, self.eps, self.step, self.steps)
+        self.last_clean_actions = target.cpu().numpy()
+        return adv
 
 
 class TransferAttack:
