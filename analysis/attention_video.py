@@ -174,17 +174,23 @@ def play_attention(model: SoftAttentionAgent, config: dict[str, Any], steps: int
                              on_reset=lambda info: policy.reset())  # fmt: skip
 
 
+def query_overlays(screen: np.ndarray, attention: np.ndarray, model: SoftAttentionAgent) -> list[np.ndarray]:
+    """Each query's (queries, h, w) map over the (H, W, 3) ``screen``, divided by its maximum: a map
+    is a distribution, and where it peaks is what it says."""
+    maps = maps_to_obs(attention / attention.max(axis=(1, 2), keepdims=True), model)
+    return [overlay(screen, to_frame(m, screen.shape[:2])) for m in maps]
+
+
 def attention_frame(step: AttentionStep, model: SoftAttentionAgent, norm: RunningPercentile,
                     height: int) -> np.ndarray:  # fmt: skip
-    """The screen, each query's map over it (divided by its maximum: a map is a distribution, and
-    where it peaks is what it says), then the value's Jacobian, titled, side by side."""
+    """The screen, each query's map over it (:func:`query_overlays`), then the value's Jacobian,
+    titled, side by side."""
     shape = step.screen.shape[:2]
-    maps = maps_to_obs(step.attention / step.attention.max(axis=(1, 2), keepdims=True), model)
-    tiles = [step.screen] + [overlay(step.screen, to_frame(m, shape)) for m in maps]
+    tiles = [step.screen, *query_overlays(step.screen, step.attention, model)]
     tiles.append(overlay(step.screen, to_frame(norm(step.value_jacobian), shape)))
     frame = panels(tiles, height)
     w = frame.shape[1] // len(tiles)
-    titles = ["game", *(f"query {q + 1}" for q in range(len(maps))), "value Jacobian"]
+    titles = ["game", *(f"query {q + 1}" for q in range(len(step.attention))), "value Jacobian"]
     for k, title in enumerate(titles):
         frame[:, k * w : (k + 1) * w] = label(frame[:, k * w : (k + 1) * w], [title])
     return frame

@@ -1,5 +1,6 @@
-"""Saliency in TensorBoard during training: images of a fixed probe batch every K steps, and a short
-clip as an animated GIF.
+"""Saliency and attention in TensorBoard during training: images of a fixed probe batch every K steps
+and a short clip as an animated GIF (the Q-learners); the soft-attention agent's maps over its last
+rollout as a clip, and its newest maps as images.
 
 ``SummaryWriter.add_video`` silently writes nothing with moviepy 2 or newer (pytorch issue 147317),
 so the clip is encoded here with imageio and written as an image summary whose payload is a GIF:
@@ -55,12 +56,17 @@ def saliency_panels(
     return out
 
 
-def training_callbacks(cfg: Any) -> list[SaliencyLogger]:
+def training_callbacks(cfg: Any) -> list[SaliencyLogger | AttentionLogger]:
     """What a trainer's config asks analysis to log while it trains (saliency images every
-    ``saliency_every`` steps, for the Q-learners): the scripts and sweeps wire these into the
-    trainer, which never imports analysis itself."""
-    every = getattr(cfg, "saliency_every", 0)
-    return [SaliencyLogger(every)] if every else []
+    ``saliency_every`` steps for the Q-learners, the attention maps every ``attention_every`` steps
+    for the soft-attention agent): the scripts and sweeps wire these into the trainer, which never
+    imports analysis itself."""
+    callbacks: list[SaliencyLogger | AttentionLogger] = []
+    if every := getattr(cfg, "saliency_every", 0):
+        callbacks.append(SaliencyLogger(every))
+    if every := getattr(cfg, "attention_every", 0):
+        callbacks.append(AttentionLogger(every))
+    return callbacks
 
 
 class SaliencyLogger:
@@ -96,3 +102,32 @@ class SaliencyLogger:
             trainer.writer.add_images(f"saliency/{h}", imgs[:8], step, dataformats="NHWC")
         clip = np.concatenate([panels[h] for h in heads], axis=2)  # heads side by side
         add_gif(trainer.writer, "saliency/clip", clip, step)
+
+
+class AttentionLogger:
+    """A soft-attention trainer's callback: every ``every`` environment steps (and after the first
+    update), env 0's last rollout as ``attention/clip``, a GIF of the frame the agent saw beside
+    each query's map over it, a frame a step, and the newest step's maps as ``attention/maps``.
+    The trainer keeps that rollout's frames and maps (``last_attention``)."""
+
+    def __init__(self, every: int, height: int = 168) -> None:
+        if every < 1:
+            raise ValueError(f"attention logging interval must be >= 1, got {every}")
+        self.every, self.height = every, height
+        self.next_log = 0
+
+    def __call__(self, trainer: Any, step: int) -> None:
+        if step < self.next_log:
+            return
+        self.next_log = step + self.every
+        from analysis.attention_video import query_overlays
+        from analysis.render import panels
+
+        obs, maps = trainer.last_attention  # (T, C, H, W) uint8, (T, queries, h, w)
+        newest = maps[-1] / maps[-1].max(axis=(1, 2), keepdims=True)
+        trainer.writer.add_images("attention/maps", newest[:, None], step)
+        frames = []
+        for frame, attention in zip(obs[:, -1], maps, strict=True):
+            screen = np.repeat(frame[..., None], 3, axis=2)
+            frames.append(panels([screen, *query_overlays(screen, attention, trainer.model)], self.height))
+        add_gif(trainer.writer, "attention/clip", np.stack(frames), step)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import math
 
+import imageio.v3 as iio
 import pytest
 import torch
 from conftest import call_script
@@ -180,14 +181,20 @@ def test_a_soft_run_trains_resumes_and_evaluates_as_every_agent_does(tmp_path, c
 
     from agents.common.evaluate import evaluate_checkpoint
     from agents.soft.train import SoftConfig, SoftTrainer
+    from analysis.tensorboard import training_callbacks
 
     run = tmp_path / "run"
-    SoftTrainer(SoftConfig(num_envs=4, total_steps=4 * 24 * 3, hidden=16, log_every=96, attention_every=96,
-                           progress=False, run_dir=str(run))).run()  # fmt: skip
+    cfg = SoftConfig(num_envs=4, total_steps=4 * 24 * 3, hidden=16, log_every=96, attention_every=96,
+                     progress=False, run_dir=str(run))  # fmt: skip
+    SoftTrainer(cfg, training_callbacks(cfg)).run()
     events = EventAccumulator(str(run), size_guidance={"images": 0}).Reload()
     assert {"charts/episodic_return", "losses/policy_loss", "losses/explained_variance",
             "charts/SPS"} <= set(events.Tags()["scalars"])  # fmt: skip
-    assert "attention/maps" in events.Tags()["images"]
+    assert {"attention/maps", "attention/clip"} <= set(events.Tags()["images"])
+    # after the first update, then every 96 steps
+    assert [e.step for e in events.Images("attention/clip")] == [96, 192, 288]
+    clip = iio.imread(events.Images("attention/clip")[-1].encoded_image_string, index=None, extension=".gif")
+    assert clip.shape == (24, 168, 3 * 168, 3)  # a frame a step of the rollout: the game, then 2 queries
     result = evaluate_checkpoint(str(run), episodes=6, num_envs=3, progress=False)
     assert result["policy"] == "greedy" and 0.0 <= result["mean"] <= 1.0 and result["episodes"] == 6
     # the dueling heads' report needs a Q-network (its attacks are in tests/test_adversarial.py)

@@ -97,7 +97,7 @@ class SoftConfig(PPOConfig):
     instead of their inner product (the paper's, --no-qk-norm): maps sharp from the first step,
     which on Catch every seed learns from (QK-norm, Henry et al. 2020; docs/guide/soft.md)."""
     attention_every: NonNegativeInt = 250_000
-    """Environment steps between images of the attention maps in TensorBoard (0: never)."""
+    """Environment steps between the attention maps' images and clip in TensorBoard (0: never)."""
 
     AUTO_BF16: ClassVar[bool] = False
 
@@ -163,6 +163,8 @@ class SoftTrainer:
         self.stop_signal: int | None = None
         self.stopped_by = ""
         self.writer: Any = None  # RunSession opens it on the run directory
+        # env 0's frames and attention maps over the last rollout, for the TensorBoard clip
+        self.last_attention: tuple[np.ndarray, np.ndarray] | None = None
         open_run(self, resume_from, self._restore)
 
     # ---- acting -------------------------------------------------------------------------------
@@ -174,10 +176,12 @@ class SoftTrainer:
         c, tracker = self.cfg, self.tracker
         rows: dict[str, list[torch.Tensor]] = collections.defaultdict(list)
         prev_action, prev_reward = prev
+        watched = []
         for _ in range(c.rollout):
             images = torch.from_numpy(obs)
             with torch.no_grad():
                 heads, state = self.model.step(images, state, prev_action, prev_reward)
+            watched.append(heads["attention"][0])
             dist = torch.distributions.Categorical(logits=heads["policy_logits"])
             action = dist.sample()
             obs, rew, term, trunc, info = self.env.step(action.numpy())
@@ -198,6 +202,7 @@ class SoftTrainer:
                 prev_reward = torch.where(fresh, torch.zeros_like(prev_reward), prev_reward)
             self.global_step += c.num_envs
             session.bar.update(c.num_envs)
+        self.last_attention = (torch.stack([o[0] for o in rows["obs"]]).numpy(), torch.stack(watched).numpy())
         return rows, obs, state, (prev_action, prev_reward)
 
     def replay(self, start: tuple[torch.Tensor, ...], rows: dict[str, torch.Tensor],
@@ -263,8 +268,7 @@ class SoftTrainer:
         obs, _ = self.env.reset(seed=c.seed + self.global_step)
         state = self.model.initial_state(c.num_envs)
         prev = (torch.zeros(c.num_envs, dtype=torch.long), torch.zeros(c.num_envs))
-        log, save, images = (Every(n, self.global_step)
-                             for n in (c.log_every, c.save_every, c.attention_every))  # fmt: skip
+        log, save = Every(c.log_every, self.global_step), Every(c.save_every, self.global_step)
         while self.global_step < c.total_steps and not session.should_stop():
             start = state
             rows, obs, state, prev = self.rollout(obs, state, prev, session)
@@ -277,10 +281,6 @@ class SoftTrainer:
                 for k, v in {**stats, "charts/SPS": sps}.items():
                     self.writer.add_scalar(k, v, self.global_step)
                 session.bar.set_postfix(SPS=f"{sps:.0f}", ret=f"{self.tracker.recent_mean():.2f}")
-            if images(self.global_step):  # env 0's maps at the newest step, one panel per query
-                maps = heads["attention"][0]
-                self.writer.add_images("attention/maps", (maps / maps.amax((1, 2), keepdim=True))[:, None],
-                                       self.global_step)  # fmt: skip
             end_of_update(self, save)
 
     # ---- checkpoints --------------------------------------------------------------------------
