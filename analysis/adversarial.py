@@ -104,6 +104,8 @@ class CNNAttack:
     """``attack(obs_uint8) -> perturbed obs_uint8`` against a feed-forward agent (FGSM, PGD or the
     noise control); ``last_clean_actions`` holds the actions the attack pushed away from."""
 
+    rowwise = True  # each frame's perturbation from that frame alone
+
     def __init__(self, net: nn.Module, obs_shape: tuple[int, ...], attack: str, eps: float,
                  steps: int = 10, step_size: float | None = None, seed: int = 0) -> None:  # fmt: skip
         check_attack(attack, [eps])
@@ -189,6 +191,8 @@ class AttackedPolicy:
     def __init__(self, policy: Any, attack: Any) -> None:
         self.policy, self.attack = policy, attack
         self.steps = self.flips = 0
+        # a frame-by-frame agent under a frame-by-frame attack: evaluate() may ask for some envs only
+        self.rowwise = getattr(policy, "rowwise", False) and getattr(attack, "rowwise", False)
 
     def reset(self, mask: np.ndarray) -> None:
         if hasattr(self.policy, "reset"):
@@ -239,6 +243,7 @@ def load_agent(checkpoint: str, game: str | None = None,
     its actions (and glimpse locations), the policy it is scored with (``evaluate.py --sample``);
     Q-networks act greedily and refuse it."""
     from agents.common.checkpoint import load_checkpoint, read_json, resolve_checkpoint
+    from agents.common.evaluate import GreedyQPolicy
     from agents.common.registry import POLICIES
     from analysis.playback import load_policy, obs_shape
 
@@ -253,7 +258,7 @@ def load_agent(checkpoint: str, game: str | None = None,
                          f"distributions; {checkpoint} is a Q-network, which acts greedily")  # fmt: skip
     net, config = load_policy(checkpoint, None if ours else game)  # ours record their game
     head = action_head(net, obs_shape(net, config))
-    return net, lambda n: (lambda obs: net(obs)[head].argmax(1).cpu().numpy()), config
+    return net, lambda n: GreedyQPolicy(net, head), config
 
 
 def recurrent(config: dict[str, Any]) -> bool:

@@ -12,6 +12,7 @@ import torch
 from conftest import call_script
 from torch import nn
 
+from agents.common.evaluate import GreedyQPolicy
 from analysis.adversarial import (
     AreaResize,
     AttackedPolicy,
@@ -410,3 +411,41 @@ def test_summary_intervals_are_over_seeds_or_over_one_agents_episodes():
     half = 1.96 * np.sqrt(8) / np.sqrt(2)  # the two runs' means, 2 and 6
     assert two[0]["interval_over"] == "runs"
     assert two[0]["mean_return"] == pytest.approx({"mean": 4.0, "ci_low": 4 - half, "ci_high": 4 + half})
+
+
+class _Spy(GreedyQPolicy):
+    """A greedy Q-policy that records the batch sizes it is asked for."""
+
+    def __init__(self, net):
+        super().__init__(net)
+        self.sizes = []
+
+    def __call__(self, obs):
+        self.sizes.append(len(obs))
+        return super().__call__(obs)
+
+
+@pytest.mark.parametrize("attack", [None, "fgsm", "noise"])
+def test_a_frame_by_frame_policy_is_asked_only_for_envs_whose_episodes_count(attack):
+    """7 Catch episodes on 3 envs (shares 3, 2 and 2): in the third round only env 0 plays a
+    counted episode. A Q-network, attacked or not, is then asked for that env alone, and the
+    episodes score what they score when every env is asked (the others' games no longer count)."""
+    from agents.common.evaluate import evaluate
+
+    config = {"game": "catch", "env_options": {"size": 12, "stack_num": 2}}
+    net = LinearQ((2, 12, 12), bias_gap=0.0)
+    played = {}
+    for rowwise in (True, False):
+        policy = _Spy(net)
+        policy.rowwise = rowwise
+        sizes = policy.sizes
+        if attack is not None:
+            policy = AttackedPolicy(policy, CNNAttack(net, (2, 12, 12), attack, 8.0, seed=1))
+            assert policy.rowwise == rowwise
+        result = evaluate(policy, config, episodes=7, num_envs=3, epsilon=0.0, seed=0, progress=False)
+        played[rowwise] = (result.scores, result.lengths, sizes)
+    (scores, lengths, sizes), (all_scores, all_lengths, all_sizes) = played[True], played[False]
+    assert set(all_sizes) == {3} and set(sizes) == {3, 1} and sizes[-1] == 1
+    if attack != "noise":  # the noise's draws follow the batch it is drawn for
+        assert (scores, lengths) == (all_scores, all_lengths)
+    assert len(scores) == 7 and set(scores) <= {0.0, 1.0}  # a catch scores 1, a miss 0

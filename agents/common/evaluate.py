@@ -74,7 +74,11 @@ def evaluate(
 ) -> EvalResult:
     """Play ``episodes`` episodes; ``policy(obs_tensor) -> actions`` is called on batches of
     ``min(num_envs, episodes)`` envs. A stateful policy (a recurrent agent) has ``reset(mask)``,
-    called after the masked envs' reset steps so that each episode starts from a fresh state.
+    called after the masked envs' reset steps so that each episode starts from a fresh state. A
+    policy whose ``rowwise`` is true (each env's action from its own frames alone: a Q-network,
+    attacked or not) is asked only for the envs still playing a counted episode; the others, done
+    with their share, play NOOP until the last counted episode ends, so that no forward pass (or
+    attack) is spent on games that no longer count.
 
     Each env plays an equal share of the episodes (never "the first N to finish", which favours
     short episodes). An agent trained with FIRE pressed for it after every lost life
@@ -101,9 +105,15 @@ def evaluate(
     bar = tqdm(
         total=episodes, desc=f"evaluating {config['game']}", unit="episode", disable=not progress
     )
+    rowwise = getattr(policy, "rowwise", False)
     while (quota > 0).any():
+        live = quota > 0
         with torch.no_grad():
-            actions = np.asarray(policy(torch.from_numpy(obs).to(device)))
+            if rowwise and not live.all():
+                actions = np.zeros(num_envs, np.int64)
+                actions[live] = np.asarray(policy(torch.from_numpy(obs[live]).to(device)))
+            else:
+                actions = np.asarray(policy(torch.from_numpy(obs).to(device)))
         explore = rng.random(num_envs) < epsilon
         actions = np.where(explore, rng.integers(n_actions, size=num_envs), actions)
         played = fire.actions(actions)
@@ -128,9 +138,18 @@ def evaluate(
     return EvalResult(config["game"], scores, lengths)
 
 
-def greedy_q_policy(network: torch.nn.Module):
-    """Greedy actions of a Q-network (its ``q`` head)."""
-    return lambda obs: network(obs)["q"].argmax(1).cpu().numpy()
+class GreedyQPolicy:
+    """Greedy actions of a Q-network's ``head``. Each env's action depends on its own frames
+    alone (``rowwise``), so that :func:`evaluate` asks it only for the envs whose episodes still
+    count."""
+
+    rowwise = True
+
+    def __init__(self, network: torch.nn.Module, head: str = "q") -> None:
+        self.network, self.head = network, head
+
+    def __call__(self, obs: torch.Tensor) -> np.ndarray:
+        return self.network(obs)[self.head].argmax(1).cpu().numpy()
 
 
 def evaluate_checkpoint(path: str, **kwargs: Any) -> dict[str, Any]:
@@ -162,6 +181,6 @@ def evaluate_network(network: torch.nn.Module, config: dict[str, Any], sample: b
         raise ValueError("--sample is for the glimpse and soft-attention agents, whose policies are "
                          "distributions; a Q-network acts greedily (explore with --epsilon)")  # fmt: skip
     else:
-        policy = greedy_q_policy(network)
+        policy = GreedyQPolicy(network)
     summary = evaluate(policy, config, **kwargs).summary()
     return {**summary, "policy": "sample" if sample else "greedy"}
