@@ -142,21 +142,27 @@ def _attack_points(agent: str | Path, path: Path, digest: str,
     else None) at every epsilon, one point at a time, ``path`` rewritten after each (its
     ``complete`` false until the last); a point ``path`` already holds for these weights,
     ``settings`` and source is kept, not played again. Epsilon 0 is the clean evaluation whatever
-    the attack (an attack at 0 hands the frame on untouched), so it is played once and shared."""
+    the attack (an attack at 0 hands the frame on untouched), so it is played once and shared.
+    The runs ``path`` holds for attacks not planned here (another attack, or a transfer attack when
+    no source is given) stay in it as they are: a call for some attacks loses none of the others."""
     from analysis.adversarial import robustness, summarise
 
     def key(attack: str, sha: str | None, e: float) -> tuple[str, str, float]:
         return attack, sha or "", e
 
     held: dict[tuple[str, str, float], tuple[dict[str, Any], dict[str, Any]]] = {}
+    others: list[dict[str, Any]] = []  # the runs of attacks not planned here, kept whole
     if not fresh and path.is_file():
         previous = read_json(path)
         if previous.get("weights_sha256") == digest and previous.get("settings") == settings:
+            planned = {(attack, source is not None) for attack, source in plans}
             for run in previous.get("runs", []):
+                if (run["attack"], run.get("transfer_sha256") is not None) not in planned:
+                    others.append(run)
                 for row in run["results"]:
                     held[key(run["attack"], run.get("transfer_sha256"), row["epsilon"])] = (run, row)
     clean = next((point for k, point in held.items() if k[2] == 0), None)
-    runs: list[dict[str, Any]] = []
+    runs: list[dict[str, Any]] = list(others)
     for n, (attack, source) in enumerate(plans):
         run: dict[str, Any] = {}
         runs.append(run)

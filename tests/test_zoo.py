@@ -295,3 +295,23 @@ def test_attention_agents_get_their_own_clip_and_no_head_report(kind, tmp_path):
     write_zoo_page(tmp_path / "pretrained", tmp_path / "zoo", tmp_path / "zoo.md", "attn zoo page")
     shows = "the game with its glimpses" if kind == "glimpse" else "each query's attention"
     assert f"{shows}" in (tmp_path / "zoo.md").read_text()
+
+
+def test_an_analysis_of_some_attacks_keeps_the_others(shipped, tmp_path, monkeypatch):
+    """A call for one attack, or without the transfer source, keeps the points the file holds for
+    the others as they were (and their clean point serves it); the figure shows them all."""
+    import analysis.adversarial
+
+    agent, out = shipped / "pretrained" / "catch", tmp_path / "zoo" / "catch"
+    kwargs = dict(steps=12, clip_steps=6, episodes=2, epsilons=(0.0, 8.0), num_envs=2, progress=False)
+    analyse_agent(agent, out, attacks=("fgsm", "noise"), transfer_from=agent, **kwargs)
+    whole = json.loads((out / "robustness.json").read_text())
+    real, played = analysis.adversarial.robustness, []
+    monkeypatch.setattr(analysis.adversarial, "robustness",
+                        lambda *a, **kw: played.append(a[1]) or real(*a, **kw))
+    analyse_agent(agent, out, attacks=("pgd",), **kwargs)
+    assert played == ["pgd"]  # at epsilon 8; the clean point is the file's
+    after = json.loads((out / "robustness.json").read_text())
+    assert after["runs"][:3] == whole["runs"] and after["runs"][3]["attack"] == "pgd"
+    assert set(after["summary"]) == {"fgsm", "noise", "pgd"}
+    assert set(after["summary"]["fgsm"]) == {"pqn", "pqn, crafted on pqn"}
