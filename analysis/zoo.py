@@ -21,6 +21,7 @@ import collections
 import json
 import shutil
 import tempfile
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -169,11 +170,17 @@ def _attack_points(agent: str | Path, path: Path, digest: str,
         for e in eps:
             point = held.get(key(attack, source and source.sha, e)) or (clean if e == 0 else None)
             if point is None:
+                began = time.monotonic()
                 meta = robustness(str(agent), attack, [e], episodes=settings["episodes"],
                                   seed=settings["seed"], num_envs=settings["num_envs"], progress=progress,
                                   sample=settings["policy"] == "sample", steps=PGD_STEPS,
                                   transfer_from=source and source.path)  # fmt: skip
                 point = meta, meta["results"][0]
+                row = point[1]
+                crafted = f" crafted on {source.path}" if source else ""
+                print(f"{NAMES[attack]}{crafted} at epsilon {e:g}: return {row['mean_return']:.1f}, actions "
+                      f"flipped {row['flip_rate']:.2f}, {row['steps']:,} steps in "
+                      f"{(time.monotonic() - began) / 60:.1f} min", flush=True)  # fmt: skip
             held[key(attack, source and source.sha, e)] = point
             clean = clean or (point if e == 0 else None)
             # the run's settings from its points (the shared clean one made under another attack

@@ -297,9 +297,10 @@ def test_attention_agents_get_their_own_clip_and_no_head_report(kind, tmp_path):
     assert f"{shows}" in (tmp_path / "zoo.md").read_text()
 
 
-def test_an_analysis_of_some_attacks_keeps_the_others(shipped, tmp_path, monkeypatch):
+def test_an_analysis_of_some_attacks_keeps_the_others(shipped, tmp_path, monkeypatch, capsys):
     """A call for one attack, or without the transfer source, keeps the points the file holds for
-    the others as they were (and their clean point serves it); the figure shows them all."""
+    the others as they were (and their clean point serves it); the figure shows them all. Each
+    point played says what it gave and what it cost, in one line."""
     import analysis.adversarial
 
     agent, out = shipped / "pretrained" / "catch", tmp_path / "zoo" / "catch"
@@ -309,8 +310,11 @@ def test_an_analysis_of_some_attacks_keeps_the_others(shipped, tmp_path, monkeyp
     real, played = analysis.adversarial.robustness, []
     monkeypatch.setattr(analysis.adversarial, "robustness",
                         lambda *a, **kw: played.append(a[1]) or real(*a, **kw))
+    capsys.readouterr()
     analyse_agent(agent, out, attacks=("pgd",), **kwargs)
     assert played == ["pgd"]  # at epsilon 8; the clean point is the file's
+    [line] = capsys.readouterr().out.splitlines()
+    assert line.startswith("PGD at epsilon 8: return ") and " steps in " in line and line.endswith(" min")
     after = json.loads((out / "robustness.json").read_text())
     assert after["runs"][:3] == whole["runs"] and after["runs"][3]["attack"] == "pgd"
     assert set(after["summary"]) == {"fgsm", "noise", "pgd"}
