@@ -108,7 +108,8 @@ def benchmark_attacks(batch: int = 32, repeats: int = 5) -> list[tuple[str, floa
         rows.append((f"dueling CNN, {name}{how[0]}", batch / median_seconds(lambda a=cnn: a(obs), repeats)))
         if attack != "noise":
             art = art_attack(net, "q", (4, 84, 84), attack, 4.0)
-            # as ours, the clean actions first, then the attack (on the float frames ART takes)
+            # ART takes the clean actions as labels, a pass of their own (ours reads them off its
+            # first pass), then the attack on the float frames it takes
             def peer(a=art, c=cnn):  # noqa: ANN202
                 return a.generate(x=obs.float().numpy(), y=c.clean_actions(obs))
 
