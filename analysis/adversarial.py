@@ -100,39 +100,63 @@ def pgd_step(eps: float, steps: int, step_size: float | None) -> float:
     return step_size if step_size is not None else 2.5 * eps / steps
 
 
-class CNNAttack:
-    """``attack(obs_uint8) -> perturbed obs_uint8`` against a feed-forward agent (FGSM, PGD or the
-    noise control); ``last_clean_actions`` holds the actions the attack pushed away from."""
+class _StepAttack:
+    """What FGSM, PGD and the noise control do at each step for any agent: the perturbed frames, and
+    in ``last_clean_actions`` the actions on the clean frames that the attack pushed away from.
+    A subclass says how the agent's action logits are read (``logits``) and where they run."""
 
-    rowwise = True  # each frame's perturbation from that frame alone
-
-    def __init__(self, net: nn.Module, obs_shape: tuple[int, ...], attack: str, eps: float,
-                 steps: int = 10, step_size: float | None = None, seed: int = 0) -> None:  # fmt: skip
+    def __init__(self, attack: str, eps: float, steps: int, step_size: float | None, seed: int) -> None:
         check_attack(attack, [eps])
         if steps < 1:
             raise ValueError(f"PGD steps must be >= 1, got {steps}")
-        self.net, self.attack, self.eps = net, attack, float(eps)
-        self.head = action_head(net, obs_shape)
+        self.attack, self.eps = attack, float(eps)
         self.steps = 1 if attack == "fgsm" else steps
         self.step = self.eps if attack == "fgsm" else pgd_step(self.eps, steps, step_size)
         self.generator = torch.Generator().manual_seed(seed)
         self.last_clean_actions = np.zeros(0, np.int64)
 
+    def logits(self, x01: torch.Tensor) -> torch.Tensor:
+        """The action logits of frames scaled to [0, 1]."""
+        raise NotImplementedError
+
+    def device(self) -> torch.device | None:
+        """Where the agent runs; ``None``: where the frames are."""
+        return None
+
     def clean_actions(self, obs: torch.Tensor) -> np.ndarray:
         with torch.no_grad():
-            return self.net(obs.to(_device(self.net)))[self.head].argmax(1).cpu().numpy()
+            return self.logits(obs.float() / 255).argmax(1).cpu().numpy()
 
     def __call__(self, obs: torch.Tensor) -> torch.Tensor:
+        x = obs.to(self.device() or obs.device)
         if self.eps == 0 or self.attack == "noise":
-            self.last_clean_actions = self.clean_actions(obs)
+            self.last_clean_actions = self.clean_actions(x)
             return obs if self.eps == 0 else random_sign_noise(obs, self.eps, self.generator)
-        adv, target = linf_attack(lambda x01: self.net(x01)[self.head], obs.to(_device(self.net)), self.eps,
-                                  self.step, self.steps)  # fmt: skip
+        adv, target = linf_attack(self.logits, x, self.eps, self.step, self.steps)
         self.last_clean_actions = target.cpu().numpy()
         return adv.to(obs.device)
 
 
-class RecurrentAttack:
+class CNNAttack(_StepAttack):
+    """``attack(obs_uint8) -> perturbed obs_uint8`` against a feed-forward agent (FGSM, PGD or the
+    noise control) through its action head (``q`` or ``logits``)."""
+
+    rowwise = True  # each frame's perturbation from that frame alone
+
+    def __init__(self, net: nn.Module, obs_shape: tuple[int, ...], attack: str, eps: float,
+                 steps: int = 10, step_size: float | None = None, seed: int = 0) -> None:  # fmt: skip
+        super().__init__(attack, eps, steps, step_size, seed)
+        self.net = net
+        self.head = action_head(net, obs_shape)
+
+    def logits(self, x01: torch.Tensor) -> torch.Tensor:
+        return self.net(x01)[self.head]
+
+    def device(self) -> torch.device:
+        return _device(self.net)
+
+
+class RecurrentAttack(_StepAttack):
     """FGSM or PGD against a recurrent agent (the glimpse and soft-attention agents): the loss is the
     cross-entropy of the action logits at the end of the agent's step from its current state (the
     policy's ``logits``: every glimpse of the step, or the soft agent's step with its previous
@@ -142,23 +166,11 @@ class RecurrentAttack:
 
     def __init__(self, policy: Any, attack: str, eps: float, steps: int = 10,
                  step_size: float | None = None, seed: int = 0) -> None:  # fmt: skip
-        check_attack(attack, [eps])
-        if steps < 1:
-            raise ValueError(f"PGD steps must be >= 1, got {steps}")
-        self.policy, self.attack, self.eps = policy, attack, float(eps)
-        self.steps = 1 if attack == "fgsm" else steps
-        self.step = self.eps if attack == "fgsm" else pgd_step(self.eps, steps, step_size)
-        self.generator = torch.Generator().manual_seed(seed)
-        self.last_clean_actions = np.zeros(0, np.int64)
+        super().__init__(attack, eps, steps, step_size, seed)
+        self.policy = policy
 
-    def __call__(self, obs: torch.Tensor) -> torch.Tensor:
-        if self.eps == 0 or self.attack == "noise":
-            with torch.no_grad():
-                self.last_clean_actions = self.policy.logits(obs.float() / 255).argmax(1).cpu().numpy()
-            return obs if self.eps == 0 else random_sign_noise(obs, self.eps, self.generator)
-        adv, target = linf_attack(self.policy.logits, obs, self.eps, self.step, self.steps)
-        self.last_clean_actions = target.cpu().numpy()
-        return adv
+    def logits(self, x01: torch.Tensor) -> torch.Tensor:
+        return self.policy.logits(x01)
 
 
 class TransferAttack:
