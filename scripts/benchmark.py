@@ -310,7 +310,9 @@ PQN_HEADER = ["trainer", "env steps/s with learning", "vs DQN", "env / act / lea
 
 
 PQN_SETUPS = (("PQN, --precision fp32", {"precision": "fp32"}),
+              ("PQN, --precision fp32 --compile", {"precision": "fp32", "compile": True}),
               ("PQN, --precision bf16", {"precision": "bf16"}),
+              ("PQN, --precision bf16 --compile", {"precision": "bf16", "compile": True}),
               ("PQN, --precision bf16, 2 env groups", {"precision": "bf16", "env_groups": 2}))  # fmt: skip
 
 
@@ -329,15 +331,18 @@ def run_pqn(cfg: Pqn) -> list[Report]:
             runs[name].append(in_fresh_process(pqn, cfg.game, cfg.steps, 128, options, "cpu"))
             print(name, f"{runs[name][-1]['sps']:,.0f} steps/s", flush=True)
     rows = [["DQN, defaults (8 envs, batch 32 every 4 steps)", f"{dqn['sps']:,.0f}", "1.00x", "", "",
-             "", f"{dqn['peak_rss_mb']:,.0f}"]]  # fmt: skip
+             "", "", f"{dqn['peak_rss_mb']:,.0f}"]]  # fmt: skip
     fp32 = statistics.median(r["sps"] for r in runs[PQN_SETUPS[0][0]])
     for name, rs in runs.items():
         median = sorted(rs, key=lambda r: r["sps"])[len(rs) // 2]
         row = pqn_row(name, {**median, "peak_rss_mb": max(r["peak_rss_mb"] for r in rs)}, dqn["sps"])
         ceiling = f"{median['sps'] / median['env_share']:,.0f}" if median["env_share"] > 0.02 else ""
-        rows.append([*row[:3], f"{median['sps'] / fp32:.2f}x", row[3], ceiling, row[4]])
+        warmup = statistics.median(r["warmup_s"] for r in rs)
+        rows.append([*row[:3], f"{median['sps'] / fp32:.2f}x", row[3], ceiling, f"{warmup:.1f}",
+                     row[4]])  # fmt: skip
     table = Table(["trainer", "env steps/s with learning", "vs DQN", "vs PQN fp32", "env / act / learn",
-                   "emulators alone: steps/s", "peak RSS (MB)"], rows)  # fmt: skip
+                   "emulators alone: steps/s", "first rollout and update (s)", "peak RSS (MB)"],
+                  rows)  # fmt: skip
     return [Report("pqn", [table], {"dqn": dqn, **runs})]
 
 

@@ -122,6 +122,8 @@ def train(make_trainer: Callable[[], Trainer]) -> None:
             print(f"precision: {trainer.cfg.precision}"
                   + (" (bfloat16 passes; float32 weights, optimizer and checkpoints)"
                      if trainer.cfg.precision == "bf16" else ""))  # fmt: skip
+        if getattr(trainer.cfg, "compile", False):
+            print("compile: on (torch.compile; the first rollout and update wait for it)")
         if trainer.cfg.resume:  # what this resume honours from the command line, said once
             print(f"resuming at step {trainer.global_step:,} of {trainer.cfg.total_steps:,} "
                   f"(saving every {trainer.cfg.save_every:,})")  # fmt: skip

@@ -167,6 +167,46 @@ def test_captured_update_trains_as_the_eager_one(tmp_path, optimizer):
             assert torch.equal(graphed.optimizer.state[q][key], value), key
 
 
+@pytest.mark.parametrize("precision, tolerance", [("fp32", 1e-4), ("bf16", 0.01)])
+def test_compiled_passes_learn_as_the_eager_ones(tmp_path, precision, tolerance):
+    """--compile runs the same module through torch.compile: acting picks the eager actions, the
+    compiled passes give the eager Q-values and gradients within rounding (fused kernels round in
+    another order; in bf16 they keep float32 between fused operators), an update's TD loss
+    matches, and a rollout cut short by a stop learns eagerly (no compilation for its shape)."""
+    batches: list[int] = []  # the batch sizes the compiled module ran
+
+    def trained(name: str, compile_: bool) -> tuple[PQNTrainer, dict[str, float]]:
+        trainer = PQNTrainer(small_catch(tmp_path, name, precision=precision, compile=compile_))
+        if compile_:
+            compiled = trainer.compiled
+            trainer.compiled = lambda obs: batches.append(len(obs)) or compiled(obs)
+        trainer.obs, _ = trainer.env.reset(seed=0)
+        stop = StopFlag()
+        try:
+            steps = trainer.collect(stop)
+        finally:
+            stop.restore()
+        return trainer, trainer.learn(steps)
+
+    (eager, eager_stats), (fast, fast_stats) = trained("eager", False), trained("compiled", True)
+    # acting (16 envs, 8 steps), the bootstrap and 4 epochs of 8 minibatches of 16, all compiled
+    assert batches == [16] * (8 + 1 + 4 * 8)
+    assert fast._net(full=False) is fast.online and eager._net() is eager.online
+    assert torch.equal(fast.buffer["actions"], eager.buffer["actions"])
+    assert fast_stats["losses/td_loss"] == pytest.approx(eager_stats["losses/td_loss"], rel=tolerance)
+
+    obs = fast.buffer["obs"].flatten(0, 1)  # the rollout's 128 observations, at the new weights
+    grads = []
+    for net in (fast.online, torch.compile(fast.online, dynamic=False)):
+        net.zero_grad()
+        q = net(obs)["q"].float()
+        q.square().mean().backward()
+        grads.append(torch.cat([p.grad.float().flatten() for p in fast.online.parameters()]))
+        grads.append(q.detach().flatten())
+    for eager_value, compiled_value in ((grads[0], grads[2]), (grads[1], grads[3])):
+        assert (compiled_value - eager_value).norm() <= tolerance * eager_value.norm()
+
+
 def test_env_groups_play_and_train_as_one_vector_env(tmp_path):
     """--env-groups 2 acts on one half of the Pong games while the other half is emulated: the
     rollouts hold the same observations, actions and flags as with one group, and the weights
@@ -277,6 +317,7 @@ def test_pqn_checkpoint_through_the_analysis_scripts(pong_pqn, tmp_path):
         (["--max-grad-norm", "-1"], "--max-grad-norm must be > 0"),
         (["--game", "pongg"], "unknown game 'pongg'"),
         (["--cuda-graph", "--device", "cpu"], "--cuda-graph needs a CUDA device"),
+        (["--cuda-graph", "--compile"], "--compile and --cuda-graph both replace the eager passes"),
         (["--env-groups", "3"], "--env-groups 3 must divide --num-envs 128"),
         (["--game", "catch", "--env-groups", "2"], "--env-groups must be 1 for catch"),
     ],

@@ -49,8 +49,8 @@ def run_ours(game: str, steps: int, learning_starts: int, buffer_size: int, num_
 def run_pqn(game: str, steps: int, num_envs: int, options: dict[str, Any],
             device: str = "cpu") -> dict[str, float]:  # fmt: skip
     """Our PQN trainer; steps/s with learning, over the rollouts after the first (warm-up) one,
-    the shares of the loop spent in the emulators, acting (forward and transfers) and learning,
-    and peak RSS."""
+    the seconds that first rollout and its update took (compiling, with --compile), the shares of
+    the loop spent in the emulators, acting (forward and transfers) and learning, and peak RSS."""
     import tempfile
 
     import torch
@@ -74,11 +74,13 @@ def run_pqn(game: str, steps: int, num_envs: int, options: dict[str, Any],
                 marks["seconds"] = dict(tr.seconds)
 
         trainer.callbacks.append(clock)
+        start = time.perf_counter()
         trainer.run()
         elapsed = time.perf_counter() - marks["t0"]
         spent = {k: trainer.seconds[k] - marks["seconds"][k] for k in trainer.seconds}
         total = sum(spent.values())
         result = {"sps": (trainer.global_step - marks["s0"]) / elapsed,
+                  "warmup_s": marks["t0"] - start,  # the first rollout and update (--compile's)
                   "peak_rss_mb": peak_rss_mb(),
                   **{f"{k}_share": v / total for k, v in spent.items()}}  # fmt: skip
         if trainer.device.type != "cpu":  # on CPU the rollout's tensor is the numpy array itself
