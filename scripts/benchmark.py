@@ -14,7 +14,7 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import tyro
 
@@ -442,8 +442,9 @@ def run_sb3(cfg: Sb3) -> list[Report]:
 
 @dataclass
 class Learner(Output):
-    """Where PQN's learner spends an update on Pong, by operator, float32 beside bf16: the
-    profile, the FLOPs and the rate achieved against a large matmul's on the same cores."""
+    """Where PQN's learner spends an update on Pong, by operator, float32 beside bf16 (eager and
+    --compile): the profile, the FLOPs and the rate achieved against a large matmul's on the same
+    cores."""
 
     game: str = "pong"
     """Game whose rollout is learnt from."""
@@ -451,38 +452,53 @@ class Learner(Output):
     """Timed updates per precision (the median is reported)."""
 
 
+# name (its precision's first), --precision, further PQNConfig options
+LEARNER_SETUPS = (("float32", "fp32", {}), ("bf16", "bf16", {}),
+                  ("bf16 --compile", "bf16", {"compile": True}))  # fmt: skip
+
+
 def run_learner(cfg: Learner) -> list[Report]:
+    from functools import partial
+
     import torch
 
     from scripts.bench.qlearning import learner_profile, matmul_peak_gflops
     from scripts.bench.timing import in_fresh_process
 
-    runs = {name: in_fresh_process(learner_profile, cfg.game, precision, cfg.repeats)
-            for name, precision in (("float32", "fp32"), ("bf16", "bf16"))}  # fmt: skip
+    runs = {name: in_fresh_process(partial(learner_profile, **options), cfg.game, precision, cfg.repeats)
+            for name, precision, options in LEARNER_SETUPS}  # fmt: skip
     peaks = {"float32": in_fresh_process(matmul_peak_gflops, torch.float32),
              "bf16": in_fresh_process(matmul_peak_gflops, torch.bfloat16)}  # fmt: skip
+    return [Report("learner", learner_tables(runs, peaks), {"runs": runs, "matmul_peak_gflops": peaks})]
+
+
+def learner_tables(runs: dict[str, dict[str, Any]], peaks: dict[str, float]) -> list[Table]:
+    """The learner's profile by category, each setup's time and share beside the others' (a
+    category a setup has none of is 0 there), and its rate against its precision's matmul peak."""
+    waiting = "Python and waiting (wall minus operators)"
     names = sorted({k for r in runs.values() for k in r["categories"]},
-                   key=lambda k: -runs["float32"]["categories"].get(k, 0.0))  # fmt: skip
+                   key=lambda k: -next(iter(runs.values()))["categories"].get(k, 0.0))  # fmt: skip
     rows = []
-    for k in [*names, "Python and waiting (wall minus operators)"]:
+    for k in [*names, waiting]:
         cells = [k]
         for r in runs.values():
-            ms = r["categories"].get(k, r["profiled_ms"] - sum(r["categories"].values()))
+            categories = r["categories"]
+            ms = r["profiled_ms"] - sum(categories.values()) if k == waiting else categories.get(k, 0.0)
             cells += [f"{ms:,.0f}", f"{ms / r['profiled_ms']:.0%}"]
         rows.append(cells)
     walls = [c for r in runs.values() for c in (f"**{r['profiled_ms']:,.0f}**", "100%")]
     rows.append(["**the profiled update (wall)**", *walls])
-    table = Table(["where the time goes (ms in one profiled update)", "float32", "share", "bf16", "share"],
-                  rows)  # fmt: skip
+    table = Table(["where the time goes (ms in one profiled update)",
+                   *(c for name in runs for c in (name, "share"))], rows)  # fmt: skip
     summary = Table(
         ["precision", "ms per update", "GFLOP per update", "achieved GFLOP/s", "matmul peak GFLOP/s",
          "of peak", "learner alone: env steps/s", "peak RSS (MB)"],
         [[name, f"{r['ms_per_update']:,.0f}", f"{r['flops'] / 1e9:,.1f}", f"{r['gflops']:,.0f}",
-          f"{peaks[name]:,.0f}", f"{r['gflops'] / peaks[name]:.1%}",
+          f"{peaks[name.split()[0]]:,.0f}", f"{r['gflops'] / peaks[name.split()[0]]:.1%}",
           f"{r['transitions'] / r['ms_per_update'] * 1000:,.0f}", f"{r['peak_rss_mb']:,.0f}"]
          for name, r in runs.items()],
     )  # fmt: skip
-    return [Report("learner", [table, summary], {"runs": runs, "matmul_peak_gflops": peaks})]
+    return [table, summary]
 
 
 @dataclass

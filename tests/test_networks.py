@@ -112,6 +112,46 @@ def test_learner_profile_categories_hold_every_operator_once():
     assert in_step and cats["optimizer"] >= sum(e.self_cpu_time_total for e in in_step) / 1000
 
 
+def test_matmul_peak_is_a_rate_of_flops():
+    """The peak the learner's rate is read against: a float of GFLOP/s, not a sum of products."""
+    from scripts.bench.qlearning import matmul_peak_gflops
+
+    peak = matmul_peak_gflops(torch.float32, size=64, seconds=0.05)
+    assert isinstance(peak, float) and peak > 0
+
+
+def test_learner_profile_names_the_compiled_graphs_parts():
+    """Under --compile, inductor's fused kernels run inside a call of the compiled graph (its name
+    carries the graph's hash); the wrappers around it are overhead, and eager operators keep theirs."""
+    from scripts.bench.qlearning import op_category
+
+    assert op_category("## Call CompiledFxGraph fo3wi7xcwq7nc2cz6etjg47sdyg7") == (
+        "compiled kernels (fused elementwise)")
+    for name in ("CompiledFunction", "CompiledFunctionBackward", "Torch-Compiled Region: 0/1",
+                 "TorchDynamo Cache Lookup"):  # fmt: skip
+        assert op_category(name) == "compiled graphs' calls and guards", name
+    assert op_category("aten::convolution_backward") == "conv backward"
+    assert op_category("aten::_fused_adam_") == "other ops"
+
+
+def test_learner_table_gives_a_category_a_setup_lacks_zero():
+    """Setups side by side: a category only one of them has (the compiled kernels) is 0 in the
+    others, and each column's rows add up to its profiled wall time."""
+    from scripts.benchmark import learner_tables
+
+    run = {"ms_per_update": 90.0, "flops": 9e9, "gflops": 100.0, "transitions": 4096, "peak_rss_mb": 1.0}
+    fused = "compiled kernels (fused elementwise)"
+    runs = {"bf16": {**run, "profiled_ms": 100.0, "categories": {"conv backward": 60.0, "optimizer": 30.0}},
+            "bf16 --compile": {**run, "profiled_ms": 80.0,
+                               "categories": {"conv backward": 40.0, fused: 20.0}}}
+    table, summary = learner_tables(runs, {"bf16": 1000.0})
+    rows = {row[0]: row[1:] for row in table.rows}
+    assert rows[fused][:2] == ["0", "0%"]
+    assert rows["optimizer"][2:] == ["0", "0%"]
+    assert rows["Python and waiting (wall minus operators)"] == ["10", "10%", "20", "25%"]
+    assert [row[5] for row in summary.rows] == ["10.0%", "10.0%"]
+
+
 def test_learner_profile_counts_an_updates_flops_on_a_real_rollout():
     """4 envs x 4 steps, 2 epochs of 2 minibatches: every transition is learnt from twice
     (forward, and a backward of twice its FLOPs less conv1's input gradient, which nothing needs),
