@@ -112,10 +112,16 @@ def test_learner_profile_categories_hold_every_operator_once():
     assert in_step and cats["optimizer"] >= sum(e.self_cpu_time_total for e in in_step) / 1000
 
 
-def test_matmul_peak_is_a_rate_of_flops():
-    """The peak the learner's rate is read against: a float of GFLOP/s, not a sum of products."""
+def test_rate_counts_calls_unless_a_call_says_how_many_units():
+    """A call that returns a result (a product, a learner's statistics) is one unit; one that
+    returns an int did that many. The matmul peak the learner is read against is a float."""
     from scripts.bench.qlearning import matmul_peak_gflops
+    from scripts.bench.timing import rate
 
+    calls = rate(lambda: {"loss": 1.0}, 0.02)
+    units = rate(lambda: 100, 0.02)
+    assert isinstance(calls, float) and units > 20 * calls
+    assert rate(lambda: torch.ones(2), 0.02) > 0 and rate(lambda: True, 0.02) > 0
     peak = matmul_peak_gflops(torch.float32, size=64, seconds=0.05)
     assert isinstance(peak, float) and peak > 0
 

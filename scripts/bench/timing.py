@@ -16,13 +16,14 @@ import numpy as np
 
 def rate(work: Callable[[], int | None], seconds: float, warmup: bool = True) -> float:
     """Units of work per second over a window of ``seconds``: ``work()`` returns how many units a
-    call did (None: one). One call first, untimed, warms caches, thread pools and lazy set-up."""
+    call did as an int; anything else it returns (None, a result) counts one. One call first,
+    untimed, warms caches, thread pools and lazy set-up."""
     if warmup:
         work()
     done, start = 0, time.perf_counter()
     while (elapsed := time.perf_counter() - start) < seconds:
         units = work()
-        done += 1 if units is None else units
+        done += units if isinstance(units, int) and not isinstance(units, bool) else 1
     return done / elapsed
 
 
