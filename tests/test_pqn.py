@@ -196,6 +196,9 @@ def test_compiled_passes_learn_as_the_eager_ones(tmp_path, precision, tolerance)
     assert fast_stats["losses/td_loss"] == pytest.approx(eager_stats["losses/td_loss"], rel=tolerance)
 
     obs = fast.buffer["obs"].flatten(0, 1)  # the rollout's 128 observations, at the new weights
+    with torch.no_grad():  # the trainer's compiled acting pass reads the weights the update wrote
+        q_now, q_acting = fast.online(obs[:16])["q"].float(), fast.compiled(obs[:16])["q"].float()
+    assert (q_acting - q_now).norm() <= tolerance * q_now.norm()
     grads = []
     for net in (fast.online, torch.compile(fast.online, dynamic=False)):
         net.zero_grad()
