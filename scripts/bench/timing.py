@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 
-def rate(work: Callable[[], int | None], seconds: float, warmup: bool = True) -> float:
+def rate(work: Callable[[], object], seconds: float, warmup: bool = True) -> float:
     """Units of work per second over a window of ``seconds``: ``work()`` returns how many units a
     call did as an int; anything else it returns (None, a result) counts one. One call first,
     untimed, warms caches, thread pools and lazy set-up."""
