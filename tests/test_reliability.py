@@ -719,8 +719,8 @@ def test_probe_18_a_pack_of_another_game_an_unfinished_checkpoint_or_over_budget
               "agent's folder is its game's name ('catch' or 'catch_VARIANT')")  # fmt: skip
     enduro = tmp_path / "agent"
     assert _pack(run_copy, enduro).returncode == 0
-    config = json.loads((enduro / "config.json").read_text())
-    (enduro / "config.json").write_text(json.dumps({**config, "game": "enduro"}))
+    record = json.loads((enduro / "eval.json").read_text())
+    (enduro / "eval.json").write_text(json.dumps({**record, "game": "enduro"}))
     before = _tree(enduro)
     _one_line(_pack(run_copy, enduro), "holds the agent of 'enduro', and this run plays 'catch'")
     assert _tree(enduro) == before
@@ -737,6 +737,23 @@ def test_probe_18_a_pack_of_another_game_an_unfinished_checkpoint_or_over_budget
     _one_line(_pack(run_copy, tmp_path / "y", "--dtype", "int8"), "--dtype must be one of float32")
     assert sorted(p.name for p in shelf.iterdir()) == ["pong"]
     assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
+
+
+def test_a_run_shipped_with_its_training_state_is_packed_over_by_the_same_game_only(run_copy, tmp_path):
+    """A pack made with --training-state holds the run's config, which names the game "env" in the
+    glimpse and soft runs: the game an earlier pack holds is read from its record, so the finished
+    run is packed over it as weights alone, and another game's run is still refused."""
+    from agents.common.pretrained import check_pack_game
+
+    shipped = tmp_path / "pretrained" / "catch"
+    assert _pack(run_copy, shipped, "--training-state").returncode == 0
+    config = json.loads((shipped / "config.json").read_text())
+    (shipped / "config.json").write_text(json.dumps({**{k: v for k, v in config.items() if k != "game"},
+                                                     "env": "catch"}))  # fmt: skip
+    with pytest.raises(ValueError, match="holds the agent of 'catch', and this run plays 'pong'"):
+        check_pack_game("pong", shipped)
+    assert _pack(run_copy, shipped).returncode == 0
+    assert not (shipped / "checkpoints").exists() and (shipped / "model.safetensors").is_file()
 
 
 @pytest.mark.parametrize("dtype", ["float16", "bfloat16"])

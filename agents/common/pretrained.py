@@ -192,8 +192,8 @@ def check_pack_game(game: str, out: str | Path) -> None:
     game, or, in a ``pretrained/`` folder, under a name that is not the game's (``GAME`` or
     ``GAME_VARIANT``, as ``breakout_glimpse``), which is how the tests and docs find each agent."""
     out_p = Path(out)
-    if (out_p / CONFIG).is_file() and is_packed_agent(out_p):
-        held = read_json(out_p / CONFIG).get("game")
+    if is_packed_agent(out_p):  # its record names the game (a glimpse run's config says "env")
+        held = read_json(out_p / EVAL).get("game")
         if held != game:
             raise ValueError(f"--out {str(out)!r} holds the agent of {held!r}, and this run plays "
                              f"{game!r}: give the folder of {game!r} (packing would replace "
