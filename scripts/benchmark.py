@@ -4,6 +4,7 @@ per section); --write-docs also renders them into the docs page that holds each 
 attn bench envs      # env steps/s: ours vs SB3's pipeline vs raw ALE
 attn bench pqn       # PQN with learning at each precision, beside the DQN trainer
 attn bench glimpse   # glimpse agent: cost vs resolution, Catch curve, Pong budget
+attn bench soft      # soft-attention agent on Breakout: eager against --compile
 attn bench sb3       # SB3 PPO rollouts: on our VecEnv vs SB3's Atari pipeline
 attn bench pqn --write-docs                  # measure and render into docs/
 attn bench docs benchmarks/pqn_gpu.json      # render a saved result (another machine's)
@@ -321,7 +322,7 @@ def run_pqn(cfg: Pqn) -> list[Report]:
 
     from scripts.bench.qlearning import run_ours
     from scripts.bench.qlearning import run_pqn as pqn
-    from scripts.bench.timing import in_fresh_process
+    from scripts.bench.timing import in_fresh_process, median_run
 
     dqn = in_fresh_process(run_ours, cfg.game, cfg.dqn_steps, cfg.dqn_learning_starts, 100_000, 8,
                            {}, "cpu")  # fmt: skip
@@ -334,7 +335,7 @@ def run_pqn(cfg: Pqn) -> list[Report]:
              "", "", f"{dqn['peak_rss_mb']:,.0f}"]]  # fmt: skip
     fp32 = statistics.median(r["sps"] for r in runs[PQN_SETUPS[0][0]])
     for name, rs in runs.items():
-        median = sorted(rs, key=lambda r: r["sps"])[len(rs) // 2]
+        median = median_run(rs)
         row = pqn_row(name, {**median, "peak_rss_mb": max(r["peak_rss_mb"] for r in rs)}, dqn["sps"])
         ceiling = f"{median['sps'] / median['env_share']:,.0f}" if median["env_share"] > 0.02 else ""
         warmup = statistics.median(r["warmup_s"] for r in rs)
@@ -344,6 +345,47 @@ def run_pqn(cfg: Pqn) -> list[Report]:
                    "emulators alone: steps/s", "first rollout and update (s)", "peak RSS (MB)"],
                   rows)  # fmt: skip
     return [Report("pqn", [table], {"dqn": dqn, **runs})]
+
+
+@dataclass
+class Soft(Output):
+    """Soft-attention agent: training steps/s of its Atari preset, eager against --compile, the
+    setups alternated in fresh processes and each the median of its repeats."""
+
+    game: str = "breakout"
+    """Game to train on (the soft agent's Atari preset)."""
+    steps: int = 4_096
+    """Timed environment steps per run (after the first rollout and update)."""
+    repeats: int = 3
+    """Runs per setup, alternated (the median is reported)."""
+
+
+SOFT_SETUPS = (("eager", {}), ("--compile", {"compile": True}))
+
+
+def run_soft(cfg: Soft) -> list[Report]:
+    import statistics
+
+    from agents.soft.train import SoftConfig
+    from scripts.bench.soft import run_soft as soft
+    from scripts.bench.timing import in_fresh_process, median_run
+
+    runs: dict[str, list[dict[str, float]]] = {name: [] for name, _ in SOFT_SETUPS}
+    for _ in range(cfg.repeats):
+        for name, options in SOFT_SETUPS:
+            runs[name].append(in_fresh_process(soft, cfg.game, cfg.steps, options))
+            print(name, f"{runs[name][-1]['sps']:,.0f} steps/s", flush=True)
+    sps = {name: median_run(rs)["sps"] for name, rs in runs.items()}
+    rows = [[f"soft agent, {name}", f"{sps[name]:,.0f}", f"{sps[name] / sps['eager']:.2f}x",
+             f"{statistics.median(r['warmup_s'] for r in rs):.1f}",
+             f"{max(r['peak_rss_mb'] for r in rs):,.0f}"] for name, rs in runs.items()]  # fmt: skip
+    table = Table(["trainer", "env steps/s with learning", "vs eager", "first rollout and update (s)",
+                   "peak RSS (MB)"], rows)  # fmt: skip
+    c = SoftConfig.for_game(cfg.game)
+    text = (f"{cfg.game}, the soft agent's preset ({c.num_envs} envs, rollouts of {c.rollout}, "
+            f"{c.epochs} epochs of {c.minibatches} minibatches); {cfg.steps:,} timed steps a run after "
+            f"the first rollout and update, median of {cfg.repeats}, the setups alternated.")  # fmt: skip
+    return [Report("soft", [text, table], runs)]
 
 
 @dataclass
@@ -579,7 +621,7 @@ def run_docs(cfg: Docs) -> None:
 
 
 SUBCOMMANDS = {"envs": (Envs, run_envs), "dqn": (Dqn, run_dqn), "dqn-gpu": (DqnGpu, run_dqn_gpu),
-               "pqn": (Pqn, run_pqn), "pqn-gpu": (PqnGpu, run_pqn_gpu),
+               "pqn": (Pqn, run_pqn), "pqn-gpu": (PqnGpu, run_pqn_gpu), "soft": (Soft, run_soft),
                "saliency": (Saliency, run_saliency), "glimpse": (Glimpse, run_glimpse),
                "attack": (Attack, run_attack), "sb3": (Sb3, run_sb3),
                "scaling": (Scaling, run_scaling), "learner": (Learner, run_learner),

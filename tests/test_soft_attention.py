@@ -174,6 +174,85 @@ def test_ppo_replay_gives_back_the_rollout_across_episode_ends(tmp_path):
     trainer.writer.close()
 
 
+def test_compiled_steps_play_and_learn_as_the_eager_ones(tmp_path):
+    """--compile runs the acting step and the replay's recurrent step through torch.compile, on the
+    same weights: a rollout plays the eager actions (same seed, same draws), the replay of PPO's
+    epochs gives the eager log-probabilities, values and gradients within rounding (fused kernels
+    sum in another order), every step of both runs compiled, and the acting step reads the weights
+    an update wrote. A resume may turn it on or off."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    from agents.soft.train import SoftConfig, SoftTrainer
+
+    calls = {"act": 0, "advance": 0}
+
+    def counted(name: str, fn):
+        def call(*args):
+            calls[name] += 1
+            return fn(*args)
+
+        return call
+
+    def played(name: str, compile_: bool):
+        trainer = SoftTrainer(SoftConfig(num_envs=4, rollout=30, hidden=16, minibatches=2, progress=False,
+                                         compile=compile_, run_dir=str(tmp_path / name)))  # fmt: skip
+        trainer.writer = SummaryWriter(str(tmp_path / name / "events"))
+        if compile_:
+            trainer.act, trainer.advance = counted("act", trainer.act), counted("advance", trainer.advance)
+        obs, _ = trainer.env.reset(seed=0)
+        start = trainer.model.initial_state(4)
+        rows, *_ = trainer.rollout(obs, start, (torch.zeros(4, dtype=torch.long), torch.zeros(4)), _Session())
+        t = {k: torch.stack(v) for k, v in rows.items()}
+        replayed = trainer.replay(start, t, torch.arange(4))
+        loss = replayed["logp"].sum() + replayed["value"].square().sum()
+        grads = torch.cat([g.flatten() for g in torch.autograd.grad(loss, list(trainer.model.parameters()))])
+        stats = trainer.update(rows, torch.zeros(4), start)
+        trainer.writer.close()
+        return trainer, t, replayed, grads, stats
+
+    eager, eager_rows, eager_replay, eager_grads, eager_stats = played("eager", False)
+    fast, fast_rows, fast_replay, fast_grads, fast_stats = played("compiled", True)
+    assert calls == {"act": 30, "advance": 30 + 4 * 2 * 30}  # the rollout; the replay, then 4 epochs of 2
+    assert torch.equal(fast_rows["action"], eager_rows["action"])
+    torch.testing.assert_close(fast_rows["logp"], eager_rows["logp"], atol=1e-5, rtol=0)
+    for name in ("logp", "value"):
+        torch.testing.assert_close(fast_replay[name], eager_replay[name], atol=1e-5, rtol=0)
+    assert (fast_grads - eager_grads).norm() <= 1e-4 * eager_grads.norm()
+    for name in ("losses/policy_loss", "losses/value_loss", "losses/entropy"):
+        assert fast_stats[name] == pytest.approx(eager_stats[name], rel=1e-3, abs=1e-6), name
+    obs = fast_rows["obs"][0]
+    state = fast.model.initial_state(4)
+    with torch.no_grad():  # the compiled step reads the weights the update wrote
+        now, acting = fast.model.step(obs, state)[0], fast.act(obs, state)[0]
+    torch.testing.assert_close(acting["policy_logits"], now["policy_logits"], atol=1e-5, rtol=0)
+    assert "compile" in SoftConfig.SESSION and eager.act == eager.model.step
+
+
+def test_the_soft_benchmark_reports_each_setup_s_median_run_against_eager(monkeypatch):
+    """`attn bench soft` alternates the setups and reports each one's median run (its steps/s, the
+    ratio to eager's median) with the median first-update seconds and the largest peak RSS; the
+    runs are canned here (the real ones take minutes)."""
+    import scripts.bench.timing as timing
+    from scripts.benchmark import Soft, run_soft
+
+    canned = iter([(100, 5, 700), (120, 40, 750), (90, 6, 710), (115, 45, 760), (110, 4, 705),
+                   (130, 50, 740)])  # fmt: skip
+    calls = []
+
+    def fake(fn, game, steps, options):
+        calls.append(options)
+        sps, warmup, rss = next(canned)
+        return {"sps": sps, "warmup_s": warmup, "peak_rss_mb": rss}
+
+    monkeypatch.setattr(timing, "in_fresh_process", fake)
+    [report] = run_soft(Soft(repeats=3))
+    assert calls == [{}, {"compile": True}] * 3
+    assert report.markdown().count("| soft agent") == 2
+    assert "| soft agent, eager | 100 | 1.00x | 5.0 | 710 |" in report.markdown()
+    assert "| soft agent, --compile | 120 | 1.20x | 45.0 | 760 |" in report.markdown()
+    assert "16 envs, rollouts of 32, 4 epochs of 2 minibatches" in report.markdown()
+
+
 def test_a_soft_run_trains_resumes_and_evaluates_as_every_agent_does(tmp_path, capsys):
     """The trainer through the command line's path: its tags, a checkpoint that loads and plays
     under the evaluation protocol (the policy told the action and the reward of every step)."""

@@ -9,6 +9,7 @@ CPU cores; every one of them is a constructor argument that a checkpoint records
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -18,6 +19,9 @@ from agents.soft.attention import attend, spatial_basis
 
 State = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
 Pair = tuple[torch.Tensor, torch.Tensor]  # an LSTM's (h, c)
+Step = tuple[dict[str, torch.Tensor], State]  # a step's heads by name and the next state
+# SoftAttentionAgent.advance: (input gates, state, previous action and reward, restarts) -> Step
+Advance = Callable[[torch.Tensor, State, torch.Tensor, torch.Tensor, torch.Tensor], Step]
 
 
 class ConvLSTMCell(nn.Module):
@@ -120,7 +124,7 @@ class SoftAttentionAgent(nn.Module):
         return maps, maps.clone(), vec, vec.clone()
 
     def step(self, obs: torch.Tensor, state: State, prev_action: torch.Tensor | None = None,
-             prev_reward: torch.Tensor | None = None) -> tuple[dict[str, torch.Tensor], State]:  # fmt: skip
+             prev_reward: torch.Tensor | None = None) -> Step:  # fmt: skip
         """One step: the heads and the next state. ``prev_action`` (B,) int and ``prev_reward``
         (B,) float are the last step's; before an episode's first step, action 0 and reward 0 (what
         the trainer and :class:`SoftPolicy` give), which ``None`` stands for."""
@@ -133,24 +137,33 @@ class SoftAttentionAgent(nn.Module):
         return self._read(self.core(x, state[:2]), state[2:], prev_action, prev_reward)
 
     def unroll(self, obs: torch.Tensor, state: State, prev_actions: torch.Tensor,
-               prev_rewards: torch.Tensor, restarts: torch.Tensor) -> dict[str, torch.Tensor]:  # fmt: skip
+               prev_rewards: torch.Tensor, restarts: torch.Tensor,
+               advance: Advance | None = None) -> dict[str, torch.Tensor]:  # fmt: skip
         """:meth:`step` over a sequence from ``state``: ``obs`` (T, B, C, H, W), ``prev_actions``,
         ``prev_rewards`` and the boolean ``restarts`` (T, B), the state back at zero after step t
         where ``restarts[t]``. Returns the heads stacked (T, B, ...). What does not depend on the
         state (the vision torso and the ConvLSTM's input gates) runs on all T x B frames at once,
-        the rest step by step: PPO's replay in far fewer, larger convolutions."""
+        the rest step by step (:meth:`advance`, or the given ``advance``, e.g. its compiled
+        version): PPO's replay in far fewer, larger convolutions."""
+        advance = advance or self.advance
         steps, b = obs.shape[:2]
         x = self._see(obs.flatten(0, 1))
         # unbind, not gates[t]: each step's slice would take a zero gradient the size of all steps
         gates = self.core.input_gates(x).unflatten(0, (steps, b)).unbind(0)
         out: dict[str, list[torch.Tensor]] = {}
         for t in range(steps):
-            heads, state = self._read(self.core.recur(gates[t], state[:2]), state[2:], prev_actions[t],
-                                      prev_rewards[t])  # fmt: skip
-            state = restart(state, restarts[t])
+            heads, state = advance(gates[t], state, prev_actions[t], prev_rewards[t], restarts[t])
             for name, value in heads.items():
                 out.setdefault(name, []).append(value)
         return {name: torch.stack(values) for name, values in out.items()}
+
+    def advance(self, input_gates: torch.Tensor, state: State, prev_action: torch.Tensor,
+                prev_reward: torch.Tensor, restarts: torch.Tensor) -> Step:  # fmt: skip
+        """One step of :meth:`unroll` from the ConvLSTM's input gates: the heads, and the next
+        state, back at zero where ``restarts``."""
+        heads, state = self._read(self.core.recur(input_gates, state[:2]), state[2:], prev_action,
+                                  prev_reward)  # fmt: skip
+        return heads, restart(state, restarts)
 
     def _see(self, obs: torch.Tensor) -> torch.Tensor:
         """The vision torso's features of a batch of frames (uint8 pixels or floats in [0, 1])."""
@@ -162,7 +175,7 @@ class SoftAttentionAgent(nn.Module):
         return self.vision(x)
 
     def _read(self, core: Pair, policy_state: Pair, prev_action: torch.Tensor,
-              prev_reward: torch.Tensor) -> tuple[dict[str, torch.Tensor], State]:  # fmt: skip
+              prev_reward: torch.Tensor) -> Step:  # fmt: skip
         """From the vision core's new maps: the keys and values, the queries from the policy core's
         previous state, the answers, and the policy core's step under the heads."""
         conv_h = core[0]

@@ -98,8 +98,14 @@ class SoftConfig(PPOConfig):
     which on Catch every seed learns from (QK-norm, Henry et al. 2020; docs/guide/soft.md)."""
     attention_every: NonNegativeInt = 250_000
     """Environment steps between the attention maps' images and clip in TensorBoard (0: never)."""
+    compile: bool = False
+    """Run the acting step and the replay's recurrent step through ``torch.compile`` (inductor),
+    which fuses the LSTMs' gates, the attention's softmax and the restarts into a few kernels
+    (docs/benchmarks.md); the first rollout and update wait for the compilation. Needs a C++
+    compiler on a CPU."""
 
     AUTO_BF16: ClassVar[bool] = False
+    SESSION: ClassVar[tuple[str, ...]] = (*PPOConfig.SESSION, "compile")
 
     def validate(self) -> None:
         super().validate()
@@ -155,6 +161,10 @@ class SoftTrainer:
                                         value_channels=cfg.value_channels, queries=cfg.queries,
                                         frequencies=cfg.frequencies, hidden=cfg.hidden,
                                         qk_norm=cfg.qk_norm)  # fmt: skip
+        # --compile: the same weights, the per-step passes compiled for the shapes of the rollout and
+        # its minibatches; the torso's convolutions over a whole sequence stay eager
+        self.act = torch.compile(self.model.step, dynamic=False) if cfg.compile else self.model.step
+        self.advance = torch.compile(self.model.advance, dynamic=False) if cfg.compile else self.model.advance
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.learning_rate, fused=True)
         self.run_dir = Path(cfg.run_dir or cfg.default_run_dir())
         self.action_names = action_names(self.game, self.env_options)
@@ -180,7 +190,7 @@ class SoftTrainer:
         for _ in range(c.rollout):
             images = torch.from_numpy(obs)
             with torch.no_grad():
-                heads, state = self.model.step(images, state, prev_action, prev_reward)
+                heads, state = self.act(images, state, prev_action, prev_reward)
             watched.append(heads["attention"][0])
             dist = torch.distributions.Categorical(logits=heads["policy_logits"])
             action = dist.sample()
@@ -212,7 +222,8 @@ class SoftTrainer:
         probabilities of the actions taken, entropies and values."""
         state = tuple(s[envs] for s in start)
         heads = self.model.unroll(rows["obs"][:, envs], state, rows["prev_action"][:, envs],
-                                  rows["prev_reward"][:, envs], rows["restart"][:, envs])  # fmt: skip
+                                  rows["prev_reward"][:, envs], rows["restart"][:, envs],
+                                  self.advance)  # fmt: skip
         dist = torch.distributions.Categorical(logits=heads["policy_logits"])
         return {"logp": dist.log_prob(rows["action"][:, envs]), "entropy": dist.entropy(),
                 "value": heads["value"]}
@@ -273,7 +284,7 @@ class SoftTrainer:
             start = state
             rows, obs, state, prev = self.rollout(obs, state, prev, session)
             with torch.no_grad():
-                heads, _ = self.model.step(torch.from_numpy(obs), state, *prev)
+                heads, _ = self.act(torch.from_numpy(obs), state, *prev)
             stats = self.update(rows, heads["value"], start)
             state = tuple(s.detach() for s in state)
             if log(self.global_step):

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from scripts.bench.timing import in_fresh_process, interleaved_medians, peak_rss_mb
+from scripts.bench.timing import in_fresh_process, interleaved_medians, median_run, peak_rss_mb
 
 RESOLUTIONS = ((84, 84), (210, 160), (420, 320))
 
@@ -126,7 +126,7 @@ def pong_precision(total_steps: int, repeats: int = 3, seed: int = 1) -> dict[st
     for _ in range(repeats):
         for precision, results in runs.items():
             results.append(in_fresh_process(_pong_training, precision, total_steps, seed))
-    return {p: sorted(rs, key=lambda r: r["sps"])[len(rs) // 2] for p, rs in runs.items()}
+    return {p: median_run(rs) for p, rs in runs.items()}
 
 
 def pong_budget(total_steps: int, episodes: int = 3, seed: int = 1) -> dict[str, float]:

@@ -55,6 +55,12 @@ def in_fresh_process(fn: Callable[..., Any], *args: Any) -> Any:
         return pool.apply(fn, args)
 
 
+def median_run(runs: list[dict[str, float]], key: str = "sps") -> dict[str, float]:
+    """The run whose ``key`` is the median of ``runs`` (the upper one of an even count): a whole
+    run's figures, all from the same run, rather than each figure's own median."""
+    return sorted(runs, key=lambda r: r[key])[len(runs) // 2]
+
+
 def peak_rss_mb() -> float:
     """This process's peak resident memory, in MB."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
