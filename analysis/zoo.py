@@ -36,6 +36,8 @@ KINDS = {"pqn": "dueling PQN", "dqn": "dueling DQN", "glimpse": "glimpse agent",
 # what a still shows, by kind of agent (the dueling agents: the game beside their heads' saliency)
 STILLS = {"glimpse": "the game with its glimpses, beside the patches it saw",
           "soft": "the game, each query's attention and the value's Jacobian"}  # fmt: skip
+# games whose printed name is not their id's words capitalised
+TITLES = {"ms_pacman": "Ms. Pac-Man"}
 EPSILONS = (0.0, 1.0, 2.0, 4.0, 8.0)
 PGD_STEPS = 10  # PGD's iterations (Madry et al. 2018)
 REPORT_KEPT = ("report.json", "report.png")
@@ -306,7 +308,8 @@ def entries(pretrained: str | Path, zoo: str | Path) -> list[Entry]:
                  if (analysis / name).is_file()}  # fmt: skip
         record = json.loads((folder / "eval.json").read_text())
         agent = read_json(resolve_checkpoint(folder) / CONFIG).get("agent") or "dqn"
-        label = f"{record['game'].replace('_', ' ').title()}, {KINDS.get(agent, agent)}"
+        title = TITLES.get(record["game"], record["game"].replace("_", " ").title())
+        label = f"{title}, {KINDS.get(agent, agent)}"
         found.append(Entry(folder.name, label, record, read.get("report"), read.get("robustness"), files,
                            agent))  # fmt: skip
     labels = collections.Counter(e.label for e in found)

@@ -256,6 +256,7 @@ def test_the_readme_the_home_page_and_the_zoo_page_show_the_shipped_agents_as_th
     for page in (root / "README.md", root / "docs" / "index.md"):
         assert f"<!-- zoo:begin -->\n{summary(found)}\n<!-- zoo:end -->" in page.read_text(), page
     assert table(found) in (root / "docs" / "zoo.md").read_text()
+    assert {e.name: e.label for e in found}["ms_pacman"] == "Ms. Pac-Man, dueling PQN"  # its own spelling
 
 
 def test_an_analysis_without_attacks_is_the_head_report_and_the_clip(shipped, tmp_path):
