@@ -116,8 +116,8 @@ class PQNConfig(QConfig):
     """Run the network's passes through ``torch.compile`` (inductor): it fuses the input scaling,
     the LayerNorms, the ReLUs and the dtype and layout copies between the convolutions into a few
     kernels: with bf16 on 2 CPU cores, Pong trains 1.12x faster (docs/benchmarks.md), after
-    compiling at the start (longest on a first run, before inductor's cache holds the graphs). Needs a C++
-    compiler on a CPU; not with --cuda-graph."""
+    compiling at the start (longest on a first run, before inductor's cache holds the graphs).
+    Needs a C++ compiler on a CPU; not with --cuda-graph."""
     env_groups: PositiveInt = 1
     """Split the envs into this many groups, each its own ALE vector env, and act on one group
     while ALE's threads emulate the others (``envs.groups``): for a GPU machine with cores to
