@@ -354,7 +354,7 @@ class Soft(Output):
 
     game: str = "breakout"
     """Game to train on (the soft agent's Atari preset)."""
-    steps: int = 4_096
+    steps: int = 8_192
     """Timed environment steps per run (after the first rollout and update)."""
     repeats: int = 3
     """Runs per setup, alternated (the median is reported)."""
