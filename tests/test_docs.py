@@ -29,7 +29,7 @@ def test_the_site_builds_strict_with_every_page_and_the_cli_reference(tmp_path):
     assert "--total-steps" in cli and "(default:" in cli  # the trainers' --help, flags and defaults
     api = (site / "api" / "agents.html").read_text()
     assert "PQNConfig" in api and "q_lambda_targets" in api
-    assert "19.37" in (site / "agents.html").read_text()  # pretrained/README.md
+    assert "20.97" in (site / "agents.html").read_text()  # pretrained/README.md
 
 
 def test_the_readme_is_a_front_page_whose_links_resolve():
