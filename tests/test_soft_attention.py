@@ -175,16 +175,16 @@ def test_ppo_replay_gives_back_the_rollout_across_episode_ends(tmp_path):
 
 
 def test_compiled_steps_play_and_learn_as_the_eager_ones(tmp_path):
-    """--compile runs the acting step and the replay's recurrent step through torch.compile, on the
-    same weights: a rollout plays the eager actions (same seed, same draws), the replay of PPO's
-    epochs gives the eager log-probabilities, values and gradients within rounding (fused kernels
-    sum in another order), every step of both runs compiled, and the acting step reads the weights
-    an update wrote. A resume may turn it on or off."""
+    """--compile runs the acting step and PPO's whole replay through torch.compile, on the same
+    weights: a rollout plays the eager actions (same seed, same draws), the replay gives the eager
+    log-probabilities, values and gradients within rounding (fused kernels sum in another order)
+    across the episode ends inside it, every step and replay of the run compiled, and the acting
+    step reads the weights an update wrote. A resume may turn it on or off."""
     from torch.utils.tensorboard import SummaryWriter
 
     from agents.soft.train import SoftConfig, SoftTrainer
 
-    calls = {"act": 0, "advance": 0}
+    calls = {"act": 0, "unroll": 0}
 
     def counted(name: str, fn):
         def call(*args):
@@ -194,14 +194,16 @@ def test_compiled_steps_play_and_learn_as_the_eager_ones(tmp_path):
         return call
 
     def played(name: str, compile_: bool):
-        trainer = SoftTrainer(SoftConfig(num_envs=4, rollout=30, hidden=16, minibatches=2, progress=False,
+        # one minibatch: the update replays the shapes of the replay above it, one compilation
+        trainer = SoftTrainer(SoftConfig(num_envs=4, rollout=4, hidden=16, minibatches=1, progress=False,
                                          compile=compile_, run_dir=str(tmp_path / name)))  # fmt: skip
         trainer.writer = SummaryWriter(str(tmp_path / name / "events"))
         if compile_:
-            trainer.act, trainer.advance = counted("act", trainer.act), counted("advance", trainer.advance)
+            trainer.act, trainer.unroll = counted("act", trainer.act), counted("unroll", trainer.unroll)
         obs, _ = trainer.env.reset(seed=0)
         start = trainer.model.initial_state(4)
         rows, *_ = trainer.rollout(obs, start, (torch.zeros(4, dtype=torch.long), torch.zeros(4)), _Session())
+        rows["restart"][1][1] = True  # env 1 starts afresh after step 1 (a Catch game outlasts 4 steps)
         t = {k: torch.stack(v) for k, v in rows.items()}
         replayed = trainer.replay(start, t, torch.arange(4))
         loss = replayed["logp"].sum() + replayed["value"].square().sum()
@@ -212,7 +214,7 @@ def test_compiled_steps_play_and_learn_as_the_eager_ones(tmp_path):
 
     eager, eager_rows, eager_replay, eager_grads, eager_stats = played("eager", False)
     fast, fast_rows, fast_replay, fast_grads, fast_stats = played("compiled", True)
-    assert calls == {"act": 30, "advance": 30 + 4 * 2 * 30}  # the rollout; the replay, then 4 epochs of 2
+    assert calls == {"act": 4, "unroll": 1 + 4}  # the rollout; the replay, then 4 epochs of one minibatch
     assert torch.equal(fast_rows["action"], eager_rows["action"])
     torch.testing.assert_close(fast_rows["logp"], eager_rows["logp"], atol=1e-5, rtol=0)
     for name in ("logp", "value"):

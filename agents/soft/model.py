@@ -9,7 +9,6 @@ CPU cores; every one of them is a constructor argument that a checkpoint records
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -20,8 +19,6 @@ from agents.soft.attention import attend, spatial_basis
 State = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
 Pair = tuple[torch.Tensor, torch.Tensor]  # an LSTM's (h, c)
 Step = tuple[dict[str, torch.Tensor], State]  # a step's heads by name and the next state
-# SoftAttentionAgent.advance: (input gates, state, previous action and reward, restarts) -> Step
-Advance = Callable[[torch.Tensor, State, torch.Tensor, torch.Tensor, torch.Tensor], Step]
 
 
 class ConvLSTMCell(nn.Module):
@@ -137,22 +134,19 @@ class SoftAttentionAgent(nn.Module):
         return self._read(self.core(x, state[:2]), state[2:], prev_action, prev_reward)
 
     def unroll(self, obs: torch.Tensor, state: State, prev_actions: torch.Tensor,
-               prev_rewards: torch.Tensor, restarts: torch.Tensor,
-               advance: Advance | None = None) -> dict[str, torch.Tensor]:  # fmt: skip
+               prev_rewards: torch.Tensor, restarts: torch.Tensor) -> dict[str, torch.Tensor]:  # fmt: skip
         """:meth:`step` over a sequence from ``state``: ``obs`` (T, B, C, H, W), ``prev_actions``,
         ``prev_rewards`` and the boolean ``restarts`` (T, B), the state back at zero after step t
         where ``restarts[t]``. Returns the heads stacked (T, B, ...). What does not depend on the
         state (the vision torso and the ConvLSTM's input gates) runs on all T x B frames at once,
-        the rest step by step (:meth:`advance`, or the given ``advance``, e.g. its compiled
-        version): PPO's replay in far fewer, larger convolutions."""
-        advance = advance or self.advance
+        the rest step by step (:meth:`advance`): PPO's replay in far fewer, larger convolutions."""
         steps, b = obs.shape[:2]
         x = self._see(obs.flatten(0, 1))
         # unbind, not gates[t]: each step's slice would take a zero gradient the size of all steps
         gates = self.core.input_gates(x).unflatten(0, (steps, b)).unbind(0)
         out: dict[str, list[torch.Tensor]] = {}
         for t in range(steps):
-            heads, state = advance(gates[t], state, prev_actions[t], prev_rewards[t], restarts[t])
+            heads, state = self.advance(gates[t], state, prev_actions[t], prev_rewards[t], restarts[t])
             for name, value in heads.items():
                 out.setdefault(name, []).append(value)
         return {name: torch.stack(values) for name, values in out.items()}

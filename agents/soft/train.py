@@ -99,10 +99,11 @@ class SoftConfig(PPOConfig):
     attention_every: NonNegativeInt = 250_000
     """Environment steps between the attention maps' images and clip in TensorBoard (0: never)."""
     compile: bool = False
-    """Run the acting step and the replay's recurrent step through ``torch.compile`` (inductor),
-    which fuses the LSTMs' gates, the attention's softmax and the restarts into a few kernels
-    (docs/benchmarks.md); the first rollout and update wait for the compilation. Needs a C++
-    compiler on a CPU."""
+    """Run the acting step and PPO's whole replay (its recurrent steps unrolled into one graph,
+    forward and backward) through ``torch.compile`` (inductor), which fuses the LSTMs' gates, the
+    attention's softmax and the restarts into a few kernels and drops the per-step overhead of
+    small batches (docs/benchmarks.md); the first rollout and update wait for the compilation
+    (minutes for the Atari preset). Needs a C++ compiler on a CPU."""
 
     AUTO_BF16: ClassVar[bool] = False
     SESSION: ClassVar[tuple[str, ...]] = (*PPOConfig.SESSION, "compile")
@@ -161,10 +162,13 @@ class SoftTrainer:
                                         value_channels=cfg.value_channels, queries=cfg.queries,
                                         frequencies=cfg.frequencies, hidden=cfg.hidden,
                                         qk_norm=cfg.qk_norm)  # fmt: skip
-        # --compile: the same weights, the per-step passes compiled for the shapes of the rollout and
-        # its minibatches; the torso's convolutions over a whole sequence stay eager
-        self.act = torch.compile(self.model.step, dynamic=False) if cfg.compile else self.model.step
-        self.advance = torch.compile(self.model.advance, dynamic=False) if cfg.compile else self.model.advance
+        # --compile: the same weights, the acting step and the whole replay (its T recurrent steps
+        # unrolled into one graph, forward and backward) compiled for the shapes of the rollout and
+        # its minibatches
+        self.act, self.unroll = self.model.step, self.model.unroll
+        if cfg.compile:
+            compiled = (torch.compile(f, dynamic=False, fullgraph=True) for f in (self.act, self.unroll))
+            self.act, self.unroll = compiled
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.learning_rate, fused=True)
         self.run_dir = Path(cfg.run_dir or cfg.default_run_dir())
         self.action_names = action_names(self.game, self.env_options)
@@ -221,9 +225,8 @@ class SoftTrainer:
         from the state ``start`` it began with, on the recorded inputs: (T, len(envs)) log-
         probabilities of the actions taken, entropies and values."""
         state = tuple(s[envs] for s in start)
-        heads = self.model.unroll(rows["obs"][:, envs], state, rows["prev_action"][:, envs],
-                                  rows["prev_reward"][:, envs], rows["restart"][:, envs],
-                                  self.advance)  # fmt: skip
+        heads = self.unroll(rows["obs"][:, envs], state, rows["prev_action"][:, envs],
+                            rows["prev_reward"][:, envs], rows["restart"][:, envs])  # fmt: skip
         dist = torch.distributions.Categorical(logits=heads["policy_logits"])
         return {"logp": dist.log_prob(rows["action"][:, envs]), "entropy": dist.entropy(),
                 "value": heads["value"]}
