@@ -45,6 +45,8 @@ class Args:
     sample: bool = False
     """Glimpse and soft-attention agents play the sampled policy they are scored with (evaluate.py
     --sample), seeded from --seed; CNN agents act greedily whatever it says."""
+    progress: bool = True
+    """Show progress bars."""
 
 
 def main() -> None:
@@ -84,7 +86,8 @@ def main() -> None:
         out = check_output_dir(args.out, writes=("robustness.json", "robustness.png"))
         runs = []
         common = dict(episodes=args.episodes, game=args.game, steps=args.pgd_steps,
-                      step_size=args.pgd_step_size, seed=args.seed, num_envs=args.num_envs)  # fmt: skip
+                      step_size=args.pgd_step_size, seed=args.seed, num_envs=args.num_envs,
+                      progress=args.progress)  # fmt: skip
         with signals_end_cleanly():
             for ckpt in args.checkpoint:
                 sample = args.sample and stateful[ckpt]

@@ -33,6 +33,8 @@ class Args:
     """Device for the network: 'cpu', 'cuda' or 'auto' (cuda if available)."""
     json_out: str = ""
     """Also write the result as JSON to this path."""
+    progress: bool = True
+    """Show progress bars."""
 
 
 def main() -> None:
@@ -51,6 +53,7 @@ def main() -> None:
         summary = evaluate_network(
             network, config, episodes=args.episodes, epsilon=args.epsilon, noop_max=args.noop_max,
             num_envs=args.num_envs, seed=args.seed, device=device, sample=args.sample,
+            progress=args.progress,
         )  # fmt: skip
         if config.get("agent") == "glimpse" and config.get("game") == "catch":
             from analysis.glimpse_metrics import gaze_hit_rate

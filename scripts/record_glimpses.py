@@ -43,6 +43,8 @@ class Args:
     jacobian_head: str = "action_logits"
     """Head differentiated for --jacobian: action_logits (the chosen action's logit), baseline or
     location_mean (a baseline read off a detached state has no sensitivity at all)."""
+    progress: bool = True
+    """Show progress bars."""
 
 
 def main() -> None:
@@ -71,6 +73,7 @@ def main() -> None:
             path, played = record_glimpses(
                 model, config, args.out, steps=steps, episodes=args.episodes, seed=args.seed,
                 fps=args.fps, height=args.height, trail=args.trail, greedy=not args.sample,
+                progress=args.progress,
             )  # fmt: skip
         print(f"wrote {path}")
         if args.jacobian:

@@ -51,6 +51,8 @@ class Args:
     """Saliency method: jacobian, smoothgrad, integrated_gradients, gradient_x_input, perturbation
     (Greydanus et al. 2018) or lrp (DQN and PQN networks); a soft-attention agent's video shows the
     Jacobian."""
+    progress: bool = True
+    """Show progress bars."""
 
 
 def main() -> None:
@@ -84,7 +86,7 @@ def main() -> None:
             path = record_saliency(
                 net, config, args.out, steps=steps, episodes=args.episodes, epsilon=args.epsilon,
                 seed=args.seed, per_frame_norm=args.per_frame_norm, fps=args.fps,
-                height=args.height, method=args.method,
+                height=args.height, method=args.method, progress=args.progress,
             )  # fmt: skip
     except (ValueError, CheckpointError) as e:
         fail(e)
@@ -105,7 +107,7 @@ def record_soft(args: Args, steps: int | None) -> None:
         path, summary = record_attention(
             *load_checkpoint(args.checkpoint), args.out, steps=steps, episodes=args.episodes,
             seed=args.seed, fps=args.fps, height=args.height, per_frame_norm=args.per_frame_norm,
-            sequential=args.sequential_jacobian, checks=args.checks,
+            sequential=args.sequential_jacobian, checks=args.checks, progress=args.progress,
         )  # fmt: skip
     print(f"attention against the value's Jacobian (Spearman over the feature cells): median "
           f"{summary['agreement_median']:.2f}, quartiles {summary['agreement_q25']:.2f} to "

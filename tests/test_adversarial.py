@@ -297,8 +297,9 @@ def test_attack_script_compares_agents_with_transfer(runs, tmp_path):
     agents = ("dqn", "pqn", "glimpse", "soft")
     r = script("scripts/attack.py", "--checkpoint", *(str(runs / k) for k in agents),
                "--attack", "fgsm", "noise", "--epsilons", "0", "4", "--episodes", "8",
-               "--transfer-from", str(runs / "dqn"), "--out", str(out))  # fmt: skip
+               "--transfer-from", str(runs / "dqn"), "--out", str(out), "--no-progress")  # fmt: skip
     assert r.returncode == 0, r.stderr
+    assert "evaluating" not in r.stderr  # no progress bar
     report = json.loads((out / "robustness.json").read_text())
     assert set(report["summary"]) == {"fgsm", "noise"}
     assert set(report["summary"]["fgsm"]) == {"dqn", "pqn", "glimpse", "soft", "glimpse, crafted on dqn",

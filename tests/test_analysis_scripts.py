@@ -58,6 +58,7 @@ def test_record_saliency_video_decodes(pong_checkpoint, tmp_path):
     assert frames.shape[0] == 40
     assert frames.shape[2] == 3 * 160  # game, value, advantage side by side at 210 rows
     assert iio.immeta(out)["fps"] == 20
+    assert "saliency video" in r.stderr  # the progress bar, which --no-progress leaves out (below)
     assert not list(tmp_path.glob("*.partial.mp4"))
 
 
@@ -124,8 +125,9 @@ def test_record_saliency_bad_input_is_one_line(args, message, tmp_path):
 
 def test_catch_agents_get_videos_and_reports_at_their_own_size(catch_run, tmp_path):
     r = script("scripts/record_saliency.py", "--checkpoint", str(catch_run), "--steps", "12",
-               "--height", "96", "--out", str(tmp_path / "c.mp4"))  # fmt: skip
+               "--height", "96", "--out", str(tmp_path / "c.mp4"), "--no-progress")  # fmt: skip
     assert r.returncode == 0, r.stderr
+    assert "saliency video" not in r.stderr
     video = iio.imread(tmp_path / "c.mp4")
     assert video.shape[0] == 12 and video.shape[2] == 3 * 96  # 24x24 screens, 4x
     r = script("scripts/compare_heads.py", "--checkpoint", str(catch_run), "--episodes", "2",

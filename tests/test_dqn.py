@@ -197,10 +197,12 @@ def test_pong_smoke_train_kill_resume_evaluate(tmp_path):
         "2",
         "--num-envs",
         "2",
+        "--no-progress",
     ]
     out = subprocess.run(
         [sys.executable, *evaluate], cwd=ROOT, capture_output=True, text=True, timeout=300
     )
     assert out.returncode == 0, out.stderr
     assert "pong:" in out.stdout and "human-normalised" in out.stdout
+    assert "evaluating" not in out.stderr  # no progress bar
     assert os.path.exists(run / "config.json")

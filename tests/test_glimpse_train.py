@@ -291,8 +291,9 @@ def test_scripts_train_evaluate_and_record_glimpses(tmp_path):
     assert set(summary["scores"]) <= {0.0, 1.0} and summary["mean_length"] == 23
     out, png = tmp_path / "g.mp4", tmp_path / "seq.png"
     done = run_script("scripts/record_glimpses.py", "--checkpoint", str(run), "--out", str(out),
-                      "--episodes", "2", "--jacobian", str(png))  # fmt: skip
+                      "--episodes", "2", "--jacobian", str(png), "--no-progress")  # fmt: skip
     assert done.returncode == 0, done.stderr
+    assert "recording" not in done.stderr  # no progress bar
     import imageio.v3 as iio
 
     frames = iio.imread(out)
