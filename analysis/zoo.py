@@ -165,10 +165,26 @@ def _attack_points(agent: str | Path, path: Path, digest: str,
                 for row in run["results"]:
                     held[key(run["attack"], run.get("transfer_sha256"), row["epsilon"])] = (run, row)
     clean = next((point for k, point in held.items() if k[2] == 0), None)
-    runs: list[dict[str, Any]] = list(others)
+
+    def assemble(reached: int) -> list[dict[str, Any]]:
+        """The runs as they stand: each planned attack's points in epsilon order, those of the
+        attacks not reached yet included, so that a stop loses no point the file held."""
+        runs = list(others)
+        for n, (attack, source) in enumerate(plans):
+            at = (held.get(key(attack, source and source.sha, e)) or (clean if e == 0 else None) for e in eps)
+            points = [point for point in at if point is not None]
+            if n > reached and all(row["epsilon"] == 0 for _, row in points):
+                continue  # nothing of its own yet (the clean point is every attack's)
+            # the run's settings from its points (the shared clean one made under another attack
+            # named for this one), what names this attack and its source over them
+            run = {k: v for meta, _ in points for k, v in meta.items() if k != "results"}
+            run.update({"attack": attack, "pgd_steps": PGD_STEPS if attack == "pgd" else None,
+                        "transfer_from": source and source.path, "transfer_sha256": source and source.sha,
+                        "transfer_from_agent": source and source.agent})  # fmt: skip
+            runs.append({**run, "results": [row for _, row in points]})
+        return runs
+
     for n, (attack, source) in enumerate(plans):
-        run: dict[str, Any] = {}
-        runs.append(run)
         for e in eps:
             point = held.get(key(attack, source and source.sha, e)) or (clean if e == 0 else None)
             if point is None:
@@ -185,17 +201,11 @@ def _attack_points(agent: str | Path, path: Path, digest: str,
                       f"{(time.monotonic() - began) / 60:.1f} min", flush=True)  # fmt: skip
             held[key(attack, source and source.sha, e)] = point
             clean = clean or (point if e == 0 else None)
-            # the run's settings from its points (the shared clean one made under another attack
-            # named for this one), what names this attack and its source over them
-            run.update({k: v for k, v in point[0].items() if k != "results"})
-            run.update({"attack": attack, "pgd_steps": PGD_STEPS if attack == "pgd" else None,
-                        "transfer_from": source and source.path, "transfer_sha256": source and source.sha,
-                        "transfer_from_agent": source and source.agent})  # fmt: skip
-            run.setdefault("results", []).append(point[1])
+            runs = assemble(n)
             complete = n == len(plans) - 1 and e == eps[-1]
             _write_json(path, {"weights_sha256": digest, "settings": settings, "epsilons": eps,
                                "complete": complete, "summary": summarise(runs), "runs": runs})
-    return runs
+    return assemble(len(plans))
 
 
 def compare_robustness(agents: Sequence[str], zoo: str | Path, figure: str | Path) -> tuple[Path, str]:

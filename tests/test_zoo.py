@@ -320,3 +320,38 @@ def test_an_analysis_of_some_attacks_keeps_the_others(shipped, tmp_path, monkeyp
     assert after["runs"][:3] == whole["runs"] and after["runs"][3]["attack"] == "pgd"
     assert set(after["summary"]) == {"fgsm", "noise", "pgd"}
     assert set(after["summary"]["fgsm"]) == {"pqn", "pqn, crafted on pqn"}
+
+
+def test_a_stop_keeps_the_points_of_the_attacks_not_reached_yet(shipped, tmp_path, monkeypatch):
+    """The file is rewritten after every point with every point it held: stopped while an earlier
+    attack plays a point it lacked, the later attacks' points are still in it, and the same call
+    then plays that one point alone."""
+    import analysis.adversarial
+
+    agent, out = shipped / "pretrained" / "catch", tmp_path / "zoo" / "catch"
+    kwargs = dict(steps=12, clip_steps=6, episodes=2, epsilons=(0.0, 2.0), num_envs=2, progress=False)
+    analyse_agent(agent, out, attacks=("noise",), **kwargs)
+    noise = json.loads((out / "robustness.json").read_text())["runs"][0]["results"]
+    real, played = analysis.adversarial.robustness, []
+
+    def stopped(*args, **kw):
+        played.append((args[1], args[2][0]))
+        if stop:
+            raise KeyboardInterrupt
+        return real(*args, **kw)
+
+    monkeypatch.setattr(analysis.adversarial, "robustness", stopped)
+    stop = True
+    with pytest.raises(KeyboardInterrupt):
+        analyse_agent(agent, out, attacks=("fgsm", "noise"), **kwargs)
+    partial = json.loads((out / "robustness.json").read_text())
+    assert not partial["complete"] and played == [("fgsm", 2.0)]
+    points = {run["attack"]: run["results"] for run in partial["runs"]}
+    assert points == {"fgsm": noise[:1], "noise": noise}  # fgsm's clean point is the shared one
+    assert set(partial["summary"]) == {"fgsm", "noise"}
+    stop, played[:] = False, []
+    analyse_agent(agent, out, attacks=("fgsm", "noise"), **kwargs)
+    whole = json.loads((out / "robustness.json").read_text())
+    assert whole["complete"] and played == [("fgsm", 2.0)]
+    assert [run["attack"] for run in whole["runs"]] == ["fgsm", "noise"]
+    assert whole["runs"][1]["results"] == noise
