@@ -143,8 +143,9 @@ def _attack_points(agent: str | Path, path: Path, digest: str,
                    progress: bool) -> list[dict[str, Any]]:  # fmt: skip
     """Every attack of ``plans`` (an attack, and the agent it is crafted on for a transfer attack,
     else None) at every epsilon, one point at a time, ``path`` rewritten after each (its
-    ``complete`` false until the last); a point ``path`` already holds for these weights,
-    ``settings`` and source is kept, not played again. Epsilon 0 is the clean evaluation whatever
+    ``complete`` true once every run it holds has every epsilon, whichever call played them); a
+    point ``path`` already holds for these weights, ``settings`` and source is kept, not played
+    again. Epsilon 0 is the clean evaluation whatever
     the attack (an attack at 0 hands the frame on untouched), so it is played once and shared.
     The runs ``path`` holds for attacks not planned here (another attack, or a transfer attack when
     no source is given) stay in it as they are: a call for some attacks loses none of the others."""
@@ -202,28 +203,38 @@ def _attack_points(agent: str | Path, path: Path, digest: str,
             held[key(attack, source and source.sha, e)] = point
             clean = clean or (point if e == 0 else None)
             runs = assemble(n)
-            complete = n == len(plans) - 1 and e == eps[-1]
+            complete = all({row["epsilon"] for row in run["results"]} >= set(eps) for run in runs)
             _write_json(path, {"weights_sha256": digest, "settings": settings, "epsilons": eps,
                                "complete": complete, "summary": summarise(runs), "runs": runs})
     return assemble(len(plans))
 
 
-def compare_robustness(agents: Sequence[str], zoo: str | Path, figure: str | Path) -> tuple[Path, str]:
+def compare_robustness(agents: Sequence[str], zoo: str | Path, figure: str | Path,
+                       labels: Sequence[str] = ()) -> tuple[Path, str]:  # fmt: skip
     """Several agents' robustness curves from their analyses (``<zoo>/<agent>/robustness.json``)
     on one figure, and the Markdown table of the same numbers. Each return is a share of the
     agent's own clean return (epsilon 0), so that agents of very different scores compare by the
     share of their play that an attack leaves them. The intervals are the attacked return's over
-    its episodes, divided by the clean mean (whose own uncertainty they leave out)."""
+    its episodes, divided by the clean mean (whose own uncertainty they leave out). ``labels``
+    name the agents (default: their folder names), and a transfer attack crafted on one of them
+    is named after it."""
     from analysis.adversarial import plot_robustness, summarise
 
     if len(agents) < 2:
         raise ValueError(f"comparing needs at least two agents (got {len(agents)})")
+    if labels and len(labels) != len(agents):
+        raise ValueError(f"--labels names each agent compared: {len(agents)} labels, got {len(labels)}")
+    named = dict(zip(agents, labels or agents, strict=True))
     runs = []
     for name in agents:
         path = Path(zoo) / name / "robustness.json"
         if not path.is_file():
             raise ValueError(f"{path} does not exist: run `attn zoo analyse pretrained/{name}` first")
-        runs += [{**run, "label": name} for run in read_json(path)["runs"]]
+        for run in read_json(path)["runs"]:
+            source = Path(run["transfer_from"]).name if run.get("transfer_from") else None
+            if source in named:
+                run = {**run, "transfer_from_agent": named[source]}
+            runs.append({**run, "label": named[name]})
     summary = summarise(runs)
     for attack, groups in summary.items():
         for label, rows in groups.items():

@@ -6,7 +6,7 @@ and the summary table on the README's front and the docs' home page, from those 
     attn zoo analyse pretrained/pong --episodes 5    # a quicker look (the page says how many)
     attn zoo analyse pretrained/pong                 # again, after Ctrl-C: goes on where it stopped
     attn zoo page                                    # docs/zoo.md, the README's and home page's table
-    attn zoo compare breakout breakout_glimpse --out docs/figures/breakout_robustness.png
+    attn zoo compare breakout breakout_glimpse --labels PQN glimpse --out docs/figures/breakout_robustness.png
 """
 
 from __future__ import annotations
@@ -67,6 +67,10 @@ class Compare:
     """The figure to write (.png)."""
     zoo: str = "docs/zoo"
     """The agents' analyses."""
+    labels: tuple[str, ...] = ()
+    """The agents' names in the figure and the table, one per agent in their order, e.g. PQN
+    glimpse (default: their folder names); a transfer attack crafted on one of them is named after
+    it."""
 
 
 @dataclass
@@ -106,7 +110,7 @@ def main() -> None:
                                         progress=cfg.progress, fresh=cfg.fresh,
                                         transfer_from=cfg.transfer_from)  # fmt: skip
         elif isinstance(cfg, Compare):
-            figure, table = compare_robustness(cfg.agents, cfg.zoo, cfg.out)
+            figure, table = compare_robustness(cfg.agents, cfg.zoo, cfg.out, cfg.labels)
             print(table)
             written = [figure]
         else:

@@ -218,7 +218,8 @@ def test_an_interrupted_analysis_says_where_its_points_are_kept(monkeypatch, tmp
 
 def test_agents_compare_by_the_share_of_their_clean_return_they_keep(tmp_path):
     """Two agents' curves on one figure, each return over the agent's own clean return; the table
-    by hand: a clean 5 and an attacked 2 keep 0.40, a clean 50 and an attacked 45 keep 0.90."""
+    by hand: a clean 5 and an attacked 2 keep 0.40, a clean 50 and an attacked 45 keep 0.90. Named
+    by --labels, a transfer attack crafted on one of them is named after its source's label."""
     from analysis.zoo import compare_robustness
 
     def run(agent: str, clean: list[float], attacked: list[float], **extra) -> dict:
@@ -238,7 +239,12 @@ def test_agents_compare_by_the_share_of_their_clean_return_they_keep(tmp_path):
     assert lines[0] == "| agent | attack | clean return | epsilon 8 |"
     assert lines[2].startswith("| cnn | FGSM | 5.0 | 0.40 [")
     assert lines[3].startswith("| glimpse | FGSM | 50.0 | 0.90 [")
-    assert lines[4].startswith("| glimpse, crafted on pqn | FGSM | 50.0 | 0.64 [")
+    assert lines[4].startswith("| glimpse, crafted on cnn | FGSM | 50.0 | 0.64 [")
+    _, table = compare_robustness(["cnn", "glimpse"], tmp_path, tmp_path / "cmp.png", labels=("PQN", "hard"))
+    assert [line.split(" | ")[0] for line in table.splitlines()[2:]] == ["| PQN", "| hard",
+                                                                        "| hard, crafted on PQN"]  # fmt: skip
+    with pytest.raises(ValueError, match="--labels names each agent compared: 2 labels, got 1"):
+        compare_robustness(["cnn", "glimpse"], tmp_path, tmp_path / "cmp.png", labels=("PQN",))
     (tmp_path / "cnn" / "robustness.json").write_text(json.dumps({"runs": [run("pqn", [-1.0], [-1.0])]}))
     with pytest.raises(ValueError, match="cnn under fgsm has no positive clean return"):
         compare_robustness(["cnn", "glimpse"], tmp_path, tmp_path / "cmp.png")
@@ -324,8 +330,9 @@ def test_an_analysis_of_some_attacks_keeps_the_others(shipped, tmp_path, monkeyp
 
 def test_a_stop_keeps_the_points_of_the_attacks_not_reached_yet(shipped, tmp_path, monkeypatch):
     """The file is rewritten after every point with every point it held: stopped while an earlier
-    attack plays a point it lacked, the later attacks' points are still in it, and the same call
-    then plays that one point alone."""
+    attack plays a point it lacked, the later attacks' points are still in it, a call for those
+    later attacks alone does not call the file complete, and the same call then plays that one
+    point alone."""
     import analysis.adversarial
 
     agent, out = shipped / "pretrained" / "catch", tmp_path / "zoo" / "catch"
@@ -349,6 +356,8 @@ def test_a_stop_keeps_the_points_of_the_attacks_not_reached_yet(shipped, tmp_pat
     points = {run["attack"]: run["results"] for run in partial["runs"]}
     assert points == {"fgsm": noise[:1], "noise": noise}  # fgsm's clean point is the shared one
     assert set(partial["summary"]) == {"fgsm", "noise"}
+    analyse_agent(agent, out, attacks=("noise",), **kwargs)  # whole itself, and plays nothing
+    assert played == [("fgsm", 2.0)] and not json.loads((out / "robustness.json").read_text())["complete"]
     stop, played[:] = False, []
     analyse_agent(agent, out, attacks=("fgsm", "noise"), **kwargs)
     whole = json.loads((out / "robustness.json").read_text())
