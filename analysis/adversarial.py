@@ -456,7 +456,8 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 
 
 # what a robustness curve plots, in this order of preference, and its axis
-SCORES = {"catch_rate": "catch rate", "return_share": "return / clean return", "mean_return": "mean return"}
+SCORES = {"catch_rate": "catch rate", "return_share": "return, random play 0 to clean 1",
+          "mean_return": "mean return"}
 
 
 def plot_robustness(summary: dict[str, dict[str, Any]], path: str | os.PathLike[str],

@@ -212,13 +212,16 @@ def _attack_points(agent: str | Path, path: Path, digest: str,
 def compare_robustness(agents: Sequence[str], zoo: str | Path, figure: str | Path,
                        labels: Sequence[str] = ()) -> tuple[Path, str]:  # fmt: skip
     """Several agents' robustness curves from their analyses (``<zoo>/<agent>/robustness.json``)
-    on one figure, and the Markdown table of the same numbers. Each return is a share of the
-    agent's own clean return (epsilon 0), so that agents of very different scores compare by the
-    share of their play that an attack leaves them. The intervals are the attacked return's over
-    its episodes, divided by the clean mean (whose own uncertainty they leave out). ``labels``
-    name the agents (default: their folder names), and a transfer attack crafted on one of them
-    is named after it."""
-    from analysis.adversarial import plot_robustness, summarise
+    on one figure, and the Markdown table of the same numbers. Each return is scaled as a
+    human-normalised score is, between random play (0; Wang et al. 2016's random scores,
+    ``agents.common.scores``, 0 for a game without one) and the agent's own clean return (1), so
+    that agents of very different scores, and games whose scores go negative (Pong's -21), compare
+    by the share of their play that an attack leaves them. The intervals are the attacked return's
+    over its episodes, scaled alike (the clean mean's own uncertainty left out). ``labels`` name
+    the agents (default: their folder names), and a transfer attack crafted on one of them is
+    named after it."""
+    from agents.common.scores import RANDOM
+    from analysis.adversarial import group_label, plot_robustness, summarise
 
     if len(agents) < 2:
         raise ValueError(f"comparing needs at least two agents (got {len(agents)})")
@@ -236,15 +239,17 @@ def compare_robustness(agents: Sequence[str], zoo: str | Path, figure: str | Pat
                 run = {**run, "transfer_from_agent": named[source]}
             runs.append({**run, "label": named[name]})
     summary = summarise(runs)
+    floors = {group_label(run): RANDOM.get(run.get("game", ""), 0.0) for run in runs}
     for attack, groups in summary.items():
         for label, rows in groups.items():
             clean = next((r["mean_return"]["mean"] for r in rows if r["epsilon"] == 0), None)
-            if clean is None or clean <= 0:
-                raise ValueError(f"{label} under {attack} has no positive clean return (epsilon 0) to "
-                                 "scale by")  # fmt: skip
+            floor = floors[label]
+            if clean is None or clean <= floor:
+                raise ValueError(f"{label} under {attack} has no clean return (epsilon 0) above random "
+                                 f"play ({floor:g}) to scale by")  # fmt: skip
             for r in rows:
-                r["return_share"] = {k: v / clean for k, v in r["mean_return"].items()}
-    path = plot_robustness(summary, figure, "return under attack, as a share of the clean return")
+                r["return_share"] = {k: (v - floor) / (clean - floor) for k, v in r["mean_return"].items()}
+    path = plot_robustness(summary, figure, "return under attack: 1 is the agent's clean play, 0 random play")
     eps = sorted({r["epsilon"] for groups in summary.values() for rows in groups.values() for r in rows
                   if r["epsilon"] > 0})  # fmt: skip
     table = []
@@ -252,9 +257,9 @@ def compare_robustness(agents: Sequence[str], zoo: str | Path, figure: str | Pat
         for label, rows in groups.items():
             at = {r["epsilon"]: r for r in rows}
             clean = at[0]["mean_return"]
-            table.append([label, NAMES[attack], f"{clean['mean']:.1f}",
+            table.append([label, NAMES[attack], f"{clean['mean']:.1f}", f"{floors[label]:g}",
                           *(_interval(at[e]["return_share"]) if e in at else "" for e in eps)])  # fmt: skip
-    header = ["agent", "attack", "clean return", *(f"epsilon {e:g}" for e in eps)]
+    header = ["agent", "attack", "clean return", "random play", *(f"epsilon {e:g}" for e in eps)]
     return path, markdown_table(header, table)
 
 
@@ -341,8 +346,11 @@ def entries(pretrained: str | Path, zoo: str | Path) -> list[Entry]:
 
 
 def _interval(stats: dict[str, float], signed: bool = False) -> str:
-    fmt = "{:+.3f}" if signed else "{:.2f}"
-    return f"{fmt.format(stats['mean'])} [{fmt.format(stats['ci_low'])}, {fmt.format(stats['ci_high'])}]"
+    digits = 3 if signed else 2
+    # rounded first, so that a value a hair below 0 reads 0.00, not -0.00
+    mean, low, high = ((f"{round(stats[k], digits) + 0.0:{'+' if signed else ''}.{digits}f}")
+                       for k in ("mean", "ci_low", "ci_high"))  # fmt: skip
+    return f"{mean} [{low}, {high}]"
 
 
 def main_difference(report: dict[str, Any]) -> str:

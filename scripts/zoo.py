@@ -58,8 +58,8 @@ class Analyse:
 
 @dataclass
 class Compare:
-    """Put several agents' robustness curves (attn zoo analyse) on one figure, each return as a
-    share of the agent's clean return, and print their table."""
+    """Put several agents' robustness curves (attn zoo analyse) on one figure, each return scaled
+    between random play (0) and the agent's clean return (1), and print their table."""
 
     agents: tyro.conf.Positional[tuple[str, ...]]
     """The agents' folder names in the zoo (two or more, e.g. breakout breakout_glimpse)."""

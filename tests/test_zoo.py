@@ -11,7 +11,14 @@ import pytest
 from conftest import call_script
 
 from agents.qlearning.pqn import PQNConfig, PQNTrainer
-from analysis.zoo import analyse_agent, entries, main_difference, sanity_verdicts, write_zoo_page
+from analysis.zoo import (
+    _interval,
+    analyse_agent,
+    entries,
+    main_difference,
+    sanity_verdicts,
+    write_zoo_page,
+)
 
 
 @pytest.fixture(scope="module")
@@ -216,10 +223,12 @@ def test_an_interrupted_analysis_says_where_its_points_are_kept(monkeypatch, tmp
     assert f"interrupted by SIGINT; what was complete is kept in {tmp_path / 'pong'}" in done.stderr
 
 
-def test_agents_compare_by_the_share_of_their_clean_return_they_keep(tmp_path):
-    """Two agents' curves on one figure, each return over the agent's own clean return; the table
-    by hand: a clean 5 and an attacked 2 keep 0.40, a clean 50 and an attacked 45 keep 0.90. Named
-    by --labels, a transfer attack crafted on one of them is named after its source's label."""
+def test_agents_compare_by_the_share_of_their_play_above_random_they_keep(tmp_path):
+    """Two agents' curves on one figure, each return between random play and its clean return; the table
+    by hand: a clean 5 and an attacked 2 keep 0.40, a clean 50 and an attacked 45 keep 0.90, and on
+    Pong (random play -20.7) a clean 19.3 and an attacked -0.7 keep (-0.7 + 20.7) / (19.3 + 20.7) =
+    0.50, where -21 is -0.01, not the -1.09 of a share of the clean return. Named by --labels, a
+    transfer attack crafted on one of them is named after its source's label."""
     from analysis.zoo import compare_robustness
 
     def run(agent: str, clean: list[float], attacked: list[float], **extra) -> dict:
@@ -236,17 +245,25 @@ def test_agents_compare_by_the_share_of_their_clean_return_they_keep(tmp_path):
     figure, table = compare_robustness(["cnn", "glimpse"], tmp_path, tmp_path / "cmp.png")
     assert figure.stat().st_size > 0
     lines = table.splitlines()
-    assert lines[0] == "| agent | attack | clean return | epsilon 8 |"
-    assert lines[2].startswith("| cnn | FGSM | 5.0 | 0.40 [")
-    assert lines[3].startswith("| glimpse | FGSM | 50.0 | 0.90 [")
-    assert lines[4].startswith("| glimpse, crafted on cnn | FGSM | 50.0 | 0.64 [")
+    assert lines[0] == "| agent | attack | clean return | random play | epsilon 8 |"
+    assert lines[2].startswith("| cnn | FGSM | 5.0 | 0 | 0.40 [")
+    assert lines[3].startswith("| glimpse | FGSM | 50.0 | 0 | 0.90 [")
+    assert lines[4].startswith("| glimpse, crafted on cnn | FGSM | 50.0 | 0 | 0.64 [")
     _, table = compare_robustness(["cnn", "glimpse"], tmp_path, tmp_path / "cmp.png", labels=("PQN", "hard"))
     assert [line.split(" | ")[0] for line in table.splitlines()[2:]] == ["| PQN", "| hard",
                                                                         "| hard, crafted on PQN"]  # fmt: skip
+    pong = [run("pqn", [19.3], [-0.7], game="pong"),
+            {**run("pqn", [19.3], [-21.0], game="pong"), "attack": "noise"}]  # fmt: skip
+    (tmp_path / "pong").mkdir()
+    (tmp_path / "pong" / "robustness.json").write_text(json.dumps({"runs": pong}))
+    _, table = compare_robustness(["cnn", "pong"], tmp_path, tmp_path / "cmp.png")
+    assert "| pong | FGSM | 19.3 | -20.7 | 0.50 [0.50, 0.50] |" in table
+    assert "| pong | noise | 19.3 | -20.7 | -0.01 [-0.01, -0.01] |" in table
+    assert _interval({"mean": -0.001, "ci_low": -0.02, "ci_high": 0.004}) == "0.00 [-0.02, 0.00]"
     with pytest.raises(ValueError, match="--labels names each agent compared: 2 labels, got 1"):
         compare_robustness(["cnn", "glimpse"], tmp_path, tmp_path / "cmp.png", labels=("PQN",))
     (tmp_path / "cnn" / "robustness.json").write_text(json.dumps({"runs": [run("pqn", [-1.0], [-1.0])]}))
-    with pytest.raises(ValueError, match="cnn under fgsm has no positive clean return"):
+    with pytest.raises(ValueError, match=r"cnn under fgsm has no clean return \(epsilon 0\) above random"):
         compare_robustness(["cnn", "glimpse"], tmp_path, tmp_path / "cmp.png")
     with pytest.raises(ValueError, match="at least two agents"):
         compare_robustness(["cnn"], tmp_path, tmp_path / "cmp.png")
