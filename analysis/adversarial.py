@@ -463,22 +463,28 @@ SCORES = {"catch_rate": "catch rate", "return_share": "return, random play 0 to 
 def plot_robustness(summary: dict[str, dict[str, Any]], path: str | os.PathLike[str],
                     title: str = "") -> Path:  # fmt: skip
     """One column per attack: the return (or catch rate) and the flipped-action share against
-    epsilon, a line per kind of agent with its 95% interval over seeds."""
+    epsilon, a line per kind of agent, in one colour in every column, with its 95% interval over
+    its runs (seeds), or over the episodes of a single run."""
     from analysis.render import pyplot, save_figure
 
     plt = pyplot()
 
     fig, axes = plt.subplots(2, len(summary), figsize=(4.6 * len(summary), 7), squeeze=False)
+    # one colour an agent in every panel, whichever attacks it has points for
+    labels = dict.fromkeys(label for groups in summary.values() for label in groups)
+    colours = {label: f"C{k}" for k, label in enumerate(labels)}
     for col, (attack, groups) in enumerate(summary.items()):
-        for k, (label, rows) in enumerate(groups.items()):
+        for label, rows in groups.items():
             eps = [r["epsilon"] for r in rows]
             score = next(k for k in SCORES if k in rows[0])
+            runs = rows[0]["runs"]  # the interval is over runs (seeds) when there are several, else episodes
             for row, key in ((0, score), (1, "flip_rate")):
                 mean = [r[key]["mean"] for r in rows]
                 ax = axes[row, col]
-                ax.plot(eps, mean, "-o", ms=3, color=f"C{k}", label=f"{label} (n={rows[0]['runs']})")
+                ax.plot(eps, mean, "-o", ms=3, color=colours[label],
+                        label=label if runs == 1 else f"{label} ({runs} runs)")  # fmt: skip
                 ax.fill_between(eps, [r[key]["ci_low"] for r in rows], [r[key]["ci_high"] for r in rows],
-                                color=f"C{k}", alpha=0.2)  # fmt: skip
+                                color=colours[label], alpha=0.2)  # fmt: skip
                 ax.set_xscale("symlog", linthresh=1)
                 ax.set_xlabel("epsilon (pixel levels of 255)")
                 ax.set_ylabel(SCORES[score] if row == 0 else "share of actions flipped")

@@ -450,3 +450,29 @@ def test_a_frame_by_frame_policy_is_asked_only_for_envs_whose_episodes_count(att
     if attack != "noise":  # the noise's draws follow the batch it is drawn for
         assert (scores, lengths) == (all_scores, all_lengths)
     assert len(scores) == 7 and set(scores) <= {0.0, 1.0}  # a catch scores 1, a miss 0
+
+
+def test_an_agent_keeps_its_colour_in_every_panel(tmp_path, monkeypatch):
+    """The noise panel lists b before a and the FGSM panel a before b: each keeps its colour, and a
+    single run's legend names no run count where two seeds' does."""
+    import analysis.render
+    from analysis.adversarial import plot_robustness, summarise
+
+    def run(agent: str, attack: str, scores: list[float]) -> dict:
+        rows = [{"epsilon": e, "mean_return": float(np.mean(scores)), "flip_rate": 0.5 * e, "scores": scores}
+                for e in (0.0, 2.0)]  # fmt: skip
+        return {"agent": agent, "attack": attack, "transfer_from": None, "results": rows}
+
+    runs = [run("b", "noise", [1.0, 2.0]), run("a", "fgsm", [3.0, 4.0]), run("a", "fgsm", [2.0, 5.0]),
+            run("a", "noise", [3.0, 3.0]), run("a", "noise", [2.0, 3.0]),
+            run("b", "fgsm", [1.0, 1.0])]  # fmt: skip
+    colours, real = [], analysis.render.save_figure
+
+    def save(fig, *args, **kw):  # the lines as drawn, before the figure is closed
+        colours.extend({line.get_label(): line.get_color() for line in ax.get_lines()} for ax in fig.axes)
+        return real(fig, *args, **kw)
+
+    monkeypatch.setattr(analysis.render, "save_figure", save)
+    plot_robustness(summarise(runs), tmp_path / "r.png")
+    assert colours[0] == colours[1] == colours[2] == colours[3]  # FGSM and noise, returns and flips
+    assert set(colours[0]) == {"a (2 runs)", "b"} and colours[0]["a (2 runs)"] != colours[0]["b"]
