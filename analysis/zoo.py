@@ -103,9 +103,15 @@ def analyse_agent(agent: str | Path, out: str | Path, *, steps: int = 1000, clip
     settings = {"episodes": episodes, "seed": seed, "num_envs": num_envs,
                 "policy": "greedy" if greedy else "sample"}  # fmt: skip
     plans = [(a, None) for a in attacks] + [(a, source) for a in attacks if source and a != "noise"]
-    runs = _attack_points(agent, out / "robustness.json", digest, plans, eps, settings, fresh, progress)
-    figure = plot_robustness(summarise(runs), out / "robustness.png", f"{config['game']}: robustness")
-    return written + [stamp_path, out / "robustness.json", figure]
+    path, figure, title = out / "robustness.json", out / "robustness.png", f"{config['game']}: robustness"
+    try:
+        runs = _attack_points(agent, path, digest, plans, eps, settings, fresh, progress)
+    except KeyboardInterrupt:  # the figure of the points kept, so that it and the page match the file
+        if path.is_file() and read_json(path).get("weights_sha256") == digest:
+            plot_robustness(summarise(read_json(path)["runs"]), figure, title)
+        raise
+    plot_robustness(summarise(runs), figure, title)
+    return written + [stamp_path, path, figure]
 
 
 @dataclass(frozen=True)

@@ -347,9 +347,9 @@ def test_an_analysis_of_some_attacks_keeps_the_others(shipped, tmp_path, monkeyp
 
 def test_a_stop_keeps_the_points_of_the_attacks_not_reached_yet(shipped, tmp_path, monkeypatch):
     """The file is rewritten after every point with every point it held: stopped while an earlier
-    attack plays a point it lacked, the later attacks' points are still in it, a call for those
-    later attacks alone does not call the file complete, and the same call then plays that one
-    point alone."""
+    attack plays a point it lacked, the later attacks' points are still in it and in the figure
+    drawn on the way out, a call for those later attacks alone does not call the file complete,
+    and the same call then plays that one point alone."""
     import analysis.adversarial
 
     agent, out = shipped / "pretrained" / "catch", tmp_path / "zoo" / "catch"
@@ -366,8 +366,10 @@ def test_a_stop_keeps_the_points_of_the_attacks_not_reached_yet(shipped, tmp_pat
 
     monkeypatch.setattr(analysis.adversarial, "robustness", stopped)
     stop = True
+    (out / "robustness.png").unlink()
     with pytest.raises(KeyboardInterrupt):
         analyse_agent(agent, out, attacks=("fgsm", "noise"), **kwargs)
+    assert (out / "robustness.png").stat().st_size > 0  # drawn from the points kept
     partial = json.loads((out / "robustness.json").read_text())
     assert not partial["complete"] and played == [("fgsm", 2.0)]
     points = {run["attack"]: run["results"] for run in partial["runs"]}
