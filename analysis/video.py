@@ -159,7 +159,8 @@ def gray_to_rgb(gray: np.ndarray) -> np.ndarray:
     return np.repeat(gray[..., None], 3, axis=2)
 
 
-def record_random_play(game: str, steps: int, seed: int, out: str | os.PathLike[str]) -> Path:
+def record_random_play(game: str, steps: int, seed: int, out: str | os.PathLike[str],
+                       progress: bool = True) -> Path:  # fmt: skip
     """A video of random play: the 210x160 screen beside the newest 84x84 frame the agent sees."""
     from tqdm import tqdm
 
@@ -172,7 +173,7 @@ def record_random_play(game: str, steps: int, seed: int, out: str | os.PathLike[
     rng = np.random.default_rng(seed)
     obs, _ = env.reset()
     with VideoWriter(out, fps=15) as video:
-        for _ in tqdm(range(steps), desc=f"{env.game} random play", unit="step"):
+        for _ in tqdm(range(steps), desc=f"{env.game} random play", unit="step", disable=not progress):
             screen = upscale(env.rgb_frame(), 420)
             view = upscale(gray_to_rgb(obs[-1]), 420)
             video.write(np.concatenate([screen, view], axis=1))

@@ -22,6 +22,8 @@ class Args:
     """Seed for the environment and the random actions."""
     out: Path = Path("demo/env.mp4")
     """Output mp4 path."""
+    progress: bool = True
+    """Show a progress bar."""
 
 
 def main() -> None:
@@ -30,7 +32,7 @@ def main() -> None:
 
     try:
         with signals_end_cleanly():
-            path = record_random_play(args.game, args.steps, args.seed, args.out)
+            path = record_random_play(args.game, args.steps, args.seed, args.out, args.progress)
     except (ValueError, OSError) as e:
         raise SystemExit(f"error: {e}") from None
     print(f"wrote {path}")

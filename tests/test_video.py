@@ -1,6 +1,7 @@
 import imageio.v3 as iio
 import numpy as np
 import pytest
+from conftest import call_script
 
 from analysis.video import VideoWriter, check_writable, record_random_play
 
@@ -43,3 +44,11 @@ def test_random_play_video(tmp_path):
     path = record_random_play("pong", 12, 0, tmp_path / "pong.mp4")
     frames = iio.imread(path)
     assert frames.shape == (12, 420, 740, 3)
+
+
+@pytest.mark.parametrize("flag", ["--progress", "--no-progress"])
+def test_the_demo_shows_its_bar_unless_told_not_to(flag, tmp_path):
+    out = tmp_path / "demo.mp4"
+    done = call_script("scripts/env_demo.py", "--steps", "3", "--out", str(out), flag)
+    assert done.returncode == 0, done.stderr
+    assert ("random play" in done.stderr) == (flag == "--progress") and out.stat().st_size > 0
