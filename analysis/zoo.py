@@ -436,7 +436,8 @@ def page(found: list[Entry], zoo_link: str, command: str) -> str:
              "FGSM, PGD-10 and random noise at an L-infinity budget of epsilon pixel levels, at every "
              "step of the attacked episodes, the interval over those episodes; a blank is a point "
              "not played yet (`attn zoo analyse pretrained/<agent>` plays the missing points, and "
-             "an interrupted one goes on where it stopped)."]  # fmt: skip
+             "an interrupted one goes on where it stopped). Every epsilon, the agents side by side "
+             "(`attn zoo compare`): [robustness](robustness.md#every-pqn-agent-of-the-zoo)."]  # fmt: skip
     for e in found:
         parts += ["", f"## {e.label}", "", f"`pretrained/{e.name}`", ""]
         folder = f"{zoo_link}/{e.name}"
