@@ -93,6 +93,31 @@ def test_fgsm_and_pgd_give_arts_frames(attack, eps):
     np.testing.assert_array_equal(ours.numpy(), quantise(obs, torch.from_numpy(theirs), eps).numpy())
 
 
+@pytest.mark.parametrize("attack", ["fgsm", "pgd"])
+def test_a_frame_seen_at_the_last_step_is_not_attacked_again(attack):
+    """The attack of a repeated frame (an idle game's screen) is the last step's, without a pass;
+    new frames are attacked as a fresh attacker attacks them, with their own clean actions."""
+    net = LinearQ(bias_gap=0.0)
+    a, b = frames(3, seed=1), frames(2, seed=2)
+    attacker = CNNAttack(net, (2, 12, 12), attack, 8.0, steps=3)
+    first = attacker(a)
+    passes = []
+    attacker.logits = lambda x01: passes.append(len(x01)) or CNNAttack.logits(attacker, x01)
+    mixed = torch.cat([a[2:], b, a[2:]])  # a repeat, two new frames, the repeat again
+    out = attacker(mixed)
+    assert passes == [2] * attacker.steps  # only the two new frames went through the network
+    fresh = CNNAttack(net, (2, 12, 12), attack, 8.0, steps=3)
+    expected = fresh(mixed)
+    np.testing.assert_array_equal(out.numpy(), expected.numpy())
+    np.testing.assert_array_equal(out[0].numpy(), first[2].numpy())
+    np.testing.assert_array_equal(attacker.last_clean_actions, fresh.last_clean_actions)
+    assert len(set(attacker.last_clean_actions.tolist())) == 2  # the rows' own actions, not one
+    attacker(b)  # the memo holds the last step only: a's frame is attacked again after a gap
+    passes.clear()
+    attacker(a[2:])
+    assert passes == [1] * attacker.steps
+
+
 def test_quantise_rounds_inside_the_ball():
     clean = torch.tensor([0, 10, 250, 128], dtype=torch.uint8)
     perturbed = torch.tensor([-3.0, 12.6, 260.0, 126.2])
