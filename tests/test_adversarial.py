@@ -118,6 +118,32 @@ def test_a_frame_seen_at_the_last_step_is_not_attacked_again(attack):
     assert passes == [1] * attacker.steps
 
 
+def test_the_attack_benchmark_times_attacks_of_new_frames(monkeypatch):
+    """Every timed call of the CNN attacker crafts its whole batch: a benchmark that handed it the
+    frames of its last call would time the memo."""
+    from analysis import adversarial
+    from scripts.bench.analysis import benchmark_attacks
+
+    crafted, calls = [], []
+    step_call, cnn_call = adversarial._StepAttack.__call__, CNNAttack.__call__
+
+    def count_crafted(self, obs):
+        if isinstance(self, CNNAttack) and self.attack != "noise":
+            crafted.append(len(obs))
+        return step_call(self, obs)
+
+    def count_calls(self, obs):
+        if self.attack != "noise":
+            calls.append(len(obs))
+        return cnn_call(self, obs)
+
+    monkeypatch.setattr(adversarial._StepAttack, "__call__", count_crafted)
+    monkeypatch.setattr(CNNAttack, "__call__", count_calls)
+    rows = benchmark_attacks(batch=2, repeats=2)
+    assert len(rows) == 8 and all(rate > 0 for _, rate in rows)
+    assert calls and crafted == calls == [2] * len(calls)
+
+
 def test_quantise_rounds_inside_the_ball():
     clean = torch.tensor([0, 10, 250, 128], dtype=torch.uint8)
     perturbed = torch.tensor([-3.0, 12.6, 260.0, 126.2])
