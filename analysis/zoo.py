@@ -107,8 +107,9 @@ def analyse_agent(agent: str | Path, out: str | Path, *, steps: int = 1000, clip
     try:
         runs = _attack_points(agent, path, digest, plans, eps, settings, fresh, progress)
     except KeyboardInterrupt:  # the figure of the points kept, so that it and the page match the file
-        if path.is_file() and read_json(path).get("weights_sha256") == digest:
-            plot_robustness(summarise(read_json(path)["runs"]), figure, title)
+        kept = read_json(path) if path.is_file() else {}
+        if kept.get("weights_sha256") == digest:
+            plot_robustness(summarise(kept["runs"]), figure, title)
         raise
     plot_robustness(summarise(runs), figure, title)
     return written + [stamp_path, path, figure]
