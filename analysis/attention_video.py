@@ -27,6 +27,7 @@ from analysis.playback import Moment, play_episodes, playback_env
 from analysis.render import RunningPercentile, hud_strip, label, overlay, panels
 from analysis.saliency import to_frame
 from analysis.video import VideoWriter, check_output_file, check_writable
+from envs import FireAfterLifeLoss
 
 
 def receptive_field_centres(torso: nn.Sequential) -> tuple[float, float]:
@@ -150,17 +151,19 @@ def play_attention(model: SoftAttentionAgent, config: dict[str, Any], steps: int
                    episodes: int | None = None, seed: int = 0,
                    greedy: bool = True) -> Iterator[AttentionStep]:  # fmt: skip
     """Play one env with the agent until ``steps`` steps or ``episodes`` episodes, the recurrent
-    state carried as in training (zeroed at each episode's start)."""
+    state carried as in training (zeroed at each episode's start) and FIRE pressed after a lost
+    life where training pressed it."""
     env = playback_env(config, seed)
     torch.manual_seed(seed)
     policy = SoftPolicy(model.eval(), 1, greedy=greedy)
+    fire = None
 
     def act(m: Moment) -> tuple[int, AttentionStep]:
         x = torch.from_numpy(np.asarray(m.obs)[None])
         inputs = (int(policy.prev_action[0]), float(policy.prev_reward[0]))
         state = tuple(s.clone() for s in policy.state)
         jac = value_jacobian(model, x, policy)
-        action = int(policy(x)[0])
+        action = int(fire.actions(np.asarray(policy(x)[:1]))[0])
         maps = policy.heads["attention"][0].numpy()
         agreement = spearman(maps.mean(0), cells_of(jac, model, maps.shape[-2:]))
         shares = object_shares(config["game"], pooled_state(env, config["game"]), maps, jac, model)
@@ -169,9 +172,14 @@ def play_attention(model: SoftAttentionAgent, config: dict[str, Any], steps: int
 
     def on_step(action: int, reward: float, ended: bool, info: dict[str, Any]) -> None:
         policy.observe(np.array([action]), np.array([reward], np.float32))
+        fire.observe(info, ended)
 
-    yield from play_episodes(env, act, steps, episodes, seed=seed, on_step=on_step,
-                             on_reset=lambda info: policy.reset())  # fmt: skip
+    def on_reset(info: dict[str, Any]) -> None:
+        nonlocal fire
+        fire = FireAfterLifeLoss.for_checkpoint(config, info)  # the game the agent learnt
+        policy.reset()
+
+    yield from play_episodes(env, act, steps, episodes, seed=seed, on_step=on_step, on_reset=on_reset)
 
 
 def query_overlays(screen: np.ndarray, attention: np.ndarray, model: SoftAttentionAgent) -> list[np.ndarray]:

@@ -443,18 +443,33 @@ def test_life_loss_is_terminal_for_the_targets_only(tmp_path, life_loss_info):
         assert sum(dones) == games
 
 
-def test_fire_after_life_loss_is_pressed_for_the_agent_and_masked(tmp_path):
+def _never_firing_trainer(kind, tmp_path):
+    """A Breakout trainer of either recurrent agent under --fire-after-life-loss whose policy never
+    samples FIRE (its FIRE logit at -1e9)."""
+    from agents.soft.train import SoftConfig, SoftTrainer
+
+    common = dict(num_envs=2, total_steps=2 * 32 * 12, hidden=16, run_dir=str(tmp_path / "run"),
+                  progress=False, threads=1, fire_after_life_loss=True, epochs=1)  # fmt: skip
+    if kind == "glimpse":
+        trainer = GlimpseTrainer(GlimpseConfig.for_game("breakout", heatmap_every=0, **common))
+        head = trainer.model.action_head
+    else:
+        trainer = SoftTrainer(SoftConfig.for_game("breakout", attention_every=0, **common))
+        head = trainer.model.policy_logits
+    with torch.no_grad():
+        head.bias[trainer.action_names.index("FIRE")] = -1e9
+    return trainer
+
+
+@pytest.mark.parametrize("kind", ["glimpse", "soft"])
+def test_fire_after_life_loss_is_pressed_for_the_agent_and_masked(kind, tmp_path):
     """With --fire-after-life-loss the step after every lost life (the game going on) plays FIRE
     whatever the policy sampled, and is no decision of the policy (mask 0); every other step plays
-    what was sampled. A policy that never fires (its FIRE logit at -1e9) still serves every ball."""
-    cfg = GlimpseConfig.for_game("breakout", num_envs=2, total_steps=2 * 32 * 12, hidden=16,
-                              run_dir=str(tmp_path / "run"), progress=False, heatmap_every=0,
-                              threads=1, fire_after_life_loss=True, epochs=1)  # fmt: skip
-    trainer = GlimpseTrainer(cfg)
+    what was sampled. A policy that never fires still serves every ball. The soft agent, which
+    reads its previous action, reads the FIRE that was played."""
+    trainer = _never_firing_trainer(kind, tmp_path)
     fire = trainer.action_names.index("FIRE")
-    with torch.no_grad():
-        trainer.model.action_head.bias[fire] = -1e9
-    played, lives, masks = [], [], []
+    played, lives, masks, previous = [], [], [], []
     step, update = trainer.env.step, trainer.update
 
     def recording_step(actions):
@@ -465,10 +480,11 @@ def test_fire_after_life_loss_is_pressed_for_the_agent_and_masked(tmp_path):
 
     def record(rows, bootstrap, start):
         masks.extend(m.numpy() for m in rows["mask"])
+        previous.extend(a.numpy() for a in rows.get("prev_action", []))
         return update(rows, bootstrap, start)
 
     trainer.env.step, trainer.update = recording_step, record
-    trainer.run()
+    path = trainer.run()
     played, lives, masks = np.stack(played), np.stack(lives), np.stack(masks)
     lost = np.zeros_like(played, bool)  # a life lost at step t, the game going on
     lost[1:] = (lives[1:] < lives[:-1]) & (lives[1:] > 0)
@@ -477,6 +493,16 @@ def test_fire_after_life_loss_is_pressed_for_the_agent_and_masked(tmp_path):
     assert forced.sum() >= 2, "too few lives lost for the test to mean anything"
     assert (played[forced] == fire).all() and not masks[forced].any()
     assert (played[~forced] != fire).all()
+    if kind == "soft":
+        after = np.zeros_like(forced)
+        after[1:] = forced[:-1]
+        assert (np.stack(previous)[after] == fire).all()
+        # its videos play the game it learnt: every FIRE of a policy that never fires is pressed for it
+        from analysis.attention_video import play_attention
+
+        model, config = load_checkpoint(path)
+        actions = [s.action for s in play_attention(model, config, steps=500)]
+        assert actions.count(fire) >= 1
 
 
 def test_frame_stack_gives_each_patch_the_last_frames_and_evaluation_the_same_env(tmp_path):

@@ -14,6 +14,7 @@ from conftest import call_script
 
 from agents.common.architecture import build_network
 from agents.soft import SoftAttentionAgent, attend, spatial_basis
+from envs import FireAfterLifeLoss
 
 
 def test_the_spatial_basis_is_the_products_of_cosines_by_hand():
@@ -164,7 +165,7 @@ def test_ppo_replay_gives_back_the_rollout_across_episode_ends(tmp_path):
     obs, _ = trainer.env.reset(seed=0)
     start = trainer.model.initial_state(4)
     prev = (torch.zeros(4, dtype=torch.long), torch.zeros(4))
-    rows, *_ = trainer.rollout(obs, start, prev, _Session())
+    rows, *_ = trainer.rollout(obs, start, prev, FireAfterLifeLoss(False, -1, {}), _Session())
     t = {k: torch.stack(v) for k, v in rows.items()}
     assert t["restart"].any() and not t["mask"].all()  # reset steps were played and masked
     with torch.no_grad():
@@ -202,7 +203,9 @@ def test_compiled_steps_play_and_learn_as_the_eager_ones(tmp_path):
             trainer.act, trainer.unroll = counted("act", trainer.act), counted("unroll", trainer.unroll)
         obs, _ = trainer.env.reset(seed=0)
         start = trainer.model.initial_state(4)
-        rows, *_ = trainer.rollout(obs, start, (torch.zeros(4, dtype=torch.long), torch.zeros(4)), _Session())
+        no_fire = FireAfterLifeLoss(False, -1, {})
+        rows, *_ = trainer.rollout(obs, start, (torch.zeros(4, dtype=torch.long), torch.zeros(4)), no_fire,
+                                   _Session())  # fmt: skip
         rows["restart"][1][1] = True  # env 1 starts afresh after step 1 (a Catch game outlasts 4 steps)
         t = {k: torch.stack(v) for k, v in rows.items()}
         replayed = trainer.replay(start, t, torch.arange(4))

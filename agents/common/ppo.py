@@ -5,6 +5,7 @@ PPO they both take (:class:`PPOConfig`)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -44,6 +45,13 @@ class PPOConfig(TrainConfig):
     shrink as the policy settles. A function of the step, so a resumed run continues the schedule
     and ``--resume --total-steps`` stretches it."""
 
+    fire_after_life_loss: bool = False
+    """Atari only, with --life-loss-info: the step after a lost life presses FIRE for the agent (a
+    step that is not the policy's decision, masked like a reset step), as OpenAI Baselines'
+    EpisodicLifeEnv and FireResetEnv do at every life. In Breakout the ball waits for FIRE: a policy
+    whose FIRE probability falls stalls its games instead of playing. Evaluation presses FIRE the
+    same way for checkpoints trained with it."""
+
     BUDGET: ClassVar[tuple[str, ...]] = (*TrainConfig.BUDGET, "anneal_lr")
 
     def validate(self) -> None:
@@ -51,6 +59,18 @@ class PPOConfig(TrainConfig):
         if self.minibatches > self.num_envs:
             raise ValueError(f"--minibatches splits the envs, so it must be at most --num-envs "
                              f"({self.num_envs}) (got {self.minibatches})")  # fmt: skip
+        if self.fire_after_life_loss and not self.life_loss_info:
+            raise ValueError("--fire-after-life-loss needs --life-loss-info (an Atari game whose lives "
+                             "the trainer sees)")  # fmt: skip
+
+    def fire_action(self, names: Sequence[str]) -> int:
+        """FIRE's index among the game's actions under --fire-after-life-loss (-1 without it)."""
+        if not self.fire_after_life_loss:
+            return -1
+        if "FIRE" not in names:
+            raise ValueError(f"--fire-after-life-loss: {self.game} has no FIRE action "
+                             f"(actions: {', '.join(names)})")  # fmt: skip
+        return list(names).index("FIRE")
 
 
 def advantages(

@@ -202,12 +202,6 @@ class GlimpseConfig(PPOConfig):
     """Weight of the action policy's entropy bonus."""
     location_entropy_coef: NonNegativeFloat = 0.0
     """Weight of the location policy's entropy bonus (the Gaussian's is a constant)."""
-    fire_after_life_loss: bool = False
-    """Atari only, with --life-loss-info: the step after a lost life presses FIRE for the agent (a
-    step that is not the policy's decision, masked like a reset step), as OpenAI Baselines'
-    EpisodicLifeEnv and FireResetEnv do at every life. In Breakout the ball waits for FIRE: a policy
-    whose FIRE probability falls stalls its games instead of playing. Evaluation presses FIRE the
-    same way for checkpoints trained with it."""
     init_from: str = ""
     """Checkpoint (run, checkpoint directory or model.safetensors) whose network weights start this
     run, with a fresh optimizer and step count: a curriculum, such as an agent of the paper's game
@@ -247,9 +241,6 @@ class GlimpseConfig(PPOConfig):
             if set_away:
                 raise ValueError(f"{flag(name)} is for {'Atari games' if catch else '--game catch'} "
                                  f"only (got {getattr(self, name)!r} with --game {self.game})")  # fmt: skip
-        if self.fire_after_life_loss and not self.life_loss_info:
-            raise ValueError("--fire-after-life-loss needs --life-loss-info (an Atari game whose lives "
-                             "the trainer sees)")  # fmt: skip
         if catch and self.catch_paddle_width > size // 2:
             raise refuse("catch_paddle_width", f"in [1, --catch-size // 2 = {size // 2}]",
                          self.catch_paddle_width)  # fmt: skip
@@ -339,10 +330,7 @@ class GlimpseTrainer:
         ], fused=True)  # fmt: skip
         self.run_dir = Path(cfg.run_dir or cfg.default_run_dir())
         self.action_names = action_names(self.game, self.env_options)
-        if cfg.fire_after_life_loss and "FIRE" not in self.action_names:
-            raise ValueError(f"--fire-after-life-loss: {self.game} has no FIRE action "
-                             f"(actions: {', '.join(self.action_names)})")  # fmt: skip
-        self.fire_action = self.action_names.index("FIRE") if cfg.fire_after_life_loss else -1
+        self.fire_action = cfg.fire_action(self.action_names)
         self.global_step = self.updates = 0
         self.tracker = EpisodeTracker(cfg.num_envs, self.env_options)
         self.heat = np.zeros(self.frame_shape, np.float64)

@@ -36,7 +36,7 @@ from agents.common.run import (
 )
 from agents.common.training import EpisodeTracker, action_names
 from agents.soft.model import TORSOS, SoftAttentionAgent, restart
-from envs import CatchVectorEnv, make_vector_env, resolve_game
+from envs import CatchVectorEnv, FireAfterLifeLoss, make_vector_env, resolve_game
 from envs.options import AtariOptions
 
 
@@ -172,6 +172,7 @@ class SoftTrainer:
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.learning_rate, fused=True)
         self.run_dir = Path(cfg.run_dir or cfg.default_run_dir())
         self.action_names = action_names(self.game, self.env_options)
+        self.fire_action = cfg.fire_action(self.action_names)
         self.global_step = self.updates = 0
         self.tracker = EpisodeTracker(cfg.num_envs, self.env_options)
         self.stop_signal: int | None = None
@@ -183,10 +184,12 @@ class SoftTrainer:
 
     # ---- acting -------------------------------------------------------------------------------
     def rollout(self, obs: np.ndarray, state: tuple[torch.Tensor, ...],
-                prev: tuple[torch.Tensor, torch.Tensor], session: RunSession) -> tuple[Any, ...]:  # fmt: skip
+                prev: tuple[torch.Tensor, torch.Tensor], fire: FireAfterLifeLoss,
+                session: RunSession) -> tuple[Any, ...]:  # fmt: skip
         """Play ``rollout`` steps from ``obs``, the recurrent ``state`` and the previous action and
         reward ``prev``; returns the rows the update needs and the observation, state and ``prev``
-        the next rollout starts from. The agent reads the clipped rewards it was given."""
+        the next rollout starts from. The agent reads the clipped rewards it was given and the
+        action the env played (FIRE after a lost life under ``fire``, a step that is no decision)."""
         c, tracker = self.cfg, self.tracker
         rows: dict[str, list[torch.Tensor]] = collections.defaultdict(list)
         prev_action, prev_reward = prev
@@ -198,18 +201,21 @@ class SoftTrainer:
             watched.append(heads["attention"][0])
             dist = torch.distributions.Categorical(logits=heads["policy_logits"])
             action = dist.sample()
-            obs, rew, term, trunc, info = self.env.step(action.numpy())
+            played = fire.actions(action.numpy())
+            obs, rew, term, trunc, info = self.env.step(played)
             ended = tracker.ended  # envs whose step was a reset step: no decision
+            decision = ~ended & ~fire.forced
             now_ended = tracker.update(rew, term, trunc, info, self.writer, self.global_step)
             reward = torch.from_numpy(np.where(ended, 0.0, np.clip(rew, -1, 1))).float()
-            done = torch.from_numpy(now_ended | (np.asarray(term) & ~ended))  # a life under life_loss_info
+            done = torch.from_numpy(now_ended | (np.asarray(term) & decision))  # a life under life_loss_info
             fresh = torch.from_numpy(ended)
             step = {"obs": images, "prev_action": prev_action, "prev_reward": prev_reward, "action": action,
                     "logp": dist.log_prob(action), "value": heads["value"], "reward": reward, "done": done,
-                    "mask": ~fresh, "restart": fresh}  # fmt: skip
+                    "mask": torch.from_numpy(decision), "restart": fresh}  # fmt: skip
             for k, v in step.items():
                 rows[k].append(v)
-            prev_action, prev_reward = action, reward
+            fire.observe(info, now_ended)  # term is a life's end under life_loss_info
+            prev_action, prev_reward = torch.from_numpy(played), reward
             if ended.any():  # an env whose reset step just happened starts over
                 state = restart(state, fresh)
                 prev_action = torch.where(fresh, torch.zeros_like(prev_action), prev_action)
@@ -279,13 +285,14 @@ class SoftTrainer:
 
     def _loop(self, session: RunSession) -> None:
         c = self.cfg
-        obs, _ = self.env.reset(seed=c.seed + self.global_step)
+        obs, info = self.env.reset(seed=c.seed + self.global_step)
+        fire = FireAfterLifeLoss(c.fire_after_life_loss, self.fire_action, info)
         state = self.model.initial_state(c.num_envs)
         prev = (torch.zeros(c.num_envs, dtype=torch.long), torch.zeros(c.num_envs))
         log, save = Every(c.log_every, self.global_step), Every(c.save_every, self.global_step)
         while self.global_step < c.total_steps and not session.should_stop():
             start = state
-            rows, obs, state, prev = self.rollout(obs, state, prev, session)
+            rows, obs, state, prev = self.rollout(obs, state, prev, fire, session)
             with torch.no_grad():
                 heads, _ = self.act(torch.from_numpy(obs), state, *prev)
             stats = self.update(rows, heads["value"], start)
