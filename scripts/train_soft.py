@@ -1,8 +1,8 @@
 """Train the soft-attention agent (Mott et al. 2019: queries over a ConvLSTM's keys and values with
 a fixed spatial basis) with recurrent PPO on Catch or an Atari game.
 
-    attn train soft --game catch          # Catch defaults: 32 envs, episodes of 24 steps
-    attn train soft --game breakout       # the Atari preset: 16 envs, 84x84 frames one at a time
+    attn train soft --game catch          # Catch defaults: 64 envs, episodes of 24 steps
+    attn train soft --game breakout --fire-after-life-loss   # the Atari preset: 16 envs, 84x84 frames
     attn train soft --resume runs/catch__soft__1__1700000000
 
 --help shows the defaults of the game it is given with: Catch's without one, the Atari preset's
